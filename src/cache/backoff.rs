@@ -1,0 +1,102 @@
+//! How long to wait before the next fetch after failures.
+
+use std::time::Duration;
+
+use super::config::CacheConfig;
+use crate::error::{ErrorKind, TokenError};
+
+/// The delay before the next fetch after the `failures`-th consecutive failure
+/// (counting from 1) that ended with `error`.
+///
+/// Exponential from `initial_backoff`, capped at `max_backoff`, with "equal
+/// jitter" (half fixed, half random) so that callers spread out but never retry
+/// immediately. A permanent error waits the full `max_backoff`: repeating it
+/// cannot help. A server's `Retry-After` is honoured up to `max_retry_after`.
+pub(crate) fn delay_after_failure(
+    failures: u32,
+    error: &TokenError,
+    config: &CacheConfig,
+    random: f64,
+) -> Duration {
+    let base = match error.kind() {
+        ErrorKind::Permanent => config.max_backoff,
+        ErrorKind::Transient => exponential(failures, config),
+    };
+    let half = base / 2;
+    let jittered = half + half.mul_f64(random.clamp(0.0, 1.0));
+    match error.retry_after() {
+        Some(asked) => jittered.max(asked.min(config.max_retry_after)),
+        None => jittered,
+    }
+}
+
+/// `initial_backoff * 2^(n-1)`, capped at `max_backoff`; no jitter.
+pub(crate) fn exponential(n: u32, config: &CacheConfig) -> Duration {
+    let doublings = n.saturating_sub(1).min(30);
+    config
+        .initial_backoff
+        .checked_mul(1u32 << doublings)
+        .unwrap_or(config.max_backoff)
+        .min(config.max_backoff)
+}
+
+/// A random number in `[0, 1)`, good enough for jitter (not for secrets).
+pub(crate) fn jitter() -> f64 {
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    // Each RandomState has fresh keys, so hashing nothing yields a new random value.
+    let bits = RandomState::new().build_hasher().finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_failures_double_up_to_the_cap() {
+        let config = CacheConfig::default();
+        let err = TokenError::transient("503");
+        let delays: Vec<_> = (1..=10)
+            .map(|n| delay_after_failure(n, &err, &config, 1.0))
+            .collect();
+        assert_eq!(delays[0], Duration::from_millis(250));
+        assert_eq!(delays[1], Duration::from_millis(500));
+        assert_eq!(delays[9], Duration::from_secs(30));
+        // Jitter never goes below half.
+        assert_eq!(
+            delay_after_failure(1, &err, &config, 0.0),
+            Duration::from_millis(125)
+        );
+        // Huge failure counts do not overflow.
+        assert_eq!(exponential(u32::MAX, &config), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn permanent_failures_wait_the_maximum_and_retry_after_is_honoured() {
+        let config = CacheConfig::default();
+        let err = TokenError::permanent("invalid_client");
+        assert_eq!(
+            delay_after_failure(1, &err, &config, 1.0),
+            Duration::from_secs(30)
+        );
+
+        let limited = TokenError::transient("429").with_retry_after(Duration::from_secs(90));
+        assert_eq!(
+            delay_after_failure(1, &limited, &config, 0.0),
+            Duration::from_secs(90)
+        );
+        let absurd = TokenError::transient("429").with_retry_after(Duration::from_secs(86_400));
+        assert_eq!(
+            delay_after_failure(1, &absurd, &config, 0.0),
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn jitter_is_in_unit_interval_and_varies() {
+        let values: Vec<f64> = (0..100).map(|_| jitter()).collect();
+        assert!(values.iter().all(|v| (0.0..1.0).contains(v)));
+        assert!(values.windows(2).any(|w| w[0] != w[1]));
+    }
+}

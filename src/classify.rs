@@ -1,0 +1,136 @@
+//! What counts as "the server rejected the token".
+
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderMap, StatusCode};
+
+use crate::www_authenticate;
+
+/// Decides whether a response means the access token was rejected, so that the
+/// cache drops it and the request is sent once more with a fresh one.
+///
+/// It sees the status and the headers only (trailers-only gRPC responses carry
+/// their status in the headers). Any `Fn(StatusCode, &HeaderMap) -> bool` is a
+/// classifier:
+///
+/// ```
+/// use http::{HeaderMap, StatusCode};
+/// use tower_bearer::{BearerAuthLayer, StaticToken};
+///
+/// // An API that signals an expired token with 419.
+/// let layer = BearerAuthLayer::new(StaticToken::new("k"))
+///     .classifier(|status: StatusCode, _: &HeaderMap| status.as_u16() == 419);
+/// # drop(layer);
+/// ```
+pub trait RejectionClassifier: Clone + Send + Sync + 'static {
+    /// `true` if the response says the token itself was not accepted.
+    fn is_rejection(&self, status: StatusCode, headers: &HeaderMap) -> bool;
+}
+
+impl<F> RejectionClassifier for F
+where
+    F: Fn(StatusCode, &HeaderMap) -> bool + Clone + Send + Sync + 'static,
+{
+    fn is_rejection(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        self(status, headers)
+    }
+}
+
+/// The default classifier: HTTP 401 meaning a bad bearer token (RFC 6750 §3.1),
+/// and gRPC `UNAUTHENTICATED` (status 16).
+///
+/// A 401 counts when it has no `WWW-Authenticate` header, or a `Bearer`
+/// challenge with `error="invalid_token"` or with no error code at all. A 401
+/// that only offers other schemes (`Basic`), or names another error, does not:
+/// a new bearer token cannot fix it. A 403 (`insufficient_scope`) never counts.
+///
+/// ```
+/// use http::{header::WWW_AUTHENTICATE, HeaderMap, HeaderValue, StatusCode};
+/// use tower_bearer::{DefaultClassifier, RejectionClassifier};
+///
+/// let c = DefaultClassifier;
+/// let mut headers = HeaderMap::new();
+/// assert!(c.is_rejection(StatusCode::UNAUTHORIZED, &headers));
+/// headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="invalid_token""#));
+/// assert!(c.is_rejection(StatusCode::UNAUTHORIZED, &headers));
+/// headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer error="insufficient_scope""#));
+/// assert!(!c.is_rejection(StatusCode::FORBIDDEN, &headers));
+///
+/// let mut grpc = HeaderMap::new();
+/// grpc.insert("grpc-status", HeaderValue::from_static("16"));
+/// assert!(c.is_rejection(StatusCode::OK, &grpc));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultClassifier;
+
+/// The gRPC status code `UNAUTHENTICATED`.
+const GRPC_UNAUTHENTICATED: &[u8] = b"16";
+
+impl RejectionClassifier for DefaultClassifier {
+    fn is_rejection(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        if status == StatusCode::UNAUTHORIZED {
+            return http_401_rejects_token(headers);
+        }
+        status == StatusCode::OK
+            && headers
+                .get("grpc-status")
+                .is_some_and(|v| v.as_bytes() == GRPC_UNAUTHENTICATED)
+    }
+}
+
+fn http_401_rejects_token(headers: &HeaderMap) -> bool {
+    let mut saw_challenge = false;
+    for value in headers.get_all(WWW_AUTHENTICATE) {
+        let Ok(value) = value.to_str() else {
+            continue;
+        };
+        for challenge in www_authenticate::parse(value) {
+            saw_challenge = true;
+            if challenge.is_scheme("bearer") {
+                return matches!(challenge.param("error"), None | Some("invalid_token"));
+            }
+        }
+    }
+    // A bare 401 is how most APIs say "bad token".
+    !saw_challenge
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn with_challenges(values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for v in values {
+            headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(v));
+        }
+        headers
+    }
+
+    #[test]
+    fn classifies_401_variants() {
+        let c = DefaultClassifier;
+        let yes =
+            |h: &[&'static str]| c.is_rejection(StatusCode::UNAUTHORIZED, &with_challenges(h));
+        assert!(yes(&[]));
+        assert!(yes(&[r#"Bearer realm="api""#]));
+        assert!(yes(&[r#"Basic realm="x", Bearer error="invalid_token""#]));
+        assert!(yes(&[
+            r#"Basic realm="x""#,
+            r#"Bearer error="invalid_token""#
+        ]));
+        assert!(!yes(&[r#"Basic realm="x""#]));
+        assert!(!yes(&[r#"Bearer error="invalid_request""#]));
+    }
+
+    #[test]
+    fn other_statuses_are_not_rejections() {
+        let c = DefaultClassifier;
+        let h = with_challenges(&[r#"Bearer error="insufficient_scope""#]);
+        assert!(!c.is_rejection(StatusCode::FORBIDDEN, &h));
+        assert!(!c.is_rejection(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new()));
+        let mut grpc = HeaderMap::new();
+        grpc.insert("grpc-status", HeaderValue::from_static("7"));
+        assert!(!c.is_rejection(StatusCode::OK, &grpc));
+    }
+}

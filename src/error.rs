@@ -1,0 +1,233 @@
+//! Errors: why a token could not be had, and whether trying again can help.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A boxed error, as used throughout the tower ecosystem.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Whether a failed token fetch is worth repeating.
+///
+/// The cache backs off after either kind, but much longer after a permanent one:
+/// hammering a token endpoint with a revoked client secret helps nobody.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// May succeed if tried again later: a timeout, a refused connection, a 5xx,
+    /// a 429, a fetch task that was aborted.
+    Transient,
+    /// Will not succeed without a change of configuration or credentials:
+    /// `invalid_client`, `invalid_grant`, `unauthorized_client`, a malformed token.
+    Permanent,
+}
+
+/// Why a token could not be obtained.
+///
+/// Cheap to clone (the cause is shared), because one failed fetch is reported to
+/// every caller that was waiting for it. Never contains a secret: sources build
+/// their messages from status codes and error codes, not from credentials.
+///
+/// ```
+/// use tower_bearer::{ErrorKind, TokenError};
+///
+/// let err = TokenError::transient("token endpoint answered 503");
+/// assert_eq!(err.kind(), ErrorKind::Transient);
+/// assert!(err.is_transient());
+/// assert_eq!(err.to_string(), "token endpoint answered 503");
+/// ```
+#[derive(Clone)]
+pub struct TokenError {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kind: ErrorKind,
+    message: String,
+    retry_after: Option<Duration>,
+    source: Option<BoxError>,
+}
+
+impl TokenError {
+    /// A transient error with a message.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::build(ErrorKind::Transient, message.into(), None, None)
+    }
+
+    /// A permanent error with a message.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::build(ErrorKind::Permanent, message.into(), None, None)
+    }
+
+    /// An error of the given kind caused by another error.
+    ///
+    /// ```
+    /// use tower_bearer::{ErrorKind, TokenError};
+    ///
+    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+    /// let err = TokenError::with_source(ErrorKind::Transient, "token endpoint unreachable", io);
+    /// assert!(std::error::Error::source(&err).is_some());
+    /// ```
+    pub fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::build(kind, message.into(), None, Some(source.into()))
+    }
+
+    /// Returns a copy of this error that asks the cache to wait at least `delay`
+    /// before the next fetch (an HTTP `Retry-After`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::TokenError;
+    ///
+    /// let err = TokenError::transient("rate limited").with_retry_after(Duration::from_secs(7));
+    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
+    /// ```
+    pub fn with_retry_after(self, delay: Duration) -> Self {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => Inner {
+                kind: shared.kind,
+                message: shared.message.clone(),
+                retry_after: shared.retry_after,
+                // The shared cause cannot be moved out; keep it reachable as a message.
+                source: shared
+                    .source
+                    .as_ref()
+                    .map(|s| BoxError::from(s.to_string())),
+            },
+        };
+        Self::build(inner.kind, inner.message, Some(delay), inner.source)
+    }
+
+    fn build(
+        kind: ErrorKind,
+        message: String,
+        retry_after: Option<Duration>,
+        source: Option<BoxError>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                kind,
+                message,
+                retry_after,
+                source,
+            }),
+        }
+    }
+
+    /// Transient or permanent.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// `true` if trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.inner.kind == ErrorKind::Transient
+    }
+
+    /// `true` if trying again will not help without a change of configuration.
+    pub fn is_permanent(&self) -> bool {
+        self.inner.kind == ErrorKind::Permanent
+    }
+
+    /// How long the server asked us to wait, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after
+    }
+
+    /// The underlying cause, if any, for downcasting (for example to
+    /// [`oauth2::OAuth2Error`](crate::oauth2) errors).
+    pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        self.inner.source.as_deref()
+    }
+}
+
+impl fmt::Debug for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TokenError");
+        d.field("kind", &self.inner.kind)
+            .field("message", &self.inner.message);
+        if let Some(delay) = self.inner.retry_after {
+            d.field("retry_after", &delay);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for TokenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.message)
+    }
+}
+
+impl StdError for TokenError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+/// The error of a [`BearerAuth`](crate::BearerAuth) service: either no token could
+/// be had (the request was never sent), or the inner service failed.
+///
+/// A request is never sent without credentials because a fetch failed.
+///
+/// ```
+/// use tower_bearer::{BearerAuthError, TokenError};
+///
+/// let err: BearerAuthError<std::io::Error> = BearerAuthError::Token(TokenError::transient("down"));
+/// assert!(err.token_error().is_some());
+/// assert_eq!(err.to_string(), "no access token: down");
+/// ```
+#[derive(Debug)]
+pub enum BearerAuthError<E> {
+    /// No token could be obtained; the request was not sent.
+    Token(TokenError),
+    /// The inner service returned an error.
+    Service(E),
+}
+
+impl<E> BearerAuthError<E> {
+    /// The token error, if this is one.
+    pub fn token_error(&self) -> Option<&TokenError> {
+        match self {
+            BearerAuthError::Token(err) => Some(err),
+            BearerAuthError::Service(_) => None,
+        }
+    }
+
+    /// The inner service's error, if this is one.
+    pub fn service_error(&self) -> Option<&E> {
+        match self {
+            BearerAuthError::Token(_) => None,
+            BearerAuthError::Service(err) => Some(err),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for BearerAuthError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BearerAuthError::Token(err) => write!(f, "no access token: {err}"),
+            BearerAuthError::Service(err) => write!(f, "inner service error: {err}"),
+        }
+    }
+}
+
+impl<E: StdError + 'static> StdError for BearerAuthError<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            BearerAuthError::Token(err) => Some(err),
+            BearerAuthError::Service(err) => Some(err),
+        }
+    }
+}

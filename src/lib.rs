@@ -1,0 +1,116 @@
+//! Tower middleware for authenticated outbound HTTP.
+//!
+//! Wrap your HTTP client (hyper-util's `Client`, a tonic `Channel`, any
+//! [`tower::Service`](tower_service::Service)) in a [`BearerAuthLayer`]. Every request
+//! leaves with `Authorization: Bearer <token>`; the token comes from a pluggable
+//! [`TokenSource`] and is kept in a [`TokenCache`] that
+//!
+//! - reads the current token without a lock, an allocation or a clock read;
+//! - fetches **once** however many callers need a token at the same moment, in a
+//!   task of its own, so a cancelled caller strands no one;
+//! - refreshes **ahead** of expiry in the background while the current token is
+//!   still served, so callers rarely wait;
+//! - **backs off** after failures (capped, jittered, honouring `Retry-After`) and
+//!   keeps serving a still-valid token while a refresh fails;
+//! - drops a token a server **rejected** (401 / gRPC `UNAUTHENTICATED`) only if it
+//!   is still current, so a thousand rejections cause one refresh.
+//!
+//! A rejected request is sent again **once** with the fresh token, if its body
+//! can be replayed; a second rejection is returned as is.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//! use tower_bearer::{from_fn, AccessToken, BearerAuthLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // Any async closure can be a token source; see `oauth2` for the standard grants.
+//! let source = from_fn(|| async {
+//!     Ok(AccessToken::new("t0k3n").with_expires_in(Duration::from_secs(3600)))
+//! });
+//! let layer = BearerAuthLayer::new(source);
+//! let cache = layer.cache().clone();
+//!
+//! // Stands in for your HTTP client.
+//! let api = service_fn(|req: Request<Full<Bytes>>| async move {
+//!     let ok = req.headers()["authorization"] == "Bearer t0k3n";
+//!     let status = if ok { StatusCode::OK } else { StatusCode::UNAUTHORIZED };
+//!     Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap())
+//! });
+//! let client = ServiceBuilder::new().layer(layer).service(api);
+//!
+//! let req = Request::get("http://127.0.0.1/v1/things").body(Full::default()).unwrap();
+//! let res = client.oneshot(req).await.unwrap();
+//! assert_eq!(res.status(), StatusCode::OK);
+//! assert_eq!(cache.stats().fetches, 1);
+//! # }
+//! ```
+//!
+//! # Stacking with timeouts and retries
+//!
+//! Put `BearerAuthLayer` **inside** (after) tower's retry and timeout layers:
+//!
+//! ```text
+//! ServiceBuilder::new()
+//!     .timeout(total)          // bounds everything: token wait, both attempts, retries
+//!     .retry(policy_for_5xx)   // each attempt passes through BearerAuth again, so a
+//!                              // retried request picks up the current token
+//!     .layer(BearerAuthLayer::new(source))
+//!     .service(client)
+//! ```
+//!
+//! The timeout outermost bounds the caller's total wait, including a token
+//! fetch. The retry layer above `BearerAuthLayer` makes each 5xx retry read the
+//! cache again instead of reusing a header from the first attempt. Token
+//! rejections are handled by `BearerAuthLayer` itself (once), so the retry policy
+//! should not retry 401s.
+//!
+//! # Bodies and replay
+//!
+//! A request can only be sent twice if its body can be: the default
+//! [`CloneBody`] policy handles bodies that are `Clone` (`Full<Bytes>`,
+//! `String`, `Empty`); use [`BearerAuthLayer::no_replay`] for other bodies.
+//!
+//! # Secrets
+//!
+//! Tokens, client secrets, refresh tokens, PKCE verifiers and authorization
+//! codes are printed as `[redacted]` by every `Debug` and `Display`, never
+//! appear in tracing events, and the `Authorization` header value is marked
+//! sensitive.
+
+#![deny(missing_docs, unsafe_code, unreachable_pub)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cache;
+mod classify;
+mod error;
+mod layer;
+mod replay;
+mod secret;
+mod service;
+mod source;
+mod token;
+pub mod www_authenticate;
+
+pub use crate::cache::config::{
+    DEFAULT_AUTH_SCHEME, DEFAULT_EXPIRY_SKEW, DEFAULT_FETCH_TIMEOUT, DEFAULT_INITIAL_BACKOFF,
+    DEFAULT_LIFETIME, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_AFTER, DEFAULT_REFRESH_AHEAD,
+    DEFAULT_REFRESH_AHEAD_FRACTION, DEFAULT_REFRESH_JITTER, MAX_SKEW_FRACTION,
+};
+pub use crate::cache::{CacheStats, TokenCache, TokenCacheBuilder};
+pub use crate::classify::{DefaultClassifier, RejectionClassifier};
+pub use crate::error::{BearerAuthError, BoxError, ErrorKind, TokenError};
+pub use crate::layer::BearerAuthLayer;
+pub use crate::replay::{CloneBody, ClonedRequest, NoReplay, ReplayPolicy};
+pub use crate::secret::Secret;
+pub use crate::service::{BearerAuth, ResponseFuture};
+pub use crate::source::{
+    from_fn, BoxFuture, BoxTokenSource, DynTokenSource, FnSource, StaticToken, TokenSource,
+};
+pub use crate::token::{AccessToken, Expiry};

@@ -1,0 +1,314 @@
+//! The `BearerAuth` service and its response future.
+
+use std::future::Future;
+use std::mem;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use crate::cache::{TokenCache, TokenHeader};
+use crate::classify::{DefaultClassifier, RejectionClassifier};
+use crate::error::{BearerAuthError, TokenError};
+use crate::replay::{CloneBody, ReplayPolicy};
+use crate::source::BoxFuture;
+
+/// Adds `Authorization: Bearer <token>` to every request and retries once when
+/// the server rejects the token. Built by [`BearerAuthLayer`](crate::BearerAuthLayer).
+///
+/// A request that already has an `Authorization` header is passed through as is.
+/// A request is never sent without a token: if none can be had, the call fails
+/// with [`BearerAuthError::Token`].
+#[derive(Clone, Debug)]
+pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier> {
+    inner: S,
+    cache: TokenCache,
+    replay: P,
+    classifier: C,
+}
+
+impl<S, P, C> BearerAuth<S, P, C> {
+    pub(crate) fn new(inner: S, cache: TokenCache, replay: P, classifier: C) -> Self {
+        Self {
+            inner,
+            cache,
+            replay,
+            classifier,
+        }
+    }
+
+    /// The token cache this service reads from.
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, P, C, B, R> Service<Request<B>> for BearerAuth<S, P, C>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    P: ReplayPolicy<B>,
+    C: RejectionClassifier,
+{
+    type Response = Response<R>;
+    type Error = BearerAuthError<S::Error>;
+    type Future = ResponseFuture<S, B, P, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(BearerAuthError::Service)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if request.headers().contains_key(AUTHORIZATION) {
+            let future = self.inner.call(request);
+            return ResponseFuture::new(self, State::Passthrough { future });
+        }
+        match self.cache.current_header() {
+            Some(token) => {
+                let retry =
+                    keep_for_retry(&self.replay, &mut request, &self.inner, token.generation);
+                request.headers_mut().insert(AUTHORIZATION, token.value);
+                let future = self.inner.call(request);
+                ResponseFuture::new(
+                    self,
+                    State::Sending {
+                        future,
+                        generation: token.generation,
+                        retry,
+                    },
+                )
+            }
+            None => {
+                // The ready service goes with the request; a clone stays behind.
+                let clone = self.inner.clone();
+                let service = mem::replace(&mut self.inner, clone);
+                let token = self.cache.header();
+                ResponseFuture::new(
+                    self,
+                    State::AwaitToken {
+                        token,
+                        request: Some(request),
+                        service: Some(service),
+                    },
+                )
+            }
+        }
+    }
+}
+
+fn keep_for_retry<S: Clone, B, P: ReplayPolicy<B>>(
+    replay: &P,
+    request: &mut Request<B>,
+    service: &S,
+    generation: u64,
+) -> Option<Retry<S, P::Kept>> {
+    replay.keep(request).map(|kept| Retry {
+        service: service.clone(),
+        kept,
+        generation,
+    })
+}
+
+/// What a response future needs to send its request a second time.
+#[derive(Debug)]
+struct Retry<S, K> {
+    service: S,
+    kept: K,
+    generation: u64,
+}
+
+pin_project! {
+    /// The response future of [`BearerAuth`].
+    pub struct ResponseFuture<S, B, P, C>
+    where
+        S: Service<Request<B>>,
+        P: ReplayPolicy<B>,
+    {
+        #[pin]
+        state: State<S, B, P>,
+        cache: TokenCache,
+        replay: P,
+        classifier: C,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B, P>
+    where
+        S: Service<Request<B>>,
+        P: ReplayPolicy<B>,
+    {
+        // The request carried its own Authorization header.
+        Passthrough {
+            #[pin]
+            future: S::Future,
+        },
+        // No usable token was cached; waiting for the fetch.
+        AwaitToken {
+            token: BoxFuture<'static, Result<TokenHeader, TokenError>>,
+            request: Option<Request<B>>,
+            service: Option<S>,
+        },
+        // The first attempt is in flight.
+        Sending {
+            #[pin]
+            future: S::Future,
+            generation: u64,
+            retry: Option<Retry<S, P::Kept>>,
+        },
+        // The token was rejected; waiting for its replacement.
+        AwaitFreshToken {
+            token: BoxFuture<'static, Result<Option<TokenHeader>, TokenError>>,
+            retry: Option<Retry<S, P::Kept>>,
+            rejected: Option<S::Response>,
+        },
+        // Waiting for the service to accept the second attempt.
+        AwaitReady {
+            service: S,
+            request: Option<Request<B>>,
+        },
+        // The second and last attempt is in flight.
+        Retrying {
+            #[pin]
+            future: S::Future,
+        },
+    }
+}
+
+impl<S, B, P, C> ResponseFuture<S, B, P, C>
+where
+    S: Service<Request<B>>,
+    P: ReplayPolicy<B>,
+    C: Clone,
+{
+    fn new(service: &BearerAuth<S, P, C>, state: State<S, B, P>) -> Self {
+        Self {
+            state,
+            cache: service.cache.clone(),
+            replay: service.replay.clone(),
+            classifier: service.classifier.clone(),
+        }
+    }
+}
+
+impl<S, B, P, C, R> Future for ResponseFuture<S, B, P, C>
+where
+    S: Service<Request<B>, Response = Response<R>> + Clone,
+    P: ReplayPolicy<B>,
+    C: RejectionClassifier,
+{
+    type Output = Result<Response<R>, BearerAuthError<S::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Passthrough { future } => {
+                    return future.poll(cx).map_err(BearerAuthError::Service);
+                }
+                StateProj::AwaitToken {
+                    token,
+                    request,
+                    service,
+                } => {
+                    let token = ready!(token.as_mut().poll(cx)).map_err(BearerAuthError::Token)?;
+                    let mut request = request.take().expect("polled after completion");
+                    let mut service = service.take().expect("polled after completion");
+                    let retry =
+                        keep_for_retry(this.replay, &mut request, &service, token.generation);
+                    request.headers_mut().insert(AUTHORIZATION, token.value);
+                    let future = service.call(request);
+                    this.state.set(State::Sending {
+                        future,
+                        generation: token.generation,
+                        retry,
+                    });
+                }
+                StateProj::Sending {
+                    future,
+                    generation,
+                    retry,
+                } => {
+                    let response = ready!(future.poll(cx)).map_err(BearerAuthError::Service)?;
+                    if !this
+                        .classifier
+                        .is_rejection(response.status(), response.headers())
+                    {
+                        return Poll::Ready(Ok(response));
+                    }
+                    let generation = *generation;
+                    let Some(retry) = retry.take() else {
+                        // Cannot replay: hand the rejection back, but make sure
+                        // the next request gets a fresh token.
+                        this.cache.reject(generation);
+                        return Poll::Ready(Ok(response));
+                    };
+                    let token = this.cache.header_after_rejection(generation);
+                    this.state.set(State::AwaitFreshToken {
+                        token,
+                        retry: Some(retry),
+                        rejected: Some(response),
+                    });
+                }
+                StateProj::AwaitFreshToken {
+                    token,
+                    retry,
+                    rejected,
+                } => {
+                    let fresh = ready!(token.as_mut().poll(cx));
+                    let rejected = rejected.take().expect("polled after completion");
+                    let retry = retry.take().expect("polled after completion");
+                    let fresh = match fresh {
+                        Ok(Some(fresh)) => fresh,
+                        // No new token, or refreshing cannot help: the rejection
+                        // is the most useful answer the caller can get.
+                        Ok(None) | Err(_) => return Poll::Ready(Ok(rejected)),
+                    };
+                    let Some(mut request) = this.replay.replay(retry.kept) else {
+                        return Poll::Ready(Ok(rejected));
+                    };
+                    drop(rejected);
+                    request.headers_mut().insert(AUTHORIZATION, fresh.value);
+                    this.cache.record_retry();
+                    tracing::debug!(
+                        rejected_generation = retry.generation,
+                        generation = fresh.generation,
+                        "token rejected; sending the request once more with a fresh token"
+                    );
+                    this.state.set(State::AwaitReady {
+                        service: retry.service,
+                        request: Some(request),
+                    });
+                }
+                StateProj::AwaitReady { service, request } => {
+                    ready!(service.poll_ready(cx)).map_err(BearerAuthError::Service)?;
+                    let request = request.take().expect("polled after completion");
+                    let future = service.call(request);
+                    this.state.set(State::Retrying { future });
+                }
+                StateProj::Retrying { future } => {
+                    // A second rejection is returned as is: never loop.
+                    return future.poll(cx).map_err(BearerAuthError::Service);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Where tokens come from: the `TokenSource` trait and the simplest sources.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::error::TokenError;
+use crate::secret::Secret;
+use crate::token::AccessToken;
+
+/// A boxed, `Send` future, as returned by the object-safe form of a source.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Anything that can asynchronously produce an access token.
+///
+/// The cache calls [`fetch`](TokenSource::fetch) at most once at a time, from a
+/// task of its own, and never for a caller that merely wants the current token.
+/// Implementations therefore need no caching or locking of their own.
+///
+/// Implement it for your own types, or use [`from_fn`] for a closure:
+///
+/// ```
+/// use tower_bearer::{AccessToken, TokenError, TokenSource};
+///
+/// struct FromEnv;
+///
+/// impl TokenSource for FromEnv {
+///     async fn fetch(&self) -> Result<AccessToken, TokenError> {
+///         std::env::var("API_TOKEN")
+///             .map(|t| AccessToken::new(t).never_expires())
+///             .map_err(|_| TokenError::permanent("API_TOKEN is not set"))
+///     }
+/// }
+/// ```
+pub trait TokenSource: Send + Sync + 'static {
+    /// Obtains a fresh token.
+    fn fetch(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send;
+}
+
+/// The object-safe form of [`TokenSource`], implemented for every source.
+///
+/// Use it (through [`BoxTokenSource`]) to store sources of different types together.
+pub trait DynTokenSource: Send + Sync + 'static {
+    /// Like [`TokenSource::fetch`], boxed.
+    fn fetch_boxed(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>>;
+}
+
+impl<T: TokenSource> DynTokenSource for T {
+    fn fetch_boxed(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        Box::pin(self.fetch())
+    }
+}
+
+/// A type-erased, cheaply cloneable token source.
+///
+/// ```
+/// use tower_bearer::{BoxTokenSource, StaticToken, TokenSource};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let source = BoxTokenSource::new(StaticToken::new("abc"));
+/// let token = source.fetch().await.unwrap();
+/// assert_eq!(token.secret(), "abc");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct BoxTokenSource(Arc<dyn DynTokenSource>);
+
+impl BoxTokenSource {
+    /// Erases the type of a source.
+    pub fn new(source: impl TokenSource) -> Self {
+        Self(Arc::new(source))
+    }
+}
+
+impl TokenSource for BoxTokenSource {
+    fn fetch(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send {
+        self.0.fetch_boxed()
+    }
+}
+
+impl fmt::Debug for BoxTokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BoxTokenSource")
+    }
+}
+
+impl<T: TokenSource> TokenSource for Arc<T> {
+    fn fetch(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send {
+        (**self).fetch()
+    }
+}
+
+/// A token that never changes: an API key or a long-lived personal token.
+///
+/// ```
+/// use tower_bearer::{Expiry, StaticToken, TokenSource};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let source = StaticToken::new("my-api-key");
+/// let token = source.fetch().await.unwrap();
+/// assert_eq!(token.expiry(), Expiry::Never);
+/// assert_eq!(format!("{source:?}"), "StaticToken { secret: [redacted] }");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct StaticToken {
+    secret: Secret,
+}
+
+impl StaticToken {
+    /// A source that always yields `secret`, never expiring.
+    pub fn new(secret: impl Into<Secret>) -> Self {
+        Self {
+            secret: secret.into(),
+        }
+    }
+}
+
+impl TokenSource for StaticToken {
+    async fn fetch(&self) -> Result<AccessToken, TokenError> {
+        Ok(AccessToken::new(self.secret.expose()).never_expires())
+    }
+}
+
+impl fmt::Debug for StaticToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticToken")
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// A token source built from an async closure; see [`from_fn`].
+#[derive(Clone)]
+pub struct FnSource<F> {
+    f: F,
+}
+
+/// Makes a token source from an async closure, for providers that need custom
+/// code (a non-standard exchange, a token read from a sidecar, a test).
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::{from_fn, AccessToken, TokenSource};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let source = from_fn(|| async {
+///     // e.g. call a custom endpoint here
+///     Ok(AccessToken::new("minted").with_expires_in(Duration::from_secs(300)))
+/// });
+/// assert_eq!(source.fetch().await.unwrap().secret(), "minted");
+/// # }
+/// ```
+pub fn from_fn<F, Fut>(f: F) -> FnSource<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<AccessToken, TokenError>> + Send,
+{
+    FnSource { f }
+}
+
+impl<F, Fut> TokenSource for FnSource<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<AccessToken, TokenError>> + Send,
+{
+    fn fetch(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send {
+        (self.f)()
+    }
+}
+
+impl<F> fmt::Debug for FnSource<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnSource")
+    }
+}

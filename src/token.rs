@@ -1,0 +1,130 @@
+//! The access token: a secret value and what is known about its lifetime.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// What a token source knows about when a token stops being valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// The source did not say (no `expires_in`): the cache applies its default
+    /// lifetime ([`TokenCacheBuilder::default_lifetime`](crate::TokenCacheBuilder::default_lifetime)).
+    Unknown,
+    /// The token is valid until this monotonic instant.
+    At(Instant),
+    /// The token never expires (a static API key).
+    Never,
+}
+
+/// An access token: the secret, its expiry, and its scope.
+///
+/// The secret never appears in `Debug` output. Expiry is a monotonic
+/// [`Instant`](tokio::time::Instant) (tokio's, so tests can pause time), computed
+/// once when the token is received; lifetimes too large to represent, such as an
+/// `expires_in` of `u64::MAX` seconds, saturate to [`Expiry::Never`] instead of
+/// overflowing.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::AccessToken;
+///
+/// let token = AccessToken::new("s3cr3t")
+///     .with_expires_in(Duration::from_secs(3600))
+///     .with_scope("api/access");
+/// assert_eq!(token.secret(), "s3cr3t");
+/// assert_eq!(token.scope(), Some("api/access"));
+/// assert!(!format!("{token:?}").contains("s3cr3t"));
+///
+/// // Huge lifetimes do not overflow.
+/// let forever = AccessToken::new("k").with_expires_in(Duration::from_secs(u64::MAX));
+/// assert_eq!(forever.expiry(), tower_bearer::Expiry::Never);
+/// ```
+#[derive(Clone)]
+pub struct AccessToken {
+    secret: Arc<str>,
+    expiry: Expiry,
+    received_at: Instant,
+    scope: Option<Arc<str>>,
+}
+
+impl AccessToken {
+    /// A token with the given secret and an unknown expiry, received now.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self {
+            secret: Arc::from(secret.into()),
+            expiry: Expiry::Unknown,
+            received_at: Instant::now(),
+            scope: None,
+        }
+    }
+
+    /// Sets the lifetime counted from when the token was received (`expires_in`).
+    ///
+    /// A lifetime too large to add to the clock means the token never expires.
+    pub fn with_expires_in(mut self, lifetime: Duration) -> Self {
+        self.expiry = match self.received_at.checked_add(lifetime) {
+            Some(at) => Expiry::At(at),
+            None => Expiry::Never,
+        };
+        self
+    }
+
+    /// Sets the instant at which the token expires.
+    pub fn with_expires_at(mut self, at: Instant) -> Self {
+        self.expiry = Expiry::At(at);
+        self
+    }
+
+    /// Marks the token as never expiring (a long-lived API key).
+    pub fn never_expires(mut self) -> Self {
+        self.expiry = Expiry::Never;
+        self
+    }
+
+    /// Sets the scope the server granted.
+    pub fn with_scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(Arc::from(scope.into()));
+        self
+    }
+
+    /// The secret value. Handle with care: this is the credential.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// What is known about the token's expiry.
+    pub fn expiry(&self) -> Expiry {
+        self.expiry
+    }
+
+    /// The instant the token expires, if known and finite.
+    pub fn expires_at(&self) -> Option<Instant> {
+        match self.expiry {
+            Expiry::At(at) => Some(at),
+            Expiry::Unknown | Expiry::Never => None,
+        }
+    }
+
+    /// When the token was received (created).
+    pub fn received_at(&self) -> Instant {
+        self.received_at
+    }
+
+    /// The scope the server granted, if it said.
+    pub fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &crate::secret::Redacted)
+            .field("expiry", &self.expiry)
+            .field("received_at", &self.received_at)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
