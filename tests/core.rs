@@ -1,0 +1,456 @@
+//! The core promises of the layer, shown against real servers on 127.0.0.1:
+//! single-flight, refresh-ahead, one retry on rejection, backoff, composition.
+
+mod core_support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use core_support::{get, h2_client, http_client, Api, ApiMode, TokenEndpoint};
+use http::{Request, StatusCode};
+use http_body_util::Full;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bearer::{
+    from_fn, AccessToken, BearerAuthLayer, ErrorKind, StaticToken, TokenCache, TokenError,
+};
+
+const LATENCY: Duration = Duration::from_millis(50);
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_stampede_fetches_once() {
+    let tokens = TokenEndpoint::start(HOUR, LATENCY).await;
+    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let layer = BearerAuthLayer::new(tokens.source());
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new().layer(layer).service(h2_client());
+
+    let calls: Vec<_> = (0..1000)
+        .map(|id| tokio::spawn(client.clone().oneshot(get(&api.url("/data"), id))))
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    assert_eq!(tokens.attempts(), 1, "one token request for 1,000 callers");
+    assert_eq!(cache.stats().fetches, 1);
+    assert_eq!(api.requests(), 1000);
+    assert_eq!(api.rejected(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejection_storm_refreshes_once_and_sends_each_request_at_most_twice() {
+    let tokens = TokenEndpoint::start(HOUR, LATENCY).await;
+    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let layer = BearerAuthLayer::new(tokens.source());
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new().layer(layer).service(h2_client());
+
+    // Warm up: tok-1 is cached. Then the server revokes it.
+    let warm = client.clone().oneshot(get(&api.url("/"), 0)).await.unwrap();
+    assert_eq!(warm.status(), StatusCode::OK);
+    tokens.revoke("tok-1");
+
+    let calls: Vec<_> = (1..=1000)
+        .map(|id| tokio::spawn(client.clone().oneshot(get(&api.url("/data"), id))))
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    let stats = cache.stats();
+    assert_eq!(tokens.minted(), 2, "one refresh for 1,000 rejections");
+    assert_eq!(stats.invalidations, 1);
+    assert_eq!(api.max_attempts(), 2, "each request sent at most twice");
+    assert_eq!(stats.retries as usize, api.rejected());
+    assert!(api.rejected() >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_ahead_keeps_callers_from_waiting() {
+    let lifetime = Duration::from_secs(2);
+    let tokens = TokenEndpoint::start(lifetime, LATENCY).await;
+    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let layer = BearerAuthLayer::new(tokens.source());
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new().layer(layer).service(http_client());
+
+    const WORKERS: usize = 8;
+    let started = tokio::time::Instant::now();
+    let run_for = Duration::from_secs(20);
+    let ok = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            let client = client.clone();
+            let url = api.url("/steady");
+            let ok = Arc::clone(&ok);
+            tokio::spawn(async move {
+                let mut i = 0;
+                while started.elapsed() < run_for {
+                    let res = client
+                        .clone()
+                        .oneshot(get(&url, w * 1_000_000 + i))
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), StatusCode::OK);
+                    ok.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+
+    let stats = cache.stats();
+    // Only the first wave waited: every later token arrived ahead of expiry.
+    assert!(stats.waits <= WORKERS as u64, "waits: {}", stats.waits);
+    assert!(
+        stats.refreshes_ahead >= 9,
+        "refreshes ahead: {}",
+        stats.refreshes_ahead
+    );
+    assert_eq!(stats.fetches, stats.refreshes_ahead + 1);
+    assert_eq!(
+        api.rejected(),
+        0,
+        "no request went out with an expired token"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 1000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_caller_that_started_a_fetch_strands_no_one() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&fetches);
+    let cache = TokenCache::new(from_fn(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(AccessToken::new("slow").with_expires_in(HOUR))
+        }
+    }));
+
+    let leader = tokio::spawn({
+        let cache = cache.clone();
+        async move { cache.token().await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let followers: Vec<_> = (0..100)
+        .map(|_| {
+            let cache = cache.clone();
+            tokio::spawn(async move { cache.token().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+
+    // A caller that times out does not cancel the fetch either.
+    let impatient = tokio::time::timeout(Duration::from_millis(5), cache.token()).await;
+    assert!(impatient.is_err());
+
+    for follower in followers {
+        assert_eq!(follower.await.unwrap().unwrap().secret(), "slow");
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.token().await.unwrap().secret(), "slow");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_source_backs_off_and_callers_get_typed_errors() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&fetches);
+    let cache = TokenCache::new(from_fn(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Err(TokenError::transient("token endpoint answered 503")) }
+    }));
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::from_cache(cache.clone()))
+        .service(tower::service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        }));
+
+    // 10 requests a second for a minute.
+    let mut errors = 0;
+    for i in 0..600 {
+        let err = client
+            .clone()
+            .oneshot(get("http://127.0.0.1/", i))
+            .await
+            .unwrap_err();
+        let token_err = err
+            .token_error()
+            .expect("a token error, not a service error");
+        assert_eq!(token_err.kind(), ErrorKind::Transient);
+        errors += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(errors, 600);
+    let fetched = fetches.load(Ordering::SeqCst);
+    // 250 ms doubling to 30 s: about 8 attempts to reach the cap, then one per 30 s.
+    assert!(
+        (5..=12).contains(&fetched),
+        "fetches in a minute: {fetched}"
+    );
+    assert_eq!(cache.stats().fetches as usize, fetched);
+}
+
+#[tokio::test(start_paused = true)]
+async fn still_valid_token_is_served_while_refresh_fails_then_recovers() {
+    let lifetime = Duration::from_secs(2);
+    let tokens = TokenEndpoint::start(lifetime, Duration::ZERO).await;
+    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let layer = BearerAuthLayer::new(tokens.source());
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new().layer(layer).service(http_client());
+    let start = tokio::time::Instant::now();
+
+    let first = client.clone().oneshot(get(&api.url("/"), 0)).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    tokens.set_failing(true);
+
+    // Refresh-ahead starts at ~1.35 s and fails; tok-1 stays in use until it expires.
+    let mut id = 1;
+    while start.elapsed() < Duration::from_millis(1950) {
+        let res = client
+            .clone()
+            .oneshot(get(&api.url("/"), id))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "at {:?}", start.elapsed());
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(cache.stats().fetch_failures >= 1);
+    assert_eq!(
+        api.seen().iter().filter(|a| *a != "Bearer tok-1").count(),
+        0
+    );
+
+    // Past expiry with the endpoint still down: a typed error, never an
+    // unauthenticated request.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = client
+        .clone()
+        .oneshot(get(&api.url("/"), id))
+        .await
+        .unwrap_err();
+    assert!(err.token_error().unwrap().is_transient());
+    let requests_before = api.requests();
+
+    tokens.set_failing(false);
+    tokio::time::sleep(Duration::from_secs(31)).await; // past the longest backoff
+    let res = client
+        .clone()
+        .oneshot(get(&api.url("/"), id + 1))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(api.requests(), requests_before + 1);
+    assert_eq!(api.seen().last().unwrap(), "Bearer tok-2");
+    assert!(tokens.attempts() < 20, "attempts: {}", tokens.attempts());
+}
+
+#[tokio::test]
+async fn without_replay_a_rejection_is_returned_and_the_next_request_gets_a_fresh_token() {
+    let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
+    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let layer = BearerAuthLayer::new(tokens.source()).no_replay();
+    let cache = layer.cache().clone();
+    let mut client = ServiceBuilder::new().layer(layer).service(http_client());
+
+    let res = client
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api.url("/"), 1))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    tokens.revoke("tok-1");
+
+    let res = client
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api.url("/"), 2))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.attempts_of("2"), 1, "not replayed");
+    assert_eq!(cache.stats().retries, 0);
+    assert_eq!(cache.stats().invalidations, 1);
+
+    let res = client
+        .ready()
+        .await
+        .unwrap()
+        .call(get(&api.url("/"), 3))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(api.seen().last().unwrap(), "Bearer tok-2");
+}
+
+#[tokio::test]
+async fn forbidden_is_not_retried_and_keeps_the_token() {
+    let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
+    let api = Api::start(tokens.clone(), ApiMode::Forbidden).await;
+    let layer = BearerAuthLayer::new(tokens.source());
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new().layer(layer).service(http_client());
+
+    for id in 0..3 {
+        let res = client
+            .clone()
+            .oneshot(get(&api.url("/admin"), id))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    }
+    assert_eq!(api.requests(), 3);
+    assert_eq!(tokens.minted(), 1);
+    assert_eq!(cache.stats().invalidations, 0);
+    assert_eq!(cache.stats().retries, 0);
+}
+
+#[tokio::test]
+async fn a_request_with_its_own_authorization_is_left_alone() {
+    let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
+    let api = Api::start(tokens.clone(), ApiMode::RejectAll).await;
+    let layer = BearerAuthLayer::new(tokens.source());
+    let client = ServiceBuilder::new().layer(layer).service(http_client());
+
+    let mut req = get(&api.url("/"), 1);
+    req.headers_mut()
+        .insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+    let res = client.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(api.seen(), vec!["Basic dXNlcjpwYXNz".to_owned()]);
+    assert_eq!(tokens.attempts(), 0, "no token fetched for it");
+    assert_eq!(api.attempts_of("1"), 1, "and its 401 is not ours to retry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_api_that_rejects_every_token_causes_no_loop_and_few_refreshes() {
+    let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
+    let api = Api::start(tokens.clone(), ApiMode::RejectAll).await;
+    let layer = BearerAuthLayer::new(tokens.source());
+    let client = ServiceBuilder::new().layer(layer).service(http_client());
+
+    // 20 requests a second for a minute.
+    for id in 0..1200 {
+        let res = client
+            .clone()
+            .oneshot(get(&api.url("/"), id))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(api.max_attempts() <= 2, "never more than one retry");
+    // The rejection cool-down doubles from 250 ms up to 30 s.
+    assert!(tokens.minted() <= 12, "tokens minted: {}", tokens.minted());
+}
+
+#[tokio::test(start_paused = true)]
+async fn huge_and_missing_lifetimes_do_not_overflow() {
+    for lifetime in [
+        Some(Duration::from_secs(315_705_599)),
+        Some(Duration::from_secs(u64::MAX)),
+        None,
+    ] {
+        let cache = TokenCache::new(from_fn(move || async move {
+            let token = AccessToken::new("long");
+            Ok(match lifetime {
+                Some(l) => token.with_expires_in(l),
+                None => token,
+            })
+        }));
+        for _ in 0..3 {
+            assert_eq!(cache.token().await.unwrap().secret(), "long");
+        }
+        tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+        cache.token().await.unwrap();
+        let expected = if lifetime.is_none() { 2 } else { 1 };
+        // Without expiry: the default lifetime (1 h) applies, so a year later it
+        // was refreshed ahead of time once and then lapsed; with one: never.
+        assert!(cache.stats().fetches >= expected, "{lifetime:?}");
+    }
+}
+
+#[tokio::test]
+async fn static_token_is_fetched_once() {
+    let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
+    let api = Api::start(tokens.clone(), ApiMode::RejectAll).await;
+    let layer = BearerAuthLayer::new(StaticToken::new("api-key"));
+    let cache = layer.cache().clone();
+    let client = ServiceBuilder::new().layer(layer).service(http_client());
+    for id in 0..5 {
+        let res = client
+            .clone()
+            .oneshot(get(&api.url("/"), id))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert!(api.seen().iter().all(|a| a == "Bearer api-key"));
+    assert!(cache.stats().fetches <= 3, "{:?}", cache.stats());
+}
+
+#[test]
+fn secrets_are_absent_from_debug_output() {
+    let secret = "s3cr3t-value";
+    let token = AccessToken::new(secret)
+        .with_expires_in(HOUR)
+        .with_scope("read");
+    let static_token = StaticToken::new(secret);
+    let layer = BearerAuthLayer::new(StaticToken::new(secret));
+    let service = layer.clone().into_service_for_debug();
+    let debug = [
+        format!("{token:?}"),
+        format!("{static_token:?}"),
+        format!("{:?}", tower_bearer::Secret::new(secret)),
+        format!("{}", tower_bearer::Secret::new(secret)),
+        format!("{layer:?}"),
+        format!("{service:?}"),
+        format!("{:?}", layer.cache()),
+        format!(
+            "{:?}",
+            tower_bearer::BoxTokenSource::new(StaticToken::new(secret))
+        ),
+        format!("{:?}", TokenCache::builder(StaticToken::new(secret))),
+    ];
+    for text in debug {
+        assert!(!text.contains(secret), "leaked in {text}");
+    }
+}
+
+trait IntoServiceForDebug {
+    fn into_service_for_debug(self) -> tower_bearer::BearerAuth<()>;
+}
+
+impl IntoServiceForDebug for BearerAuthLayer {
+    fn into_service_for_debug(self) -> tower_bearer::BearerAuth<()> {
+        tower::Layer::layer(&self, ())
+    }
+}
+
+#[tokio::test]
+async fn the_header_is_marked_sensitive() {
+    let layer = BearerAuthLayer::new(StaticToken::new("k"));
+    let client = ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(|req: Request<Full<Bytes>>| async move {
+            let value = &req.headers()["authorization"];
+            assert!(value.is_sensitive());
+            assert_eq!(format!("{value:?}"), "Sensitive");
+            Ok::<_, std::convert::Infallible>(http::Response::new(()))
+        }));
+    client.oneshot(get("http://127.0.0.1/", 0)).await.unwrap();
+}
