@@ -75,7 +75,17 @@
 //!
 //! A request can only be sent twice if its body can be: the default
 //! [`CloneBody`] policy handles bodies that are `Clone` (`Full<Bytes>`,
-//! `String`, `Empty`); use [`BearerAuthLayer::no_replay`] for other bodies.
+//! `String`, `Empty`). Streams (a tonic request, a forwarded hyper `Incoming`,
+//! a `StreamBody`) are recorded as they are sent, up to a cap, by
+//! [`BufferBody`], and replayed from that recording; see [`buffer_body`]. Use
+//! [`BearerAuthLayer::no_replay`] to never send a request twice.
+//!
+//! # gRPC
+//!
+//! A tonic `Channel` is an HTTP service like any other: wrap it in the layer
+//! with `BufferBody::new(tonic::body::Body::new)`. The default classifier
+//! treats a `grpc-status: 16` (`UNAUTHENTICATED`) response as a rejection.
+//! `examples/grpc.rs` shows a client and server.
 //!
 //! # Secrets
 //!
@@ -87,6 +97,7 @@
 #![deny(missing_docs, unsafe_code, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod buffer_body;
 mod cache;
 mod classify;
 mod error;
@@ -98,6 +109,7 @@ mod source;
 mod token;
 pub mod www_authenticate;
 
+pub use crate::buffer_body::{BufferBody, BufferedRequest, TeeBody, DEFAULT_MAX_REPLAY_BYTES};
 pub use crate::cache::config::{
     DEFAULT_AUTH_SCHEME, DEFAULT_EXPIRY_SKEW, DEFAULT_FETCH_TIMEOUT, DEFAULT_INITIAL_BACKOFF,
     DEFAULT_LIFETIME, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_AFTER, DEFAULT_REFRESH_AHEAD,

@@ -63,17 +63,16 @@ use crate::token::AccessToken;
 /// }));
 ///
 /// // A thousand concurrent callers on an empty cache cause one fetch.
-/// let calls = (0..1000).map(|_| cache.token());
-/// let tokens = futures_like_join_all(calls).await;
-/// assert!(tokens.iter().all(|t| t.as_ref().unwrap().secret() == "fresh"));
+/// let callers: Vec<_> = (0..1000)
+///     .map(|_| {
+///         let cache = cache.clone();
+///         tokio::spawn(async move { cache.token().await })
+///     })
+///     .collect();
+/// for caller in callers {
+///     assert_eq!(caller.await.unwrap().unwrap().secret(), "fresh");
+/// }
 /// assert_eq!(cache.stats().fetches, 1);
-/// # }
-/// # async fn futures_like_join_all<F: std::future::Future>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
-/// # where F: Send + 'static, F::Output: Send + 'static {
-/// #     let handles: Vec<_> = fs.map(tokio::spawn).collect();
-/// #     let mut out = Vec::new();
-/// #     for h in handles { out.push(h.await.unwrap()); }
-/// #     out
 /// # }
 /// ```
 #[derive(Clone)]
@@ -413,6 +412,18 @@ impl Shared {
                     reason = FetchReason::Rejected;
                 }
                 FRESH => return Decision::Ready(Arc::clone(cur)),
+                STALE if rejected_now => {
+                    // A stale token is still served while refreshes fail (it
+                    // has not expired); once a server rejects it, it must not
+                    // be served again, nor used to retry the rejected request.
+                    cur.mark(REJECTED);
+                    StatsCounters::bump(&self.stats.invalidations);
+                    tracing::info!(
+                        generation = cur.generation,
+                        "stale token rejected by server; invalidated"
+                    );
+                    reason = FetchReason::Rejected;
+                }
                 STALE => reason = FetchReason::Expired,
                 _ => reason = FetchReason::Rejected,
             }
