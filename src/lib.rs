@@ -102,6 +102,7 @@ mod cache;
 mod classify;
 mod error;
 mod layer;
+pub mod oauth2;
 mod replay;
 mod secret;
 mod service;

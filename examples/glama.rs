@@ -1,0 +1,305 @@
+//! Glama: PKCE in the browser, then a non-standard exchange for a long-lived
+//! API key, used as a static bearer token.
+//!
+//! Glama's documented flow:
+//! - the browser goes to `{site}/oauth/authorize?callback_url=…&code_challenge=…&code_challenge_method=S256`
+//!   and comes back to `callback_url?code=…`;
+//! - `POST {api}/v1/auth/exchange-code` with a JSON body
+//!   `{code, code_verifier, code_challenge_method}` answers `{apiKey}`;
+//! - `POST {api}/openai/v1/chat/completions` with `Authorization: Bearer <apiKey>`.
+//!
+//! Glama's sample verifier is 256 random bytes (342 characters), more than
+//! RFC 7636 allows; `PkceVerifier::generate` makes compliant 43-character ones.
+//!
+//! This example starts a loopback stand-in for Glama that answers `400` to any
+//! request not shaped that way (and checks the verifier against the
+//! challenge), and calls the chat API through `BearerAuthLayer`. Run it with
+//! `cargo run --example glama`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tower::{ServiceBuilder, ServiceExt};
+use tower_bearer::oauth2::{
+    AuthorizeUrl, BodyFormat, Callback, ClientAuth, HttpClient, PkceVerifier, TokenEndpoint,
+};
+use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, StaticToken, TokenError, TokenSource};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub const CALLBACK_URL: &str = "http://localhost:3000/glama/callback";
+pub const API_KEY: &str = "glama-api-key-0001";
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let glama = Fixture::start().await;
+    let outcome = run(&glama).await?;
+    println!("{outcome:#?}");
+    Ok(())
+}
+
+/// What the run observed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub verifier_len: usize,
+    pub chat: StatusCode,
+    pub reply: String,
+    pub fetches: u64,
+    pub exchanges: usize,
+}
+
+pub async fn run(glama: &Fixture) -> Result<Outcome, BoxError> {
+    let base = glama.base();
+    let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+
+    // 1. PKCE: a compliant verifier, its S256 challenge, Glama's authorize URL.
+    let verifier = PkceVerifier::generate();
+    let verifier_len = verifier.secret().expose().len();
+    let challenge = verifier.challenge();
+    let url = AuthorizeUrl::new(format!("{base}/oauth/authorize"))
+        .param("callback_url", CALLBACK_URL)
+        .param("code_challenge", challenge.as_str())
+        .param("code_challenge_method", challenge.method())
+        .build();
+    println!("authorize at {url}");
+    // Stands in for the browser: Glama redirects to the callback URL.
+    let res = http
+        .request(Request::get(&url).body(Full::default())?)
+        .await?;
+    let location = res
+        .headers()
+        .get(LOCATION)
+        .ok_or("no redirect")?
+        .to_str()?
+        .to_owned();
+    let callback = Callback::from_url(&location)?;
+    let code = callback.code().ok_or("no code")?.clone();
+
+    // 2. The custom exchange, as a closure: JSON in, `{apiKey}` out, through
+    // the same endpoint client (https-only, timeout, size cap, typed errors).
+    let exchange_endpoint =
+        TokenEndpoint::builder(format!("{base}/api/gateway/v1/auth/exchange-code"))
+            .client_auth(ClientAuth::None)
+            .body_format(BodyFormat::Json)
+            .http_client(HttpClient::new(http.clone())) // leave out against https://glama.ai
+            .build()?;
+    let exchange = from_fn(move || {
+        let (endpoint, code, verifier) =
+            (exchange_endpoint.clone(), code.clone(), verifier.clone());
+        async move {
+            let fields = endpoint
+                .request_fields(&[
+                    ("code", code.expose()),
+                    ("code_verifier", verifier.secret().expose()),
+                    ("code_challenge_method", "S256"),
+                ])
+                .await?;
+            let key = fields.get("apiKey").and_then(Value::as_str);
+            let key = key.ok_or_else(|| TokenError::permanent("no apiKey in Glama's answer"))?;
+            Ok(AccessToken::new(key).never_expires())
+        }
+    });
+    // The code is single-use: exchange once, then the key is a static token.
+    let api_key = exchange.fetch().await?;
+    let source = StaticToken::new(api_key.secret());
+
+    // 3. The OpenAI-compatible API with the key as a bearer token.
+    let layer = BearerAuthLayer::new(source);
+    let cache = layer.cache().clone();
+    let api = ServiceBuilder::new().layer(layer).service(http);
+    let body = json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "Hello, World!"}]});
+    let req = Request::post(format!("{base}/api/gateway/openai/v1/chat/completions"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::from(body.to_string()))?;
+    let res = api.clone().oneshot(req).await?;
+    let chat = res.status();
+    let body: Value = serde_json::from_slice(&res.into_body().collect().await?.to_bytes())?;
+    let reply = body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    println!("chat: {chat} {reply:?}");
+
+    Ok(Outcome {
+        verifier_len,
+        chat,
+        reply,
+        fetches: cache.stats().fetches,
+        exchanges: glama.exchanges(),
+    })
+}
+
+/// A loopback stand-in for Glama (site and gateway on one port).
+pub struct Fixture {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Issued codes and the challenge each was issued for.
+    codes: Vec<(String, String)>,
+    exchanges: usize,
+}
+
+impl Fixture {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let addr = serve(Arc::new(move |parts, body| handle(&shared, parts, body))).await;
+        Self { addr, state }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn exchanges(&self) -> usize {
+        self.state.lock().unwrap().exchanges
+    }
+}
+
+fn handle(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
+    match (&parts.method, parts.uri.path()) {
+        (&Method::GET, "/oauth/authorize") => {
+            let Some(query) = form(parts.uri.query().unwrap_or("").as_bytes()) else {
+                return bad_request("bad query");
+            };
+            let keys: Vec<&str> = query.keys().map(String::as_str).collect();
+            let challenge = query.get("code_challenge").cloned().unwrap_or_default();
+            if keys != ["callback_url", "code_challenge", "code_challenge_method"]
+                || query["callback_url"] != CALLBACK_URL
+                || query["code_challenge_method"] != "S256"
+                || challenge.len() != 43
+            {
+                return bad_request(
+                    "authorize needs callback_url, code_challenge, code_challenge_method=S256",
+                );
+            }
+            let mut state = state.lock().unwrap();
+            let code = format!("glama-code-{}", state.codes.len() + 1);
+            state.codes.push((code.clone(), challenge));
+            Response::builder()
+                .status(StatusCode::FOUND)
+                .header(LOCATION, format!("{CALLBACK_URL}?code={code}"))
+                .body(Full::default())
+                .unwrap()
+        }
+        (&Method::POST, "/api/gateway/v1/auth/exchange-code") => {
+            let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
+                return bad_request("expected a JSON object");
+            };
+            let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+            if keys != ["code", "code_challenge_method", "code_verifier"]
+                || fields["code_challenge_method"] != "S256"
+            {
+                return bad_request("expected {code, code_verifier, code_challenge_method}");
+            }
+            let (Some(code), Some(verifier)) =
+                (fields["code"].as_str(), fields["code_verifier"].as_str())
+            else {
+                return bad_request("code and code_verifier are strings");
+            };
+            let challenge =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier));
+            let mut state = state.lock().unwrap();
+            state.exchanges += 1;
+            let Some(at) = state
+                .codes
+                .iter()
+                .position(|(c, ch)| c == code && *ch == challenge)
+            else {
+                return bad_request("unknown code or wrong verifier");
+            };
+            state.codes.remove(at);
+            json_response(StatusCode::OK, json!({"apiKey": API_KEY}))
+        }
+        (&Method::POST, "/api/gateway/openai/v1/chat/completions") => {
+            if header(&parts, AUTHORIZATION.as_str()) != Some(&format!("Bearer {API_KEY}")) {
+                return json_response(
+                    StatusCode::UNAUTHORIZED,
+                    json!({"error": {"message": "invalid api key"}}),
+                );
+            }
+            if serde_json::from_slice::<Value>(&body).map_or(true, |b| !b["messages"].is_array()) {
+                return bad_request("expected a chat completion request");
+            }
+            json_response(
+                StatusCode::OK,
+                json!({"choices": [{"message": {"role": "assistant", "content": "Hello from Glama!"}}]}),
+            )
+        }
+        _ => json_response(StatusCode::NOT_FOUND, json!({})),
+    }
+}
+
+fn form(body: &[u8]) -> Option<BTreeMap<String, String>> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
+    let len = pairs.len();
+    let map: BTreeMap<_, _> = pairs.into_iter().collect();
+    (map.len() == len).then_some(map)
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts.headers.get(name)?.to_str().ok()
+}
+
+fn bad_request(why: &str) -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({"error": "invalid_request", "error_description": why}),
+    )
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::from(body.to_string()))
+        .unwrap()
+}
+
+type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
+
+/// Serves `handler` over HTTP/1.1 on 127.0.0.1, on a port of the OS's choosing.
+async fn serve(handler: Handler) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let handler = handler.clone();
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let handler = handler.clone();
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body
+                        .collect()
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    Ok::<_, Infallible>(handler(parts, body))
+                }
+            });
+            tokio::spawn(async move {
+                let io = TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    });
+    addr
+}

@@ -1,0 +1,242 @@
+//! The refresh-token grant (RFC 6749 §6), with rotation.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::endpoint::TokenEndpoint;
+use super::response::TokenResponse;
+use crate::error::TokenError;
+use crate::secret::Secret;
+use crate::source::TokenSource;
+use crate::token::{AccessToken, Expiry};
+
+type RotateCallback = Arc<dyn Fn(&Secret) + Send + Sync>;
+
+/// Keeps access alive from a refresh token (RFC 6749 §6).
+///
+/// When the server rotates the refresh token (returns a new one), the new one
+/// replaces the old for the next refresh and the [`on_rotate`](Self::on_rotate)
+/// callback is told, so it can be persisted.
+///
+/// Refreshes are serialized by an async mutex inside the source, so the same
+/// refresh token is never sent by two concurrent fetches, even without the
+/// cache's single-flight: a fetch that waited while another one refreshed
+/// returns that one's token instead of refreshing again.
+///
+/// ```no_run
+/// use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
+/// use tower_bearer::BearerAuthLayer;
+///
+/// # fn main() -> Result<(), tower_bearer::oauth2::EndpointError> {
+/// let endpoint = TokenEndpoint::builder("https://api.gluegroups.com/oauth/token")
+///     .client_id("id")
+///     .client_secret("secret")
+///     .build()?;
+/// let source = RefreshTokenSource::new(endpoint, std::env::var("REFRESH_TOKEN").unwrap())
+///     .on_rotate(|new_refresh_token| {
+///         // store new_refresh_token.expose() somewhere safe
+///         # let _ = new_refresh_token;
+///     });
+/// let layer = BearerAuthLayer::new(source);
+/// # let _ = layer; Ok(()) }
+/// ```
+pub struct RefreshTokenSource {
+    endpoint: TokenEndpoint,
+    scope: Option<String>,
+    params: Vec<(String, String)>,
+    on_rotate: Option<RotateCallback>,
+    /// Bumped after every successful refresh.
+    refreshes: AtomicU64,
+    state: Mutex<State>,
+}
+
+struct State {
+    refresh_token: Secret,
+    /// A token obtained with the refresh token (from the code exchange),
+    /// handed out by the first fetch while still valid.
+    initial: Option<AccessToken>,
+    /// The latest token, shared with fetches that waited for its refresh.
+    latest: Option<AccessToken>,
+}
+
+impl RefreshTokenSource {
+    /// A source that refreshes with `refresh_token` at `endpoint`.
+    ///
+    /// ```
+    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
+    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
+    /// let source = RefreshTokenSource::new(endpoint, "stored-refresh-token");
+    /// # let _ = source;
+    /// ```
+    pub fn new(endpoint: TokenEndpoint, refresh_token: impl Into<Secret>) -> Self {
+        Self {
+            endpoint,
+            scope: None,
+            params: Vec::new(),
+            on_rotate: None,
+            refreshes: AtomicU64::new(0),
+            state: Mutex::new(State {
+                refresh_token: refresh_token.into(),
+                initial: None,
+                latest: None,
+            }),
+        }
+    }
+
+    /// A source seeded from a token response that carries a refresh token
+    /// (an authorization-code exchange): its access token is served first.
+    /// `None` if the response has no refresh token.
+    ///
+    /// ```
+    /// use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint, TokenResponse};
+    ///
+    /// let endpoint = TokenEndpoint::builder("http://127.0.0.1:1/token").build().unwrap();
+    /// let response = TokenResponse::from_json(
+    ///     br#"{"access_token":"a","refresh_token":"r","token_type":"Bearer","expires_in":60}"#,
+    /// ).unwrap();
+    /// assert!(RefreshTokenSource::from_response(endpoint, &response).is_some());
+    /// ```
+    pub fn from_response(endpoint: TokenEndpoint, response: &TokenResponse) -> Option<Self> {
+        let refresh_token = response.refresh_token()?.clone();
+        Some(Self::new(endpoint, refresh_token).with_initial_token(response.to_access_token()))
+    }
+
+    /// Asks for this (narrower) scope on refresh (RFC 6749 §6 `scope`).
+    ///
+    /// ```
+    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
+    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
+    /// let source = RefreshTokenSource::new(endpoint, "r").scope("read");
+    /// # let _ = source;
+    /// ```
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Adds a parameter to every refresh request.
+    ///
+    /// ```
+    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
+    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
+    /// let source = RefreshTokenSource::new(endpoint, "r").param("resource", "urn:api");
+    /// # let _ = source;
+    /// ```
+    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.push((key.into(), value.into()));
+        self
+    }
+
+    /// Called with the new refresh token whenever the server rotates it, while
+    /// refreshes are held off, so calls come in order. Keep it quick.
+    ///
+    /// ```
+    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
+    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
+    /// let source = RefreshTokenSource::new(endpoint, "r").on_rotate(|new| {
+    ///     // write new.expose() to your secret store
+    ///     # let _ = new;
+    /// });
+    /// # let _ = source;
+    /// ```
+    pub fn on_rotate(mut self, callback: impl Fn(&Secret) + Send + Sync + 'static) -> Self {
+        self.on_rotate = Some(Arc::new(callback));
+        self
+    }
+
+    /// Serves `token` on the first fetch, if it has not expired by then.
+    ///
+    /// ```
+    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
+    /// use tower_bearer::{AccessToken, TokenSource};
+    /// let source = RefreshTokenSource::new(endpoint, "r")
+    ///     .with_initial_token(AccessToken::new("a").never_expires());
+    /// assert_eq!(source.fetch().await.unwrap().secret(), "a");
+    /// # }
+    /// ```
+    pub fn with_initial_token(mut self, token: AccessToken) -> Self {
+        self.state.get_mut().initial = Some(token);
+        self
+    }
+
+    /// The current refresh token (after any rotation).
+    ///
+    /// ```
+    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
+    /// let source = RefreshTokenSource::new(endpoint, "r0");
+    /// assert_eq!(source.refresh_token().await.expose(), "r0");
+    /// # }
+    /// ```
+    pub async fn refresh_token(&self) -> Secret {
+        self.state.lock().await.refresh_token.clone()
+    }
+}
+
+fn still_valid(token: &AccessToken) -> bool {
+    match token.expiry() {
+        Expiry::At(at) => at > Instant::now(),
+        Expiry::Unknown | Expiry::Never => true,
+    }
+}
+
+impl TokenSource for RefreshTokenSource {
+    async fn fetch(&self) -> Result<AccessToken, TokenError> {
+        let seen = self.refreshes.load(Ordering::Acquire);
+        let mut state = self.state.lock().await;
+        if let Some(token) = state.initial.take() {
+            if still_valid(&token) {
+                state.latest = Some(token.clone());
+                return Ok(token);
+            }
+        }
+        if self.refreshes.load(Ordering::Acquire) != seen {
+            // Another fetch refreshed while this one waited: share its token
+            // rather than spend the (possibly just rotated) refresh token again.
+            if let Some(token) = state.latest.as_ref().filter(|t| still_valid(t)) {
+                return Ok(token.clone());
+            }
+        }
+        let refresh_token = state.refresh_token.clone();
+        let mut params: Vec<(&str, &str)> = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ];
+        if let Some(scope) = &self.scope {
+            params.push(("scope", scope));
+        }
+        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let response = self.endpoint.request(&params).await?;
+        if let Some(new) = response.refresh_token() {
+            if *new != state.refresh_token {
+                state.refresh_token = new.clone();
+                tracing::debug!(endpoint = %self.endpoint.url(), "refresh token rotated");
+                if let Some(callback) = &self.on_rotate {
+                    callback(new);
+                }
+            }
+        }
+        let token = response.to_access_token();
+        state.latest = Some(token.clone());
+        self.refreshes.fetch_add(1, Ordering::Release);
+        Ok(token)
+    }
+}
+
+impl fmt::Debug for RefreshTokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenSource")
+            .field("endpoint", &self.endpoint)
+            .field("refresh_token", &crate::secret::Redacted)
+            .field("scope", &self.scope)
+            .field("on_rotate", &self.on_rotate.as_ref().map(|_| "Fn"))
+            .finish_non_exhaustive()
+    }
+}

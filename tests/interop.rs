@@ -1,0 +1,508 @@
+//! Interoperability with a real authorization server: npm's `oidc-provider`
+//! (panva's certified OpenID provider), started on 127.0.0.1 by these tests.
+//!
+//! `tests/interop/` holds its `package.json`, `package-lock.json` and
+//! `server.mjs`. The first test to run installs it with `npm ci` (once, under a
+//! lock shared by test processes). Without node and npm, or if the install
+//! fails, these tests fail: they never skip.
+//!
+//! Real time is used (the server's clock): token lifetimes are 3 s where
+//! expiry matters, and no assertion depends on timing.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{COOKIE, LOCATION, SET_COOKIE};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tower::{service_fn, ServiceBuilder, ServiceExt};
+use tower_bearer::oauth2::{
+    AuthorizationCode, AuthorizationRequest, Callback, ClientAuth, ClientCredentials, ErrorCode,
+    HttpClient, OAuth2Error, RefreshTokenSource, TokenEndpoint,
+};
+use tower_bearer::{BearerAuthLayer, BoxError, TokenCache, TokenError, TokenSource};
+
+const SPECIAL_SECRET: &str = "p@ss w0rd:+/%&=?";
+const APP_SECRET: &str = "app secret/+=";
+const REDIRECT_URI: &str = "http://127.0.0.1:9/callback";
+
+type Plain = Client<HttpConnector, Full<Bytes>>;
+
+fn plain() -> Plain {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+// ---------------------------------------------------------------------------
+// Installing and running the server
+
+fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// Runs `npm ci` in tests/interop unless a previous run completed it for the
+/// current lock file. Threads of this process wait on a `OnceLock`; other
+/// test processes (nextest) on a lock directory created atomically.
+fn ensure_installed() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let dir = interop_dir();
+        let lock_file =
+            std::fs::read(dir.join("package-lock.json")).expect("tests/interop/package-lock.json");
+        let stamp = format!("{:x}", fnv1a(&lock_file));
+        let marker = dir.join("node_modules/.tower-bearer-installed");
+        let done = || std::fs::read_to_string(&marker).is_ok_and(|s| s == stamp);
+        if done() {
+            return;
+        }
+        let lock = dir.join(".npm-install.lock");
+        loop {
+            match std::fs::create_dir(&lock) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    if done() {
+                        return;
+                    }
+                    // A lock left by a killed process is stale after 5 minutes.
+                    let age = std::fs::metadata(&lock)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| SystemTime::now().duration_since(t).ok());
+                    if age.is_some_and(|a| a > Duration::from_secs(300)) {
+                        let _ = std::fs::remove_dir(&lock);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("cannot create {}: {e}", lock.display()),
+            }
+        }
+        struct Unlock(PathBuf);
+        impl Drop for Unlock {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir(&self.0);
+            }
+        }
+        let _unlock = Unlock(lock);
+        if done() {
+            return;
+        }
+        let output = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("interop tests need node and npm on PATH to install oidc-provider: {e}")
+            });
+        assert!(
+            output.status.success(),
+            "`npm ci` in tests/interop failed ({}):\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(&marker, &stamp).expect("write install marker");
+    });
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// A running oidc-provider; killed when dropped.
+struct AuthServer {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+}
+
+impl AuthServer {
+    fn start(token_ttl_secs: u64) -> Self {
+        ensure_installed();
+        let mut child = Command::new("node")
+            .arg("server.mjs")
+            .current_dir(interop_dir())
+            .env("TOKEN_TTL", token_ttl_secs.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("interop tests need node on PATH: {e}"));
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let out_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(port) = line.strip_prefix("LISTENING ") {
+                    let _ = tx.send(port.trim().parse::<u16>().expect("port"));
+                }
+                out_log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let err_log = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                err_log.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(port) => Self { child, port, log },
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("oidc-provider did not start:\n{}", log.lock().unwrap());
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn endpoint(&self, client_id: &str, secret: &str, auth: ClientAuth) -> TokenEndpoint {
+        TokenEndpoint::builder(self.url("/token"))
+            .client_id(client_id)
+            .client_secret(secret)
+            .client_auth(auth)
+            .http_client(HttpClient::new(plain()))
+            .build()
+            .unwrap()
+    }
+
+    /// Asks the server (as the resource server) about an access token.
+    async fn introspect(&self, token: &str) -> Value {
+        introspect_at(&plain(), &self.url("/token/introspection"), token).await
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for AuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn introspect_at(client: &Plain, url: &str, token: &str) -> Value {
+    let body = serde_urlencoded::to_string([("token", token)]).unwrap();
+    let req = Request::post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", "Basic YXBpOmFwaS1zZWNyZXQ=") // api:api-secret
+        .body(Full::from(body))
+        .unwrap();
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+fn oauth2_error(err: &TokenError) -> &OAuth2Error {
+    err.cause()
+        .and_then(|c| c.downcast_ref::<OAuth2Error>())
+        .unwrap_or_else(|| panic!("not an OAuth2Error: {err:?}"))
+}
+
+// ---------------------------------------------------------------------------
+// The browser, played by a cookie jar that follows redirects
+
+/// Follows the authorization URL's redirects, through the provider's
+/// interaction endpoint (which logs in and consents), until the redirect URI.
+async fn authorize(server: &AuthServer, request: &AuthorizationRequest) -> Callback {
+    let client = plain();
+    let mut jar: BTreeMap<String, (String, String)> = BTreeMap::new(); // name -> (value, path)
+    let mut url = request.url().to_owned();
+    for _ in 0..10 {
+        let path = url
+            .splitn(4, '/')
+            .nth(3)
+            .map_or("/".to_owned(), |p| format!("/{p}"));
+        let cookies: Vec<String> = jar
+            .iter()
+            .filter(|(_, (_, cookie_path))| path.starts_with(cookie_path.as_str()))
+            .map(|(name, (value, _))| format!("{name}={value}"))
+            .collect();
+        let mut req = Request::get(&url);
+        if !cookies.is_empty() {
+            req = req.header(COOKIE, cookies.join("; "));
+        }
+        let res = client
+            .request(req.body(Full::default()).unwrap())
+            .await
+            .unwrap();
+        for set in res.headers().get_all(SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let mut attrs = set.split(';').map(str::trim);
+            let (name, value) = attrs.next().unwrap().split_once('=').unwrap();
+            let mut cookie_path = "/".to_owned();
+            let mut expired = value.is_empty();
+            for attr in attrs {
+                let lower = attr.to_ascii_lowercase();
+                if let Some(p) = attr
+                    .strip_prefix("path=")
+                    .or_else(|| attr.strip_prefix("Path="))
+                {
+                    cookie_path = p.to_owned();
+                }
+                expired |= lower == "max-age=0" || lower.contains("1970");
+            }
+            if expired {
+                jar.remove(name);
+            } else {
+                jar.insert(name.to_owned(), (value.to_owned(), cookie_path));
+            }
+        }
+        let status = res.status();
+        let Some(location) = res.headers().get(LOCATION) else {
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            panic!(
+                "no redirect from {url} ({status}): {}\nserver log:\n{}",
+                String::from_utf8_lossy(&body),
+                server.log()
+            );
+        };
+        let location = location.to_str().unwrap().to_owned();
+        if location.starts_with(REDIRECT_URI) {
+            return Callback::from_url(&location).unwrap();
+        }
+        url = if location.starts_with('/') {
+            server.url(&location)
+        } else {
+            location
+        };
+    }
+    panic!("too many redirects");
+}
+
+fn code_flow(server: &AuthServer) -> AuthorizationCode {
+    let endpoint = server.endpoint("app", APP_SECRET, ClientAuth::Basic);
+    AuthorizationCode::new(server.url("/auth"), endpoint)
+        .unwrap()
+        .redirect_uri(REDIRECT_URI)
+        .scope("openid")
+        .scope("api:read")
+}
+
+// ---------------------------------------------------------------------------
+// Client credentials
+
+#[tokio::test]
+async fn client_credentials_with_basic_auth_and_a_special_secret() {
+    let server = AuthServer::start(60);
+    let source =
+        ClientCredentials::new(server.endpoint("cc-basic", SPECIAL_SECRET, ClientAuth::Basic))
+            .scope("api:read")
+            .scope("api:write");
+    let token = source
+        .fetch()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(token.scope(), Some("api:read api:write"));
+    let info = server.introspect(token.secret()).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["client_id"], "cc-basic");
+    assert_eq!(info["scope"], "api:read api:write");
+}
+
+#[tokio::test]
+async fn client_credentials_with_post_auth_and_a_resource() {
+    let server = AuthServer::start(60);
+    let source =
+        ClientCredentials::new(server.endpoint("cc-post", SPECIAL_SECRET, ClientAuth::RequestBody))
+            .scope("api:read")
+            .resource("urn:tower-bearer:api");
+    let token = source
+        .fetch()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let info = server.introspect(token.secret()).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["client_id"], "cc-post");
+    assert_eq!(info["aud"], "urn:tower-bearer:api");
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_a_typed_invalid_client() {
+    let server = AuthServer::start(60);
+    for auth in [ClientAuth::Basic, ClientAuth::RequestBody] {
+        let client_id = if auth == ClientAuth::Basic {
+            "cc-basic"
+        } else {
+            "cc-post"
+        };
+        let source = ClientCredentials::new(server.endpoint(client_id, "p@ss w0rd:+/%&=!", auth));
+        let err = source.fetch().await.unwrap_err();
+        assert!(err.is_permanent(), "{err:?}");
+        let cause = oauth2_error(&err);
+        assert_eq!(cause.code(), &ErrorCode::InvalidClient);
+        assert_eq!(cause.status(), Some(StatusCode::UNAUTHORIZED));
+        assert!(
+            !format!("{err:?} {err}").contains("w0rd"),
+            "the secret leaked: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_refreshed_through_the_layer() {
+    let server = AuthServer::start(3);
+    let source =
+        ClientCredentials::new(server.endpoint("cc-basic", SPECIAL_SECRET, ClientAuth::Basic))
+            .scope("api:read");
+    // No refresh ahead: each fetch is caused by a request, so they can be counted.
+    let cache = TokenCache::builder(source)
+        .refresh_ahead(Duration::ZERO)
+        .build();
+    // The API stands in for a resource server: it introspects every token.
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let api = {
+        let (seen, url, client) = (seen.clone(), server.url("/token/introspection"), plain());
+        service_fn(move |req: Request<Full<Bytes>>| {
+            let (seen, url, client) = (seen.clone(), url.clone(), client.clone());
+            async move {
+                let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
+                let token = auth.strip_prefix("Bearer ").unwrap().to_owned();
+                let active = introspect_at(&client, &url, &token).await["active"] == true;
+                seen.lock().unwrap().push(token);
+                let status = if active {
+                    StatusCode::OK
+                } else {
+                    StatusCode::UNAUTHORIZED
+                };
+                Ok::<_, BoxError>(
+                    Response::builder()
+                        .status(status)
+                        .body(Full::<Bytes>::default())
+                        .unwrap(),
+                )
+            }
+        })
+    };
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::from_cache(cache.clone()))
+        .service(api);
+    let call = || {
+        client.clone().oneshot(
+            Request::get("http://api.local/v1")
+                .body(Full::default())
+                .unwrap(),
+        )
+    };
+
+    assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(cache.stats().fetches, 1);
+    // Outlive the 3 s token (real time: the server's clock decides).
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    assert_eq!(call().await.unwrap().status(), StatusCode::OK);
+    let stats = cache.stats();
+    assert_eq!(stats.fetches, 2, "{stats:?}");
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0], seen[1]);
+    assert_ne!(seen[1], seen[2], "the expired token was replaced");
+}
+
+// ---------------------------------------------------------------------------
+// Authorization code + PKCE, refresh tokens
+
+#[tokio::test]
+async fn authorization_code_with_pkce_without_a_browser() {
+    let server = AuthServer::start(60);
+    let request = code_flow(&server).start();
+    assert!(request.url().contains("code_challenge_method=S256"));
+    let callback = authorize(&server, &request).await;
+    assert!(callback.code().is_some(), "{callback:?}");
+    let response = request
+        .exchange(&callback)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert!(response.refresh_token().is_some());
+    assert!(response.id_token().is_some());
+    assert_eq!(response.scope(), Some("api:read"));
+    let info = server.introspect(response.access_token().expose()).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["sub"], "alice");
+
+    // Replaying the code fails (and revokes what it issued).
+    let err = request.exchange(&callback).await.unwrap_err();
+    assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
+}
+
+#[tokio::test]
+async fn pkce_is_required_by_the_server() {
+    let server = AuthServer::start(60);
+    let request = code_flow(&server).without_pkce().start();
+    let callback = authorize(&server, &request).await;
+    let err = request.exchange(&callback).await.unwrap_err();
+    let cause = oauth2_error(&err);
+    assert_eq!(cause.code(), &ErrorCode::InvalidRequest, "{cause:?}");
+    assert_eq!(
+        cause.status(),
+        None,
+        "returned to the redirect URI, not by the token endpoint"
+    );
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_the_old_one_is_refused() {
+    let server = AuthServer::start(60);
+    let request = code_flow(&server).start();
+    let callback = authorize(&server, &request).await;
+    let rotations = Arc::new(AtomicUsize::new(0));
+    let latest = Arc::new(Mutex::new(String::new()));
+    let (count, store) = (rotations.clone(), latest.clone());
+    let source = request
+        .finish(&callback)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()))
+        .on_rotate(move |new| {
+            count.fetch_add(1, Ordering::SeqCst);
+            *store.lock().unwrap() = new.expose().to_owned();
+        });
+    let original = source.refresh_token().await;
+
+    // The first fetch serves the code exchange's token; no refresh yet.
+    let first = source.fetch().await.unwrap();
+    assert_eq!(rotations.load(Ordering::SeqCst), 0);
+    // Concurrent fetches: one refresh, the same refresh token never sent twice.
+    let (a, b) = tokio::join!(source.fetch(), source.fetch());
+    let (a, b) = (
+        a.unwrap_or_else(|e| panic!("{e}\n{}", server.log())),
+        b.unwrap(),
+    );
+    assert_eq!(a.secret(), b.secret());
+    assert_ne!(a.secret(), first.secret());
+    assert_eq!(rotations.load(Ordering::SeqCst), 1);
+    let current = source.refresh_token().await;
+    assert_ne!(current, original);
+    assert_eq!(current.expose(), latest.lock().unwrap().as_str());
+    assert_eq!(server.introspect(a.secret()).await["active"], true);
+
+    // Another refresh rotates again.
+    let c = source.fetch().await.unwrap();
+    assert_ne!(c.secret(), a.secret());
+    assert_eq!(rotations.load(Ordering::SeqCst), 2);
+
+    // The original refresh token was spent: reusing it is invalid_grant.
+    let endpoint = server.endpoint("app", APP_SECRET, ClientAuth::Basic);
+    let stale = RefreshTokenSource::new(endpoint, original);
+    let err = stale.fetch().await.unwrap_err();
+    assert!(err.is_permanent());
+    assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
+    assert!(server.log().contains("already used"), "{}", server.log());
+}

@@ -1,0 +1,139 @@
+// Authorization server for tests/interop.rs: npm's oidc-provider, in memory,
+// on 127.0.0.1 at a port of the OS's choosing. Prints `LISTENING <port>` once
+// it accepts connections; logs token endpoint errors (with their real reason:
+// every invalid_grant body says only "grant request is invalid") to stderr.
+//
+// Environment: TOKEN_TTL (access token lifetime in seconds, default 2).
+import http from 'node:http';
+import Provider, { errors } from 'oidc-provider';
+
+const TTL = Number(process.env.TOKEN_TTL || 2);
+const RESOURCE = 'urn:tower-bearer:api';
+const SPECIAL_SECRET = 'p@ss w0rd:+/%&=?';
+
+const clients = [
+  {
+    client_id: 'cc-basic',
+    client_secret: SPECIAL_SECRET,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: 'api:read api:write',
+  },
+  {
+    client_id: 'cc-post',
+    client_secret: SPECIAL_SECRET,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_post',
+    scope: 'api:read',
+  },
+  {
+    client_id: 'app',
+    client_secret: 'app secret/+=',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1:9/callback'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
+  {
+    // The resource server: introspects access tokens.
+    client_id: 'api',
+    client_secret: 'api-secret',
+    grant_types: [],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
+];
+
+const server = http.createServer();
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}`;
+  const provider = new Provider(issuer, {
+    clients,
+    scopes: ['openid', 'offline_access', 'api:read', 'api:write'],
+    cookies: { keys: ['tower-bearer-interop-cookie-key'] },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      introspection: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => RESOURCE,
+        useGrantedResource: () => true,
+        getResourceServerInfo: () => ({
+          scope: 'api:read api:write',
+          audience: RESOURCE,
+          accessTokenTTL: TTL,
+          accessTokenFormat: 'opaque',
+        }),
+      },
+    },
+    ttl: {
+      AccessToken: TTL,
+      ClientCredentials: TTL,
+      AuthorizationCode: 60,
+      RefreshToken: 3600,
+      Grant: 3600,
+      Interaction: 600,
+      Session: 3600,
+      IdToken: 3600,
+    },
+    pkce: { required: () => true },
+    // Refresh tokens for every client allowed the grant, without offline_access
+    // (which OpenID Connect only honours with prompt=consent).
+    issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
+    rotateRefreshToken: true,
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+    findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+  });
+
+  // No browser: the interaction endpoint logs "alice" in and grants whatever
+  // is asked, then sends the user agent back to the provider.
+  provider.use(async (ctx, next) => {
+    if (!ctx.path.startsWith('/interaction/')) {
+      return next();
+    }
+    const details = await provider.interactionDetails(ctx.req, ctx.res);
+    const { prompt, params, session } = details;
+    let result;
+    if (prompt.name === 'login') {
+      result = { login: { accountId: 'alice' } };
+    } else if (prompt.name === 'consent') {
+      const grant = details.grantId
+        ? await provider.Grant.find(details.grantId)
+        : new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+      const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } = prompt.details;
+      if (missingOIDCScope) grant.addOIDCScope(missingOIDCScope.join(' '));
+      if (missingOIDCClaims) grant.addOIDCClaims(missingOIDCClaims);
+      for (const [indicator, scopes] of Object.entries(missingResourceScopes || {})) {
+        grant.addResourceScope(indicator, scopes.join(' '));
+      }
+      result = { consent: { grantId: await grant.save() } };
+    } else {
+      throw new errors.InvalidRequest(`unexpected prompt ${prompt.name}`);
+    }
+    const location = await provider.interactionResult(ctx.req, ctx.res, result, {
+      mergeWithLastSubmission: true,
+    });
+    ctx.status = 303;
+    ctx.redirect(location);
+  });
+
+  for (const event of ['grant.error', 'server_error', 'authorization.error', 'introspection.error']) {
+    provider.on(event, (ctx, err) => {
+      console.error(`${event}: ${err.name}: ${err.message}${err.error_detail ? ` (${err.error_detail})` : ''}`);
+    });
+  }
+
+  server.on('request', provider.callback());
+  console.log(`LISTENING ${port}`);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => process.exit(0));
+}
