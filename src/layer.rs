@@ -1,9 +1,12 @@
 //! `BearerAuthLayer`: the entry point.
 
+use std::sync::Arc;
+
 use tower_layer::Layer;
 
 use crate::cache::TokenCache;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
+use crate::origin::Origin;
 use crate::replay::{CloneBody, NoReplay};
 use crate::service::BearerAuth;
 use crate::source::TokenSource;
@@ -43,6 +46,7 @@ pub struct BearerAuthLayer<P = CloneBody, C = DefaultClassifier> {
     cache: TokenCache,
     replay: P,
     classifier: C,
+    scope: Option<Arc<[Origin]>>,
 }
 
 impl BearerAuthLayer {
@@ -58,6 +62,7 @@ impl BearerAuthLayer {
             cache,
             replay: CloneBody,
             classifier: DefaultClassifier,
+            scope: None,
         }
     }
 }
@@ -70,6 +75,7 @@ impl<P, C> BearerAuthLayer<P, C> {
             cache: self.cache,
             replay,
             classifier: self.classifier,
+            scope: self.scope,
         }
     }
 
@@ -85,7 +91,48 @@ impl<P, C> BearerAuthLayer<P, C> {
             cache: self.cache,
             replay: self.replay,
             classifier,
+            scope: self.scope,
         }
+    }
+
+    /// Attaches the token only to requests for these origins (scheme, host and
+    /// port); requests for any other origin pass through untouched, without a
+    /// token and without a fetch. By default every request gets the token.
+    ///
+    /// Use it when the inner service may send requests elsewhere than the API
+    /// the token is for: a redirect-following layer outside this one, a
+    /// shared client, URLs that come from responses. Requests must carry
+    /// absolute URIs (as hyper-util's `Client` requires); a relative URI (as a
+    /// tonic `Channel` sees them) matches no origin, so it gets no token.
+    /// Matching allocates nothing; without a scope it costs nothing.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_bearer::{BearerAuthLayer, Origin, StaticToken};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let api = Origin::parse("https://api.example.com").unwrap();
+    /// let layer = BearerAuthLayer::new(StaticToken::new("abc")).only_for_origins([api]);
+    /// let client = layer.layer(service_fn(|req: Request<Full<Bytes>>| async move {
+    ///     Ok::<_, Infallible>(Response::new(req.headers().contains_key("authorization")))
+    /// }));
+    ///
+    /// let to = |uri: &str| Request::get(uri).body(Full::default()).unwrap();
+    /// let res = client.clone().oneshot(to("https://api.example.com/v1/me")).await.unwrap();
+    /// assert!(*res.body());
+    /// let res = client.clone().oneshot(to("https://cdn.example.net/file")).await.unwrap();
+    /// assert!(!*res.body()); // another origin: no token
+    /// let res = client.oneshot(to("http://api.example.com/v1/me")).await.unwrap();
+    /// assert!(!*res.body()); // plain http is another origin too
+    /// # }
+    /// ```
+    pub fn only_for_origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
+        self.scope = Some(origins.into_iter().collect());
+        self
     }
 
     /// The cache the layer's services read from, for its [`stats`](TokenCache::stats).
@@ -104,5 +151,6 @@ impl<S, P: Clone, C: Clone> Layer<S> for BearerAuthLayer<P, C> {
             self.replay.clone(),
             self.classifier.clone(),
         )
+        .with_scope(self.scope.clone())
     }
 }

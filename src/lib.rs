@@ -93,6 +93,14 @@
 //! codes are printed as `[redacted]` by every `Debug` and `Display`, never
 //! appear in tracing events, and the `Authorization` header value is marked
 //! sensitive.
+//!
+//! The token goes to every request that passes through the layer. If some
+//! requests may go elsewhere (a redirect-following layer outside this one, a
+//! client shared between APIs), restrict it with
+//! [`BearerAuthLayer::only_for_origins`]; or put tower-http's `FollowRedirect`
+//! *inside* `BearerAuthLayer`, where its default policy strips the header when
+//! a redirect leaves the origin. `RELIABILITY.md` lists how the crate handles
+//! every failure of a token endpoint or an API, and the test that shows it.
 
 #![deny(missing_docs, unsafe_code, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -103,6 +111,7 @@ mod classify;
 mod error;
 mod layer;
 pub mod oauth2;
+mod origin;
 mod replay;
 mod secret;
 mod service;
@@ -120,6 +129,7 @@ pub use crate::cache::{CacheStats, TokenCache, TokenCacheBuilder};
 pub use crate::classify::{DefaultClassifier, RejectionClassifier};
 pub use crate::error::{BearerAuthError, BoxError, ErrorKind, TokenError};
 pub use crate::layer::BearerAuthLayer;
+pub use crate::origin::{InvalidOrigin, Origin};
 pub use crate::replay::{CloneBody, ClonedRequest, NoReplay, ReplayPolicy};
 pub use crate::secret::Secret;
 pub use crate::service::{BearerAuth, ResponseFuture};

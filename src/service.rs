@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::AUTHORIZATION;
@@ -13,21 +14,26 @@ use tower_service::Service;
 use crate::cache::{TokenCache, TokenHeader};
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
+use crate::origin::Origin;
 use crate::replay::{CloneBody, ReplayPolicy};
 use crate::source::BoxFuture;
 
 /// Adds `Authorization: Bearer <token>` to every request and retries once when
 /// the server rejects the token. Built by [`BearerAuthLayer`](crate::BearerAuthLayer).
 ///
-/// A request that already has an `Authorization` header is passed through as is.
-/// A request is never sent without a token: if none can be had, the call fails
-/// with [`BearerAuthError::Token`].
+/// A request that already has an `Authorization` header is passed through as is,
+/// and so is one for an origin outside the layer's
+/// [`only_for_origins`](crate::BearerAuthLayer::only_for_origins) scope, if set.
+/// A request is never sent without a token otherwise: if none can be had, the
+/// call fails with [`BearerAuthError::Token`].
 #[derive(Clone, Debug)]
 pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier> {
     inner: S,
     cache: TokenCache,
     replay: P,
     classifier: C,
+    /// The origins the token may be sent to; `None`: every request.
+    scope: Option<Arc<[Origin]>>,
 }
 
 impl<S, P, C> BearerAuth<S, P, C> {
@@ -37,6 +43,21 @@ impl<S, P, C> BearerAuth<S, P, C> {
             cache,
             replay,
             classifier,
+            scope: None,
+        }
+    }
+
+    pub(crate) fn with_scope(mut self, scope: Option<Arc<[Origin]>>) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// `false` if a scope is set and `uri` is not for one of its origins.
+    #[inline]
+    fn in_scope(&self, uri: &http::Uri) -> bool {
+        match &self.scope {
+            None => true,
+            Some(origins) => origins.iter().any(|origin| origin.matches(uri)),
         }
     }
 
@@ -76,7 +97,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if request.headers().contains_key(AUTHORIZATION) {
+        if request.headers().contains_key(AUTHORIZATION) || !self.in_scope(request.uri()) {
             let future = self.inner.call(request);
             return ResponseFuture::new(self, State::Passthrough { future });
         }
@@ -156,7 +177,8 @@ pin_project! {
         S: Service<Request<B>>,
         P: ReplayPolicy<B>,
     {
-        // The request carried its own Authorization header.
+        // The request carried its own Authorization header, or is for an
+        // origin outside the scope.
         Passthrough {
             #[pin]
             future: S::Future,

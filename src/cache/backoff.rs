@@ -18,12 +18,14 @@ pub(crate) fn delay_after_failure(
     config: &CacheConfig,
     random: f64,
 ) -> Duration {
-    let base = match error.kind() {
+    let jittered = match error.kind() {
+        // Repeating a permanent failure cannot help: wait the longest, no jitter.
         ErrorKind::Permanent => config.max_backoff,
-        ErrorKind::Transient => exponential(failures, config),
+        ErrorKind::Transient => {
+            let half = exponential(failures, config) / 2;
+            half + half.mul_f64(random.clamp(0.0, 1.0))
+        }
     };
-    let half = base / 2;
-    let jittered = half + half.mul_f64(random.clamp(0.0, 1.0));
     match error.retry_after() {
         Some(asked) => jittered.max(asked.min(config.max_retry_after)),
         None => jittered,

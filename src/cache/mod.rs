@@ -471,8 +471,10 @@ impl Shared {
             }
         };
         match wait_for_outcome(&mut rx).await {
-            Ok(_) => RefreshAhead::Done,
-            Err(_) => {
+            Ok(cached) if cached.generation != generation => RefreshAhead::Done,
+            // An error, or the fetch yielded a token that had already expired
+            // and this one was kept: try again after the backoff.
+            _ => {
                 let slow = self.lock_slow();
                 let retry_at = slow
                     .not_before
@@ -550,6 +552,21 @@ impl Shared {
         }
         match &prepared {
             Ok(cached) => {
+                let expired_on_arrival = cached.schedule.usable_until.is_some_and(|u| u <= now);
+                let still_valid = self.current.load_full().filter(|c| c.still_valid(now));
+                if let (true, Some(cur)) = (expired_on_arrival, still_valid) {
+                    // Keep a token that is still valid rather than replace it
+                    // with one that expired before it arrived (a refresh ahead
+                    // of expiry must never make things worse).
+                    self.record_failure(
+                        &mut slow,
+                        TokenError::transient(
+                            "the token source returned a token that had already expired",
+                        ),
+                        now,
+                    );
+                    return Ok(cur);
+                }
                 self.current.store(Some(Arc::clone(cached)));
                 let lifetime_ms = cached
                     .schedule

@@ -1,0 +1,735 @@
+//! Secrets stay secret: no token, client secret, refresh token, PKCE verifier,
+//! `state` or authorization code in any `Debug`/`Display` output or tracing
+//! event; the `Authorization` header is sensitive; the token does not follow a
+//! redirect to another origin; token endpoints must be `https://`; and the
+//! parsers that read what servers send never panic.
+
+mod fault_support;
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fault_support::*;
+use http::header::{AUTHORIZATION, LOCATION};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use proptest::prelude::*;
+use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
+use tower_bearer::oauth2::{
+    AuthorizationCode, BodyFormat, Callback, ClientAuth, ClientCredentials, CsrfState,
+    EndpointError, HttpClient, OAuth2Error, PkceVerifier, RefreshTokenSource, TokenEndpoint,
+    TokenResponse,
+};
+use tower_bearer::www_authenticate::{self, Challenge};
+use tower_bearer::{
+    from_fn, AccessToken, BearerAuthError, BearerAuthLayer, Origin, Secret, StaticToken, TokenCache,
+};
+use tower_http::follow_redirect::FollowRedirectLayer;
+
+const ACCESS_TOKEN: &str = "AT-7d1c-do-not-print";
+const CLIENT_ID: &str = "client-42";
+const CLIENT_SECRET: &str = "CS-93ab-do-not-print";
+const REFRESH_TOKEN: &str = "RT-5e20-do-not-print";
+const ROTATED_REFRESH_TOKEN: &str = "RT2-61fa-do-not-print";
+const ID_TOKEN: &str = "IDT-0b77-do-not-print";
+const AUTH_CODE: &str = "AC-c4d2-do-not-print";
+
+fn token_body() -> String {
+    format!(
+        r#"{{"access_token":"{ACCESS_TOKEN}","token_type":"Bearer","expires_in":3600,"refresh_token":"{ROTATED_REFRESH_TOKEN}","id_token":"{ID_TOKEN}","scope":"api"}}"#
+    )
+}
+
+/// Every secret the tests use, plus the Basic credentials that carry one.
+fn secrets(extra: &[&str]) -> Vec<String> {
+    let basic = base64_encode(format!("{CLIENT_ID}:{CLIENT_SECRET}").as_bytes());
+    let mut all: Vec<String> = [
+        ACCESS_TOKEN,
+        CLIENT_SECRET,
+        REFRESH_TOKEN,
+        ROTATED_REFRESH_TOKEN,
+        ID_TOKEN,
+        AUTH_CODE,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    // Any part of the Basic credentials that reaches into the secret (an
+    // excerpt may cut it short).
+    all.push(basic[..16].to_owned());
+    all.extend(extra.iter().map(|s| s.to_string()));
+    all
+}
+
+#[track_caller]
+fn assert_no_secret(what: &str, text: &str, secrets: &[String]) {
+    for secret in secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "{what} shows a secret ({secret}): {text}"
+        );
+    }
+}
+
+fn base64_encode(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn endpoint(server: &TokenServer) -> tower_bearer::oauth2::TokenEndpointBuilder {
+    TokenEndpoint::builder(server.url())
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .http_client(HttpClient::new(hyper_client()))
+        .timeout(Duration::from_secs(3))
+}
+
+// ---------------------------------------------------------------------------
+// Debug and Display
+// ---------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn debug_and_display_of_public_types_and_errors_show_no_secret() {
+    let server = TokenServer::start(Endpoint::json(200, &token_body())).await;
+    let mut shown: Vec<(&str, String)> = Vec::new();
+
+    let token = AccessToken::new(ACCESS_TOKEN).with_expires_in(Duration::from_secs(60));
+    shown.push(("AccessToken", format!("{token:?}")));
+    let secret = Secret::new(CLIENT_SECRET);
+    shown.push(("Secret", format!("{secret:?} {secret}")));
+    shown.push((
+        "StaticToken",
+        format!("{:?}", StaticToken::new(ACCESS_TOKEN)),
+    ));
+
+    // The cache and the layer, holding a token.
+    let cache = TokenCache::new(StaticToken::new(ACCESS_TOKEN));
+    cache.token().await.unwrap();
+    shown.push(("TokenCache", format!("{cache:?}")));
+    shown.push((
+        "TokenCacheBuilder",
+        format!("{:?}", TokenCache::builder(StaticToken::new(ACCESS_TOKEN))),
+    ));
+    let layer = BearerAuthLayer::from_cache(cache.clone())
+        .only_for_origins([Origin::parse("http://127.0.0.1:1").unwrap()]);
+    shown.push(("BearerAuthLayer", format!("{layer:?}")));
+    let service = layer.layer(hyper_client());
+    shown.push(("BearerAuth", format!("{service:?}")));
+    shown.push(("CacheStats", format!("{:?}", cache.stats())));
+
+    // oauth2 configuration and sources.
+    let builder = endpoint(&server);
+    shown.push(("TokenEndpointBuilder", format!("{builder:?}")));
+    let ep = builder.build().unwrap();
+    shown.push(("TokenEndpoint", format!("{ep:?}")));
+    let cc = ClientCredentials::new(ep.clone()).scope("api");
+    shown.push(("ClientCredentials", format!("{cc:?}")));
+    let rt = RefreshTokenSource::new(ep.clone(), REFRESH_TOKEN);
+    shown.push(("RefreshTokenSource", format!("{rt:?}")));
+    let response = ep
+        .request(&[("grant_type", "client_credentials")])
+        .await
+        .unwrap();
+    shown.push(("TokenResponse", format!("{response:?}")));
+    shown.push((
+        "AccessToken from response",
+        format!("{:?}", response.to_access_token()),
+    ));
+    let flow = AuthorizationCode::new(format!("http://{}/authorize", server.addr), ep.clone())
+        .unwrap()
+        .redirect_uri("http://127.0.0.1/callback");
+    shown.push(("AuthorizationCode", format!("{flow:?}")));
+    let request = flow.start();
+    let verifier = request.verifier().unwrap().secret().expose().to_owned();
+    let state = request.state().secret().expose().to_owned();
+    shown.push(("AuthorizationRequest", format!("{request:?}")));
+    shown.push((
+        "PkceVerifier",
+        format!("{:?}", PkceVerifier::new(verifier.clone()).unwrap()),
+    ));
+    shown.push(("CsrfState", format!("{:?}", CsrfState::new(state.clone()))));
+    let callback = Callback::from_query(&format!("code={AUTH_CODE}&state={state}")).unwrap();
+    shown.push(("Callback", format!("{callback:?}")));
+    // rt is consumed by the cache below; exchange the code for real.
+    let exchanged = request.exchange(&callback).await.unwrap();
+    shown.push(("TokenResponse (code)", format!("{exchanged:?}")));
+    let refreshing = RefreshTokenSource::from_response(ep.clone(), &exchanged).unwrap();
+    shown.push(("RefreshTokenSource (rotated)", format!("{refreshing:?}")));
+
+    // Errors: every kind of failure the endpoint can produce, including a
+    // debugging error page that echoes the request (client secret in the body).
+    let failing = [
+        Endpoint::json(400, r#"{"error":"invalid_client"}"#),
+        Endpoint::Echo(500),
+        Endpoint::Echo(400),
+        Endpoint::json(
+            200,
+            &format!(r#"{{"access_token":"{ACCESS_TOKEN}","token_type":"mac"}}"#),
+        ),
+        Endpoint::json(500, &token_body()),
+        Endpoint::json(200, &format!(r#"{{"access_token":"{ACCESS_TOKEN}""#)),
+        Endpoint::Huge {
+            size: 2 << 20,
+            declared: false,
+        },
+        Endpoint::Hang,
+    ];
+    for auth in [ClientAuth::Basic, ClientAuth::RequestBody] {
+        for format in [BodyFormat::Form, BodyFormat::Json] {
+            let ep = endpoint(&server)
+                .client_auth(auth)
+                .body_format(format)
+                .build()
+                .unwrap();
+            for mode in &failing {
+                server.set(mode.clone());
+                let err = ep
+                    .request(&[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", REFRESH_TOKEN),
+                    ])
+                    .await
+                    .unwrap_err();
+                shown.push(("TokenError", format!("{err} {err:?}")));
+                if let Some(cause) = err.cause() {
+                    shown.push(("TokenError cause", format!("{cause} {cause:?}")));
+                    if let Some(e) = cause.downcast_ref::<OAuth2Error>() {
+                        shown.push(("OAuth2Error", format!("{e} {e:?}")));
+                    }
+                    if let Some(e) = cause.downcast_ref::<EndpointError>() {
+                        shown.push(("EndpointError", format!("{e} {e:?}")));
+                    }
+                }
+                let wrapped: BearerAuthError<std::io::Error> = BearerAuthError::Token(err);
+                shown.push(("BearerAuthError", format!("{wrapped} {wrapped:?}")));
+            }
+        }
+    }
+    let callback_err = Callback::from_query("error=access_denied&error_description=no").unwrap();
+    shown.push(("Callback (error)", format!("{callback_err:?}")));
+
+    // The `state` is a CSRF nonce, not a credential: `CsrfState` hides it,
+    // but the `Callback` (what the server sent back) may show it.
+    shown.push((
+        "CsrfState (alone)",
+        format!("{:?}", CsrfState::new(state.clone())),
+    ));
+    let secrets = secrets(&[&verifier]);
+    if std::env::var_os("SHOW_SECURITY_OUTPUT").is_some() {
+        for (what, text) in &shown {
+            eprintln!("{what}: {text}");
+        }
+    }
+    assert!(!shown.last().unwrap().1.contains(&state));
+    for (what, text) in &shown {
+        assert_no_secret(what, text, &secrets);
+    }
+}
+
+#[tokio::test]
+async fn authorization_header_is_sensitive_on_first_send_and_retry() {
+    let seen: Arc<Mutex<Vec<(bool, String)>>> = Arc::default();
+    let inner = {
+        let seen = Arc::clone(&seen);
+        service_fn(move |req: Request<Full<Bytes>>| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let value = &req.headers()[AUTHORIZATION];
+                let debug = format!("{req:?}");
+                let mut seen = seen.lock().unwrap();
+                seen.push((value.is_sensitive(), debug));
+                // Reject the first attempt so the retry is checked too.
+                let status = if seen.len() == 1 {
+                    StatusCode::UNAUTHORIZED
+                } else {
+                    StatusCode::OK
+                };
+                Ok::<_, Infallible>(Response::builder().status(status).body(()).unwrap())
+            }
+        })
+    };
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = from_fn(move || {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move { Ok(AccessToken::new(format!("{ACCESS_TOKEN}-{i}"))) }
+    });
+    let client = BearerAuthLayer::new(source).layer(inner);
+    let req = Request::get("http://127.0.0.1/x")
+        .body(Full::default())
+        .unwrap();
+    let res = client.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // And once more on the fast path (token cached).
+    let req = Request::get("http://127.0.0.1/y")
+        .body(Full::default())
+        .unwrap();
+    client.oneshot(req).await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    for (sensitive, debug) in seen.iter() {
+        assert!(sensitive, "Authorization not marked sensitive");
+        assert!(debug.contains("Sensitive"), "{debug}");
+        assert_no_secret("the request's Debug", debug, &secrets(&[]));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Tracing
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn tracing_at_trace_level_shows_no_secret() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_ansi(false)
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = TokenServer::start(Endpoint::json(200, &token_body())).await;
+    let api = Api::start(ApiMode::AcceptAny).await;
+
+    // Client credentials: fetch, serve, rejection, refresh, retry.
+    let cc = ClientCredentials::new(endpoint(&server).build().unwrap());
+    let stack = Stack::new(cache_for(cc), api.clone());
+    assert!(stack.burst(5).await[0].is_ok_with(ACCESS_TOKEN));
+    api.set(ApiMode::RejectAll);
+    let _ = stack.burst(5).await;
+    api.set(ApiMode::AcceptAny);
+
+    // Failures of every kind, with the secret in the request (header or
+    // body) and echoed back by an error page.
+    for (mode, auth) in [
+        (Endpoint::Echo(500), ClientAuth::Basic),
+        (Endpoint::Echo(500), ClientAuth::RequestBody),
+        (Endpoint::Echo(401), ClientAuth::Basic),
+        (
+            Endpoint::json(400, r#"{"error":"invalid_client"}"#),
+            ClientAuth::Basic,
+        ),
+        (Endpoint::json(200, "{not json"), ClientAuth::RequestBody),
+        (Endpoint::Hang, ClientAuth::Basic),
+    ] {
+        server.set(mode);
+        let ep = endpoint(&server).client_auth(auth).build().unwrap();
+        let stack = Stack::new(cache_for(ClientCredentials::new(ep)), api.clone());
+        let _ = stack.burst(3).await;
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        let _ = stack.burst(3).await;
+    }
+
+    // Refresh token grant with rotation, then the authorization code flow.
+    server.set(Endpoint::json(200, &token_body()));
+    let refresh = RefreshTokenSource::new(endpoint(&server).build().unwrap(), REFRESH_TOKEN);
+    let stack = Stack::new(cache_for(refresh), api.clone());
+    let _ = stack.burst(3).await;
+
+    let ep = endpoint(&server).build().unwrap();
+    let flow = AuthorizationCode::new(format!("http://{}/authorize", server.addr), ep).unwrap();
+    let request = flow.start();
+    let verifier = request.verifier().unwrap().secret().expose().to_owned();
+    let state = request.state().secret().expose().to_owned();
+    let callback = Callback::from_query(&format!("code={AUTH_CODE}&state={state}")).unwrap();
+    let source = request.finish(&callback).await.unwrap();
+    let stack = Stack::new(cache_for(source), api.clone());
+    let _ = stack.burst(3).await;
+
+    let log = captured.text();
+    // The capture works: fetches, failures and rejections were logged.
+    for expected in [
+        "tower_bearer.fetch",
+        "token rejected by server",
+        "backing off",
+    ] {
+        assert!(log.contains(expected), "no `{expected}` in the log:\n{log}");
+    }
+    assert_no_secret("the tracing output", &log, &secrets(&[&verifier]));
+}
+
+// ---------------------------------------------------------------------------
+// Redirects and origin scoping
+// ---------------------------------------------------------------------------
+
+/// The paths a server saw, each with its `Authorization`, if any.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+/// Origin A redirects `/away` to origin B (another port) and `/here` to
+/// itself; both record the `Authorization` they see.
+struct Origins {
+    a: std::net::SocketAddr,
+    b: std::net::SocketAddr,
+    seen_a: Seen,
+    seen_b: Seen,
+}
+
+async fn origins() -> Origins {
+    fn record(seen: &Seen, req: &Request<hyper::body::Incoming>) {
+        let auth = req
+            .headers()
+            .get(AUTHORIZATION)
+            .map(|v| v.to_str().unwrap().to_owned());
+        seen.lock()
+            .unwrap()
+            .push((req.uri().path().to_owned(), auth));
+    }
+    let seen_b: Seen = Arc::default();
+    let b = serve_hyper({
+        let seen = Arc::clone(&seen_b);
+        move |req| {
+            record(&seen, &req);
+            async { Response::new(Full::default()) }
+        }
+    })
+    .await;
+    let seen_a: Seen = Arc::default();
+    let a = serve_hyper({
+        let seen = Arc::clone(&seen_a);
+        move |req| {
+            record(&seen, &req);
+            let location = match req.uri().path() {
+                "/away" => Some(format!("http://{b}/landing")),
+                "/here" => Some("/landed".to_owned()),
+                _ => None,
+            };
+            async move {
+                match location {
+                    Some(to) => Response::builder()
+                        .status(StatusCode::FOUND)
+                        .header(LOCATION, to)
+                        .body(Full::default())
+                        .unwrap(),
+                    None => Response::new(Full::default()),
+                }
+            }
+        }
+    })
+    .await;
+    Origins {
+        a,
+        b,
+        seen_a,
+        seen_b,
+    }
+}
+
+fn get(addr: std::net::SocketAddr, path: &str) -> Request<Full<Bytes>> {
+    Request::get(format!("http://{addr}{path}"))
+        .body(Full::default())
+        .unwrap()
+}
+
+fn bearer() -> String {
+    format!("Bearer {ACCESS_TOKEN}")
+}
+
+/// `BearerAuth` outside, `FollowRedirect` inside: the token is added once, and
+/// tower-http's standard policy strips it when the redirect leaves the origin.
+#[tokio::test]
+async fn follow_redirect_inside_bearer_auth_drops_the_token_cross_origin() {
+    let o = origins().await;
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(StaticToken::new(ACCESS_TOKEN)))
+        .layer(FollowRedirectLayer::new())
+        .service(hyper_client());
+    let res = client.clone().oneshot(get(o.a, "/away")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = client.oneshot(get(o.a, "/here")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let seen_a = o.seen_a.lock().unwrap().clone();
+    assert!(seen_a
+        .iter()
+        .all(|(_, auth)| auth.as_deref() == Some(&*bearer())));
+    assert_eq!(seen_a.len(), 3, "{seen_a:?}"); // /away, /here, /landed
+    assert_eq!(
+        *o.seen_b.lock().unwrap(),
+        vec![("/landing".to_owned(), None)]
+    );
+}
+
+/// `FollowRedirect` outside `BearerAuth`: every hop passes through `BearerAuth`
+/// again. Scoped to origin A, the hop to origin B gets no token.
+#[tokio::test]
+async fn follow_redirect_outside_scoped_bearer_auth_drops_the_token_cross_origin() {
+    let o = origins().await;
+    let scope = Origin::parse(&format!("http://{}", o.a)).unwrap();
+    let cache = TokenCache::new(StaticToken::new(ACCESS_TOKEN));
+    let client = ServiceBuilder::new()
+        .layer(FollowRedirectLayer::new())
+        .layer(BearerAuthLayer::from_cache(cache.clone()).only_for_origins([scope]))
+        .service(hyper_client());
+    client.clone().oneshot(get(o.a, "/away")).await.unwrap();
+    client.clone().oneshot(get(o.a, "/here")).await.unwrap();
+    // A request straight to B gets no token either, and fetches none.
+    let other = TokenCache::new(StaticToken::new(ACCESS_TOKEN));
+    let to_b =
+        ServiceBuilder::new()
+            .layer(
+                BearerAuthLayer::from_cache(other.clone())
+                    .only_for_origins([Origin::parse(&format!("http://{}", o.a)).unwrap()]),
+            )
+            .service(hyper_client());
+    to_b.oneshot(get(o.b, "/direct")).await.unwrap();
+    assert_eq!(other.stats().fetches, 0);
+
+    let seen_a = o.seen_a.lock().unwrap().clone();
+    assert!(seen_a
+        .iter()
+        .all(|(_, auth)| auth.as_deref() == Some(&*bearer())));
+    assert_eq!(
+        *o.seen_b.lock().unwrap(),
+        vec![("/landing".to_owned(), None), ("/direct".to_owned(), None)]
+    );
+}
+
+/// The hazard the scope exists for: `FollowRedirect` outside an unscoped
+/// `BearerAuth` hands the token to whatever origin the server redirects to.
+/// (Put `BearerAuthLayer` outside, or scope it.)
+#[tokio::test]
+async fn follow_redirect_outside_unscoped_bearer_auth_forwards_the_token_hazard() {
+    let o = origins().await;
+    let client = ServiceBuilder::new()
+        .layer(FollowRedirectLayer::new())
+        .layer(BearerAuthLayer::new(StaticToken::new(ACCESS_TOKEN)))
+        .service(hyper_client());
+    client.oneshot(get(o.a, "/away")).await.unwrap();
+    let _ = o.b;
+    assert_eq!(
+        *o.seen_b.lock().unwrap(),
+        vec![("/landing".to_owned(), Some(bearer()))]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Token endpoint transport security
+// ---------------------------------------------------------------------------
+
+#[test]
+fn token_endpoint_refuses_plain_http_unless_loopback_or_allowed() {
+    let client = || {
+        HttpClient::new(service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::<Bytes>::default()))
+        }))
+    };
+    for url in [
+        "http://auth.example.com/token",
+        "http://10.0.0.1/token",
+        "http://localhost.example.com/token",
+        "http://127.0.0.1.example.com/token",
+    ] {
+        let err = TokenEndpoint::builder(url)
+            .http_client(client())
+            .client_secret(CLIENT_SECRET)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, EndpointError::InsecureUrl { .. }),
+            "{url}: {err:?}"
+        );
+        assert_no_secret("EndpointError", &format!("{err} {err:?}"), &secrets(&[]));
+    }
+    for url in [
+        "https://auth.example.com/token",
+        "http://127.0.0.1:8080/token",
+        "http://[::1]:8080/token",
+        "http://localhost/token",
+    ] {
+        assert!(
+            TokenEndpoint::builder(url)
+                .http_client(client())
+                .build()
+                .is_ok(),
+            "{url}"
+        );
+    }
+    assert!(TokenEndpoint::builder("http://auth.example.com/token")
+        .http_client(client())
+        .allow_insecure_http(true)
+        .build()
+        .is_ok());
+    for url in ["ftp://auth.example.com/token", "/token", "auth.example.com"] {
+        assert!(
+            matches!(
+                TokenEndpoint::builder(url).http_client(client()).build(),
+                Err(EndpointError::InvalidUrl { .. })
+            ),
+            "{url}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parsers of what servers send
+// ---------------------------------------------------------------------------
+
+fn tchar_scheme() -> impl Strategy<Value = String> {
+    "[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,10}"
+}
+
+/// A generated challenge: scheme and parameters (name, value, quoted?).
+type GenChallenge = (String, Vec<(String, String, bool)>);
+
+fn render(challenges: &[GenChallenge]) -> String {
+    challenges
+        .iter()
+        .map(|(scheme, params)| {
+            let params: Vec<String> = params
+                .iter()
+                .map(|(name, value, quoted)| {
+                    if *quoted {
+                        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+                        format!("{name}=\"{escaped}\"")
+                    } else {
+                        format!("{name}={value}")
+                    }
+                })
+                .collect();
+            if params.is_empty() {
+                scheme.clone()
+            } else {
+                format!("{scheme} {}", params.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn www_authenticate_parse_never_panics(input in any::<String>()) {
+        let _ = www_authenticate::parse(&input);
+    }
+
+    #[test]
+    fn www_authenticate_parse_never_panics_on_near_misses(
+        input in r#"[A-Za-z0-9 ,="\\=/+\t~.-]{0,80}"#
+    ) {
+        let _ = www_authenticate::parse(&input);
+    }
+
+    #[test]
+    fn www_authenticate_round_trips(
+        challenges in prop::collection::vec(
+            (
+                tchar_scheme(),
+                prop::collection::vec(
+                    prop_oneof![
+                        ("[a-z][a-z0-9_]{0,8}", "[ -~]{0,20}", Just(true)),
+                        ("[a-z][a-z0-9_]{0,8}", "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}", Just(false)),
+                    ],
+                    0..4,
+                ),
+            ),
+            1..4,
+        )
+    ) {
+        let header = render(&challenges);
+        let parsed = www_authenticate::parse(&header);
+        prop_assert_eq!(parsed.len(), challenges.len(), "{}", header);
+        for (got, (scheme, params)) in parsed.iter().zip(&challenges) {
+            let expected = Challenge {
+                scheme: scheme.clone(),
+                params: params.iter().map(|(n, v, _)| (n.clone(), v.clone())).collect(),
+                token68: None,
+            };
+            prop_assert_eq!(got, &expected, "{}", header);
+        }
+    }
+
+    #[test]
+    fn token_response_parse_never_panics(body in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = TokenResponse::from_json(&body);
+    }
+
+    #[test]
+    fn token_response_parse_never_panics_on_json_like_input(
+        body in r#"[{}\[\]":,0-9a-z_ .eE+-]{0,120}"#
+    ) {
+        let _ = TokenResponse::from_json(body.as_bytes());
+        let wrapped = format!(r#"{{"access_token":"a","expires_in":{body}}}"#);
+        let _ = TokenResponse::from_json(wrapped.as_bytes());
+    }
+
+    #[test]
+    fn token_response_round_trips(
+        access in "ZQX\\PC{1,40}",
+        token_type in prop_oneof![Just("Bearer"), Just("bearer"), Just("BEARER")],
+        expires_in in prop::option::of(1u64..=u64::from(u32::MAX)),
+        expires_as_string in any::<bool>(),
+        refresh in prop::option::of("\\PC{1,40}"),
+        scope in prop::option::of("[a-z:/ ]{1,30}"),
+        extra in prop::option::of("[a-z0-9]{1,10}"),
+    ) {
+        let mut json = serde_json::json!({ "access_token": access, "token_type": token_type });
+        let fields = json.as_object_mut().unwrap();
+        if let Some(secs) = expires_in {
+            fields.insert(
+                "expires_in".into(),
+                if expires_as_string { secs.to_string().into() } else { secs.into() },
+            );
+        }
+        if let Some(r) = &refresh { fields.insert("refresh_token".into(), r.clone().into()); }
+        if let Some(s) = &scope { fields.insert("scope".into(), s.clone().into()); }
+        if let Some(e) = &extra { fields.insert("user_id".into(), e.clone().into()); }
+        let body = serde_json::to_vec(&json).unwrap();
+
+        let response = TokenResponse::from_json(&body).unwrap();
+        prop_assert_eq!(response.access_token().expose(), access.as_str());
+        prop_assert_eq!(response.token_type(), Some(token_type));
+        prop_assert_eq!(response.expires_in(), expires_in.map(Duration::from_secs));
+        prop_assert_eq!(response.refresh_token().map(|s| s.expose()), refresh.as_deref());
+        prop_assert_eq!(response.scope(), scope.as_deref());
+        prop_assert_eq!(
+            response.extra("user_id").and_then(|v| v.as_str()),
+            extra.as_deref()
+        );
+        let debug = format!("{response:?}");
+        prop_assert!(!debug.contains(&access), "{}", debug);
+    }
+}
