@@ -24,7 +24,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
-use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, CacheStats, TokenError};
+use tower_bearer::oauth2::{ClientCredentials, TokenEndpoint};
+use tower_bearer::{BearerAuthLayer, CacheStats};
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(2);
 const TOKEN_LATENCY: Duration = Duration::from_millis(50);
@@ -41,16 +42,18 @@ async fn main() {
         "token endpoint {token_url}, API http://{api_addr}/ (tokens live {TOKEN_LIFETIME:?})\n"
     );
 
-    // The part a user writes: a token source and the layer around their client.
+    // The part a user writes: an OAuth2 client-credentials source and the
+    // layer around their HTTP client.
+    let endpoint = TokenEndpoint::builder(token_url)
+        .client_id("quickstart")
+        .client_secret("quickstart-secret")
+        .build()
+        .expect("a loopback token endpoint is allowed over http");
+    let layer = BearerAuthLayer::new(ClientCredentials::new(endpoint).scope("api/access"));
+    let cache = layer.cache().clone();
     let http = Client::builder(TokioExecutor::new())
         .http2_only(true)
         .build_http();
-    let source = {
-        let http = http.clone();
-        from_fn(move || fetch_token(http.clone(), token_url.clone()))
-    };
-    let layer = BearerAuthLayer::new(source);
-    let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(http);
 
     let send = move |path: &'static str| {
@@ -127,40 +130,6 @@ async fn main() {
         "\nTotal: {} token fetches ({} ahead of expiry), {} callers waited for a fetch, {} requests retried once.",
         total.fetches, total.refreshes_ahead, total.waits, total.retries
     );
-}
-
-async fn fetch_token(
-    http: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    url: String,
-) -> Result<AccessToken, TokenError> {
-    let req = Request::post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(Full::new(Bytes::from_static(
-            b"grant_type=client_credentials",
-        )))
-        .unwrap();
-    let res = http
-        .request(req)
-        .await
-        .map_err(|e| TokenError::transient(format!("token endpoint unreachable: {e}")))?;
-    if !res.status().is_success() {
-        return Err(TokenError::transient(format!(
-            "token endpoint answered {}",
-            res.status()
-        )));
-    }
-    let body = res
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| TokenError::transient(e.to_string()))?;
-    let json: serde_json::Value = serde_json::from_slice(&body.to_bytes())
-        .map_err(|_| TokenError::permanent("malformed token response"))?;
-    let token = json["access_token"]
-        .as_str()
-        .ok_or_else(|| TokenError::permanent("no access_token"))?;
-    let expires_in = json["expires_in"].as_u64().unwrap_or(3600);
-    Ok(AccessToken::new(token).with_expires_in(Duration::from_secs(expires_in)))
 }
 
 async fn count_ok(
@@ -280,9 +249,28 @@ impl Idp {
 }
 
 async fn serve_token_endpoint(idp: Arc<Idp>) -> SocketAddr {
-    serve(move |_req| {
+    serve(move |req: Request<Incoming>| {
         let idp = Arc::clone(&idp);
         async move {
+            // Client credentials with HTTP Basic authentication, as configured above.
+            let basic = req
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v.as_bytes().starts_with(b"Basic "));
+            let form = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            if !basic || !form.starts_with(b"grant_type=client_credentials") {
+                return Response::builder()
+                    .status(StatusCode::BAD_REQUEST)
+                    .body(Full::new(Bytes::from_static(
+                        br#"{"error":"invalid_request"}"#,
+                    )))
+                    .unwrap();
+            }
             tokio::time::sleep(TOKEN_LATENCY).await;
             let n = idp.minted.fetch_add(1, Ordering::SeqCst) + 1;
             let token = format!("token-{n}");
