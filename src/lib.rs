@@ -123,7 +123,7 @@ pub use crate::buffer_body::{BufferBody, BufferedRequest, TeeBody, DEFAULT_MAX_R
 pub use crate::cache::config::{
     DEFAULT_AUTH_SCHEME, DEFAULT_EXPIRY_SKEW, DEFAULT_FETCH_TIMEOUT, DEFAULT_INITIAL_BACKOFF,
     DEFAULT_LIFETIME, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_AFTER, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_REFRESH_AHEAD_FRACTION, DEFAULT_REFRESH_JITTER, MAX_SKEW_FRACTION,
+    DEFAULT_REFRESH_AHEAD_FRACTION, DEFAULT_REFRESH_JITTER, MAX_SKEW_FRACTION, MIN_BACKOFF,
 };
 pub use crate::cache::{CacheStats, TokenCache, TokenCacheBuilder};
 pub use crate::classify::{DefaultClassifier, RejectionClassifier};

@@ -454,3 +454,52 @@ async fn the_header_is_marked_sensitive() {
         }));
     client.oneshot(get("http://127.0.0.1/", 0)).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_but_unexpired_token_is_served_while_its_replacement_is_fetched() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&fetches);
+    let cache = TokenCache::builder(from_fn(move || {
+        let n = counted.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            if n > 1 {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            Ok(AccessToken::new(format!("t{n}")).with_expires_in(Duration::from_secs(100)))
+        }
+    }))
+    .refresh_ahead(Duration::ZERO) // no refresh ahead: let the token go stale
+    .build();
+
+    assert_eq!(cache.token().await.unwrap().secret(), "t1");
+    // Past its usable life (100 s less 10 s of skew), before its expiry.
+    tokio::time::sleep(Duration::from_secs(95)).await;
+    let served = tokio::time::timeout(Duration::from_millis(1), cache.token()).await;
+    assert_eq!(served.expect("no wait").unwrap().secret(), "t1");
+    assert_eq!(cache.stats().fetches, 2, "the replacement is on its way");
+    assert_eq!(cache.stats().waits, 1, "only the very first caller waited");
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(cache.token().await.unwrap().secret(), "t2");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_backoff_settings_still_back_off() {
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&fetches);
+    let cache = TokenCache::builder(from_fn(move || {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { Err(TokenError::transient("down")) }
+    }))
+    .backoff(Duration::ZERO, Duration::from_secs(1))
+    .build();
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(1) {
+        let _ = cache.token().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // One second of callers: 1 ms doubling up to 1 s is about ten fetches.
+    let fetched = fetches.load(Ordering::SeqCst);
+    assert!(fetched <= 15, "fetches: {fetched}");
+}

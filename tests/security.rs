@@ -600,6 +600,22 @@ fn token_endpoint_refuses_plain_http_unless_loopback_or_allowed() {
             "{url}"
         );
     }
+    // Credentials in a refused URL never reach the error's message.
+    for url in [
+        "https://client:SECRET-PW@auth.example.com/token",
+        "http://client:SECRET-PW@auth.example.com/token?key=SECRET-KEY",
+        "http://auth.example.com/token?client_secret=SECRET-KEY",
+    ] {
+        let err = TokenEndpoint::builder(url)
+            .http_client(client())
+            .build()
+            .unwrap_err();
+        for text in [err.to_string(), format!("{err:?}")] {
+            assert!(!text.contains("SECRET"), "{text}");
+        }
+    }
+    let err = tower_bearer::Origin::parse("https://user:SECRET-PW@api.example.com").unwrap_err();
+    assert!(!format!("{err} {err:?}").contains("SECRET"));
 }
 
 // ---------------------------------------------------------------------------

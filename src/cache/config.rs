@@ -21,7 +21,8 @@ pub const MAX_SKEW_FRACTION: f64 = 0.1;
 pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(60);
 
 /// The refresh-ahead window is at most this fraction of the token's usable life,
-/// so a 2 s token is refreshed in its last 0.45 s, not immediately.
+/// so a 2 s token is refreshed in its last 0.45 s, not immediately. Whatever
+/// the setting, a refresh never starts in the first half of the usable life.
 pub const DEFAULT_REFRESH_AHEAD_FRACTION: f64 = 0.25;
 
 /// Up to this fraction of the refresh-ahead window is added at random, so that
@@ -37,6 +38,9 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first delay after a failed fetch; it doubles with each further failure.
 pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The shortest first delay [`TokenCacheBuilder::backoff`] accepts.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(1);
 
 /// The longest delay between fetches after failures, and the delay after a
 /// permanent failure.
@@ -170,7 +174,11 @@ impl TokenCacheBuilder {
 
     /// The first and the longest delay between fetches after failures (defaults
     /// [`DEFAULT_INITIAL_BACKOFF`] and [`DEFAULT_MAX_BACKOFF`]).
+    ///
+    /// `initial` is at least [`MIN_BACKOFF`], so that backoff can never be
+    /// switched off by accident (zero doubled stays zero).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
+        let initial = initial.max(MIN_BACKOFF);
         self.config.initial_backoff = initial;
         self.config.max_backoff = max.max(initial);
         self

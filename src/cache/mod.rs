@@ -26,6 +26,7 @@ mod stats;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::{BufMut, BytesMut};
@@ -126,6 +127,8 @@ pub(crate) struct CachedToken {
     token: AccessToken,
     reason: FetchReason,
     schedule: Schedule,
+    /// When the cache installed it (the source may have built it earlier).
+    installed_at: Instant,
     state: AtomicU8,
     lifecycle: OnceLock<AbortHandle>,
 }
@@ -387,49 +390,40 @@ impl Shared {
         let mut reason = FetchReason::Empty;
         if let Some(cur) = &current {
             let rejected_now = matches!(want, Want::Replacing(g) if g == cur.generation);
-            match cur.state() {
-                FRESH if rejected_now => {
-                    if self
+            let state = cur.state();
+            if rejected_now && state != REJECTED {
+                if state == FRESH
+                    && self
                         .rejection_cooldown(cur, &slow)
                         .is_some_and(|until| now < until)
-                    {
-                        tracing::debug!(
-                            generation = cur.generation,
-                            "freshly fetched token rejected again; not refreshing before the cool-down ends"
-                        );
-                        return Decision::NoRetry;
-                    }
-                    slow.rejection_streak = match cur.reason {
-                        FetchReason::Rejected => slow.rejection_streak.saturating_add(1),
-                        _ => 0,
-                    };
-                    cur.mark(REJECTED);
-                    StatsCounters::bump(&self.stats.invalidations);
-                    tracing::info!(
+                {
+                    tracing::debug!(
                         generation = cur.generation,
-                        "token rejected by server; invalidated"
+                        "freshly fetched token rejected again; not refreshing before the cool-down ends"
                     );
-                    reason = FetchReason::Rejected;
+                    return Decision::NoRetry;
                 }
-                FRESH => return Decision::Ready(Arc::clone(cur)),
-                STALE if rejected_now => {
-                    // A stale token is still served while refreshes fail (it
-                    // has not expired); once a server rejects it, it must not
-                    // be served again, nor used to retry the rejected request.
-                    cur.mark(REJECTED);
-                    StatsCounters::bump(&self.stats.invalidations);
-                    tracing::info!(
-                        generation = cur.generation,
-                        "stale token rejected by server; invalidated"
-                    );
-                    reason = FetchReason::Rejected;
+                self.invalidate(cur, &mut slow);
+                reason = FetchReason::Rejected;
+            } else {
+                match state {
+                    FRESH => return Decision::Ready(Arc::clone(cur)),
+                    STALE => reason = FetchReason::Expired,
+                    _ => reason = FetchReason::Rejected,
                 }
-                STALE => reason = FetchReason::Expired,
-                _ => reason = FetchReason::Rejected,
             }
         }
+        // Only an expired or rejected token makes a caller wait: one past its
+        // usable life but not yet expired is served while the fetch runs.
+        let serve_meanwhile = current
+            .as_ref()
+            .filter(|c| c.state() == STALE && c.still_valid(now))
+            .map(Arc::clone);
         if let Some(inflight) = &slow.inflight {
-            return Decision::Wait(inflight.rx.clone());
+            return match serve_meanwhile {
+                Some(cur) => Decision::Ready(cur),
+                None => Decision::Wait(inflight.rx.clone()),
+            };
         }
         if let Some(not_before) = slow.not_before.filter(|nb| now < *nb) {
             if let Some(cur) = current.filter(|c| c.still_valid(now)) {
@@ -445,7 +439,25 @@ impl Shared {
                     .unwrap_or_else(|| TokenError::transient("token source is backing off")),
             );
         }
-        Decision::Wait(self.start_fetch(&mut slow, reason))
+        let rx = self.start_fetch(&mut slow, reason);
+        match serve_meanwhile {
+            Some(cur) => Decision::Ready(cur),
+            None => Decision::Wait(rx),
+        }
+    }
+
+    /// Marks `cur` rejected by a server: it is never handed out again.
+    fn invalidate(&self, cur: &CachedToken, slow: &mut SlowState) {
+        slow.rejection_streak = match cur.reason {
+            FetchReason::Rejected => slow.rejection_streak.saturating_add(1),
+            _ => 0,
+        };
+        cur.mark(REJECTED);
+        StatsCounters::bump(&self.stats.invalidations);
+        tracing::info!(
+            generation = cur.generation,
+            "token rejected by server; invalidated"
+        );
     }
 
     /// Called by the token's timer shortly before it stops being usable.
@@ -478,7 +490,7 @@ impl Shared {
                 let slow = self.lock_slow();
                 let retry_at = slow
                     .not_before
-                    .unwrap_or_else(|| Instant::now() + self.config.initial_backoff);
+                    .unwrap_or_else(|| later(Instant::now(), self.config.initial_backoff));
                 RefreshAhead::RetryAt(retry_at)
             }
         }
@@ -489,7 +501,7 @@ impl Shared {
     fn rejection_cooldown(&self, cur: &CachedToken, slow: &SlowState) -> Option<Instant> {
         (cur.reason == FetchReason::Rejected).then(|| {
             let wait = backoff::exponential(slow.rejection_streak.saturating_add(1), &self.config);
-            cur.token.received_at() + wait
+            later(cur.installed_at, wait)
         })
     }
 
@@ -607,7 +619,7 @@ impl Shared {
         slow.failures = slow.failures.saturating_add(1);
         let delay =
             backoff::delay_after_failure(slow.failures, &err, &self.config, backoff::jitter());
-        slow.not_before = Some(now + delay);
+        slow.not_before = Some(later(now, delay));
         tracing::warn!(
             error = %err,
             kind = ?err.kind(),
@@ -638,6 +650,7 @@ impl Shared {
             token,
             reason,
             schedule,
+            installed_at: Instant::now(),
             state: AtomicU8::new(FRESH),
             lifecycle: OnceLock::new(),
         }))
@@ -657,6 +670,13 @@ impl Shared {
         let handle = tokio::spawn(task);
         let _ = cached.lifecycle.set(handle.abort_handle());
     }
+}
+
+/// `at + delay`, saturating at a far-future instant instead of panicking on
+/// absurd settings (a `Duration::MAX` backoff).
+fn later(at: Instant, delay: Duration) -> Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+    at.checked_add(delay).unwrap_or_else(|| at + FAR_FUTURE)
 }
 
 /// Waits for the fetch behind `rx`; a closed channel means the fetch task

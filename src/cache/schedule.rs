@@ -47,11 +47,14 @@ impl Schedule {
             .refresh_ahead
             .min(usable_life.mul_f64(config.refresh_ahead_fraction));
         let spread = window.mul_f64(config.refresh_jitter * jitter.clamp(0.0, 1.0));
+        // Never in the first half of the usable life, whatever the settings: a
+        // refresh at once would fetch again and again.
+        let earliest = received + usable_life / 2;
         let refresh_at = (window > Duration::ZERO).then(|| {
             usable_until
                 .checked_sub(window + spread)
                 .unwrap_or(received)
-                .max(received)
+                .max(earliest)
         });
 
         Self {
@@ -105,6 +108,19 @@ mod tests {
         let s = Schedule::for_token(&forever, &config(), 0.5);
         assert_eq!(s.usable_until, None);
         assert_eq!(s.refresh_at, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresh_never_comes_in_the_first_half_of_the_usable_life() {
+        let mut eager = config();
+        eager.refresh_ahead_fraction = 1.0;
+        eager.refresh_jitter = 1.0;
+        let token = AccessToken::new("t").with_expires_in(Duration::from_secs(2));
+        let s = Schedule::for_token(&token, &eager, 0.999);
+        assert_eq!(
+            s.refresh_at,
+            Some(token.received_at() + Duration::from_millis(900))
+        );
     }
 
     #[tokio::test(start_paused = true)]

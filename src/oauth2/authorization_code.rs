@@ -270,8 +270,8 @@ impl AuthorizationRequest {
         self.verifier.as_ref()
     }
 
-    /// Checks the callback (an error from the server, then `state`, in
-    /// constant time) and exchanges the code for tokens.
+    /// Checks the callback (`state`, in constant time, then an error from the
+    /// server) and exchanges the code for tokens.
     ///
     /// ```no_run
     /// # async fn f(request: tower_bearer::oauth2::AuthorizationRequest) -> Result<(), tower_bearer::TokenError> {
@@ -281,12 +281,14 @@ impl AuthorizationRequest {
     /// # let _ = response; Ok(()) }
     /// ```
     pub async fn exchange(&self, callback: &Callback) -> Result<TokenResponse, TokenError> {
-        if let Some(err) = &callback.error {
-            return Err(err.clone().into());
-        }
+        // `state` first: an error callback with a forged state is an attack,
+        // and its text must not reach the caller as the server's word.
         match &callback.state {
             Some(state) if self.state.matches(state) => {}
             _ => return Err(EndpointError::StateMismatch.into()),
+        }
+        if let Some(err) = &callback.error {
+            return Err(err.clone().into());
         }
         let code = callback.code.as_ref().ok_or(EndpointError::MissingCode)?;
         let mut params = vec![

@@ -290,7 +290,7 @@ fn default_client() -> Result<HttpClient, EndpointError> {
 /// `https://` anywhere, `http://` only on loopback hosts or when allowed.
 pub(crate) fn check_url(url: &str, allow_insecure_http: bool) -> Result<Uri, EndpointError> {
     let invalid = |reason| EndpointError::InvalidUrl {
-        url: url.to_owned(),
+        url: crate::secret::url_for_display(url),
         reason,
     };
     let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
@@ -303,7 +303,7 @@ pub(crate) fn check_url(url: &str, allow_insecure_http: bool) -> Result<Uri, End
         Some("https") => Ok(uri),
         Some("http") if allow_insecure_http || is_loopback(host) => Ok(uri),
         Some("http") => Err(EndpointError::InsecureUrl {
-            url: url.to_owned(),
+            url: crate::secret::url_for_display(url),
         }),
         _ => Err(invalid("the scheme must be https")),
     }
