@@ -160,15 +160,21 @@ impl From<EndpointError> for TokenError {
     }
 }
 
-/// Keys whose values are never shown in an excerpt.
-const SENSITIVE_KEYS: [&str; 8] = [
+/// Keys whose values are never shown in an excerpt (matched as whole words).
+const SENSITIVE_KEYS: [&str; 14] = [
     "access_token",
     "refresh_token",
     "id_token",
+    "subject_token",
     "client_secret",
+    "client_assertion",
+    "assertion",
     "code_verifier",
+    "code",
+    "password",
     "apikey",
     "api_key",
+    "state",
     // An error page that echoes the request shows `authorization: Basic
     // base64(id:secret)`: the client secret, merely encoded.
     "authorization",
@@ -198,10 +204,21 @@ fn redact(text: &mut String) {
     for key in SENSITIVE_KEYS {
         let mut from = 0;
         while let Some(pos) = lower[from..].find(key) {
-            let mut i = from + pos + key.len();
+            let key_start = from + pos;
+            let mut i = key_start + key.len();
             from = i;
             let bytes = lower.as_bytes();
+            let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+            if key_start > 0 && is_word(bytes[key_start - 1])
+                || bytes.get(i).is_some_and(|b| is_word(*b))
+            {
+                continue; // part of a longer word (`error_code`, `codes`)
+            }
+            let mut quote = None;
             while i < bytes.len() && matches!(bytes[i], b'"' | b'\'' | b' ' | b':' | b'=') {
+                if matches!(bytes[i], b'"' | b'\'') {
+                    quote = Some(bytes[i]);
+                }
                 i += 1;
             }
             // `authorization: Basic <credentials>`: the scheme may show, the
@@ -217,8 +234,20 @@ fn redact(text: &mut String) {
                 }
             }
             let start = i;
-            while i < bytes.len() && !matches!(bytes[i], b'"' | b'\'' | b'&' | b',' | b'}' | b' ') {
-                i += 1;
+            match quote {
+                // A quoted value runs to its closing quote, spaces and escaped
+                // quotes included.
+                Some(q) => {
+                    while i < bytes.len() && bytes[i] != q {
+                        i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    }
+                    i = i.min(bytes.len());
+                }
+                None => {
+                    while i < bytes.len() && !matches!(bytes[i], b'&' | b',' | b'}' | b' ') {
+                        i += 1;
+                    }
+                }
             }
             if i > start {
                 ranges.push((start, i));
@@ -258,6 +287,18 @@ mod tests {
         );
         let long = "x".repeat(10_000);
         assert!(excerpt(long.as_bytes()).chars().count() <= EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn quoted_values_are_hidden_whole_and_words_are_matched_whole() {
+        let e = excerpt(br#"{"client_secret":"p@ss w0rd \" tail","error_code":"invalid_grant"}"#);
+        assert!(!e.contains("w0rd") && !e.contains("tail"), "{e}");
+        assert!(e.contains("invalid_grant"), "{e}");
+        let e = excerpt(b"grant_type=authorization_code&code=AUTHCODE&state=CSRF&password=hunter2");
+        for secret in ["AUTHCODE", "CSRF", "hunter2"] {
+            assert!(!e.contains(secret), "{e}");
+        }
+        assert!(e.contains("authorization_code"), "{e}");
     }
 
     #[test]
