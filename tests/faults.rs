@@ -533,7 +533,8 @@ async fn callers_cancelled_while_waiting_for_a_replacement_leak_nothing() {
 fn fetch_task_aborted_by_runtime_shutdown_fails_waiters_and_cache_recovers() {
     let scripted = Scripted::new(Script::Hang);
     let cache = TokenCache::builder(scripted.source())
-        // No backoff, so that recovery needs no waiting on a real clock.
+        // The shortest backoff there is (MIN_BACKOFF), so that recovery
+        // needs almost no waiting on a real clock.
         .backoff(Duration::ZERO, Duration::ZERO)
         .build();
 
@@ -580,8 +581,10 @@ fn fetch_task_aborted_by_runtime_shutdown_fails_waiters_and_cache_recovers() {
         }
         assert_eq!(cache.stats().fetch_failures, 1);
 
-        // The in-flight slot was cleared: the next caller starts a new fetch.
+        // The in-flight slot was cleared: once the (1 ms) backoff has passed,
+        // the next caller starts a new fetch.
         scripted.set(Script::Ok(Duration::from_secs(3600)));
+        tokio::time::sleep(tower_bearer::MIN_BACKOFF * 5).await;
         let token = tokio::time::timeout(Duration::from_secs(10), cache.token())
             .await
             .unwrap()
