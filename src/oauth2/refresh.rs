@@ -180,9 +180,17 @@ impl RefreshTokenSource {
     }
 }
 
-fn still_valid(token: &AccessToken) -> bool {
+/// Whether a token handed in at construction is worth serving instead of
+/// refreshing at once: more than a tenth of its lifetime, and at least a
+/// second, left. A token about to expire would only reach the cache as
+/// "expired on arrival" and cost a round of backoff.
+fn has_useful_life(token: &AccessToken) -> bool {
     match token.expiry() {
-        Expiry::At(at) => at > Instant::now(),
+        Expiry::At(at) => {
+            let left = at.saturating_duration_since(Instant::now());
+            let lifetime = at.saturating_duration_since(token.received_at());
+            left >= std::time::Duration::from_secs(1) && left > lifetime / 10
+        }
         Expiry::Unknown | Expiry::Never => true,
     }
 }
@@ -192,7 +200,7 @@ impl TokenSource for RefreshTokenSource {
         let seen = self.refreshes.load(Ordering::Acquire);
         let mut state = self.state.lock().await;
         if let Some(token) = state.initial.take() {
-            if still_valid(&token) {
+            if has_useful_life(&token) {
                 state.latest = Some(token.clone());
                 return Ok(token);
             }
@@ -200,7 +208,7 @@ impl TokenSource for RefreshTokenSource {
         if self.refreshes.load(Ordering::Acquire) != seen {
             // Another fetch refreshed while this one waited: share its token
             // rather than spend the (possibly just rotated) refresh token again.
-            if let Some(token) = state.latest.as_ref().filter(|t| still_valid(t)) {
+            if let Some(token) = state.latest.as_ref().filter(|t| has_useful_life(t)) {
                 return Ok(token.clone());
             }
         }
