@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::mem;
 
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri, Version};
 
 /// Decides whether and how a request can be sent twice.
@@ -58,20 +59,20 @@ pub struct CloneBody;
 
 /// A copy of a request's head and body.
 ///
-/// The headers are copied as bytes into buffers taken from a small per-thread
-/// pool, not cloned as a `HeaderMap`: cloning a map allocates its table (two or
-/// three allocations per request), and cloning a header value built from a
-/// string (`.header("accept", "application/json")`, the usual way) allocates
-/// too, since its bytes are not yet shared. Copying a few hundred bytes into a
-/// reused buffer costs less than those allocations, and the map is rebuilt only
-/// on the rare replay. The method, URI, extensions and body are cloned: free
-/// for standard methods, URIs parsed from a string or `'static`, empty
-/// extensions and `Bytes`-backed bodies.
+/// The URI and the headers are copied as bytes into buffers taken from a small
+/// per-thread pool, not cloned: cloning a `HeaderMap` allocates its table (two
+/// or three allocations per request), and cloning a header value or a URI
+/// built from a string (`.header("accept", "application/json")`,
+/// `Uri::builder()`, the usual ways) allocates too, because its bytes are not
+/// shared yet. Copying a few hundred bytes into a reused buffer costs less
+/// than those allocations (and than the reference-count traffic of cloning),
+/// and the URI and header map are rebuilt only on the rare replay. The method,
+/// extensions and body are cloned: free for standard methods, empty extensions
+/// and `Bytes`-backed bodies.
 pub struct ClonedRequest<B> {
     method: Method,
-    uri: Uri,
     version: Version,
-    headers: HeaderCopy,
+    head: HeadCopy,
     extensions: Extensions,
     body: B,
 }
@@ -81,9 +82,9 @@ impl<B: fmt::Debug> fmt::Debug for ClonedRequest<B> {
         // Header values are not printed: they may hold credentials.
         f.debug_struct("ClonedRequest")
             .field("method", &self.method)
-            .field("uri", &self.uri)
+            .field("uri", &self.head.rebuild_uri())
             .field("version", &self.version)
-            .field("headers", &self.headers.entries.len())
+            .field("headers", &self.head.entries.len())
             .field("extensions", &self.extensions)
             .field("body", &self.body)
             .finish()
@@ -99,19 +100,19 @@ where
     fn keep(&self, request: &mut Request<B>) -> Option<Self::Kept> {
         Some(ClonedRequest {
             method: request.method().clone(),
-            uri: request.uri().clone(),
             version: request.version(),
-            headers: HeaderCopy::of(request.headers()),
+            head: HeadCopy::of(request.uri(), request.headers()),
             extensions: request.extensions().clone(),
             body: request.body().clone(),
         })
     }
 
     fn replay(&self, kept: Self::Kept) -> Option<Request<B>> {
-        let headers = kept.headers.rebuild()?;
+        let uri = kept.head.rebuild_uri()?;
+        let headers = kept.head.rebuild_headers()?;
         let mut request = Request::new(kept.body);
         *request.method_mut() = kept.method;
-        *request.uri_mut() = kept.uri;
+        *request.uri_mut() = uri;
         *request.version_mut() = kept.version;
         *request.headers_mut() = headers;
         *request.extensions_mut() = kept.extensions;
@@ -119,21 +120,27 @@ where
     }
 }
 
-/// How many header buffers a thread keeps for reuse. A request in flight holds
-/// one; more in flight than this on one thread allocate and free their own.
-const POOL_SIZE: usize = 64;
+/// How many idle buffers a thread keeps. Buffers circulate: a request takes
+/// one when it is sent and gives it back when its response future is dropped
+/// (on whichever thread that is), so in a steady state nothing is allocated.
+/// The cap bounds what a thread keeps after a burst; a burst larger than this
+/// on one thread frees the surplus, to be allocated again by the next burst.
+const POOL_SIZE: usize = 256;
 
 /// Buffers that grew past this (a request with huge headers) are not pooled.
 const MAX_POOLED_BYTES: usize = 16 * 1024;
 
 thread_local! {
-    static POOL: RefCell<Vec<HeaderCopy>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<HeadCopy>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A request's headers, copied: names and values back to back in `bytes`.
+/// A request's URI and headers, copied: the URI's scheme, authority and path
+/// with query, then each header's name and value, back to back in `bytes`.
 #[derive(Default)]
-struct HeaderCopy {
+struct HeadCopy {
     bytes: Vec<u8>,
+    /// Lengths of the URI's scheme, authority, path-and-query (`None`: absent).
+    uri: [Option<usize>; 3],
     entries: Vec<CopiedEntry>,
 }
 
@@ -143,13 +150,24 @@ struct CopiedEntry {
     sensitive: bool,
 }
 
-impl HeaderCopy {
-    fn of(headers: &HeaderMap) -> Self {
+impl HeadCopy {
+    fn of(uri: &Uri, headers: &HeaderMap) -> Self {
         let mut copy = POOL
             .try_with(|pool| pool.borrow_mut().pop())
             .ok()
             .flatten()
             .unwrap_or_default();
+        let parts = [
+            uri.scheme_str(),
+            uri.authority().map(|a| a.as_str()),
+            uri.path_and_query().map(|p| p.as_str()),
+        ];
+        for (len, part) in copy.uri.iter_mut().zip(parts) {
+            *len = part.map(|part| {
+                copy.bytes.extend_from_slice(part.as_bytes());
+                part.len()
+            });
+        }
         for (name, value) in headers {
             let name = name.as_str().as_bytes();
             copy.bytes.extend_from_slice(name);
@@ -163,12 +181,39 @@ impl HeaderCopy {
         copy
     }
 
-    /// The headers again. `None` only for a value that the safe constructors
-    /// of `HeaderValue` would not have accepted; the request is then not
-    /// replayed.
-    fn rebuild(&self) -> Option<HeaderMap> {
-        let mut map = HeaderMap::with_capacity(self.entries.len());
+    fn uri_len(&self) -> usize {
+        self.uri.iter().flatten().sum()
+    }
+
+    /// The URI again, from parts that `http` printed itself, so they parse;
+    /// `None` (no replay) should they not.
+    fn rebuild_uri(&self) -> Option<Uri> {
         let mut at = 0;
+        let mut next = |len: Option<usize>| {
+            len.map(|len| {
+                let part = &self.bytes[at..at + len];
+                at += len;
+                part
+            })
+        };
+        let mut parts = http::uri::Parts::default();
+        if let Some(scheme) = next(self.uri[0]) {
+            parts.scheme = Some(Scheme::try_from(scheme).ok()?);
+        }
+        if let Some(authority) = next(self.uri[1]) {
+            parts.authority = Some(Authority::try_from(authority).ok()?);
+        }
+        if let Some(path) = next(self.uri[2]) {
+            parts.path_and_query = Some(PathAndQuery::try_from(path).ok()?);
+        }
+        Uri::from_parts(parts).ok()
+    }
+
+    /// The headers again. `None` (no replay) only for a value that the safe
+    /// constructors of `HeaderValue` would not have accepted.
+    fn rebuild_headers(&self) -> Option<HeaderMap> {
+        let mut map = HeaderMap::with_capacity(self.entries.len());
+        let mut at = self.uri_len();
         for entry in &self.entries {
             let name_end = at + entry.name_len;
             let value_end = name_end + entry.value_len;
@@ -182,7 +227,7 @@ impl HeaderCopy {
     }
 }
 
-impl Drop for HeaderCopy {
+impl Drop for HeadCopy {
     fn drop(&mut self) {
         if self.bytes.capacity() == 0 && self.entries.capacity() == 0 {
             return;
@@ -201,7 +246,11 @@ impl Drop for HeaderCopy {
         let _ = POOL.try_with(|pool| {
             let mut pool = pool.borrow_mut();
             if pool.len() < POOL_SIZE {
-                pool.push(HeaderCopy { bytes, entries });
+                pool.push(HeadCopy {
+                    bytes,
+                    uri: [None; 3],
+                    entries,
+                });
             }
         });
     }
@@ -267,6 +316,39 @@ mod tests {
     }
 
     #[test]
+    fn uris_of_every_form_are_replayed_exactly() {
+        let built = Uri::builder()
+            .scheme("https")
+            .authority("api.example:8443")
+            .path_and_query("/v1/x?y=z")
+            .build()
+            .unwrap();
+        let uris = [
+            Uri::from_static("http://127.0.0.1:8080/a/b?c=d&e"),
+            Uri::from_static("http://host"),
+            Uri::from_static("http://[::1]:9/x"),
+            Uri::from_static("grpc+h2://svc.internal/pkg.Svc/Method"),
+            Uri::from_static("/origin/form?q=1"),
+            Uri::from_static("/"),
+            Uri::from_static("*"),
+            Uri::from_static("example.com:443"),
+            "http://user@host:1/p%20q?r=%C3%A9".parse().unwrap(),
+            built,
+            Uri::default(),
+        ];
+        for uri in uris {
+            let mut req = Request::get(uri.clone()).body(()).unwrap();
+            let again = CloneBody.replay(CloneBody.keep(&mut req).unwrap()).unwrap();
+            assert_eq!(again.uri(), &uri);
+            assert_eq!(again.uri().to_string(), uri.to_string());
+            assert_eq!(
+                again.uri().path_and_query().map(|p| p.as_str()),
+                uri.path_and_query().map(|p| p.as_str())
+            );
+        }
+    }
+
+    #[test]
     fn buffers_are_reused() {
         let mut req = Request::get("/")
             .header("x-api-key", "k3y")
@@ -274,7 +356,8 @@ mod tests {
             .unwrap();
         drop(CloneBody.keep(&mut req));
         let reused = POOL.with(|p| p.borrow_mut().pop()).unwrap();
-        assert!(reused.bytes.is_empty() && reused.bytes.capacity() >= 12);
+        assert!(reused.bytes.is_empty() && reused.bytes.capacity() >= 13);
+        assert_eq!(reused.uri, [None; 3]);
         assert!(reused.entries.is_empty());
         let mut empty = Request::get("/").body(()).unwrap();
         let kept = CloneBody.keep(&mut empty).unwrap();

@@ -114,7 +114,10 @@ impl fmt::Debug for Callback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Callback")
             .field("code", &self.code)
-            .field("state", &self.state.as_ref().map(|_| crate::secret::Redacted))
+            .field(
+                "state",
+                &self.state.as_ref().map(|_| crate::secret::Redacted),
+            )
             .field("error", &self.error)
             .finish()
     }

@@ -1,0 +1,94 @@
+//! Pieces shared by the benchmarks: a trivial inner service, realistic
+//! requests, a warm layer.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::{ready, Future, Ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use tower::Service;
+use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, TokenCache};
+
+/// The inner service: answers 200 at once. It reads the `Authorization`
+/// header so that adding it cannot be optimised away.
+#[derive(Clone, Copy, Default)]
+pub struct Api;
+
+impl<B> Service<Request<B>> for Api {
+    type Response = Response<()>;
+    type Error = Infallible;
+    type Future = Ready<Result<Response<()>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        black_box(req.headers().get(AUTHORIZATION).map(|v| v.len()));
+        ready(Ok(Response::new(())))
+    }
+}
+
+/// A GET as an application builds it: an absolute URI and three headers given
+/// as strings.
+pub fn request() -> Request<Full<Bytes>> {
+    Request::builder()
+        .method(Method::GET)
+        .uri("http://127.0.0.1:8080/v1/things?page=2")
+        .header(USER_AGENT, "tower-bearer-bench/1.0")
+        .header(ACCEPT, "application/json")
+        .header("x-request-id", "7f3c2a9e-bench")
+        .body(Full::default())
+        .unwrap()
+}
+
+pub const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.bench-token-of-a-realistic-length.c2lnbmF0dXJl";
+
+/// A layer whose cache holds a valid token (fetched once, at `rt`).
+pub fn warm_layer(rt: &tokio::runtime::Runtime) -> BearerAuthLayer {
+    let cache = TokenCache::new(from_fn(|| async {
+        Ok(AccessToken::new(TOKEN).with_expires_in(Duration::from_secs(3600)))
+    }));
+    rt.block_on(cache.token()).unwrap();
+    BearerAuthLayer::from_cache(cache)
+}
+
+struct NoopWaker;
+
+impl Wake for NoopWaker {
+    fn wake(self: Arc<Self>) {}
+}
+
+pub fn noop_waker() -> Waker {
+    Waker::from(Arc::new(NoopWaker))
+}
+
+/// One request through `svc`, polled by hand: on the hot path the answer is
+/// ready at the first poll. Never inlined, the same for every service, so
+/// that callgrind can count its instructions (`benches/report.py`).
+#[inline(never)]
+pub fn send<S, B>(svc: &mut S, cx: &mut Context<'_>, req: Request<B>)
+where
+    S: Service<Request<B>, Response = Response<()>>,
+{
+    if svc.poll_ready(cx).is_pending() {
+        panic!("inner service not ready");
+    }
+    let mut fut = pin!(svc.call(req));
+    match fut.as_mut().poll(cx) {
+        Poll::Ready(Ok(res)) => {
+            debug_assert_eq!(res.status(), StatusCode::OK);
+            black_box(res);
+        }
+        Poll::Ready(Err(_)) => panic!("request failed"),
+        Poll::Pending => panic!("the hot path must not wait"),
+    }
+}

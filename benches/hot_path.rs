@@ -1,0 +1,60 @@
+//! Issue 4a: one request through `BearerAuth` with a cached, valid token,
+//! against tower-http's `AddAuthorization` (a static header: the floor) and the
+//! bare service, in one group so that the ratios come from one run.
+//!
+//! Each iteration builds a realistic request (absolute URI, three headers),
+//! sends it and drops the response, as an application does; the difference to
+//! `bare` is what each layer adds. (`benches/report.py` also counts the
+//! instructions of the call alone with callgrind, which noise cannot blur.)
+//!
+//! ```text
+//! cargo bench --bench hot_path -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+mod common;
+
+use std::hint::black_box;
+use std::task::Context;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tower::Layer;
+use tower_http::auth::AddAuthorizationLayer;
+
+use common::{noop_waker, request, send, warm_layer, Api, TOKEN};
+
+fn hot_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let waker = noop_waker();
+    let mut cx = Context::from_waker(&waker);
+
+    let mut bare = Api;
+    let mut add_auth = AddAuthorizationLayer::bearer(TOKEN).layer(Api);
+    let mut bearer = warm_layer(&rt).layer(Api);
+    let mut no_replay = warm_layer(&rt).no_replay().layer(Api);
+
+    let mut group = c.benchmark_group("hot_path/end_to_end");
+    group.bench_function("bare", |b| b.iter(|| send(&mut bare, &mut cx, request())));
+    group.bench_function("add_authorization", |b| {
+        b.iter(|| send(&mut add_auth, &mut cx, request()))
+    });
+    group.bench_function("bearer_auth", |b| {
+        b.iter(|| send(&mut bearer, &mut cx, request()))
+    });
+    group.bench_function("bearer_auth_no_replay", |b| {
+        b.iter(|| send(&mut no_replay, &mut cx, request()))
+    });
+    group.finish();
+
+    // Every request above went out with the cached token: one fetch each.
+    assert_eq!(black_box(bearer.cache().stats()).fetches, 1);
+    assert_eq!(no_replay.cache().stats().fetches, 1);
+    // Only the warm-up waited for the token.
+    assert_eq!(bearer.cache().stats().waits, 1);
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);

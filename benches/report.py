@@ -1,0 +1,623 @@
+#!/usr/bin/env python3
+"""Runs the issue-4 measurements and writes BENCHMARKS.md from their output.
+
+    python3 benches/report.py run      # run everything (~9 min on 2 cores), then write
+    python3 benches/report.py          # only rewrite BENCHMARKS.md from stored results
+
+Every number in BENCHMARKS.md comes from criterion's estimates
+(target/criterion/**/new/estimates.json), the allocation test's output, the load
+tool's JSON summaries and, where valgrind is installed, callgrind instruction
+counts; the raw outputs are kept under target/bench-report/.
+"""
+
+import glob
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "target", "bench-report")
+# A run writes here and replaces OUT only when it completes, so a failed run
+# never leaves results of two runs mixed.
+TMP = OUT + ".tmp"
+CRITERION = os.path.join(ROOT, "target", "criterion")
+CRITERION_ARGS = ["--warm-up-time", "1", "--measurement-time", "3"]
+# The hot path is run this many times and each service's fastest run is kept:
+# other builds on a shared machine only ever add time, so the minimum is the
+# least disturbed estimate, and the ratios are taken between minima.
+HOT_PATH_RUNS = 3
+# The same for the contention runs (a busy neighbour costs a thread count its
+# scaling, and which one it hits is chance).
+CONTENTION_RUNS = 2
+
+LOAD_RUNS = {
+    # name: (arguments, what it shows)
+    "refresh": (
+        ["--concurrency", "64", "--duration", "30", "--token-lifetime", "2", "--token-latency", "20"],
+        "2 s tokens for 30 s at full load: waits only at start-up",
+    ),
+    "slow-endpoint": (
+        ["--concurrency", "256", "--duration", "15", "--token-lifetime", "2", "--token-latency", "100"],
+        "4× the tasks and a token endpoint 5× slower (100 ms)",
+    ),
+    "reject": (
+        ["--concurrency", "64", "--duration", "10", "--token-lifetime", "2", "--token-latency", "20",
+         "--reject-fraction", "0.001"],
+        "2 s tokens with 0.1 % of API responses an injected 401",
+    ),
+}
+
+
+def sh(cmd, **kw):
+    print("+", " ".join(cmd), file=sys.stderr, flush=True)
+    return subprocess.run(cmd, cwd=ROOT, check=True, **kw)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return f.read().split()[0]
+
+
+def snapshot(group_prefix, name):
+    """Keeps criterion's estimates of one benchmark run under TMP."""
+    runs = {"|".join(str(p) for p in k): v for k, v in criterion_results().items()
+            if k[0].startswith(group_prefix)}
+    with open(os.path.join(TMP, name), "w") as f:
+        json.dump(runs, f, indent=2)
+
+
+def run():
+    shutil.rmtree(TMP, ignore_errors=True)
+    os.makedirs(TMP)
+    env = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "loadavg": {}}
+    sh(["cargo", "bench", "--no-run", "--bench", "hot_path", "--bench", "contention", "--bench", "storms"])
+    sh(["cargo", "build", "--release", "--example", "load"])
+    for i in range(HOT_PATH_RUNS):
+        before = loadavg()
+        sh(["cargo", "bench", "--bench", "hot_path", "--"] + CRITERION_ARGS)
+        env["loadavg"][f"hot_path #{i + 1}"] = [before, loadavg()]
+        snapshot("hot_path/", f"criterion-hot_path-{i + 1}.json")
+    for i in range(CONTENTION_RUNS):
+        before = loadavg()
+        sh(["cargo", "bench", "--bench", "contention", "--"] + CRITERION_ARGS)
+        env["loadavg"][f"contention #{i + 1}"] = [before, loadavg()]
+        snapshot("contention", f"criterion-contention-{i + 1}.json")
+    before = loadavg()
+    sh(["cargo", "bench", "--bench", "storms", "--"] + CRITERION_ARGS)
+    env["loadavg"]["storms"] = [before, loadavg()]
+    snapshot("storms", "criterion-storms.json")
+    res = subprocess.run(["cargo", "test", "--test", "alloc", "--", "--nocapture", "--test-threads", "1"],
+                         cwd=ROOT, capture_output=True, text=True)
+    with open(os.path.join(TMP, "alloc.txt"), "w") as f:
+        f.write(res.stdout + res.stderr)
+    if res.returncode != 0:
+        sys.exit("the allocation test failed; see target/bench-report/alloc.txt")
+    for name, (args, _) in LOAD_RUNS.items():
+        before = loadavg()
+        sh([os.path.join(ROOT, "target", "release", "examples", "load")] + args
+           + ["--json", os.path.join(TMP, f"load-{name}.json")])
+        env["loadavg"][f"load-{name}"] = [before, loadavg()]
+    if subprocess.run(["which", "valgrind"], capture_output=True).returncode == 0:
+        env["callgrind"] = callgrind()
+    with open(os.path.join(TMP, "env.json"), "w") as f:
+        json.dump(env, f, indent=2)
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.rename(TMP, OUT)
+
+
+def callgrind():
+    """Instructions per request through each service (deterministic, unlike time)."""
+    bins = [b for b in glob.glob(os.path.join(ROOT, "target", "release", "deps", "hot_path-*"))
+            if os.access(b, os.X_OK) and not b.endswith(".d")]
+    binary = max(bins, key=os.path.getmtime)
+    counts = {}
+    for fn in ["bare", "add_authorization", "bearer_auth", "bearer_auth_no_replay"]:
+        out = os.path.join(TMP, f"callgrind-{fn}.out")
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary,
+                        "--bench", "--profile-time", "1", f"end_to_end/{fn}$"],
+                       capture_output=True, check=True)
+        text = subprocess.run(["callgrind_annotate", "--tree=caller", "--inclusive=yes", out],
+                              capture_output=True, text=True, check=True).stdout
+        counts[fn] = per_call(text, "hot_path::common::send")
+    return counts
+
+
+def per_call(text, function):
+    """Inclusive instructions per call of `function` in callgrind_annotate's caller tree."""
+    calls = 0
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "*  ???:" + function + " " in line:
+            total = int(line.split()[0].replace(",", ""))
+            j = i - 1
+            while j >= 0 and "<" in lines[j]:
+                m = re.search(r"\(([\d,]+)x\)", lines[j])
+                if m:
+                    calls += int(m.group(1).replace(",", ""))
+                j -= 1
+            return round(total / calls) if calls else None
+    return None
+
+
+# ---- reading results ---------------------------------------------------------------
+
+def stored_results():
+    """Criterion estimates as snapshotted by the last complete run."""
+    results = {}
+    for path in sorted(glob.glob(os.path.join(OUT, "criterion-*.json"))):
+        if "hot_path" in os.path.basename(path):
+            continue
+        with open(path) as f:
+            for key, v in json.load(f).items():
+                group, fn, value = key.split("|")
+                key = (group, fn, None if value == "None" else value)
+                # Several runs of one benchmark: keep the fastest.
+                if key not in results or v["mean"] < results[key]["mean"]:
+                    results[key] = v
+    return results
+
+
+def criterion_results():
+    results = {}
+    for path in glob.glob(os.path.join(CRITERION, "**", "new", "benchmark.json"), recursive=True):
+        with open(path) as f:
+            meta = json.load(f)
+        with open(os.path.join(os.path.dirname(path), "estimates.json")) as f:
+            est = json.load(f)
+        key = (meta["group_id"], meta["function_id"], meta.get("value_str"))
+        mean = est["mean"]
+        results[key] = {
+            "mean": mean["point_estimate"],
+            "lo": mean["confidence_interval"]["lower_bound"],
+            "hi": mean["confidence_interval"]["upper_bound"],
+            "median": est["median"]["point_estimate"],
+        }
+    return results
+
+
+def best_hot_path(res):
+    """Each service's fastest of the stored hot-path runs, into `res`."""
+    runs = []
+    for path in sorted(glob.glob(os.path.join(OUT, "criterion-hot_path-*.json"))):
+        with open(path) as f:
+            runs.append({k.split("|")[1]: v for k, v in json.load(f).items()})
+    for fn, _ in SERVICES:
+        candidates = [r[fn] for r in runs if fn in r]
+        if candidates:
+            res[("hot_path/end_to_end", fn, None)] = min(candidates, key=lambda r: r["mean"])
+    return len(runs)
+
+
+def hot_path_runs_table():
+    runs = []
+    for path in sorted(glob.glob(os.path.join(OUT, "criterion-hot_path-*.json"))):
+        with open(path) as f:
+            runs.append({k.split("|")[1]: v for k, v in json.load(f).items()})
+    if len(runs) < 2:
+        return ""
+    out = ["| run | " + " | ".join(label for _, label in SERVICES) + " |",
+           "| --- " * (len(SERVICES) + 1) + "|"]
+    for i, r in enumerate(runs, 1):
+        out.append(f"| {i} | " + " | ".join(ns(r[fn]["mean"]) if fn in r else "—" for fn, _ in SERVICES) + " |")
+    return "Every run (means), to show the spread:\n\n" + "\n".join(out) + "\n"
+
+
+def ns(x):
+    if x >= 1e6:
+        return f"{x / 1e6:.2f} ms"
+    if x >= 1e3:
+        return f"{x / 1e3:.2f} µs"
+    return f"{x:.1f} ns"
+
+
+def read_json(name):
+    path = os.path.join(OUT, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def machine():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    rustc = subprocess.run(["rustc", "-V"], capture_output=True, text=True).stdout.strip()
+    mem = ""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
+    return model, nproc, rustc, mem, platform.release()
+
+
+# ---- writing BENCHMARKS.md -------------------------------------------------------------
+
+SERVICES = [
+    ("bare", "bare service"),
+    ("add_authorization", "tower-http `AddAuthorization` (floor)"),
+    ("bearer_auth", "`BearerAuth` (default: `CloneBody` replay)"),
+    ("bearer_auth_no_replay", "`BearerAuth::no_replay()`"),
+]
+
+
+def hot_path_table(res, group):
+    rows = {fn: res.get((group, fn, None)) for fn, _ in SERVICES}
+    if not all(rows.values()):
+        return "_not run_\n"
+    bare, floor = rows["bare"]["mean"], rows["add_authorization"]["mean"]
+    out = ["| service | mean [95% CI] | added to bare | vs `AddAuthorization` |",
+           "| --- | --- | --- | --- |"]
+    for fn, label in SERVICES:
+        r = rows[fn]
+        added = "—" if fn == "bare" else f"+{r['mean'] - bare:.1f} ns"
+        ratio = "—" if fn in ("bare", "add_authorization") else \
+            f"{r['mean'] / floor:.3f}× ({(r['mean'] / floor - 1) * 100:+.1f} %)"
+        out.append(f"| {label} | {ns(r['mean'])} [{ns(r['lo'])} – {ns(r['hi'])}] | {added} | {ratio} |")
+    return "\n".join(out) + "\n"
+
+
+def contention_table(res):
+    threads = sorted({int(k[2]) for k in res if k[0] == "contention"})
+    if not threads:
+        return "_not run_\n"
+    out = ["| worker threads | " + " | ".join(label for _, label in SERVICES)
+           + " | `BearerAuth` / floor | `no_replay()` / floor |",
+           "| --- " * (len(SERVICES) + 3) + "|"]
+    for t in threads:
+        cells = []
+        for fn, _ in SERVICES:
+            r = res.get(("contention", fn, str(t)))
+            cells.append(f"{1e3 / r['mean']:.2f} M/s" if r else "—")
+        a = res.get(("contention", "add_authorization", str(t)))
+        ratios = []
+        for fn in ("bearer_auth", "bearer_auth_no_replay"):
+            b = res.get(("contention", fn, str(t)))
+            ratios.append(f"{a['mean'] / b['mean']:.2f}" if a and b else "—")
+        out.append(f"| {t} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+    if 1 in threads and 2 in threads:
+        cells = []
+        for fn, _ in SERVICES:
+            one, two = res.get(("contention", fn, "1")), res.get(("contention", fn, "2"))
+            cells.append(f"{one['mean'] / two['mean']:.2f}×" if one and two else "—")
+        out.append("| **scaling 1 → 2 threads** | " + " | ".join(cells) + " | | |")
+    return "\n".join(out) + "\n"
+
+
+def contention_text(res):
+    def thr(fn, t):
+        r = res.get(("contention", fn, str(t)))
+        return 1e3 / r["mean"] if r else None
+    vals = {fn: (thr(fn, 1), thr(fn, 2)) for fn, _ in SERVICES}
+    if not all(v[0] and v[1] for v in vals.values()):
+        return ""
+    scale = {fn: v[1] / v[0] for fn, v in vals.items()}
+    floor = scale["add_authorization"]
+    worst = min(scale["bearer_auth"], scale["bearer_auth_no_replay"])
+    verdict = (
+        "`BearerAuth` scales from 1 to 2 threads about as well as `AddAuthorization` does "
+        f"({scale['bearer_auth']:.2f}× and {scale['bearer_auth_no_replay']:.2f}× against "
+        f"{floor:.2f}×): on two cores, contention adds nothing measurable beyond the floor's."
+        if worst >= floor * 0.95 else
+        "`BearerAuth` scales from 1 to 2 threads less well than `AddAuthorization` "
+        f"({scale['bearer_auth']:.2f}× and {scale['bearer_auth_no_replay']:.2f}× against "
+        f"{floor:.2f}×)."
+    )
+    bare = scale["bare"]
+    floor_note = (
+        f" The bare service scales {bare:.2f}×; the floor's shortfall from it fits the "
+        "cost of writing one shared reference count per request, which `BearerAuth` "
+        "pays too (or a busy neighbour: compare the runs in target/bench-report/)."
+        if floor < bare * 0.9 else f" The bare service scales {bare:.2f}×."
+    )
+    return f"""{verdict}{floor_note} What the cores share per request: the token's header bytes,
+whose reference count every clone and drop writes (as `AddAuthorization`'s
+does), and, for `BearerAuth`, the cache handle cloned into each response
+future; the token itself is read without writing (`ArcSwap`). DESIGN.md
+measured a shared reference count at several times the cost of a per-thread
+one once cores contend; if many-core runs show it, a per-thread copy of the
+current header value, refreshed when the token's generation changes (a change
+to `src/cache/`), would take that write off the hot path. Above 2 threads this
+machine only adds oversubscription.
+"""
+
+
+def storms_table(res):
+    names = [
+        ("cold_start_stampede_10000", "10,000 concurrent requests, empty cache, 50 ms token source",
+         "1 (asserted each iteration)"),
+        ("warm_reference_10000", "the same 10,000 requests on a warm cache (reference)",
+         "0 (fetched beforehand)"),
+        ("rejection_storm_1000", "1,000 in-flight requests all rejected (401) with the same token; "
+         "time until all 1,000 are answered after one refresh (50 ms) and a replay each",
+         "1 refresh, 1 invalidation, 1,000 replays (asserted each iteration)"),
+    ]
+    out = ["| scenario | time to serve all: mean [95% CI] | fetches |", "| --- | --- | --- |"]
+    for fn, label, fetches in names:
+        r = res.get(("storms", fn, None))
+        out.append(f"| {label} | {ns(r['mean']) + ' [' + ns(r['lo']) + ' – ' + ns(r['hi']) + ']' if r else '_not run_'} | {fetches} |")
+    cold = res.get(("storms", "cold_start_stampede_10000", None))
+    warm = res.get(("storms", "warm_reference_10000", None))
+    storm = res.get(("storms", "rejection_storm_1000", None))
+    if cold and warm:
+        extra = cold["mean"] - 50e6 - warm["mean"]
+        out.append(f"\nThe stampede takes the one 50 ms fetch plus what serving 10,000 requests "
+                   f"takes anyway (the warm reference), and {ns(abs(extra))} "
+                   f"{'more' if extra >= 0 else 'less'}: the 10,000 waiters share one fetch and "
+                   "are released together.")
+    if storm:
+        out.append(f"\nThe storm recovers {ns(storm['mean'] - 50e6)} after the one 50 ms refresh, "
+                   "gathering the 1,000 rejections and replaying each request once included.")
+    return "\n".join(out) + "\n"
+
+
+def alloc_table():
+    path = os.path.join(OUT, "alloc.txt")
+    if not os.path.exists(path):
+        return "_not run_\n"
+    with open(path) as f:
+        text = f.read()
+    rx = re.compile(r"\[(\w+)\] per (\d+) requests: bare Allocs \{ count: (\d+), bytes: (\d+) \}, "
+                    r"AddAuthorization Allocs \{ count: (\d+), bytes: (\d+) \}, BearerAuth Allocs \{ count: (\d+), "
+                    r"bytes: (\d+) \}, BearerAuth::no_replay Allocs \{ count: (\d+), bytes: (\d+) \}")
+    out = ["| request | bare | `AddAuthorization` | `BearerAuth` | `BearerAuth::no_replay()` |",
+           "| --- | --- | --- | --- | --- |"]
+    labels = {
+        "get_with_headers": "GET, absolute URI, 3 headers built from strings",
+        "post_with_headers": "POST, static URI/headers/body, a repeated header",
+        "bare_get": "GET with no header at all",
+        "built_uri": "GET, URI from `Uri::builder()`, 1 header",
+    }
+    for m in rx.finditer(text):
+        name, n = m.group(1), int(m.group(2))
+        vals = [int(v) for v in m.groups()[2:]]
+        cells = [f"{vals[i] / n:g} allocs, {vals[i + 1] / n:g} B" for i in range(0, 8, 2)]
+        out.append(f"| {labels.get(name, name)} | " + " | ".join(cells) + " |")
+    verdict = re.search(r"test result: (\w+)\. (\d+) passed; (\d+) failed", text)
+    out.append("")
+    if verdict:
+        out.append(f"`cargo test --test alloc`: {verdict.group(2)} passed, {verdict.group(3)} failed.")
+    return "\n".join(out) + "\n"
+
+
+def load_table(runs):
+    out = []
+    for name, (args, what) in LOAD_RUNS.items():
+        s = runs.get(name)
+        if not s:
+            out.append(f"**{what}**: _not run_\n")
+            continue
+        l = s["latency_us"]
+        server = s.get("local_server", {})
+        ran = re.sub(r"\s*--json \S+", "", s.get("args", "?"))
+        out.append(f"**{what}** — `cargo run --release --example load -- {ran}`\n")
+        out.append("| metric | value |\n| --- | --- |")
+        rows = [
+            ("requests (successes)", f"{s['requests']} ({s['successes']})"),
+            ("errors by kind", ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "none"),
+            ("throughput", f"{s['requests_per_s']:.0f} requests/s over {s['elapsed_s']} s"),
+            ("latency p50 / p90 / p99 / max", f"{l['p50']} / {l['p90']} / {l['p99']} / {l['max']} µs"),
+            ("token fetches (ahead of expiry, failed)",
+             f"{s['token_fetches']} ({s['refreshes_ahead']}, {s['fetch_failures']})"),
+            ("401 retries (tokens invalidated)", f"{s['retries_401']} ({s['invalidations']})"),
+            ("requests that waited for a token", f"{s['waits']}: {s['waits_at_startup']} at start-up "
+             f"(concurrency {s['concurrency']}), {s['waits_after_startup']} after"),
+            ("waits check", s["waits_check"]),
+        ]
+        if server:
+            rows += [
+                ("server: tokens issued", server["tokens_issued"]),
+                ("server: expired tokens received", server["expired_tokens_received"]),
+                ("server: injected 401s", server["injected_401"]),
+            ]
+        out += [f"| {k} | {v} |" for k, v in rows]
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def callgrind_table(env):
+    cg = (env or {}).get("callgrind")
+    if not cg or not all(cg.values()):
+        return "_valgrind not installed; skipped_\n"
+    bare, floor = cg["bare"], cg["add_authorization"]
+    out = ["| service | instructions per request | added to bare | vs `AddAuthorization` |",
+           "| --- | --- | --- | --- |"]
+    for fn, label in SERVICES:
+        v = cg[fn]
+        out.append(f"| {label} | {v} | {'—' if fn == 'bare' else f'+{v - bare}'} | "
+                   f"{'—' if fn in ('bare', 'add_authorization') else f'+{v - floor}'} |")
+    return "\n".join(out) + "\n"
+
+
+def summary(res, runs):
+    out = []
+    e2e = {fn: res.get(("hot_path/end_to_end", fn, None)) for fn, _ in SERVICES}
+    if all(e2e.values()):
+        floor = e2e["add_authorization"]["mean"]
+        for fn, label in SERVICES[2:]:
+            pct = (e2e[fn]["mean"] / floor - 1) * 100
+            verdict = "within the 10 % target" if pct <= 10 else "over the 10 % target"
+            out.append(f"- Hot path, {label}: {ns(e2e[fn]['mean'])} per request against "
+                       f"{ns(floor)} for `AddAuthorization`, {pct:+.1f} % ({verdict}).")
+    path = os.path.join(OUT, "alloc.txt")
+    if os.path.exists(path):
+        with open(path) as f:
+            m = re.search(r"test result: (\w+)\. (\d+) passed; (\d+) failed", f.read())
+        if m:
+            out.append(f"- Allocations: the layer adds none per request ({m.group(2)} passed, "
+                       f"{m.group(3)} failed in `tests/alloc.rs`, which asserts equal counts).")
+    cold = res.get(("storms", "cold_start_stampede_10000", None))
+    if cold:
+        out.append(f"- Cold start, 10,000 concurrent requests, 50 ms token source: one fetch, "
+                   f"all served in {ns(cold['mean'])}.")
+    storm = res.get(("storms", "rejection_storm_1000", None))
+    if storm:
+        out.append(f"- 401 storm, 1,000 requests rejected with the same token: one refresh, "
+                   f"all recovered in {ns(storm['mean'])}.")
+    s = runs.get("refresh")
+    if s:
+        out.append(f"- Load, 2 s tokens for {s['elapsed_s']:.0f} s at {s['concurrency']} tasks: "
+                   f"{s['requests_per_s']:.0f} requests/s, {s['token_fetches']} token fetches, "
+                   f"{s['waits_at_startup']} waits at start-up and {s['waits_after_startup']} after "
+                   f"(check: {s['waits_check']}), {s['local_server']['expired_tokens_received']} "
+                   "expired tokens sent.")
+    return "\n".join(out) + "\n"
+
+
+def write():
+    res = stored_results()
+    n_hot = best_hot_path(res)
+    n_contention = len(glob.glob(os.path.join(OUT, "criterion-contention*.json")))
+    env = read_json("env.json") or {}
+    runs = {name: read_json(f"load-{name}.json") for name in LOAD_RUNS}
+    model, nproc, rustc, mem, kernel = machine()
+    la = env.get("loadavg", {})
+    noise = ", ".join(f"{k} {v[0]} → {v[1]}" for k, v in la.items()) or "not recorded"
+
+    e2e = hot_path_table(res, "hot_path/end_to_end")
+    doc = f"""# Benchmarks
+
+How fast `tower-bearer` is on its hot path, under contention, in a stampede,
+in a 401 storm and under refresh at full load. **Every number below is
+generated** by `benches/report.py` from the outputs of the runs it starts
+(criterion's `estimates.json`, the allocation test's output, the load tool's
+JSON); rerun it to refresh this file.
+
+```text
+python3 benches/report.py run     # all of the below (about 9 minutes), then rewrites this file
+# or one at a time:
+cargo bench --bench hot_path   -- --warm-up-time 1 --measurement-time 3
+cargo bench --bench contention -- --warm-up-time 1 --measurement-time 3
+cargo bench --bench storms     -- --warm-up-time 1 --measurement-time 3
+cargo test  --test alloc -- --nocapture
+cargo run   --release --example load -- --concurrency 64 --duration 30 --token-lifetime 2 --json load.json
+python3 benches/report.py         # rewrite this file from the stored results
+```
+
+## Summary
+
+{summary(res, runs)}
+## Machine
+
+| | |
+| --- | --- |
+| CPU | {model} |
+| cores (`nproc`) | {nproc} |
+| memory | {mem} |
+| kernel | {kernel} |
+| toolchain | {rustc} |
+| run started | {env.get('started', 'unknown')} |
+| load average before → after each run | {noise} |
+
+**Noise.** This is a shared 2-core machine on which other engineers build
+and test: the load averages above show how busy it was (2.0 means both cores;
+the contention, storm and load runs raise it themselves, as they use both).
+Absolute times may be inflated, and the contention results above 2 threads
+measure oversubscription, not scaling. The hot path is therefore run
+several times and each service's best run kept; ratios within one group are
+the most robust figures, and the callgrind instruction counts do not depend on
+load at all.
+
+## 1. Hot path: one request with a cached, valid token
+
+`benches/hot_path.rs`. The inner service is a `Clone` struct that returns a
+ready future; the request is a GET with an absolute URI and three headers
+(`user-agent`, `accept`, `x-request-id`) built from strings, as applications
+build them. All four services are measured in one criterion group per table.
+
+Each iteration builds the request, sends it and drops the response — what an
+application pays per request; "added to bare" is what the layer costs.
+{f"Best of {n_hot} runs per service (the least disturbed by other load):" if n_hot > 1 else ""}
+
+{e2e}
+{hot_path_runs_table()}
+**Instructions per request** (callgrind, the `end_to_end` loop's `send`: call,
+poll and drops, without building the request; deterministic):
+
+{callgrind_table(env)}
+What the layer does per request on this path: a lock-free `ArcSwap` load of
+the current token and a relaxed load of its state (no clock read, no lock),
+a clone of the prepared `HeaderValue` (a reference-count increment), the
+`contains_key(AUTHORIZATION)` pass-through check, the insert (the same as
+`AddAuthorization`'s), one check of the response status by the classifier,
+and, for `CloneBody`, a copy of the request head so that it can be sent again
+after a 401: the URI and headers are copied as bytes into a pooled per-thread
+buffer (a few hundred bytes; the URI and header map are rebuilt only on a
+replay), the body is a reference-counted clone. That copy is why the default
+layer costs more than `no_replay()`: it is the price of being able to replay,
+and it grows with the size of the request's head.
+
+Two changes to the crate came out of these measurements:
+
+- `CloneBody` (`src/replay.rs`) used to clone the request's `HeaderMap` and
+  URI, which allocated on every request (the map's table, and each header
+  value or URI part built from a string, whose bytes are not shared until
+  their first clone). It now copies them as bytes into a reused per-thread
+  buffer, wiped before reuse; see section 2.
+- The default classifier (`src/classify.rs`) looked up `grpc-status` by
+  `&str`, which parses and lower-cases the name on every response: the
+  largest single cost of the layer's poll. It now uses a constant
+  `HeaderName`.
+
+## 2. Allocations per request
+
+`tests/alloc.rs`: a counting `#[global_allocator]` (per thread), one thread,
+no runtime driven while counting, 1,000 requests after a warm-up; the test
+asserts the counts are equal (never durations).
+
+{alloc_table()}
+A request whose header map is still empty pays for the map's first insert
+(its table) in any layer that adds a header, `AddAuthorization` included; on
+such requests `BearerAuth` allocates exactly as much as `AddAuthorization`.
+On requests that already carry headers, the layer adds nothing.
+
+## 3. Contention: the hot path from many tasks
+
+`benches/contention.rs`: a multi-thread tokio runtime with N worker threads;
+N tasks each send their share of the requests through their own clone of the
+service. Throughput in million requests per second (higher is better), the
+best of {n_contention} runs for each cell.
+
+{contention_table(res)}
+{contention_text(res)}
+## 4. Stampede and 401 storm
+
+`benches/storms.rs`, on a multi-thread runtime (one worker per core), real time.
+
+{storms_table(res)}
+## 5. Refresh under concurrent load (`examples/load.rs`)
+
+The load tool starts a token endpoint and an API on 127.0.0.1 (hyper), fetches
+tokens with the crate's `oauth2::ClientCredentials`, and sends requests through
+`BearerAuth` around a hyper-util client from `--concurrency` tasks. The API
+accepts only tokens that have not expired (`expired tokens received` counts
+any that had). Requirement: with 2 s tokens over 30 s at full load, requests
+wait for a token only at start-up (at most one per task), then never.
+
+{load_table(runs)}
+With injected 401s, each rejection of a token invalidates it, so the tasks
+that send while the replacement is fetched wait for it, and the rejected
+request is replayed once. A token fetched *because* of a rejection that is
+rejected again within the cache's cool-down is not refreshed again (that is
+the cache's guard against a server that rejects every token), so such a 401
+is returned to the caller: those are the `http_401` errors above. Random 401s
+on valid tokens are this tool's stress, not a realistic server.
+"""
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
+        f.write(doc)
+    print("wrote BENCHMARKS.md", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "run":
+        run()
+    write()
