@@ -238,8 +238,8 @@ impl OAuth2Error {
         self.uri.as_deref()
     }
 
-    /// The server's `Retry-After`, if it sent one (in seconds: HTTP dates are
-    /// not read).
+    /// The server's `Retry-After`, if it sent one (delay-seconds, or an
+    /// HTTP-date turned into the delay from when the response arrived).
     ///
     /// ```
     /// # use http::StatusCode;
