@@ -272,7 +272,10 @@ impl fmt::Debug for BufferedRequest {
         let recording = lock(&self.recording);
         f.debug_struct("BufferedRequest")
             .field("method", &self.method)
-            .field("uri", &self.uri)
+            .field(
+                "uri",
+                &crate::secret::url_for_display(&self.uri.to_string()),
+            )
             .field("state", &recording.state)
             .field("recorded_bytes", &recording.len)
             .finish_non_exhaustive()

@@ -82,7 +82,13 @@ impl<B: fmt::Debug> fmt::Debug for ClonedRequest<B> {
         // Header values are not printed: they may hold credentials.
         f.debug_struct("ClonedRequest")
             .field("method", &self.method)
-            .field("uri", &self.head.rebuild_uri())
+            .field(
+                "uri",
+                &self
+                    .head
+                    .rebuild_uri()
+                    .map(|uri| crate::secret::url_for_display(&uri.to_string())),
+            )
             .field("version", &self.version)
             .field("headers", &self.head.entries.len())
             .field("extensions", &self.extensions)

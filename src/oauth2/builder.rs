@@ -251,6 +251,7 @@ impl TokenEndpointBuilder {
             None => default_client()?,
         };
         Ok(TokenEndpoint::from_inner(Inner {
+            url_for_logs: crate::secret::url_for_display(&url.to_string()),
             url,
             client,
             client_id: self.client_id,
@@ -267,7 +268,7 @@ impl TokenEndpointBuilder {
 impl fmt::Debug for TokenEndpointBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenEndpointBuilder")
-            .field("url", &self.url)
+            .field("url", &crate::secret::url_for_display(&self.url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("auth", &self.auth)

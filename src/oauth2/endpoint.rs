@@ -60,6 +60,8 @@ pub struct TokenEndpoint {
 
 pub(super) struct Inner {
     pub(super) url: Uri,
+    /// The URL as logs may show it: no query (it may carry a key).
+    pub(super) url_for_logs: String,
     pub(super) client: HttpClient,
     pub(super) client_id: Option<String>,
     pub(super) client_secret: Option<Secret>,
@@ -163,7 +165,7 @@ impl TokenEndpoint {
             .find(|(k, _)| *k == "grant_type")
             .map_or("", |(_, v)| *v);
         let request = self.build_request(params)?;
-        tracing::debug!(endpoint = %inner.url, grant_type, "token request");
+        tracing::debug!(endpoint = %inner.url_for_logs, grant_type, "token request");
         let exchange = async {
             let response = inner
                 .client
@@ -197,14 +199,14 @@ impl TokenEndpoint {
         };
         let (parts, body) = match tokio::time::timeout(inner.timeout, exchange).await {
             Ok(result) => result.inspect_err(|err| {
-                tracing::debug!(endpoint = %inner.url, error = %err, "token request failed");
+                tracing::debug!(endpoint = %inner.url_for_logs, error = %err, "token request failed");
             })?,
             Err(_) => {
-                tracing::debug!(endpoint = %inner.url, "token request timed out");
+                tracing::debug!(endpoint = %inner.url_for_logs, "token request timed out");
                 return Err(EndpointError::Timeout(inner.timeout).into());
             }
         };
-        tracing::debug!(endpoint = %inner.url, status = parts.status.as_u16(), "token response");
+        tracing::debug!(endpoint = %inner.url_for_logs, status = parts.status.as_u16(), "token response");
         let content_type = parts
             .headers
             .get(CONTENT_TYPE)
@@ -255,7 +257,7 @@ impl fmt::Debug for TokenEndpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = &*self.inner;
         f.debug_struct("TokenEndpoint")
-            .field("url", &inner.url)
+            .field("url", &inner.url_for_logs)
             .field("client_id", &inner.client_id)
             .field("client_secret", &inner.client_secret)
             .field("auth", &inner.auth)
