@@ -563,47 +563,37 @@ impl Shared {
             slow.inflight = None;
         }
         match &prepared {
-            Ok(cached) => {
-                let expired_on_arrival = cached.schedule.usable_until.is_some_and(|u| u <= now);
-                let still_valid = self.current.load_full().filter(|c| c.still_valid(now));
-                if let (true, Some(cur)) = (expired_on_arrival, still_valid) {
-                    // Keep a token that is still valid rather than replace it
-                    // with one that expired before it arrived (a refresh ahead
-                    // of expiry must never make things worse).
-                    self.record_failure(
-                        &mut slow,
-                        TokenError::transient(
-                            "the token source returned a token that had already expired",
-                        ),
-                        now,
-                    );
+            Ok(cached) if cached.schedule.usable_until.is_some_and(|u| u <= now) => {
+                // The token expired before it arrived. Never let a source that
+                // yields such tokens cause a storm: count it as a failure.
+                self.record_failure(
+                    &mut slow,
+                    TokenError::transient(
+                        "the token source returned a token that had already expired",
+                    ),
+                    now,
+                );
+                // A refresh must never make things worse: keep a token that is
+                // still valid. Without one, hand this one to the waiters (it is
+                // the freshest there is), marked stale.
+                if let Some(cur) = self.current.load_full().filter(|c| c.still_valid(now)) {
                     return Ok(cur);
                 }
+                cached.mark(STALE);
                 self.current.store(Some(Arc::clone(cached)));
-                let lifetime_ms = cached
-                    .schedule
-                    .usable_until
-                    .map(|u| u.saturating_duration_since(now).as_millis() as u64);
-                if cached.schedule.usable_until.is_some_and(|u| u <= now) {
-                    // Hand it to the waiters (it is the freshest we have), but do
-                    // not let a source that only yields expired tokens cause a storm.
-                    cached.mark(STALE);
-                    self.record_failure(
-                        &mut slow,
-                        TokenError::transient(
-                            "the token source returned a token that had already expired",
-                        ),
-                        now,
-                    );
-                } else {
-                    slow.failures = 0;
-                    slow.not_before = None;
-                    slow.last_error = None;
-                    self.spawn_lifecycle(cached);
-                }
+            }
+            Ok(cached) => {
+                self.current.store(Some(Arc::clone(cached)));
+                slow.failures = 0;
+                slow.not_before = None;
+                slow.last_error = None;
+                self.spawn_lifecycle(cached);
                 tracing::debug!(
                     generation = cached.generation,
-                    usable_ms = lifetime_ms,
+                    usable_ms = cached
+                        .schedule
+                        .usable_until
+                        .map(|u| u.saturating_duration_since(now).as_millis() as u64),
                     "token installed"
                 );
             }
