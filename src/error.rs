@@ -41,11 +41,13 @@ pub struct TokenError {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     kind: ErrorKind,
     message: String,
     retry_after: Option<Duration>,
-    source: Option<BoxError>,
+    // Shared, so that a copy with another `retry_after` keeps the cause itself.
+    source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
 }
 
 impl TokenError {
@@ -73,7 +75,7 @@ impl TokenError {
         message: impl Into<String>,
         source: impl Into<BoxError>,
     ) -> Self {
-        Self::build(kind, message.into(), None, Some(source.into()))
+        Self::build(kind, message.into(), None, Some(Arc::from(source.into())))
     }
 
     /// Returns a copy of this error that asks the cache to wait at least `delay`
@@ -87,27 +89,27 @@ impl TokenError {
     /// assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     /// ```
     pub fn with_retry_after(self, delay: Duration) -> Self {
-        let inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(shared) => Inner {
-                kind: shared.kind,
-                message: shared.message.clone(),
-                retry_after: shared.retry_after,
-                // The shared cause cannot be moved out; keep it reachable as a message.
-                source: shared
-                    .source
-                    .as_ref()
-                    .map(|s| BoxError::from(s.to_string())),
-            },
-        };
-        Self::build(inner.kind, inner.message, Some(delay), inner.source)
+        let mut inner = Inner::clone(&self.inner);
+        inner.retry_after = Some(delay);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// An error whose message is its cause's, for error types that already
+    /// describe themselves (the OAuth2 errors).
+    pub(crate) fn from_cause<E>(kind: ErrorKind, cause: E, retry_after: Option<Duration>) -> Self
+    where
+        E: StdError + Send + Sync + 'static,
+    {
+        Self::build(kind, cause.to_string(), retry_after, Some(Arc::new(cause)))
     }
 
     fn build(
         kind: ErrorKind,
         message: String,
         retry_after: Option<Duration>,
-        source: Option<BoxError>,
+        source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -229,5 +231,25 @@ impl<E: StdError + 'static> StdError for BearerAuthError<E> {
             BearerAuthError::Token(err) => Some(err),
             BearerAuthError::Service(err) => Some(err),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_keeps_the_cause_even_when_shared() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let err = TokenError::with_source(ErrorKind::Transient, "unreachable", io);
+        let shared = err.clone();
+        let later = err.with_retry_after(Duration::from_secs(3));
+        assert_eq!(later.retry_after(), Some(Duration::from_secs(3)));
+        assert!(later
+            .cause()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .is_some());
+        assert_eq!(shared.retry_after(), None, "the original is unchanged");
     }
 }

@@ -151,12 +151,8 @@ impl From<EndpointError> for TokenError {
             EndpointError::UnexpectedResponse { retry_after, .. } => *retry_after,
             _ => None,
         };
-        let message = err.to_string();
-        let token_error = TokenError::with_source(err.kind(), message, err);
-        match retry_after {
-            Some(delay) => token_error.with_retry_after(delay),
-            None => token_error,
-        }
+        let kind = err.kind();
+        TokenError::from_cause(kind, err, retry_after)
     }
 }
 

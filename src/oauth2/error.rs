@@ -310,13 +310,8 @@ impl StdError for OAuth2Error {}
 
 impl From<OAuth2Error> for TokenError {
     fn from(err: OAuth2Error) -> Self {
-        let retry_after = err.retry_after;
-        let message = err.to_string();
-        let token_error = TokenError::with_source(err.kind(), message, err);
-        match retry_after {
-            Some(delay) => token_error.with_retry_after(delay),
-            None => token_error,
-        }
+        let (kind, retry_after) = (err.kind(), err.retry_after);
+        TokenError::from_cause(kind, err, retry_after)
     }
 }
 
