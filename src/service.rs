@@ -103,8 +103,7 @@ where
         }
         match self.cache.current_header() {
             Some(token) => {
-                let retry =
-                    keep_for_retry(&self.replay, &mut request, &self.inner, token.generation);
+                let retry = keep_for_retry(&self.replay, &mut request, &self.inner);
                 request.headers_mut().insert(AUTHORIZATION, token.value);
                 let future = self.inner.call(request);
                 ResponseFuture::new(
@@ -138,12 +137,10 @@ fn keep_for_retry<S: Clone, B, P: ReplayPolicy<B>>(
     replay: &P,
     request: &mut Request<B>,
     service: &S,
-    generation: u64,
 ) -> Option<Retry<S, P::Kept>> {
     replay.keep(request).map(|kept| Retry {
         service: service.clone(),
         kept,
-        generation,
     })
 }
 
@@ -152,7 +149,6 @@ fn keep_for_retry<S: Clone, B, P: ReplayPolicy<B>>(
 struct Retry<S, K> {
     service: S,
     kept: K,
-    generation: u64,
 }
 
 pin_project! {
@@ -199,6 +195,7 @@ pin_project! {
         // The token was rejected; waiting for its replacement.
         AwaitFreshToken {
             token: BoxFuture<'static, Result<Option<TokenHeader>, TokenError>>,
+            rejected_generation: u64,
             retry: Option<Retry<S, P::Kept>>,
             rejected: Option<S::Response>,
         },
@@ -254,8 +251,7 @@ where
                     let token = ready!(token.as_mut().poll(cx)).map_err(BearerAuthError::Token)?;
                     let mut request = request.take().expect("polled after completion");
                     let mut service = service.take().expect("polled after completion");
-                    let retry =
-                        keep_for_retry(this.replay, &mut request, &service, token.generation);
+                    let retry = keep_for_retry(this.replay, &mut request, &service);
                     request.headers_mut().insert(AUTHORIZATION, token.value);
                     let future = service.call(request);
                     this.state.set(State::Sending {
@@ -286,12 +282,14 @@ where
                     let token = this.cache.header_after_rejection(generation);
                     this.state.set(State::AwaitFreshToken {
                         token,
+                        rejected_generation: generation,
                         retry: Some(retry),
                         rejected: Some(response),
                     });
                 }
                 StateProj::AwaitFreshToken {
                     token,
+                    rejected_generation,
                     retry,
                     rejected,
                 } => {
@@ -311,7 +309,7 @@ where
                     request.headers_mut().insert(AUTHORIZATION, fresh.value);
                     this.cache.record_retry();
                     tracing::debug!(
-                        rejected_generation = retry.generation,
+                        rejected_generation = *rejected_generation,
                         generation = fresh.generation,
                         "token rejected; sending the request once more with a fresh token"
                     );
