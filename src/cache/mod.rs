@@ -259,11 +259,8 @@ impl TokenCache {
         if let Some(token) = self.shared.current_token() {
             return Ok(token.token.clone());
         }
-        let cached = Shared::acquire(Arc::clone(&self.shared), Want::Any).await?;
-        match cached {
-            Some(cached) => Ok(cached.token.clone()),
-            None => Err(TokenError::transient("no token available")),
-        }
+        let cached = Shared::acquire_any(Arc::clone(&self.shared)).await?;
+        Ok(cached.token.clone())
     }
 
     /// What the cache has done so far.
@@ -281,12 +278,7 @@ impl TokenCache {
     /// The slow path: waits for a usable token.
     pub(crate) fn header(&self) -> BoxFuture<'static, Result<TokenHeader, TokenError>> {
         let shared = Arc::clone(&self.shared);
-        Box::pin(async move {
-            match Shared::acquire(shared, Want::Any).await? {
-                Some(cached) => Ok(cached.header()),
-                None => Err(TokenError::transient("no token available")),
-            }
-        })
+        Box::pin(async move { Ok(Shared::acquire_any(shared).await?.header()) })
     }
 
     /// A server rejected the token of `generation`: drops it if it is still the
@@ -351,6 +343,14 @@ impl Shared {
         self.current
             .load_full()
             .filter(|cached| cached.state() == FRESH)
+    }
+
+    /// The slow path for a caller that wants any usable token.
+    async fn acquire_any(self: Arc<Self>) -> Result<Arc<CachedToken>, TokenError> {
+        // `None` only answers a rejection (`Want::Replacing`), never `Want::Any`.
+        self.acquire(Want::Any)
+            .await?
+            .ok_or_else(|| TokenError::transient("no token available"))
     }
 
     /// The slow path shared by every caller that has no usable token.
