@@ -1,7 +1,9 @@
 //! Loopback HTTP servers for the OAuth2 tests.
 #![allow(dead_code)]
 
-use std::convert::Infallible;
+#[path = "../loopback/mod.rs"]
+mod loopback;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -12,42 +14,29 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use tower_bearer::oauth2::HttpClient;
 
 pub type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
 
-/// Serves `handler` over HTTP/1.1 on 127.0.0.1 (a port of the OS's choosing).
+/// Serves `handler`, given the request head and its whole body, on 127.0.0.1.
 pub async fn serve(
     handler: impl Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync + 'static,
 ) -> SocketAddr {
     let handler: Handler = Arc::new(handler);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    Ok::<_, Infallible>(handler(parts, body))
-                }
-            });
-            tokio::spawn(async move {
-                let io = TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
+    loopback::serve(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            handler(parts, body)
         }
-    });
-    addr
+    })
+    .await
 }
 
 pub fn plain_client() -> Client<HttpConnector, Full<Bytes>> {
