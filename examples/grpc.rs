@@ -12,7 +12,9 @@
 //!    revoked): one fetch, one retry,
 //!
 //! and finally one call the server rejects twice, which comes back as
-//! `UNAUTHENTICATED` after its single retry: the layer never loops.
+//! `UNAUTHENTICATED` after its single retry: the layer never loops. The second
+//! rejection still counts: that token is replaced too, so no later call is sent
+//! with a token the server is known to have rejected.
 //!
 //! The request bodies are tonic's streaming bodies, not `Clone`; they are
 //! replayed by `BufferBody`, which records them (up to 64 KiB) as they are sent.
@@ -45,9 +47,7 @@ use tonic::transport::{Channel, Server};
 use tonic::{Code, Request, Response, Status};
 use tonic_prost::ProstCodec;
 use tower::{service_fn, ServiceBuilder};
-use tower_bearer::{
-    from_fn, AccessToken, BearerAuthLayer, BufferBody, CacheStats, TokenCache, DEFAULT_MAX_BACKOFF,
-};
+use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, BufferBody, CacheStats};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -456,15 +456,7 @@ pub async fn run() -> Result<Report, BoxError> {
     };
     // tonic's request bodies are streams: record them as they are sent (up to
     // 64 KiB) so that a rejected call can be sent again.
-    //
-    // No back-off: by default a token that was fetched *because of* a rejection
-    // and is rejected again straight away is not replaced at once (a server
-    // that rejects every token would otherwise cost a fetch per call). This
-    // demo's rejections come back to back on purpose.
-    let cache = TokenCache::builder(source)
-        .backoff(Duration::ZERO, DEFAULT_MAX_BACKOFF)
-        .build();
-    let layer = BearerAuthLayer::from_cache(cache).replay(BufferBody::new(Body::new));
+    let layer = BearerAuthLayer::new(source).replay(BufferBody::new(Body::new));
     let channel = ServiceBuilder::new()
         .layer(layer.clone())
         .service(connect(addr).await?);
@@ -497,6 +489,9 @@ pub async fn run() -> Result<Report, BoxError> {
     // 4. Rejected twice: retried once, then the rejection is the answer.
     issuer.force_rejections(2);
     tally(vec![client.clone().echo("rejected twice").await]);
+    // The retry's rejection started one more fetch in the background; let it
+    // land before counting the tokens issued.
+    layer.cache().acquire().await?;
 
     Ok(Report {
         calls,

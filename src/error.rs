@@ -178,6 +178,107 @@ impl StdError for TokenError {
     }
 }
 
+/// Why the cache itself could not hand out a token, as opposed to an error
+/// of the token source. Reach it through [`TokenError::cause`].
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::{CacheError, ErrorKind, TokenError};
+///
+/// fn when_to_come_back(err: &TokenError) -> Option<Duration> {
+///     match err.cause()?.downcast_ref::<CacheError>()? {
+///         CacheError::CoolingDown { .. } => err.retry_after(),
+///         _ => None,
+///     }
+/// }
+/// # let _ = when_to_come_back;
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The API rejected this many freshly fetched tokens in a row, none of
+    /// which it ever accepted: no token is fetched before the cool-down ends
+    /// ([`TokenError::retry_after`] says when).
+    CoolingDown {
+        /// Tokens rejected in a row.
+        rejected_in_a_row: u32,
+    },
+    /// The token is larger than the cache accepts
+    /// ([`TokenCacheBuilder::max_token_bytes`](crate::TokenCacheBuilder::max_token_bytes)).
+    TokenTooLarge {
+        /// The token's length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The token has characters that cannot go into an HTTP header.
+    TokenNotHeaderSafe,
+    /// The token arrived with less life left than the minimum refresh
+    /// interval, or already expired.
+    TokenTooShortLived,
+    /// The fetch took longer than the fetch timeout.
+    FetchTimedOut,
+    /// The token source panicked.
+    SourcePanicked,
+    /// The fetch ended without a result: its task was dropped (its runtime
+    /// shut down) or stopped making progress.
+    FetchAbandoned,
+    /// No tokio runtime to run a fetch on: the cache was used from outside one.
+    NoRuntime,
+}
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CacheError::CoolingDown { rejected_in_a_row } => write!(
+                f,
+                "the API rejected {rejected_in_a_row} freshly fetched tokens in a row; \
+                 no new token until the cool-down ends"
+            ),
+            CacheError::TokenTooLarge { len, max } => {
+                write!(
+                    f,
+                    "the access token is {len} bytes, over the limit of {max}"
+                )
+            }
+            CacheError::TokenNotHeaderSafe => f.write_str(
+                "the access token contains characters that are not allowed in an HTTP header",
+            ),
+            CacheError::TokenTooShortLived => {
+                f.write_str("the token source returned a token with almost no life left")
+            }
+            CacheError::FetchTimedOut => f.write_str("the token fetch timed out"),
+            CacheError::SourcePanicked => f.write_str("the token source panicked"),
+            CacheError::FetchAbandoned => f.write_str(
+                "the token fetch ended without a result (its runtime shut down or stopped)",
+            ),
+            CacheError::NoRuntime => {
+                f.write_str("no tokio runtime to fetch a token on; use the cache inside one")
+            }
+        }
+    }
+}
+
+impl StdError for CacheError {}
+
+impl CacheError {
+    /// Whether trying again later can help.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CacheError::TokenTooLarge { .. } | CacheError::TokenNotHeaderSafe => {
+                ErrorKind::Permanent
+            }
+            _ => ErrorKind::Transient,
+        }
+    }
+}
+
+impl From<CacheError> for TokenError {
+    fn from(err: CacheError) -> Self {
+        TokenError::from_cause(err.kind(), err, None)
+    }
+}
+
 /// The error of a [`BearerAuth`](crate::BearerAuth) service: either no token could
 /// be had (the request was never sent), or the inner service failed.
 ///

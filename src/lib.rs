@@ -120,14 +120,9 @@ mod token;
 pub mod www_authenticate;
 
 pub use crate::buffer_body::{BufferBody, BufferedRequest, TeeBody, DEFAULT_MAX_REPLAY_BYTES};
-pub use crate::cache::config::{
-    DEFAULT_AUTH_SCHEME, DEFAULT_EXPIRY_SKEW, DEFAULT_FETCH_TIMEOUT, DEFAULT_INITIAL_BACKOFF,
-    DEFAULT_LIFETIME, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_AFTER, DEFAULT_REFRESH_AHEAD,
-    DEFAULT_REFRESH_AHEAD_FRACTION, DEFAULT_REFRESH_JITTER, MAX_SKEW_FRACTION, MIN_BACKOFF,
-};
-pub use crate::cache::{CacheStats, TokenCache, TokenCacheBuilder};
+pub use crate::cache::{CacheStats, CurrentToken, Generation, TokenCache, TokenCacheBuilder};
 pub use crate::classify::{DefaultClassifier, RejectionClassifier};
-pub use crate::error::{BearerAuthError, BoxError, ErrorKind, TokenError};
+pub use crate::error::{BearerAuthError, BoxError, CacheError, ErrorKind, TokenError};
 pub use crate::layer::BearerAuthLayer;
 pub use crate::origin::{InvalidOrigin, Origin};
 pub use crate::replay::{CloneBody, ClonedRequest, NoReplay, ReplayPolicy};

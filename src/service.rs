@@ -11,7 +11,7 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::cache::{TokenCache, TokenHeader};
+use crate::cache::{CurrentToken, Generation, TokenCache};
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
 use crate::origin::Origin;
@@ -101,7 +101,7 @@ where
             let future = self.inner.call(request);
             return ResponseFuture::new(self, State::Passthrough { future });
         }
-        match self.cache.current_header() {
+        match self.cache.current() {
             Some(token) => {
                 let retry = keep_for_retry(&self.replay, &mut request, &self.inner);
                 request.headers_mut().insert(AUTHORIZATION, token.value);
@@ -119,7 +119,7 @@ where
                 // The ready service goes with the request; a clone stays behind.
                 let clone = self.inner.clone();
                 let service = mem::replace(&mut self.inner, clone);
-                let token = self.cache.header();
+                let token = Box::pin(self.cache.acquire());
                 ResponseFuture::new(
                     self,
                     State::AwaitToken {
@@ -181,7 +181,7 @@ pin_project! {
         },
         // No usable token was cached; waiting for the fetch.
         AwaitToken {
-            token: BoxFuture<'static, Result<TokenHeader, TokenError>>,
+            token: BoxFuture<'static, Result<CurrentToken, TokenError>>,
             request: Option<Request<B>>,
             service: Option<S>,
         },
@@ -189,13 +189,13 @@ pin_project! {
         Sending {
             #[pin]
             future: S::Future,
-            generation: u64,
+            generation: Generation,
             retry: Option<Retry<S, P::Kept>>,
         },
         // The token was rejected; waiting for its replacement.
         AwaitFreshToken {
-            token: BoxFuture<'static, Result<Option<TokenHeader>, TokenError>>,
-            rejected_generation: u64,
+            token: BoxFuture<'static, Result<CurrentToken, TokenError>>,
+            rejected_generation: Generation,
             retry: Option<Retry<S, P::Kept>>,
             rejected: Option<S::Response>,
         },
@@ -203,11 +203,13 @@ pin_project! {
         AwaitReady {
             service: S,
             request: Option<Request<B>>,
+            generation: Generation,
         },
         // The second and last attempt is in flight.
         Retrying {
             #[pin]
             future: S::Future,
+            generation: Generation,
         },
     }
 }
@@ -266,20 +268,21 @@ where
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(BearerAuthError::Service)?;
+                    let generation = *generation;
                     if !this
                         .classifier
                         .is_rejection(response.status(), response.headers())
                     {
+                        this.cache.accepted(generation);
                         return Poll::Ready(Ok(response));
                     }
-                    let generation = *generation;
                     let Some(retry) = retry.take() else {
                         // Cannot replay: hand the rejection back, but make sure
                         // the next request gets a fresh token.
                         this.cache.reject(generation);
                         return Poll::Ready(Ok(response));
                     };
-                    let token = this.cache.header_after_rejection(generation);
+                    let token = Box::pin(this.cache.replace(generation));
                     this.state.set(State::AwaitFreshToken {
                         token,
                         rejected_generation: generation,
@@ -296,11 +299,11 @@ where
                     let fresh = ready!(token.as_mut().poll(cx));
                     let rejected = rejected.take().expect("polled after completion");
                     let retry = retry.take().expect("polled after completion");
-                    let fresh = match fresh {
-                        Ok(Some(fresh)) => fresh,
-                        // No new token, or refreshing cannot help: the rejection
-                        // is the most useful answer the caller can get.
-                        Ok(None) | Err(_) => return Poll::Ready(Ok(rejected)),
+                    let Ok(fresh) = fresh else {
+                        // No new token (the source fails, or the API keeps
+                        // rejecting fresh tokens and the cache is cooling
+                        // down): the rejection is the most useful answer.
+                        return Poll::Ready(Ok(rejected));
                     };
                     let Some(mut request) = this.replay.replay(retry.kept) else {
                         return Poll::Ready(Ok(rejected));
@@ -309,24 +312,41 @@ where
                     request.headers_mut().insert(AUTHORIZATION, fresh.value);
                     this.cache.record_retry();
                     tracing::debug!(
-                        rejected_generation = *rejected_generation,
-                        generation = fresh.generation,
+                        rejected_generation = %rejected_generation,
+                        generation = %fresh.generation,
                         "token rejected; sending the request once more with a fresh token"
                     );
                     this.state.set(State::AwaitReady {
                         service: retry.service,
                         request: Some(request),
+                        generation: fresh.generation,
                     });
                 }
-                StateProj::AwaitReady { service, request } => {
+                StateProj::AwaitReady {
+                    service,
+                    request,
+                    generation,
+                } => {
                     ready!(service.poll_ready(cx)).map_err(BearerAuthError::Service)?;
                     let request = request.take().expect("polled after completion");
                     let future = service.call(request);
-                    this.state.set(State::Retrying { future });
+                    let generation = *generation;
+                    this.state.set(State::Retrying { future, generation });
                 }
-                StateProj::Retrying { future } => {
-                    // A second rejection is returned as is: never loop.
-                    return future.poll(cx).map_err(BearerAuthError::Service);
+                StateProj::Retrying { future, generation } => {
+                    let response = ready!(future.poll(cx)).map_err(BearerAuthError::Service)?;
+                    // A second rejection is returned as is: never loop. It
+                    // still counts, so that no later request is sent with a
+                    // token the cache knows was rejected.
+                    if this
+                        .classifier
+                        .is_rejection(response.status(), response.headers())
+                    {
+                        this.cache.reject(*generation);
+                    } else {
+                        this.cache.accepted(*generation);
+                    }
+                    return Poll::Ready(Ok(response));
                 }
             }
         }

@@ -13,7 +13,8 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
-    from_fn, AccessToken, BearerAuthLayer, ErrorKind, StaticToken, TokenCache, TokenError,
+    from_fn, AccessToken, BearerAuthLayer, CacheError, ErrorKind, StaticToken, TokenCache,
+    TokenError,
 };
 
 const LATENCY: Duration = Duration::from_millis(50);
@@ -344,18 +345,36 @@ async fn an_api_that_rejects_every_token_causes_no_loop_and_few_refreshes() {
     let client = ServiceBuilder::new().layer(layer).service(http_client());
 
     // 20 requests a second for a minute.
+    let (mut rejected, mut cooling_down) = (0, 0);
     for id in 0..1200 {
-        let res = client
-            .clone()
-            .oneshot(get(&api.url("/"), id))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        match client.clone().oneshot(get(&api.url("/"), id)).await {
+            Ok(res) => {
+                assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+                rejected += 1;
+            }
+            Err(err) => {
+                let cause = err.token_error().and_then(|e| e.cause());
+                assert!(
+                    matches!(
+                        cause.and_then(|c| c.downcast_ref::<CacheError>()),
+                        Some(CacheError::CoolingDown { .. })
+                    ),
+                    "{err:?}"
+                );
+                cooling_down += 1;
+            }
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(api.max_attempts() <= 2, "never more than one retry");
-    // The rejection cool-down doubles from 250 ms up to 30 s.
-    assert!(tokens.minted() <= 12, "tokens minted: {}", tokens.minted());
+    // Three fresh tokens are tried at once; then one after each cool-down,
+    // which doubles from 250 ms up to 30 s: 3 + 7 in a minute.
+    assert_eq!(
+        tokens.minted(),
+        10,
+        "{rejected} rejected, {cooling_down} cooling down"
+    );
+    assert_eq!(rejected + cooling_down, 1200);
 }
 
 #[tokio::test(start_paused = true)]
@@ -367,9 +386,10 @@ async fn huge_and_missing_lifetimes_do_not_overflow() {
         (Some(Duration::from_secs(315_705_599)), year, 1),
         // Too large for the clock: never expires, never refreshes.
         (Some(Duration::from_secs(u64::MAX)), year, 1),
-        // No expires_in: the default lifetime (1 h) applies; refreshed ahead of
-        // it at about 58 min 45 s, so twice in two hours.
-        (None, Duration::from_secs(7200), 3),
+        // No expires_in: the default lifetime (1 h) applies. Nobody uses the
+        // token meanwhile, so it is not refreshed ahead: the use after two
+        // hours fetches (and waits for) a new one.
+        (None, Duration::from_secs(7200), 2),
     ];
     for (lifetime, wait, expected) in cases {
         let cache = TokenCache::new(from_fn(move || async move {
@@ -387,35 +407,39 @@ async fn huge_and_missing_lifetimes_do_not_overflow() {
         assert_eq!(cache.stats().fetches, expected, "{lifetime:?}");
         assert_eq!(
             cache.stats().waits,
-            1,
-            "{lifetime:?}: only the first call waited"
+            expected,
+            "{lifetime:?}: each fetch was waited for"
         );
     }
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_rejected_static_token_is_fetched_again_once_then_cooled_down() {
+async fn a_rejected_static_token_is_fetched_again_twice_then_cooled_down() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
     let api = Api::start(tokens.clone(), ApiMode::RejectAll).await;
     let layer = BearerAuthLayer::new(StaticToken::new("api-key"));
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(http_client());
+    let mut outcomes = Vec::new();
     for id in 0..5 {
-        let res = client
-            .clone()
-            .oneshot(get(&api.url("/"), id))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        outcomes.push(match client.clone().oneshot(get(&api.url("/"), id)).await {
+            Ok(res) => res.status().as_u16().to_string(),
+            Err(err) => err.to_string(),
+        });
     }
     assert!(api.seen().iter().all(|a| a == "Bearer api-key"));
-    // The first rejection refetches (the first request is replayed once); the
-    // refetched token is rejected within its cool-down, so no more fetches
-    // and no more replays.
+    // The first request is rejected, replayed with a refetched key, rejected
+    // again (its second rejection starts the third fetch); the second request
+    // is rejected with that third key, which starts the cool-down: no replay,
+    // no more fetches, and the requests after it fail fast.
+    let cooling = "no access token: the API rejected 3 freshly fetched tokens in a row; \
+                   no new token until the cool-down ends";
+    assert_eq!(outcomes, ["401", "401", cooling, cooling, cooling]);
     let stats = cache.stats();
-    assert_eq!(stats.fetches, 2, "{stats:?}");
+    assert_eq!(stats.fetches, 3, "{stats:?}");
     assert_eq!(stats.retries, 1, "{stats:?}");
-    assert_eq!(api.requests(), 6);
+    assert_eq!(stats.cooldowns, 1, "{stats:?}");
+    assert_eq!(api.requests(), 3);
 }
 
 #[test]

@@ -8,7 +8,6 @@
 mod example;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use example::proto::EchoRequest;
 use example::{connect, serve, DemoClient, Issuer, Report, CONCURRENCY};
@@ -20,7 +19,7 @@ use tonic::Code;
 use tower::ServiceBuilder;
 use tower_bearer::{
     from_fn, BearerAuth, BearerAuthLayer, BufferBody, DefaultClassifier, RejectionClassifier,
-    TeeBody, TokenCache, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_REPLAY_BYTES,
+    TeeBody, DEFAULT_MAX_REPLAY_BYTES,
 };
 
 type Policy = BufferBody<fn(TeeBody<Body>) -> Body>;
@@ -37,10 +36,7 @@ fn layer(issuer: &Issuer) -> BearerAuthLayer<Policy> {
         let token = issuer.issue();
         async move { Ok(token) }
     });
-    let cache = TokenCache::builder(source)
-        .backoff(Duration::ZERO, DEFAULT_MAX_BACKOFF)
-        .build();
-    BearerAuthLayer::from_cache(cache).replay(policy())
+    BearerAuthLayer::new(source).replay(policy())
 }
 
 async fn setup(
@@ -84,10 +80,11 @@ async fn demo_counts_calls_fetches_and_retries() {
     // The whole wave after the rotation, the revoked call, and the call
     // rejected twice (first attempt and its retry).
     assert_eq!(server_rejections, waves + 1 + 2);
-    // Warm-up, rotation, revocation, rejected twice: one fetch each.
-    assert_eq!(stats.fetches, 4);
-    assert_eq!(issued, 4);
-    assert_eq!(stats.invalidations, 3);
+    // Warm-up, rotation, revocation, and one for each rejection of the call
+    // rejected twice (its retry's token is replaced too).
+    assert_eq!(stats.fetches, 5);
+    assert_eq!(issued, 5);
+    assert_eq!(stats.invalidations, 4);
     // Every call of the rotation wave, the revoked call, and one retry of the
     // call rejected twice.
     assert_eq!(stats.retries, waves + 2);
@@ -129,7 +126,9 @@ async fn tonic_unauthenticated_is_trailers_only_and_a_rejection() {
             (StatusCode::OK, None, false),
             // UNAUTHENTICATED: HTTP 200, grpc-status 16 in the headers.
             (StatusCode::OK, Some("16".to_owned()), true),
-            // The retry's response is returned as is, whatever it says.
+            // The retry's response is returned as is, whatever it says; it is
+            // classified only to tell the cache how its token fared.
+            (StatusCode::OK, None, false),
         ]
     );
     assert_eq!(layer.cache().stats().retries, 1);

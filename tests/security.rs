@@ -382,7 +382,7 @@ async fn tracing_at_trace_level_shows_no_secret() {
     // The capture works: fetches, failures and rejections were logged.
     for expected in [
         "tower_bearer.fetch",
-        "token rejected by server",
+        "token rejected by a server",
         "backing off",
     ] {
         assert!(log.contains(expected), "no `{expected}` in the log:\n{log}");

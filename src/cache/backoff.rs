@@ -1,4 +1,5 @@
-//! How long to wait before the next fetch after failures.
+//! How long to wait before the next fetch: after failed fetches, and after an
+//! API rejected freshly fetched tokens again and again.
 
 use std::time::Duration;
 
@@ -40,6 +41,15 @@ pub(crate) fn exponential(n: u32, config: &CacheConfig) -> Duration {
         .checked_mul(1u32 << doublings)
         .unwrap_or(config.max_backoff)
         .min(config.max_backoff)
+}
+
+/// How long no token is fetched after the API rejected `streak` freshly
+/// fetched tokens in a row (tokens it never accepted); `None` while the streak
+/// is still within `rejections_before_cooldown`. Starts at the initial backoff
+/// and doubles with each further rejection, up to the maximum backoff.
+pub(crate) fn cooldown(streak: u32, config: &CacheConfig) -> Option<Duration> {
+    let over = streak.checked_sub(config.rejections_before_cooldown)?;
+    (over > 0).then(|| exponential(over, config))
 }
 
 /// A random number in `[0, 1)`, good enough for jitter (not for secrets).
@@ -93,6 +103,28 @@ mod tests {
             delay_after_failure(1, &absurd, &config, 0.0),
             Duration::from_secs(600)
         );
+    }
+
+    #[test]
+    fn cooldown_trips_after_the_tolerated_rejections_then_doubles() {
+        let config = CacheConfig::default();
+        let table = [
+            (0, None),
+            (1, None),
+            (2, None),
+            (3, Some(Duration::from_millis(250))),
+            (4, Some(Duration::from_millis(500))),
+            (5, Some(Duration::from_secs(1))),
+            (20, Some(Duration::from_secs(30))),
+            (u32::MAX, Some(Duration::from_secs(30))),
+        ];
+        for (streak, want) in table {
+            assert_eq!(cooldown(streak, &config), want, "streak {streak}");
+        }
+        let mut strict = config;
+        strict.rejections_before_cooldown = 0;
+        assert_eq!(cooldown(0, &strict), None);
+        assert_eq!(cooldown(1, &strict), Some(Duration::from_millis(250)));
     }
 
     #[test]

@@ -1,68 +1,43 @@
 //! Tunables of the token cache, their defaults, and the builder that sets them.
 
-use std::fmt;
 use std::time::Duration;
 
 use super::TokenCache;
 use crate::source::{BoxTokenSource, TokenSource};
 
-/// Stop using a token this long before it expires, so it does not expire in
-/// flight (clock skew, network latency). Capped at [`MAX_SKEW_FRACTION`] of the
-/// token's lifetime so that very short-lived tokens stay usable.
-pub const DEFAULT_EXPIRY_SKEW: Duration = Duration::from_secs(10);
+// Defaults, stated again in the setter docs of `TokenCacheBuilder`.
+const DEFAULT_EXPIRY_SKEW: Duration = Duration::from_secs(10);
+const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(60);
+const DEFAULT_REFRESH_AHEAD_FRACTION: f64 = 0.25;
+const DEFAULT_REFRESH_JITTER: f64 = 0.2;
+const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
+const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+const DEFAULT_REJECTIONS_BEFORE_COOLDOWN: u32 = 2;
+const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
+const DEFAULT_AUTH_SCHEME: &str = "Bearer";
 
-/// The most of a token's lifetime that [`DEFAULT_EXPIRY_SKEW`] (or a configured
-/// skew) may take away.
-pub const MAX_SKEW_FRACTION: f64 = 0.1;
+/// The shortest first backoff: zero doubled stays zero, which would switch
+/// backoff off by accident.
+const MIN_BACKOFF: Duration = Duration::from_millis(1);
 
-/// Start a background refresh this long before a token stops being usable.
-/// Gloo's guidance is to refresh 60 s ahead; short-lived tokens are limited by
-/// [`DEFAULT_REFRESH_AHEAD_FRACTION`].
-pub const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(60);
-
-/// The refresh-ahead window is at most this fraction of the token's usable life,
-/// so a 2 s token is refreshed in its last 0.45 s, not immediately. Whatever
-/// the setting, a refresh never starts in the first half of the usable life.
-pub const DEFAULT_REFRESH_AHEAD_FRACTION: f64 = 0.25;
-
-/// Up to this fraction of the refresh-ahead window is added at random, so that
-/// many processes sharing one client do not refresh in lock step.
-pub const DEFAULT_REFRESH_JITTER: f64 = 0.2;
-
-/// Lifetime assumed for tokens whose source did not say (no `expires_in`).
-pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
-
-/// A token fetch that takes longer than this fails as transient, so that no
-/// caller waits forever on a source that hangs.
-pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The first delay after a failed fetch; it doubles with each further failure.
-pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
-
-/// The shortest first delay [`TokenCacheBuilder::backoff`] accepts.
-pub const MIN_BACKOFF: Duration = Duration::from_millis(1);
-
-/// The longest delay between fetches after failures, and the delay after a
-/// permanent failure.
-pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// The longest `Retry-After` the cache honours; longer requests are cut to this.
-pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-
-/// The authorization scheme written before the token.
-pub const DEFAULT_AUTH_SCHEME: &str = "Bearer";
-
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct CacheConfig {
     pub(crate) expiry_skew: Duration,
     pub(crate) refresh_ahead: Duration,
     pub(crate) refresh_ahead_fraction: f64,
     pub(crate) refresh_jitter: f64,
+    pub(crate) min_refresh_interval: Duration,
     pub(crate) default_lifetime: Option<Duration>,
     pub(crate) fetch_timeout: Duration,
     pub(crate) initial_backoff: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) max_retry_after: Duration,
+    pub(crate) rejections_before_cooldown: u32,
+    pub(crate) max_token_bytes: usize,
     pub(crate) auth_scheme: String,
 }
 
@@ -73,34 +48,21 @@ impl Default for CacheConfig {
             refresh_ahead: DEFAULT_REFRESH_AHEAD,
             refresh_ahead_fraction: DEFAULT_REFRESH_AHEAD_FRACTION,
             refresh_jitter: DEFAULT_REFRESH_JITTER,
+            min_refresh_interval: DEFAULT_MIN_REFRESH_INTERVAL,
             default_lifetime: Some(DEFAULT_LIFETIME),
             fetch_timeout: DEFAULT_FETCH_TIMEOUT,
             initial_backoff: DEFAULT_INITIAL_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+            rejections_before_cooldown: DEFAULT_REJECTIONS_BEFORE_COOLDOWN,
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             auth_scheme: DEFAULT_AUTH_SCHEME.to_owned(),
         }
     }
 }
 
-impl fmt::Debug for CacheConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheConfig")
-            .field("expiry_skew", &self.expiry_skew)
-            .field("refresh_ahead", &self.refresh_ahead)
-            .field("refresh_ahead_fraction", &self.refresh_ahead_fraction)
-            .field("refresh_jitter", &self.refresh_jitter)
-            .field("default_lifetime", &self.default_lifetime)
-            .field("fetch_timeout", &self.fetch_timeout)
-            .field("initial_backoff", &self.initial_backoff)
-            .field("max_backoff", &self.max_backoff)
-            .field("max_retry_after", &self.max_retry_after)
-            .field("auth_scheme", &self.auth_scheme)
-            .finish()
-    }
-}
-
-/// Builds a [`TokenCache`] with non-default timing.
+/// Builds a [`TokenCache`] with non-default settings. Every setting has a
+/// default that suits most APIs; each setter says what it is.
 ///
 /// ```
 /// use std::time::Duration;
@@ -129,53 +91,74 @@ impl TokenCacheBuilder {
         }
     }
 
-    /// How long before its expiry a token stops being used
-    /// (default [`DEFAULT_EXPIRY_SKEW`], at most [`MAX_SKEW_FRACTION`] of its lifetime).
+    /// How long before its expiry a token stops being handed out, so that it
+    /// does not expire in flight (clock skew, latency). At most 10 % of the
+    /// token's lifetime is given up, so that short-lived tokens stay usable.
+    /// Defaults to 10 seconds.
     pub fn expiry_skew(mut self, skew: Duration) -> Self {
         self.config.expiry_skew = skew;
         self
     }
 
-    /// How long before a token stops being usable a background refresh starts
-    /// (default [`DEFAULT_REFRESH_AHEAD`]).
+    /// How long before a token stops being handed out a request that uses it
+    /// starts a refresh in the background, while the token is still served.
+    /// Defaults to 60 seconds (Gloo's guidance), and is at most
+    /// [`refresh_ahead_fraction`](Self::refresh_ahead_fraction) of the usable
+    /// life. A token nobody uses is never refreshed ahead.
     pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
         self.config.refresh_ahead = ahead;
         self
     }
 
     /// The largest fraction of a token's usable life spent in the refresh-ahead
-    /// window, from 0 (no refresh ahead) to 1 (default
-    /// [`DEFAULT_REFRESH_AHEAD_FRACTION`]).
+    /// window, from 0 (no refresh ahead) to 1; a refresh never starts in the
+    /// first half of the usable life. Defaults to 0.25, so a 2 s token is
+    /// refreshed in its last 0.45 s.
     pub fn refresh_ahead_fraction(mut self, fraction: f64) -> Self {
         self.config.refresh_ahead_fraction =
             clamp_fraction(fraction, DEFAULT_REFRESH_AHEAD_FRACTION);
         self
     }
 
-    /// The random fraction of the refresh-ahead window added to spread refreshes
-    /// out, from 0 to 1 (default [`DEFAULT_REFRESH_JITTER`]).
+    /// The random fraction of the refresh-ahead window added to spread
+    /// refreshes out, from 0 to 1, so that many processes sharing one client do
+    /// not refresh in lock step. Defaults to 0.2.
     pub fn refresh_jitter(mut self, fraction: f64) -> Self {
         self.config.refresh_jitter = clamp_fraction(fraction, DEFAULT_REFRESH_JITTER);
         self
     }
 
+    /// The shortest time between installing a token and refreshing it ahead of
+    /// expiry. A token that arrives with less life than this left is still
+    /// handed to the callers waiting for it, but counts as a failed fetch (the
+    /// next one backs off). Together they bound the fetch rate whatever a
+    /// source returns: a token built long ago, one about to expire, one with a
+    /// lifetime of a millisecond. Defaults to 500 milliseconds.
+    pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
+        self.config.min_refresh_interval = interval;
+        self
+    }
+
     /// The lifetime assumed for tokens that come without an expiry; `None`
-    /// treats them as never expiring (default [`DEFAULT_LIFETIME`]).
+    /// treats them as never expiring. Defaults to one hour.
     pub fn default_lifetime(mut self, lifetime: Option<Duration>) -> Self {
         self.config.default_lifetime = lifetime;
         self
     }
 
-    /// The longest a single fetch may take (default [`DEFAULT_FETCH_TIMEOUT`]).
+    /// The longest a single fetch may take before it fails as transient, so
+    /// that no caller waits forever on a source that hangs. Defaults to 30
+    /// seconds.
     pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
         self.config.fetch_timeout = timeout;
         self
     }
 
-    /// The first and the longest delay between fetches after failures (defaults
-    /// [`DEFAULT_INITIAL_BACKOFF`] and [`DEFAULT_MAX_BACKOFF`]).
+    /// The first and the longest delay between fetches after failures.
+    /// Defaults to 250 milliseconds, doubling up to 30 seconds; a permanent
+    /// failure waits the longest.
     ///
-    /// `initial` is at least [`MIN_BACKOFF`], so that backoff can never be
+    /// `initial` is at least one millisecond, so that backoff can never be
     /// switched off by accident (zero doubled stays zero).
     pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
         let initial = initial.max(MIN_BACKOFF);
@@ -184,14 +167,40 @@ impl TokenCacheBuilder {
         self
     }
 
-    /// The longest `Retry-After` honoured (default [`DEFAULT_MAX_RETRY_AFTER`]).
+    /// The longest `Retry-After` honoured; longer requests are cut to this.
+    /// Defaults to 10 minutes.
     pub fn max_retry_after(mut self, max: Duration) -> Self {
         self.config.max_retry_after = max;
         self
     }
 
-    /// The scheme written before the token in the `Authorization` header
-    /// (default [`DEFAULT_AUTH_SCHEME`], `Bearer`).
+    /// How many freshly fetched tokens in a row the API may reject before the
+    /// cache stops fetching for a while (the rejection cool-down).
+    ///
+    /// One rejected fresh token is bad luck (a revocation, a replica that has
+    /// not seen the token yet) and is replaced at once. When the API keeps
+    /// rejecting tokens that were never accepted, refreshing cannot help: the
+    /// cache then fetches no token for a cool-down that starts at the initial
+    /// [`backoff`](Self::backoff) and doubles up to its maximum, and callers
+    /// fail fast with an error that says when the next attempt will be made.
+    /// Defaults to 2, so the third rejected fresh token in a row starts the
+    /// cool-down.
+    pub fn rejections_before_cooldown(mut self, rejections: u32) -> Self {
+        self.config.rejections_before_cooldown = rejections;
+        self
+    }
+
+    /// The largest access token accepted, in bytes. A larger one is refused
+    /// with a permanent error: sent in a header, it would make every request
+    /// fail (`431 Request Header Fields Too Large`) for its whole life.
+    /// Defaults to 16 KiB.
+    pub fn max_token_bytes(mut self, max: usize) -> Self {
+        self.config.max_token_bytes = max;
+        self
+    }
+
+    /// The scheme written before the token in the `Authorization` header.
+    /// Defaults to `Bearer`.
     pub fn auth_scheme(mut self, scheme: impl Into<String>) -> Self {
         self.config.auth_scheme = scheme.into();
         self

@@ -1,61 +1,83 @@
 //! The token cache: lock-free reads, single-flight fetches, refresh ahead of
-//! expiry, backoff after failures, and invalidation by identity.
+//! expiry on use, backoff after failures, invalidation by generation, and a
+//! cool-down when an API rejects every fresh token.
 //!
 //! # How it works
 //!
-//! The current token lives in an [`ArcSwapOption`] together with its prepared
-//! `Authorization` header value and a state byte. Reading it is a pointer load,
-//! one relaxed atomic load and a `HeaderValue` clone: no lock, no allocation and
-//! no clock read. Time moves the state instead: when a token is installed, a
-//! small task is spawned that marks it stale at the end of its usable life and
-//! starts a background refresh shortly before that.
+//! The current token lives in an [`ArcSwapOption`] with its prepared
+//! `Authorization` value and one atomic deadline ([`cached_token`]). Handing
+//! it out is a pointer load, a coarse clock read (about 9 ns), one relaxed
+//! atomic load and a `HeaderValue` clone: no lock, no allocation, no task.
+//! Time is read on use, so a token's life ends on time whichever runtime reads
+//! it, even after the runtime that fetched it is gone, and a token nobody uses
+//! costs nothing and is never refreshed.
 //!
-//! Everything else (no token, a stale token, a rejected token) takes the slow
-//! path under a mutex that is never held across an `.await`. There, at most one
-//! fetch runs at a time; it runs in a task of its own, so dropping the caller
-//! that started it cancels nothing, and every waiter receives its result through
-//! a `watch` channel. If the task panics or is aborted, the channel closes and
-//! the waiters get a transient error instead of waiting forever.
+//! Everything else takes the slow path: a mutex, never held across an
+//! `.await`, under which [`decide`](decide::decide) (a pure function) says
+//! what a caller gets and whether a fetch starts. At most one fetch runs at a
+//! time ([`flight`]), in a task of its own on the caller's runtime, so
+//! dropping the caller that started it cancels nothing; every waiter gets its
+//! result. A fetch that never completes (its runtime shut down, its task
+//! never ran) frees its slot, and waiters start another.
 
 mod backoff;
+mod cached_token;
+mod clock;
 pub(crate) mod config;
-mod lifecycle;
+mod current_token;
+mod decide;
+mod flight;
 mod schedule;
 mod stats;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::{BufMut, BytesMut};
 use http::HeaderValue;
-use tokio::sync::watch;
-use tokio::task::AbortHandle;
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use config::TokenCacheBuilder;
+pub use current_token::{CurrentToken, Generation};
 pub use stats::CacheStats;
 
+use self::cached_token::CachedToken;
 use self::config::CacheConfig;
+use self::decide::{decide, later, Answer, Decision, FetchReason, SlowView, TokenView, Want};
+use self::flight::{CatchPanic, Flight, Flights, Landed, Owner, Ticket};
 use self::schedule::Schedule;
 use self::stats::StatsCounters;
-use crate::error::TokenError;
-use crate::source::{BoxFuture, BoxTokenSource, TokenSource};
+use crate::error::{CacheError, TokenError};
+use crate::source::{BoxTokenSource, TokenSource};
 use crate::token::AccessToken;
 
 /// Caches the token of one [`TokenSource`] and refreshes it.
 ///
 /// Cheap to clone: clones share one cache. A [`BearerAuthLayer`](crate::BearerAuthLayer)
-/// owns one; build one yourself to tune it, to share it between layers, or to
-/// read its [`stats`](TokenCache::stats).
+/// owns one; build one yourself to tune it ([`TokenCache::builder`]), to share
+/// it between layers, to read its [`stats`](TokenCache::stats), or to use it
+/// from a client of your own through its protocol:
 ///
-/// Needs a tokio runtime: fetches and expiry timers run as tokio tasks.
+/// - [`current`](TokenCache::current): the token to send now, if one may be
+///   sent without waiting (no lock, no allocation);
+/// - [`acquire`](TokenCache::acquire): waits for one;
+/// - [`replace`](TokenCache::replace) / [`reject`](TokenCache::reject): a
+///   server rejected the token of this [`Generation`];
+/// - [`accepted`](TokenCache::accepted): a server accepted it.
+///
+/// Fetches run as tokio tasks on the runtime of the caller that needs them;
+/// the cache itself depends on no runtime staying alive, so one cache may be
+/// shared by clients on many runtimes, one after another or at once.
 ///
 /// ```
 /// use std::time::Duration;
+/// use http::header::AUTHORIZATION;
 /// use tower_bearer::{from_fn, AccessToken, TokenCache};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -64,130 +86,33 @@ use crate::token::AccessToken;
 /// }));
 ///
 /// // A thousand concurrent callers on an empty cache cause one fetch.
-/// let callers: Vec<_> = (0..1000)
-///     .map(|_| {
-///         let cache = cache.clone();
-///         tokio::spawn(async move { cache.token().await })
-///     })
-///     .collect();
+/// let callers: Vec<_> = (0..1000).map(|_| tokio::spawn(cache.acquire())).collect();
 /// for caller in callers {
-///     assert_eq!(caller.await.unwrap().unwrap().secret(), "fresh");
+///     assert_eq!(caller.await.unwrap().unwrap().header_value(), "Bearer fresh");
 /// }
 /// assert_eq!(cache.stats().fetches, 1);
+///
+/// // Your own client: send with the current token, report what the server said.
+/// let token = match cache.current() {
+///     Some(token) => token,
+///     None => cache.acquire().await.unwrap(),
+/// };
+/// let mut request = http::Request::get("http://127.0.0.1/").body(()).unwrap();
+/// request.headers_mut().insert(AUTHORIZATION, token.header_value().clone());
+/// let status = http::StatusCode::UNAUTHORIZED; // what the server answered
+/// if status == http::StatusCode::UNAUTHORIZED {
+///     // One refresh however many requests report the same generation;
+///     // send the request once more with the replacement.
+///     let fresh = cache.replace(token.generation()).await.unwrap();
+///     assert_ne!(fresh.generation(), token.generation());
+/// } else {
+///     cache.accepted(token.generation());
+/// }
 /// # }
 /// ```
 #[derive(Clone)]
 pub struct TokenCache {
     shared: Arc<Shared>,
-}
-
-/// A token's `Authorization` value and the generation it belongs to, as the
-/// service attaches it to one request.
-#[derive(Clone)]
-pub(crate) struct TokenHeader {
-    pub(crate) value: HeaderValue,
-    pub(crate) generation: u64,
-}
-
-/// Why a fetch was started; kept with the token it produced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FetchReason {
-    /// There was no token yet.
-    Empty,
-    /// The token reached the end of its usable life.
-    Expired,
-    /// The token is near the end of its life; it is still being served.
-    RefreshAhead,
-    /// A server rejected the token.
-    Rejected,
-}
-
-impl FetchReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            FetchReason::Empty => "empty",
-            FetchReason::Expired => "expired",
-            FetchReason::RefreshAhead => "refresh_ahead",
-            FetchReason::Rejected => "rejected",
-        }
-    }
-}
-
-/// The token may be handed out.
-const FRESH: u8 = 0;
-/// The token is past its usable life (it may still be valid: see `expires_at`).
-const STALE: u8 = 1;
-/// A server rejected the token; it is never handed out again.
-const REJECTED: u8 = 2;
-
-/// A token as the cache keeps it.
-pub(crate) struct CachedToken {
-    header: HeaderValue,
-    generation: u64,
-    token: AccessToken,
-    reason: FetchReason,
-    schedule: Schedule,
-    /// When the cache installed it (the source may have built it earlier).
-    installed_at: Instant,
-    state: AtomicU8,
-    lifecycle: OnceLock<AbortHandle>,
-}
-
-impl CachedToken {
-    fn state(&self) -> u8 {
-        self.state.load(Ordering::Relaxed)
-    }
-
-    fn mark(&self, state: u8) {
-        // A rejected token stays rejected: the expiry timer must not undo that.
-        let _ = self
-            .state
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                (old < state).then_some(state)
-            });
-    }
-
-    fn header(&self) -> TokenHeader {
-        TokenHeader {
-            value: self.header.clone(),
-            generation: self.generation,
-        }
-    }
-
-    /// Still accepted by servers as far as we know: not rejected, not past its
-    /// expiry. Such a token is served when a refresh fails, even if stale.
-    fn still_valid(&self, now: Instant) -> bool {
-        self.state() != REJECTED && self.schedule.expires_at.is_none_or(|at| now < at)
-    }
-}
-
-impl Drop for CachedToken {
-    fn drop(&mut self) {
-        if let Some(timer) = self.lifecycle.get() {
-            timer.abort();
-        }
-    }
-}
-
-struct Inflight {
-    id: u64,
-    rx: watch::Receiver<Option<Outcome>>,
-}
-
-type Outcome = Result<Arc<CachedToken>, TokenError>;
-
-#[derive(Default)]
-struct SlowState {
-    inflight: Option<Inflight>,
-    fetch_ids: u64,
-    /// Consecutive failed fetches.
-    failures: u32,
-    /// No fetch starts before this instant (backoff).
-    not_before: Option<Instant>,
-    last_error: Option<TokenError>,
-    /// Consecutive rejections of tokens that were themselves fetched because of
-    /// a rejection: the server rejects every token, and refreshing cannot help.
-    rejection_streak: u32,
 }
 
 pub(crate) struct Shared {
@@ -197,32 +122,33 @@ pub(crate) struct Shared {
     config: CacheConfig,
     stats: StatsCounters,
     generations: AtomicU64,
+    /// A rejection streak is running: acceptances are worth recording. Read on
+    /// every accepted response, written only when the streak starts or ends.
+    streak_running: AtomicBool,
 }
 
-/// What a caller wants from the slow path.
-#[derive(Clone, Copy)]
-enum Want {
-    /// Any usable token.
-    Any,
-    /// A token other than the given generation, which a server rejected.
-    Replacing(u64),
+type Outcome = Result<Arc<CachedToken>, TokenError>;
+
+#[derive(Default)]
+struct SlowState {
+    flights: Flights<Outcome>,
+    /// The fetch whose token is current; older fetches that finish late do
+    /// not replace it.
+    installed_fetch: u64,
+    /// Consecutive failed fetches.
+    failures: u32,
+    backoff_until: Option<Instant>,
+    last_error: Option<TokenError>,
+    /// Tokens rejected in a row that no server had accepted.
+    streak: u32,
+    cooldown_until: Option<Instant>,
 }
 
-/// What the slow path decided for one caller.
-enum Decision {
-    Ready(Arc<CachedToken>),
-    Wait(watch::Receiver<Option<Outcome>>),
+/// What one step of the slow path gave a caller.
+enum Step {
+    Serve(Arc<CachedToken>),
+    Wait(Flight<Outcome>),
     Fail(TokenError),
-    /// The rejected token was itself fresh from a rejection: a retry cannot help.
-    NoRetry,
-}
-
-/// What the background refresh should do next.
-pub(crate) enum RefreshAhead {
-    /// A new token was installed, or this one is no longer current.
-    Done,
-    /// The refresh failed; try again at this instant.
-    RetryAt(Instant),
 }
 
 impl TokenCache {
@@ -231,7 +157,7 @@ impl TokenCache {
         Self::builder(source).build()
     }
 
-    /// A builder to tune timing, backoff and the header scheme.
+    /// A builder to tune timing, backoff, limits and the header scheme.
     pub fn builder(source: impl TokenSource) -> TokenCacheBuilder {
         TokenCacheBuilder::new(source)
     }
@@ -245,61 +171,98 @@ impl TokenCache {
                 config,
                 stats: StatsCounters::default(),
                 generations: AtomicU64::new(0),
+                streak_running: AtomicBool::new(false),
             }),
         }
     }
 
-    /// The current token, fetching one if there is none usable.
+    /// The token to send now, if there is one that may be sent without
+    /// waiting; `None` means [`acquire`](TokenCache::acquire) it.
     ///
-    /// Returns at once when a usable token is cached. Otherwise joins the fetch in
-    /// progress or starts one. After a failed fetch, callers get the error at once
-    /// until the backoff delay has passed, unless a token that has not yet expired
-    /// is at hand, which is then served instead.
-    pub async fn token(&self) -> Result<AccessToken, TokenError> {
-        if let Some(token) = self.shared.current_token() {
-            return Ok(token.token.clone());
+    /// Takes no lock and allocates nothing while the token is fresh. The first
+    /// call after the token enters its last part of life starts a refresh in
+    /// the background (on the caller's tokio runtime) and still returns the
+    /// token.
+    pub fn current(&self) -> Option<CurrentToken> {
+        if let Some(fresh) = self
+            .shared
+            .current
+            .load()
+            .as_deref()
+            .and_then(CachedToken::serve_fast)
+        {
+            return Some(fresh);
         }
-        let cached = Shared::acquire_any(Arc::clone(&self.shared)).await?;
-        Ok(cached.token.clone())
+        match Shared::step(&self.shared, Want::Any) {
+            Step::Serve(token) => Some(token.handout()),
+            Step::Wait(_) | Step::Fail(_) => None,
+        }
+    }
+
+    /// Waits for a token that may be sent: the current one, or the result of
+    /// the fetch in flight, or of a fetch it starts.
+    ///
+    /// Fails at once, without fetching, while the source is backing off after
+    /// failures (unless a token that has not expired is at hand, which is
+    /// then returned) or during a rejection cool-down. The future does not
+    /// borrow the cache.
+    pub fn acquire(
+        &self,
+    ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        async move { Ok(Shared::acquire(shared, Want::Any).await?.handout()) }
+    }
+
+    /// A server rejected the token of `rejected`: drops it if it is still
+    /// current, and waits for a token other than it, to send the request once
+    /// more with.
+    ///
+    /// However many callers report the same generation, the token is dropped
+    /// and replaced once. Fails without fetching while the API is in a
+    /// rejection cool-down ([`CacheError::CoolingDown`]) or the source is
+    /// backing off; the caller should then give up on this request. The
+    /// future does not borrow the cache.
+    pub fn replace(
+        &self,
+        rejected: Generation,
+    ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        async move {
+            Ok(Shared::acquire(shared, Want::Replace(rejected))
+                .await?
+                .handout())
+        }
+    }
+
+    /// A server rejected the token of `rejected` on a request that will not be
+    /// sent again: drops it if it is still current and starts its replacement,
+    /// without waiting.
+    pub fn reject(&self, rejected: Generation) {
+        let _ = Shared::step(&self.shared, Want::Replace(rejected));
+    }
+
+    /// A server accepted the token of `generation`.
+    ///
+    /// Costs one atomic load unless the API has just rejected a fresh token:
+    /// then the first acceptance ends the rejection streak, so that an API
+    /// that revokes some tokens is told apart from one that rejects them all.
+    #[inline]
+    pub fn accepted(&self, generation: Generation) {
+        if self.shared.streak_running.load(Ordering::Relaxed) {
+            self.shared.note_accepted(generation);
+        }
+    }
+
+    /// The current token itself (not the header value), fetching one if
+    /// needed, as [`acquire`](TokenCache::acquire) does.
+    pub fn token(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'static {
+        let shared = Arc::clone(&self.shared);
+        async move { Ok(Shared::acquire(shared, Want::Any).await?.token.clone()) }
     }
 
     /// What the cache has done so far.
     pub fn stats(&self) -> CacheStats {
         self.shared.stats.snapshot()
-    }
-
-    /// The hot path: the current token's header, if it may be used. No lock, no
-    /// allocation, no clock read.
-    #[inline]
-    pub(crate) fn current_header(&self) -> Option<TokenHeader> {
-        self.shared.current_token_ref(|cached| cached.header())
-    }
-
-    /// The slow path: waits for a usable token.
-    pub(crate) fn header(&self) -> BoxFuture<'static, Result<TokenHeader, TokenError>> {
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move { Ok(Shared::acquire_any(shared).await?.header()) })
-    }
-
-    /// A server rejected the token of `generation`: drops it if it is still the
-    /// current one, and yields a replacement to retry with. `None` means a retry
-    /// cannot help (the server has been rejecting freshly fetched tokens).
-    pub(crate) fn header_after_rejection(
-        &self,
-        generation: u64,
-    ) -> BoxFuture<'static, Result<Option<TokenHeader>, TokenError>> {
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move {
-            let cached = Shared::acquire(shared, Want::Replacing(generation)).await?;
-            Ok(cached.map(|c| c.header()))
-        })
-    }
-
-    /// A server rejected the token of `generation` on a request that will not be
-    /// retried: drops the token if it is current and starts a refresh, without
-    /// waiting for it.
-    pub(crate) fn reject(&self, generation: u64) {
-        let _ = self.shared.decide(Want::Replacing(generation));
     }
 
     pub(crate) fn record_retry(&self) {
@@ -330,286 +293,213 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    #[inline]
-    fn current_token_ref<T>(&self, f: impl FnOnce(&CachedToken) -> T) -> Option<T> {
-        let guard = self.current.load();
-        match guard.as_deref() {
-            Some(cached) if cached.state() == FRESH => Some(f(cached)),
-            _ => None,
-        }
-    }
-
-    fn current_token(&self) -> Option<Arc<CachedToken>> {
-        self.current
-            .load_full()
-            .filter(|cached| cached.state() == FRESH)
-    }
-
-    /// The slow path for a caller that wants any usable token.
-    async fn acquire_any(self: Arc<Self>) -> Result<Arc<CachedToken>, TokenError> {
-        // `None` only answers a rejection (`Want::Replacing`), never `Want::Any`.
-        self.acquire(Want::Any)
-            .await?
-            .ok_or_else(|| TokenError::transient("no token available"))
-    }
-
-    /// The slow path shared by every caller that has no usable token.
-    async fn acquire(self: Arc<Self>, want: Want) -> Result<Option<Arc<CachedToken>>, TokenError> {
-        let mut rx = match self.decide(want) {
-            Decision::Ready(cached) => return Ok(Some(cached)),
-            Decision::NoRetry => return Ok(None),
-            Decision::Fail(err) => return Err(err),
-            Decision::Wait(rx) => rx,
-        };
-        StatsCounters::bump(&self.stats.waits);
-        match wait_for_outcome(&mut rx).await {
-            Ok(cached) => Ok(Some(cached)),
-            Err(err) => {
-                // A failed refresh never discards a token that is still valid.
-                let now = Instant::now();
-                match self.current.load_full().filter(|c| c.still_valid(now)) {
-                    Some(cur) => {
-                        tracing::debug!(
-                            generation = cur.generation,
-                            "fetch failed; serving the still-valid token"
-                        );
-                        Ok(Some(cur))
-                    }
-                    None => Err(err),
+    /// Waits for a usable token; after an abandoned fetch, tries once more.
+    async fn acquire(self: Arc<Self>, want: Want) -> Outcome {
+        let mut waited = false;
+        let mut second_chance = true;
+        loop {
+            let flight = match Shared::step(&self, want) {
+                Step::Serve(token) => return Ok(token),
+                Step::Fail(err) => return Err(err),
+                Step::Wait(flight) => flight,
+            };
+            if !std::mem::replace(&mut waited, true) {
+                StatsCounters::bump(&self.stats.waits);
+            }
+            let id = flight.id;
+            // A little longer than the fetch itself may take, so that its own
+            // timeout normally ends it first.
+            let limit = self.config.fetch_timeout + Duration::from_secs(1);
+            match flight.land(limit).await {
+                Landed::Delivered(Ok(token)) => return Ok(token),
+                Landed::Delivered(Err(err)) => {
+                    // A failed refresh never discards a token that is still valid.
+                    return match self.current.load_full().filter(|c| c.still_valid()) {
+                        Some(current) => {
+                            tracing::debug!(
+                                generation = %current.generation,
+                                "fetch failed; serving the still-valid token"
+                            );
+                            Ok(current)
+                        }
+                        None => Err(err),
+                    };
                 }
+                Landed::Stalled => self.abandoned(id),
+                Landed::Abandoned => {}
+            }
+            if !std::mem::replace(&mut second_chance, false) {
+                return Err(CacheError::FetchAbandoned.into());
             }
         }
     }
 
-    /// Decides, under the lock and without waiting, what a caller gets: a token
-    /// at hand, the fetch to wait for (starting one if needed), or an error.
-    fn decide(self: &Arc<Self>, want: Want) -> Decision {
+    /// One pass of the slow path: decides under the lock, carries the decision
+    /// out, and starts the fetch it asks for after releasing the lock.
+    fn step(self: &Arc<Self>, want: Want) -> Step {
+        // A fetch needs a runtime to run on; without one, none is started.
+        let runtime = Handle::try_current().ok();
         let mut slow = self.lock_slow();
         let now = Instant::now();
         let current = self.current.load_full();
-        let mut reason = FetchReason::Empty;
-        if let Some(cur) = &current {
-            let rejected_now = matches!(want, Want::Replacing(g) if g == cur.generation);
-            let state = cur.state();
-            if rejected_now && state != REJECTED {
-                if state == FRESH
-                    && self
-                        .rejection_cooldown(cur, &slow)
-                        .is_some_and(|until| now < until)
-                {
+        let view = current.as_deref().map(|token| TokenView {
+            generation: token.generation,
+            phase: token.phase(),
+            accepted: token.was_accepted(),
+        });
+        let slow_view = SlowView {
+            fetching: slow.flights.busy(),
+            backoff_until: slow.backoff_until,
+            cooldown_until: slow.cooldown_until,
+            streak: slow.streak,
+        };
+        let Decision {
+            reject,
+            fetch,
+            answer,
+        } = decide(now, view, slow_view, want, &self.config);
+
+        if let (Some(rejection), Some(token)) = (reject, &current) {
+            token.mark_rejected();
+            StatsCounters::bump(&self.stats.invalidations);
+            slow.streak = rejection.streak;
+            self.streak_running
+                .store(rejection.streak > 0, Ordering::Relaxed);
+            tracing::info!(
+                generation = %token.generation,
+                rejected_in_a_row = rejection.streak,
+                "token rejected by a server; invalidated"
+            );
+            if let Some(until) = rejection.cooldown_until {
+                slow.cooldown_until = Some(until);
+                StatsCounters::bump(&self.stats.cooldowns);
+                tracing::warn!(
+                    rejected_in_a_row = rejection.streak,
+                    cooldown_ms = until.saturating_duration_since(now).as_millis() as u64,
+                    "the API keeps rejecting fresh tokens; not fetching before the cool-down ends"
+                );
+            }
+        }
+
+        let mut started = None;
+        let mut own_flight = None;
+        if let (Some(reason), Some(runtime)) = (fetch, runtime) {
+            if let Some(serving) = current.as_ref().filter(|_| answer == Answer::Serve) {
+                serving.serve_while_fetching();
+            }
+            let (ticket, flight) = slow.flights.begin(Arc::clone(self));
+            started = Some((reason, runtime, ticket));
+            own_flight = Some(flight);
+        }
+        let step =
+            match answer {
+                Answer::Serve => Step::Serve(current.expect("served tokens exist")),
+                // Waiting without a fetch to wait for: none could be started.
+                Answer::Wait => match own_flight.or_else(|| slow.flights.join()) {
+                    Some(flight) => Step::Wait(flight),
+                    None => Step::Fail(CacheError::NoRuntime.into()),
+                },
+                Answer::BackingOff(until) => {
                     tracing::debug!(
-                        generation = cur.generation,
-                        "freshly fetched token rejected again; not refreshing before the cool-down ends"
+                        retry_in_ms = until.saturating_duration_since(now).as_millis() as u64,
+                        "token source backing off; failing fast"
                     );
-                    return Decision::NoRetry;
+                    Step::Fail(slow.last_error.clone().unwrap_or_else(|| {
+                        TokenError::transient("the token source is backing off")
+                    }))
                 }
-                self.invalidate(cur, &mut slow);
-                reason = FetchReason::Rejected;
-            } else {
-                match state {
-                    FRESH => return Decision::Ready(Arc::clone(cur)),
-                    STALE => reason = FetchReason::Expired,
-                    _ => reason = FetchReason::Rejected,
-                }
-            }
-        }
-        // Only an expired or rejected token makes a caller wait: one past its
-        // usable life but not yet expired is served while the fetch runs.
-        let serve_meanwhile = current
-            .as_ref()
-            .filter(|c| c.state() == STALE && c.still_valid(now))
-            .map(Arc::clone);
-        if let Some(inflight) = &slow.inflight {
-            return match serve_meanwhile {
-                Some(cur) => Decision::Ready(cur),
-                None => Decision::Wait(inflight.rx.clone()),
+                Answer::CoolingDown(until) => Step::Fail(
+                    TokenError::from(CacheError::CoolingDown {
+                        rejected_in_a_row: slow.streak,
+                    })
+                    .with_retry_after(until.saturating_duration_since(now)),
+                ),
             };
-        }
-        if let Some(not_before) = slow.not_before.filter(|nb| now < *nb) {
-            if let Some(cur) = current.filter(|c| c.still_valid(now)) {
-                return Decision::Ready(cur);
+        drop(slow);
+
+        if let Some((reason, runtime, ticket)) = started {
+            StatsCounters::bump(&self.stats.fetches);
+            if reason == FetchReason::RefreshAhead {
+                StatsCounters::bump(&self.stats.refreshes_ahead);
             }
-            tracing::debug!(
-                retry_in_ms = (not_before - now).as_millis() as u64,
-                "token source backing off; failing fast"
+            let span = tracing::info_span!(
+                "tower_bearer.fetch",
+                fetch = ticket.id,
+                reason = reason.as_str()
             );
-            return Decision::Fail(
-                slow.last_error
-                    .clone()
-                    .unwrap_or_else(|| TokenError::transient("token source is backing off")),
-            );
+            // Outside the lock: a runtime that is shutting down drops the task
+            // at once, and the ticket's drop takes the lock to free the slot.
+            runtime.spawn(fetch_task(ticket, reason).instrument(span));
         }
-        let rx = self.start_fetch(&mut slow, reason);
-        match serve_meanwhile {
-            Some(cur) => Decision::Ready(cur),
-            None => Decision::Wait(rx),
-        }
+        step
     }
 
-    /// Marks `cur` rejected by a server: it is never handed out again.
-    fn invalidate(&self, cur: &CachedToken, slow: &mut SlowState) {
-        slow.rejection_streak = match cur.reason {
-            FetchReason::Rejected => slow.rejection_streak.saturating_add(1),
-            _ => 0,
-        };
-        cur.mark(REJECTED);
-        StatsCounters::bump(&self.stats.invalidations);
-        tracing::info!(
-            generation = cur.generation,
-            "token rejected by server; invalidated"
-        );
-    }
-
-    /// Called by the token's timer shortly before it stops being usable.
-    pub(crate) async fn refresh_ahead(self: Arc<Self>, generation: u64) -> RefreshAhead {
-        let mut rx = {
-            let mut slow = self.lock_slow();
-            let now = Instant::now();
-            let is_current = self
-                .current
-                .load()
-                .as_deref()
-                .is_some_and(|c| c.generation == generation && c.state() != REJECTED);
-            if !is_current {
-                return RefreshAhead::Done;
-            }
-            if let Some(inflight) = &slow.inflight {
-                inflight.rx.clone()
-            } else if let Some(not_before) = slow.not_before.filter(|nb| now < *nb) {
-                return RefreshAhead::RetryAt(not_before);
-            } else {
-                tracing::debug!(generation, "refreshing ahead of expiry");
-                self.start_fetch(&mut slow, FetchReason::RefreshAhead)
-            }
-        };
-        match wait_for_outcome(&mut rx).await {
-            Ok(cached) if cached.generation != generation => RefreshAhead::Done,
-            // An error, or the fetch yielded a token that had already expired
-            // and this one was kept: try again after the backoff.
-            _ => {
-                let slow = self.lock_slow();
-                let retry_at = slow
-                    .not_before
-                    .unwrap_or_else(|| later(Instant::now(), self.config.initial_backoff));
-                RefreshAhead::RetryAt(retry_at)
-            }
-        }
-    }
-
-    /// Until when a rejection of `cur` is ignored, if `cur` was itself fetched
-    /// because of a rejection: refreshing again at once would only repeat it.
-    fn rejection_cooldown(&self, cur: &CachedToken, slow: &SlowState) -> Option<Instant> {
-        (cur.reason == FetchReason::Rejected).then(|| {
-            let wait = backoff::exponential(slow.rejection_streak.saturating_add(1), &self.config);
-            later(cur.installed_at, wait)
-        })
-    }
-
-    fn start_fetch(
-        self: &Arc<Self>,
-        slow: &mut SlowState,
-        reason: FetchReason,
-    ) -> watch::Receiver<Option<Outcome>> {
-        let (tx, rx) = watch::channel(None);
-        slow.fetch_ids += 1;
-        let id = slow.fetch_ids;
-        slow.inflight = Some(Inflight { id, rx: rx.clone() });
-        StatsCounters::bump(&self.stats.fetches);
-        if reason == FetchReason::RefreshAhead {
-            StatsCounters::bump(&self.stats.refreshes_ahead);
-        }
-        let span = tracing::info_span!("tower_bearer.fetch", fetch = id, reason = reason.as_str());
-        tokio::spawn(Arc::clone(self).fetch_task(id, reason, tx).instrument(span));
-        rx
-    }
-
-    /// Runs one fetch to completion, detached from every caller.
-    async fn fetch_task(
-        self: Arc<Self>,
-        id: u64,
-        reason: FetchReason,
-        tx: watch::Sender<Option<Outcome>>,
-    ) {
-        let mut guard = AbandonedFetch {
-            shared: &self,
-            id,
-            armed: true,
-        };
-        tracing::debug!("fetching token");
-        let timeout = self.config.fetch_timeout;
-        let result = match tokio::time::timeout(timeout, self.source.fetch()).await {
-            Ok(result) => result,
-            Err(_) => Err(TokenError::transient(format!(
-                "token fetch timed out after {} ms",
-                timeout.as_millis()
-            ))),
-        };
-        let outcome = self.complete(id, reason, result);
-        guard.armed = false;
-        tx.send_replace(Some(outcome));
-    }
-
-    /// Installs a fetched token or records a failure; clears the in-flight slot.
+    /// Installs a fetched token or records a failure; frees the slot.
     fn complete(
-        self: &Arc<Self>,
+        &self,
         id: u64,
         reason: FetchReason,
         result: Result<AccessToken, TokenError>,
     ) -> Outcome {
-        let prepared = result.and_then(|token| self.prepare(token, reason));
         let now = Instant::now();
+        let prepared = result.and_then(|token| self.prepare(token, reason, id, now));
         let mut slow = self.lock_slow();
-        if slow.inflight.as_ref().is_some_and(|i| i.id == id) {
-            slow.inflight = None;
-        }
-        match &prepared {
-            Ok(cached) if cached.schedule.usable_until.is_some_and(|u| u <= now) => {
-                // The token expired before it arrived. Never let a source that
-                // yields such tokens cause a storm: count it as a failure.
-                self.record_failure(
-                    &mut slow,
-                    TokenError::transient(
-                        "the token source returned a token that had already expired",
-                    ),
-                    now,
-                );
-                // A refresh must never make things worse: keep a token that is
-                // still valid. Without one, hand this one to the waiters (it is
-                // the freshest there is), marked stale.
-                if let Some(cur) = self.current.load_full().filter(|c| c.still_valid(now)) {
-                    return Ok(cur);
-                }
-                cached.mark(STALE);
-                self.current.store(Some(Arc::clone(cached)));
+        slow.flights.end(id);
+        let still_valid = self.current.load_full().filter(|c| c.still_valid());
+        match prepared {
+            Ok(token) if id < slow.installed_fetch => {
+                // A fetch given up as stalled finished after a newer one.
+                Ok(still_valid.unwrap_or(token))
             }
-            Ok(cached) => {
-                self.current.store(Some(Arc::clone(cached)));
+            Ok(token) if token.too_short => {
+                StatsCounters::bump(&self.stats.fetch_failures);
+                let delay =
+                    self.record_failure(&mut slow, CacheError::TokenTooShortLived.into(), now);
+                // A refresh must never make things worse: keep a token that is
+                // still valid. Without one, hand this one to the waiters: it is
+                // the freshest there is.
+                if let Some(current) = still_valid {
+                    current.serve_until_retry(delay);
+                    return Ok(current);
+                }
+                self.install(&mut slow, &token);
+                Ok(token)
+            }
+            Ok(token) => {
                 slow.failures = 0;
-                slow.not_before = None;
+                slow.backoff_until = None;
                 slow.last_error = None;
-                self.spawn_lifecycle(cached);
-                tracing::debug!(
-                    generation = cached.generation,
-                    usable_ms = cached
-                        .schedule
-                        .usable_until
-                        .map(|u| u.saturating_duration_since(now).as_millis() as u64),
-                    "token installed"
-                );
+                self.install(&mut slow, &token);
+                Ok(token)
             }
             Err(err) => {
                 StatsCounters::bump(&self.stats.fetch_failures);
-                self.record_failure(&mut slow, err.clone(), now);
+                let delay = self.record_failure(&mut slow, err.clone(), now);
+                if let Some(current) = still_valid {
+                    current.serve_until_retry(delay);
+                }
+                Err(err)
             }
         }
-        prepared
     }
 
-    fn record_failure(&self, slow: &mut SlowState, err: TokenError, now: Instant) {
+    fn install(&self, slow: &mut SlowState, token: &Arc<CachedToken>) {
+        slow.installed_fetch = token.fetch;
+        self.current.store(Some(Arc::clone(token)));
+        tracing::debug!(
+            generation = %token.generation,
+            reason = token.reason.as_str(),
+            too_short = token.too_short,
+            "token installed"
+        );
+    }
+
+    /// Records a failed fetch; returns the backoff before the next one.
+    fn record_failure(&self, slow: &mut SlowState, err: TokenError, now: Instant) -> Duration {
         slow.failures = slow.failures.saturating_add(1);
         let delay =
             backoff::delay_after_failure(slow.failures, &err, &self.config, backoff::jitter());
-        slow.not_before = Some(later(now, delay));
+        slow.backoff_until = Some(later(now, delay));
         tracing::warn!(
             error = %err,
             kind = ?err.kind(),
@@ -618,91 +508,92 @@ impl Shared {
             "token fetch failed; backing off"
         );
         slow.last_error = Some(err);
+        delay
     }
 
-    /// Builds the header value and schedule of a new token.
-    fn prepare(&self, token: AccessToken, reason: FetchReason) -> Outcome {
+    /// Checks a fetched token and builds its header value and schedule.
+    fn prepare(
+        &self,
+        token: AccessToken,
+        reason: FetchReason,
+        fetch: u64,
+        now: Instant,
+    ) -> Outcome {
+        let secret = token.secret();
+        let max = self.config.max_token_bytes;
+        if secret.len() > max {
+            return Err(CacheError::TokenTooLarge {
+                len: secret.len(),
+                max,
+            }
+            .into());
+        }
         let scheme = &self.config.auth_scheme;
-        let mut buf = BytesMut::with_capacity(scheme.len() + 1 + token.secret().len());
+        let mut buf = BytesMut::with_capacity(scheme.len() + 1 + secret.len());
         buf.put_slice(scheme.as_bytes());
         buf.put_u8(b' ');
-        buf.put_slice(token.secret().as_bytes());
-        let mut header = HeaderValue::from_maybe_shared(buf.freeze()).map_err(|_| {
-            TokenError::permanent(
-                "the token contains characters that are not allowed in an HTTP header",
-            )
-        })?;
+        buf.put_slice(secret.as_bytes());
+        let mut header = HeaderValue::from_maybe_shared(buf.freeze())
+            .map_err(|_| TokenError::from(CacheError::TokenNotHeaderSafe))?;
         header.set_sensitive(true);
-        let schedule = Schedule::for_token(&token, &self.config, backoff::jitter());
-        Ok(Arc::new(CachedToken {
+        let schedule = Schedule::for_token(&token, now, &self.config, backoff::jitter());
+        let generation = Generation(self.generations.fetch_add(1, Ordering::Relaxed) + 1);
+        Ok(Arc::new(CachedToken::new(
             header,
-            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            generation,
             token,
             reason,
-            schedule,
-            installed_at: Instant::now(),
-            state: AtomicU8::new(FRESH),
-            lifecycle: OnceLock::new(),
-        }))
+            fetch,
+            &schedule,
+            schedule.too_short(&self.config),
+        )))
     }
 
-    fn spawn_lifecycle(self: &Arc<Self>, cached: &Arc<CachedToken>) {
-        let schedule = cached.schedule;
-        if schedule.refresh_at.is_none() && schedule.usable_until.is_none() {
+    /// A server accepted `generation`: the rejection streak is over.
+    #[cold]
+    fn note_accepted(&self, generation: Generation) {
+        let current = self.current.load();
+        let Some(token) = current.as_deref().filter(|t| t.generation == generation) else {
+            return;
+        };
+        if token.mark_accepted() {
+            let mut slow = self.lock_slow();
+            slow.streak = 0;
+            slow.cooldown_until = None;
+            self.streak_running.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Owner for Shared {
+    fn abandoned(&self, id: u64) {
+        let mut slow = self.lock_slow();
+        if !slow.flights.end(id) {
             return;
         }
-        let task = lifecycle::run(
-            Arc::downgrade(self),
-            Arc::downgrade(cached),
-            cached.generation,
-            schedule,
+        StatsCounters::bump(&self.stats.fetch_failures);
+        tracing::debug!(
+            fetch = id,
+            "token fetch abandoned; the next caller starts another"
         );
-        let handle = tokio::spawn(task);
-        let _ = cached.lifecycle.set(handle.abort_handle());
-    }
-}
-
-/// `at + delay`, saturating at a far-future instant instead of panicking on
-/// absurd settings (a `Duration::MAX` backoff).
-fn later(at: Instant, delay: Duration) -> Instant {
-    const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
-    at.checked_add(delay).unwrap_or_else(|| at + FAR_FUTURE)
-}
-
-/// Waits for the fetch behind `rx`; a closed channel means the fetch task
-/// panicked or was aborted.
-async fn wait_for_outcome(rx: &mut watch::Receiver<Option<Outcome>>) -> Outcome {
-    match rx.wait_for(Option::is_some).await {
-        Ok(value) => value.clone().unwrap_or_else(|| Err(fetch_abandoned())),
-        Err(_) => Err(fetch_abandoned()),
-    }
-}
-
-fn fetch_abandoned() -> TokenError {
-    TokenError::transient(
-        "token fetch ended without a result (the source panicked or the task was aborted)",
-    )
-}
-
-/// Clears the in-flight slot if a fetch task ends without completing (panic or
-/// abort), so the next caller can start a new fetch.
-struct AbandonedFetch<'a> {
-    shared: &'a Arc<Shared>,
-    id: u64,
-    armed: bool,
-}
-
-impl Drop for AbandonedFetch<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
+        // Not the source's fault: no backoff. The token served while the
+        // fetch ran goes back to asking the slow path, which fetches again.
+        if let Some(current) = self.current.load_full() {
+            current.serve_until_retry(Duration::ZERO);
         }
-        let mut slow = self.shared.lock_slow();
-        if slow.inflight.as_ref().is_some_and(|i| i.id == self.id) {
-            slow.inflight = None;
-        }
-        StatsCounters::bump(&self.shared.stats.fetch_failures);
-        self.shared
-            .record_failure(&mut slow, fetch_abandoned(), Instant::now());
     }
+}
+
+/// Runs one fetch to completion, detached from every caller.
+async fn fetch_task(ticket: Ticket<Outcome, Shared>, reason: FetchReason) {
+    let shared = Arc::clone(ticket.owner());
+    tracing::debug!("fetching token");
+    let fetch = CatchPanic::new(shared.source.fetch());
+    let result = match tokio::time::timeout(shared.config.fetch_timeout, fetch).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(())) => Err(CacheError::SourcePanicked.into()),
+        Err(_) => Err(CacheError::FetchTimedOut.into()),
+    };
+    let outcome = shared.complete(ticket.id, reason, result);
+    ticket.deliver(outcome);
 }

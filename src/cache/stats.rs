@@ -32,6 +32,9 @@ pub struct CacheStats {
     pub waits: u64,
     /// Requests sent a second time after their token was rejected.
     pub retries: u64,
+    /// Times the API rejected so many fresh tokens in a row that the cache
+    /// stopped fetching for a while (a rejection cool-down began).
+    pub cooldowns: u64,
 }
 
 #[derive(Debug, Default)]
@@ -42,6 +45,7 @@ pub(crate) struct StatsCounters {
     pub(crate) invalidations: AtomicU64,
     pub(crate) waits: AtomicU64,
     pub(crate) retries: AtomicU64,
+    pub(crate) cooldowns: AtomicU64,
 }
 
 impl StatsCounters {
@@ -58,6 +62,7 @@ impl StatsCounters {
             invalidations: read(&self.invalidations),
             waits: read(&self.waits),
             retries: read(&self.retries),
+            cooldowns: read(&self.cooldowns),
         }
     }
 }
