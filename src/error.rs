@@ -141,6 +141,13 @@ impl TokenError {
         self.inner.retry_after
     }
 
+    /// `true` if the cache is in a rejection cool-down ([`CacheError::CoolingDown`]).
+    pub(crate) fn is_cooldown(&self) -> bool {
+        self.cause()
+            .and_then(|cause| cause.downcast_ref::<CacheError>())
+            .is_some_and(|err| matches!(err, CacheError::CoolingDown { .. }))
+    }
+
     /// The underlying cause, if any, for downcasting (for example to
     /// [`oauth2::OAuth2Error`](crate::oauth2) errors).
     pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {

@@ -299,11 +299,16 @@ where
                     let fresh = ready!(token.as_mut().poll(cx));
                     let rejected = rejected.take().expect("polled after completion");
                     let retry = retry.take().expect("polled after completion");
-                    let Ok(fresh) = fresh else {
-                        // No new token (the source fails, or the API keeps
-                        // rejecting fresh tokens and the cache is cooling
-                        // down): the rejection is the most useful answer.
-                        return Poll::Ready(Ok(rejected));
+                    let fresh = match fresh {
+                        Ok(fresh) => fresh,
+                        // The API keeps rejecting fresh tokens: like every
+                        // caller during the cool-down, this one learns why
+                        // and when the next token will be fetched.
+                        Err(err) if err.is_cooldown() => {
+                            return Poll::Ready(Err(BearerAuthError::Token(err)))
+                        }
+                        // The source fails: the rejection is the answer.
+                        Err(_) => return Poll::Ready(Ok(rejected)),
                     };
                     let Some(mut request) = this.replay.replay(retry.kept) else {
                         return Poll::Ready(Ok(rejected));

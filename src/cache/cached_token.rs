@@ -52,7 +52,7 @@ pub(crate) struct CachedToken {
     /// Written only under the cache's slow-path lock.
     fresh_until: AtomicU64,
     rejected: AtomicBool,
-    /// A server accepted it (recorded only while a rejection streak runs).
+    /// A server accepted it.
     accepted: AtomicBool,
 }
 
@@ -87,11 +87,11 @@ impl CachedToken {
         }
     }
 
-    /// The hot path: the token as a request carries it, if it may be handed
-    /// out without asking the slow path. One clock read, one atomic load.
+    /// The hot path: `true` if it may be handed out without asking the slow
+    /// path. One clock read, one atomic load.
     #[inline]
-    pub(super) fn serve_fast(&self) -> Option<CurrentToken> {
-        (self.clock.elapsed() < self.fresh_until.load(Ordering::Relaxed)).then(|| self.handout())
+    pub(super) fn is_fresh_now(&self) -> bool {
+        self.clock.elapsed() < self.fresh_until.load(Ordering::Relaxed)
     }
 
     pub(super) fn handout(&self) -> CurrentToken {
@@ -128,9 +128,9 @@ impl CachedToken {
         self.accepted.load(Ordering::Relaxed)
     }
 
-    /// Records that a server accepted it; `true` the first time.
-    pub(super) fn mark_accepted(&self) -> bool {
-        !self.accepted.swap(true, Ordering::Relaxed)
+    /// Records that a server accepted it.
+    pub(super) fn mark_accepted(&self) {
+        self.accepted.store(true, Ordering::Relaxed);
     }
 
     /// Never hands it out again. Under the slow-path lock.
@@ -218,21 +218,21 @@ mod tests {
             expires_after: secs(30),
         });
         let advance = |s| tokio::time::advance(Duration::from_secs(s));
-        assert!(t.serve_fast().is_some());
+        assert!(t.is_fresh_now());
         advance(10).await;
-        assert!(t.serve_fast().is_none(), "refresh due: ask the slow path");
+        assert!(!t.is_fresh_now(), "refresh due: ask the slow path");
         t.serve_while_fetching();
         advance(15).await;
-        assert!(t.serve_fast().is_some(), "stale, but served while fetching");
+        assert!(t.is_fresh_now(), "stale, but served while fetching");
         t.serve_until_retry(Duration::from_secs(2));
-        assert!(t.serve_fast().is_some());
+        assert!(t.is_fresh_now());
         advance(2).await;
-        assert!(t.serve_fast().is_none(), "the backoff is over: try again");
+        assert!(!t.is_fresh_now(), "the backoff is over: try again");
         t.serve_until_retry(Duration::from_secs(60));
         advance(2).await;
-        assert!(t.serve_fast().is_some());
+        assert!(t.is_fresh_now());
         advance(1).await;
-        assert!(t.serve_fast().is_none(), "never past the expiry");
+        assert!(!t.is_fresh_now(), "never past the expiry");
         assert_eq!(t.phase(), Phase::Expired);
     }
 
@@ -243,11 +243,11 @@ mod tests {
             usable_for: None,
             expires_after: None,
         });
-        assert!(t.serve_fast().is_some());
+        assert!(t.is_fresh_now());
         t.mark_rejected();
         t.serve_while_fetching();
         t.serve_until_retry(Duration::from_secs(1));
-        assert!(t.serve_fast().is_none());
+        assert!(!t.is_fresh_now());
         assert!(!t.still_valid());
     }
 }

@@ -122,8 +122,10 @@ pub(crate) struct Shared {
     config: CacheConfig,
     stats: StatsCounters,
     generations: AtomicU64,
-    /// A rejection streak is running: acceptances are worth recording. Read on
-    /// every accepted response, written only when the streak starts or ends.
+    /// The current token's generation until a server first accepts it, then
+    /// 0: read on every accepted response, written once per token.
+    unconfirmed: AtomicU64,
+    /// A rejection streak is running (the slow path's streak is not 0).
     streak_running: AtomicBool,
 }
 
@@ -171,6 +173,7 @@ impl TokenCache {
                 config,
                 stats: StatsCounters::default(),
                 generations: AtomicU64::new(0),
+                unconfirmed: AtomicU64::new(0),
                 streak_running: AtomicBool::new(false),
             }),
         }
@@ -184,14 +187,10 @@ impl TokenCache {
     /// the background (on the caller's tokio runtime) and still returns the
     /// token.
     pub fn current(&self) -> Option<CurrentToken> {
-        if let Some(fresh) = self
-            .shared
-            .current
-            .load()
-            .as_deref()
-            .and_then(CachedToken::serve_fast)
-        {
-            return Some(fresh);
+        if let Some(token) = self.shared.current.load().as_deref() {
+            if token.is_fresh_now() {
+                return Some(token.handout());
+            }
         }
         match Shared::step(&self.shared, Want::Any) {
             Step::Serve(token) => Some(token.handout()),
@@ -243,12 +242,14 @@ impl TokenCache {
 
     /// A server accepted the token of `generation`.
     ///
-    /// Costs one atomic load unless the API has just rejected a fresh token:
-    /// then the first acceptance ends the rejection streak, so that an API
-    /// that revokes some tokens is told apart from one that rejects them all.
+    /// Costs one atomic load, except for the first acceptance of each token,
+    /// which is recorded: a token that was accepted and then rejected was
+    /// revoked, while a token rejected before any acceptance counts towards
+    /// the rejection cool-down. That is how an API that revokes some tokens
+    /// is told apart from one that rejects them all.
     #[inline]
     pub fn accepted(&self, generation: Generation) {
-        if self.shared.streak_running.load(Ordering::Relaxed) {
+        if self.shared.unconfirmed.load(Ordering::Relaxed) == generation.0 {
             self.shared.note_accepted(generation);
         }
     }
@@ -295,6 +296,11 @@ impl Shared {
 
     /// Waits for a usable token; after an abandoned fetch, tries once more.
     async fn acquire(self: Arc<Self>, want: Want) -> Outcome {
+        if want == Want::Any {
+            if let Some(token) = self.current.load_full().filter(|t| t.is_fresh_now()) {
+                return Ok(token);
+            }
+        }
         let mut waited = false;
         let mut second_chance = true;
         loop {
@@ -456,11 +462,14 @@ impl Shared {
                 let delay =
                     self.record_failure(&mut slow, CacheError::TokenTooShortLived.into(), now);
                 // A refresh must never make things worse: keep a token that is
-                // still valid. Without one, hand this one to the waiters: it is
-                // the freshest there is.
+                // still valid. Without one, hand this one to the waiters if it
+                // has not expired: it is the freshest there is.
                 if let Some(current) = still_valid {
                     current.serve_until_retry(delay);
                     return Ok(current);
+                }
+                if !token.still_valid() {
+                    return Err(CacheError::TokenTooShortLived.into());
                 }
                 self.install(&mut slow, &token);
                 Ok(token)
@@ -485,6 +494,8 @@ impl Shared {
 
     fn install(&self, slow: &mut SlowState, token: &Arc<CachedToken>) {
         slow.installed_fetch = token.fetch;
+        self.unconfirmed
+            .store(token.generation.0, Ordering::Relaxed);
         self.current.store(Some(Arc::clone(token)));
         tracing::debug!(
             generation = %token.generation,
@@ -549,14 +560,23 @@ impl Shared {
         )))
     }
 
-    /// A server accepted `generation`: the rejection streak is over.
+    /// The first acceptance of the current token: it was good, and any
+    /// rejection streak is over.
     #[cold]
     fn note_accepted(&self, generation: Generation) {
-        let current = self.current.load();
-        let Some(token) = current.as_deref().filter(|t| t.generation == generation) else {
+        if self
+            .unconfirmed
+            .compare_exchange(generation.0, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
             return;
-        };
-        if token.mark_accepted() {
+        }
+        if let Some(token) = self.current.load().as_deref() {
+            if token.generation == generation {
+                token.mark_accepted();
+            }
+        }
+        if self.streak_running.load(Ordering::Relaxed) {
             let mut slow = self.lock_slow();
             slow.streak = 0;
             slow.cooldown_until = None;

@@ -80,12 +80,12 @@ impl Schedule {
         expires_after: None,
     };
 
-    /// `true` if the token arrived with less life left than the minimum
-    /// refresh interval: it is handed to the callers waiting for it, but the
-    /// fetch counts as failed, so that a source yielding such tokens backs off
+    /// `true` if the token arrived with less usable life left than the
+    /// minimum refresh interval: the fetch counts as failed, so that a source
+    /// yielding such tokens (or the same token again, near its end) backs off
     /// instead of being asked again and again.
     pub(crate) fn too_short(&self, config: &CacheConfig) -> bool {
-        self.expires_after
+        self.usable_for
             .is_some_and(|left| left < config.min_refresh_interval)
     }
 }
@@ -226,21 +226,19 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn tokens_with_less_than_the_minimum_interval_left_are_too_short() {
+    async fn tokens_with_less_usable_life_than_the_minimum_interval_are_too_short() {
         let config = CacheConfig::default();
         let now = Instant::now();
         let short = |ms| {
-            Schedule::for_token(
-                &AccessToken::new("t").with_expires_in(MS(ms)),
-                now,
-                &config,
-                0.0,
-            )
+            let token = AccessToken::new("t").with_expires_in(MS(ms));
+            Schedule::for_token(&token, now, &config, 0.0).too_short(&config)
         };
-        assert!(short(0).too_short(&config));
-        assert!(short(1).too_short(&config));
-        assert!(short(499).too_short(&config));
-        assert!(!short(500).too_short(&config));
+        // The usable life is the lifetime less 10 % (the skew).
+        assert!(short(0));
+        assert!(short(1));
+        assert!(short(555));
+        assert!(!short(556));
+        assert!(!short(3_600_000));
         assert!(!Schedule::NEVER.too_short(&config));
     }
 }
