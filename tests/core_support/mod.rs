@@ -3,7 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,7 @@ struct TokenState {
     latency: Duration,
     failing: AtomicBool,
     issued: Mutex<HashMap<String, Instant>>,
+    revoked: Mutex<HashSet<String>>,
 }
 
 impl TokenEndpoint {
@@ -61,6 +62,7 @@ impl TokenEndpoint {
             latency,
             failing: AtomicBool::new(false),
             issued: Mutex::new(HashMap::new()),
+            revoked: Mutex::new(HashSet::new()),
         });
         let handler_state = Arc::clone(&state);
         let addr = serve(move |_req| {
@@ -105,18 +107,22 @@ impl TokenEndpoint {
         self.state.failing.store(failing, Ordering::SeqCst);
     }
 
-    /// `true` if `token` was minted here and has not expired.
+    /// `true` if `token` was minted here, has not expired and was not revoked.
     pub fn is_valid(&self, token: &str) -> bool {
-        self.state
-            .issued
-            .lock()
-            .unwrap()
-            .get(token)
-            .is_some_and(|exp| Instant::now() < *exp)
+        !self.state.revoked.lock().unwrap().contains(token)
+            && self
+                .state
+                .issued
+                .lock()
+                .unwrap()
+                .get(token)
+                .is_some_and(|exp| Instant::now() < *exp)
     }
 
+    /// Revokes `token`, which may not have been minted yet (a token the API
+    /// will refuse on its first use).
     pub fn revoke(&self, token: &str) {
-        self.state.issued.lock().unwrap().remove(token);
+        self.state.revoked.lock().unwrap().insert(token.to_owned());
     }
 
     /// Token requests received, successful or not.
@@ -125,8 +131,13 @@ impl TokenEndpoint {
     }
 
     /// A token source that posts to this endpoint and parses its JSON.
+    ///
+    /// It keeps no idle connection: a pooled connection belongs to the
+    /// runtime that opened it, and the cache may fetch from any runtime.
     pub fn source(&self) -> BoxTokenSource {
-        let client = http_client();
+        let client: HttpClient = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build_http();
         let url = format!("http://{}/token", self.addr);
         BoxTokenSource::new(from_fn(move || {
             let client = client.clone();
