@@ -5,7 +5,11 @@
 //! endpoint answers a client-credentials request after `--token-latency` with
 //! a token valid for `--token-lifetime`; the API accepts a request only if its
 //! bearer token has not expired (and rejects `--reject-fraction` of the others
-//! with a 401, to exercise invalidation and replay).
+//! with a 401, to exercise invalidation and replay). With `--revoke-fraction`,
+//! that fraction of fresh tokens is revoked on their first use, as an API that
+//! introspects every token at its authorization server sees it: each 401 that
+//! reaches a caller should then come from a retry whose fresh token was itself
+//! revoked (`revocation_check`).
 //!
 //! ```text
 //! cargo run --release --example load -- --concurrency 64 --duration 30 \
@@ -64,8 +68,10 @@ USAGE: cargo run --release --example load -- [OPTIONS]
   --token-lifetime SECS  lifetime of the local endpoint's tokens      [2]
   --token-latency MS     the local token endpoint's response time     [20]
   --reject-fraction F    fraction of API requests answered 401        [0]
+  --revoke-fraction F    fraction of fresh tokens revoked at first use [0]
   --json PATH            also write the summary as JSON to PATH
-  --strict               exit 2 if requests waited for a token after start-up
+  --strict               exit 2 if requests waited for a token after start-up,
+                         or if a 401 reached a caller unexplained (--revoke-fraction)
   --token-url URL        use this token endpoint instead of the local one
   --client-id ID         client id for --token-url                    [load-test]
   --client-secret S      client secret for --token-url   [$LOAD_CLIENT_SECRET or load-secret]
@@ -83,6 +89,7 @@ struct Args {
     token_lifetime: u64,
     token_latency: Duration,
     reject_fraction: f64,
+    revoke_fraction: f64,
     json: Option<String>,
     strict: bool,
     token_url: Option<String>,
@@ -101,6 +108,7 @@ fn parse_args() -> Result<Args, String> {
         token_lifetime: 2,
         token_latency: Duration::from_millis(20),
         reject_fraction: 0.0,
+        revoke_fraction: 0.0,
         json: None,
         strict: false,
         token_url: None,
@@ -133,6 +141,7 @@ fn parse_args() -> Result<Args, String> {
             "--token-lifetime" => args.token_lifetime = num(&flag, value()?)?,
             "--token-latency" => args.token_latency = Duration::from_millis(num(&flag, value()?)?),
             "--reject-fraction" => args.reject_fraction = num(&flag, value()?)?,
+            "--revoke-fraction" => args.revoke_fraction = num(&flag, value()?)?,
             "--json" => args.json = Some(value()?),
             "--strict" => args.strict = true,
             "--token-url" => args.token_url = Some(value()?),
@@ -151,6 +160,9 @@ fn parse_args() -> Result<Args, String> {
     if !(0.0..=1.0).contains(&args.reject_fraction) {
         return Err("--reject-fraction must be between 0 and 1".into());
     }
+    if !(0.0..=1.0).contains(&args.revoke_fraction) {
+        return Err("--revoke-fraction must be between 0 and 1".into());
+    }
     Ok(args)
 }
 
@@ -167,6 +179,11 @@ struct ServerStats {
     /// Requests without a bearer token: never expected.
     missing_tokens: AtomicU64,
     injected_401: AtomicU64,
+    /// Requests rejected because their token was revoked.
+    revoked_401: AtomicU64,
+    /// Of those, the second attempts of a request (its retry with a fresh
+    /// token that was itself revoked).
+    revoked_401_on_retry: AtomicU64,
 }
 
 struct Server {
@@ -177,8 +194,11 @@ struct Server {
     lifetime: u64,
     latency: Duration,
     reject_fraction: f64,
+    revoke_fraction: f64,
     stats: ServerStats,
     draw: AtomicU64,
+    /// Ids of requests rejected once: their next arrival is their retry.
+    rejected_once: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Server {
@@ -244,6 +264,31 @@ impl Server {
             self.stats.expired_tokens.fetch_add(1, Ordering::Relaxed);
             return unauthorized();
         }
+        if self.revoke_fraction > 0.0 {
+            // Only rejections matter here: a request id is remembered from its
+            // first rejection until it comes back (its retry).
+            let id = req
+                .headers()
+                .get(REQUEST_ID)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let is_retry = id.is_some_and(|id| self.rejected_once.lock().unwrap().remove(&id));
+            let serial = token
+                .strip_prefix("lt.")
+                .and_then(|t| t.split('.').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            if serial.is_some_and(|serial| spread(serial ^ REVOKE_SALT) < self.revoke_fraction) {
+                self.stats.revoked_401.fetch_add(1, Ordering::Relaxed);
+                if is_retry {
+                    self.stats
+                        .revoked_401_on_retry
+                        .fetch_add(1, Ordering::Relaxed);
+                } else if let Some(id) = id {
+                    self.rejected_once.lock().unwrap().insert(id);
+                }
+                return unauthorized();
+            }
+        }
         if self.reject_fraction > 0.0 && self.draw() < self.reject_fraction {
             self.stats.injected_401.fetch_add(1, Ordering::Relaxed);
             return unauthorized();
@@ -253,12 +298,23 @@ impl Server {
 
     /// A deterministic, well spread sequence in [0, 1).
     fn draw(&self) -> f64 {
-        let n = self.draw.fetch_add(1, Ordering::Relaxed);
-        let x = n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        (x >> 11) as f64 / (1u64 << 53) as f64
+        spread(self.draw.fetch_add(1, Ordering::Relaxed))
     }
 }
+
+/// Which tokens are revoked does not follow the rejected requests' sequence.
+const REVOKE_SALT: u64 = 0x5EED;
+
+/// `n` mapped to a well spread number in [0, 1) (splitmix64).
+fn spread(n: u64) -> f64 {
+    let x = n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let x = (x ^ (x >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The header that tells the local API which request (not which attempt) it
+/// sees: a replay carries the same value.
+const REQUEST_ID: &str = "x-request-id";
 
 fn json(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut res = Response::new(Full::new(Bytes::from(body)));
@@ -356,8 +412,10 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             lifetime: args.token_lifetime,
             latency: args.token_latency,
             reject_fraction: args.reject_fraction,
+            revoke_fraction: args.revoke_fraction,
             stats: ServerStats::default(),
             draw: AtomicU64::new(0),
+            rejected_once: Default::default(),
         })
     });
     let local_addr = match &local {
@@ -408,10 +466,11 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         match &local {
             Some(_) if args.token_url.is_some() => " (local API)".to_owned(),
             Some(_) => format!(
-                " (local: tokens live {} s, issued after {} ms, {}% rejected)",
+                " (local: tokens live {} s, issued after {} ms, {}% rejected, {}% revoked)",
                 args.token_lifetime,
                 args.token_latency.as_millis(),
-                args.reject_fraction * 100.0
+                args.reject_fraction * 100.0,
+                args.revoke_fraction * 100.0
             ),
             None => String::new(),
         }
@@ -445,7 +504,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                         break;
                     }
                     let t0 = Instant::now();
-                    let outcome = send(client.clone(), &api_url).await;
+                    let outcome = send(client.clone(), &api_url, n).await;
                     latencies.push(t0.elapsed().as_micros() as u64);
                     match outcome {
                         Ok(()) => {
@@ -514,7 +573,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let successes = counters.ok.load(Ordering::Relaxed);
     let waits_check = if successes == 0 {
         "n/a (no request succeeded)"
-    } else if args.reject_fraction > 0.0 {
+    } else if args.reject_fraction > 0.0 || args.revoke_fraction > 0.0 {
         "n/a (rejections injected: a rejected token makes callers wait)"
     } else if waits_ok {
         "pass"
@@ -551,6 +610,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "waits_at_startup": at_startup.waits,
         "waits_after_startup": waits_after,
         "waits_check": waits_check,
+        "cooldowns": stats.cooldowns,
         "latency_us": {
             "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
             "max": latencies.last().copied().unwrap_or(0),
@@ -571,7 +631,21 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             "expired_tokens_received": load(&s.expired_tokens),
             "missing_tokens": load(&s.missing_tokens),
             "injected_401": load(&s.injected_401),
+            "revoke_fraction": args.revoke_fraction,
+            "revoked_401": load(&s.revoked_401),
+            "revoked_401_on_retry": load(&s.revoked_401_on_retry),
         });
+        if args.revoke_fraction > 0.0 && args.reject_fraction == 0.0 {
+            // Every 401 a caller saw must be a retry's fresh token revoked.
+            let at_callers = errors.get("http_401").copied().unwrap_or(0);
+            let explained = load(&s.revoked_401_on_retry);
+            summary["revocation_check"] = serde_json::json!(if at_callers == explained {
+                "pass"
+            } else {
+                "FAIL"
+            });
+            summary["http_401_at_callers"] = serde_json::json!(at_callers);
+        }
     }
 
     print_summary(&summary);
@@ -579,16 +653,19 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")?;
         eprintln!("summary written to {path}");
     }
-    Ok(if args.strict && waits_check == "FAIL" {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let revocation_failed = summary.get("revocation_check").is_some_and(|c| c == "FAIL");
+    Ok(
+        if args.strict && (waits_check == "FAIL" || revocation_failed) {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 /// One request; the response body is read to the end so that the connection
 /// goes back to the pool.
-async fn send<S>(mut client: S, url: &http::Uri) -> Result<(), &'static str>
+async fn send<S>(mut client: S, url: &http::Uri, id: u64) -> Result<(), &'static str>
 where
     S: Service<
         Request<Full<Bytes>>,
@@ -599,6 +676,7 @@ where
     let req = Request::get(url.clone())
         .header(USER_AGENT, "tower-bearer-load/0.1")
         .header(ACCEPT, "application/json")
+        .header(REQUEST_ID, id)
         .body(Full::default())
         .expect("a valid request");
     let res = match client.ready().await {
@@ -652,6 +730,12 @@ fn print_summary(s: &serde_json::Value) {
         "throughput          {} requests/s over {} s",
         s["requests_per_s"], s["elapsed_s"]
     );
+    if let Some(check) = s.get("revocation_check") {
+        println!(
+            "revoked tokens      {} 401s reached callers, each a retry whose fresh token was revoked: {check}",
+            s["http_401_at_callers"]
+        );
+    }
     if let Some(server) = s.get("local_server") {
         println!("local server        {server}");
     }
