@@ -251,7 +251,7 @@ impl TokenEndpointBuilder {
             None => default_client()?,
         };
         Ok(TokenEndpoint::from_inner(Inner {
-            url_for_logs: crate::secret::url_for_display(&url.to_string()),
+            url_for_logs: crate::redact::url(&url.to_string()),
             url,
             client,
             client_id: self.client_id,
@@ -268,7 +268,7 @@ impl TokenEndpointBuilder {
 impl fmt::Debug for TokenEndpointBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenEndpointBuilder")
-            .field("url", &crate::secret::url_for_display(&self.url))
+            .field("url", &crate::redact::url(&self.url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("auth", &self.auth)
@@ -291,7 +291,7 @@ fn default_client() -> Result<HttpClient, EndpointError> {
 /// `https://` anywhere, `http://` only on loopback hosts or when allowed.
 pub(crate) fn check_url(url: &str, allow_insecure_http: bool) -> Result<Uri, EndpointError> {
     let invalid = |reason| EndpointError::InvalidUrl {
-        url: crate::secret::url_for_display(url),
+        url: crate::redact::url(url),
         reason,
     };
     let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
@@ -304,7 +304,7 @@ pub(crate) fn check_url(url: &str, allow_insecure_http: bool) -> Result<Uri, End
         Some("https") => Ok(uri),
         Some("http") if allow_insecure_http || is_loopback(host) => Ok(uri),
         Some("http") => Err(EndpointError::InsecureUrl {
-            url: crate::secret::url_for_display(url),
+            url: crate::redact::url(url),
         }),
         _ => Err(invalid("the scheme must be https")),
     }

@@ -116,7 +116,7 @@ impl fmt::Debug for Callback {
             .field("code", &self.code)
             .field(
                 "state",
-                &self.state.as_ref().map(|_| crate::secret::Redacted),
+                &self.state.as_ref().map(|_| crate::redact::Redacted),
             )
             .field("error", &self.error)
             .finish()

@@ -6,9 +6,10 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::{Map, Value};
 
-use super::endpoint_error::{excerpt, EndpointError};
+use super::endpoint_error::EndpointError;
 use super::error::OAuth2Error;
 use crate::error::TokenError;
+use crate::redact::excerpt;
 
 /// `expires_in` as seconds: a number or a numeric string; `None` when missing,
 /// not a number, zero or negative; `u64::MAX` seconds (never expires) when too

@@ -242,7 +242,7 @@ impl fmt::Debug for RefreshTokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshTokenSource")
             .field("endpoint", &self.endpoint)
-            .field("refresh_token", &crate::secret::Redacted)
+            .field("refresh_token", &crate::redact::Redacted)
             .field("scope", &self.scope)
             .field("on_rotate", &self.on_rotate.as_ref().map(|_| "Fn"))
             .finish_non_exhaustive()
