@@ -16,9 +16,9 @@ use serde_json::json;
 use support::{field, form, http_client, json, response, serve};
 use tower::service_fn;
 use tower_bearer::oauth2::{
-    AuthorizationCode, BodyFormat, Callback, ClientAuth, ClientCredentials, CsrfState,
-    EndpointError, ErrorCode, HttpClient, OAuth2Error, PkceVerifier, RefreshTokenSource,
-    TokenEndpoint, TokenResponse, DEFAULT_ENDPOINT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
+    AuthorizationCode, BodyFormat, BuildError, Callback, ClientAuth, ClientCredentials, CsrfState,
+    ErrorCode, ExchangeError, HttpClient, OAuth2Error, PkceVerifier, RefreshTokenSource,
+    TokenEndpoint, TokenResponse,
 };
 use tower_bearer::{Expiry, TokenError, TokenSource};
 
@@ -38,10 +38,10 @@ async fn answering(
     endpoint_at(serve(move |_, _| res()).await)
 }
 
-fn endpoint_error(err: &TokenError) -> &EndpointError {
+fn exchange_error(err: &TokenError) -> &ExchangeError {
     err.cause()
-        .and_then(|c| c.downcast_ref::<EndpointError>())
-        .unwrap_or_else(|| panic!("not an EndpointError: {err:?}"))
+        .and_then(|c| c.downcast_ref::<ExchangeError>())
+        .unwrap_or_else(|| panic!("not an ExchangeError: {err:?}"))
 }
 
 fn oauth2_error(err: &TokenError) -> &OAuth2Error {
@@ -218,7 +218,7 @@ async fn non_bearer_tokens_are_refused() {
     .await;
     let err = fetch(endpoint).await.unwrap_err();
     assert!(err.is_permanent());
-    assert!(matches!(endpoint_error(&err), EndpointError::UnsupportedTokenType(t) if t == "DPoP"));
+    assert!(matches!(exchange_error(&err), ExchangeError::UnsupportedTokenType(t) if t == "DPoP"));
 }
 
 #[tokio::test]
@@ -351,13 +351,13 @@ async fn oversized_responses_are_refused() {
         response(
             StatusCode::OK,
             "application/json",
-            vec![b' '; DEFAULT_MAX_RESPONSE_BYTES + 1],
+            vec![b' '; (1 << 20) + 1],
         )
     })
     .await;
     let err = fetch(endpoint).await.unwrap_err();
     assert!(
-        matches!(endpoint_error(&err), EndpointError::ResponseTooLarge { limit, .. } if *limit == DEFAULT_MAX_RESPONSE_BYTES)
+        matches!(exchange_error(&err), ExchangeError::ResponseTooLarge { limit, .. } if *limit == 1 << 20)
     );
 
     // Not declared: counted while reading.
@@ -371,8 +371,8 @@ async fn oversized_responses_are_refused() {
         .unwrap();
     let err = fetch(endpoint).await.unwrap_err();
     assert!(matches!(
-        endpoint_error(&err),
-        EndpointError::ResponseTooLarge { limit: 1024, .. }
+        exchange_error(&err),
+        ExchangeError::ResponseTooLarge { limit: 1024, .. }
     ));
 }
 
@@ -391,7 +391,7 @@ async fn the_endpoint_has_its_own_timeout() {
     let err = fetch(endpoint).await.unwrap_err();
     assert!(err.is_transient());
     assert!(
-        matches!(endpoint_error(&err), EndpointError::Timeout(d) if *d == DEFAULT_ENDPOINT_TIMEOUT)
+        matches!(exchange_error(&err), ExchangeError::Timeout(d) if *d == Duration::from_secs(10))
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -403,7 +403,7 @@ async fn connection_refused_is_transient() {
     drop(listener);
     let err = fetch(endpoint_at(addr)).await.unwrap_err();
     assert!(err.is_transient());
-    assert!(matches!(endpoint_error(&err), EndpointError::Transport(_)));
+    assert!(matches!(exchange_error(&err), ExchangeError::Transport(_)));
 }
 
 #[test]
@@ -415,21 +415,21 @@ fn only_https_unless_loopback_or_allowed() {
             .build()
     };
     let err = build("http://auth.example.com/token", false).unwrap_err();
-    assert!(matches!(err, EndpointError::InsecureUrl { .. }));
+    assert!(matches!(err, BuildError::InsecureUrl { .. }));
     assert!(err.to_string().contains("allow_insecure_http"), "{err}");
     assert!(build("http://auth.example.com/token", true).is_ok());
     assert!(build("http://[::1]:9/token", false).is_ok());
     assert!(build("http://localhost:9/token", false).is_ok());
     assert!(matches!(
         build("file:///etc/passwd", false),
-        Err(EndpointError::InvalidUrl { .. })
+        Err(BuildError::InvalidUrl { .. })
     ));
     let err = AuthorizationCode::new(
         "http://auth.example.com/authorize",
         build("https://a.example/t", false).unwrap(),
     )
     .unwrap_err();
-    assert!(matches!(err, EndpointError::InsecureUrl { .. }));
+    assert!(matches!(err, BuildError::InsecureUrl { .. }));
 }
 
 /// A server that rotates refresh tokens and refuses a reused one.

@@ -19,8 +19,8 @@ use http_body_util::Full;
 use proptest::prelude::*;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
-    AuthorizationCode, BodyFormat, Callback, ClientAuth, ClientCredentials, CsrfState,
-    EndpointError, HttpClient, OAuth2Error, PkceVerifier, RefreshTokenSource, TokenEndpoint,
+    AuthorizationCode, BodyFormat, BuildError, Callback, ClientAuth, ClientCredentials, CsrfState,
+    ExchangeError, HttpClient, OAuth2Error, PkceVerifier, RefreshTokenSource, TokenEndpoint,
     TokenResponse,
 };
 use tower_bearer::www_authenticate::{self, Challenge};
@@ -215,8 +215,8 @@ async fn debug_and_display_of_public_types_and_errors_show_no_secret() {
                     if let Some(e) = cause.downcast_ref::<OAuth2Error>() {
                         shown.push(("OAuth2Error", format!("{e} {e:?}")));
                     }
-                    if let Some(e) = cause.downcast_ref::<EndpointError>() {
-                        shown.push(("EndpointError", format!("{e} {e:?}")));
+                    if let Some(e) = cause.downcast_ref::<ExchangeError>() {
+                        shown.push(("ExchangeError", format!("{e} {e:?}")));
                     }
                 }
                 let wrapped: BearerAuthError<std::io::Error> = BearerAuthError::Token(err);
@@ -567,10 +567,10 @@ fn token_endpoint_refuses_plain_http_unless_loopback_or_allowed() {
             .build()
             .unwrap_err();
         assert!(
-            matches!(err, EndpointError::InsecureUrl { .. }),
+            matches!(err, BuildError::InsecureUrl { .. }),
             "{url}: {err:?}"
         );
-        assert_no_secret("EndpointError", &format!("{err} {err:?}"), &secrets(&[]));
+        assert_no_secret("BuildError", &format!("{err} {err:?}"), &secrets(&[]));
     }
     for url in [
         "https://auth.example.com/token",
@@ -595,7 +595,7 @@ fn token_endpoint_refuses_plain_http_unless_loopback_or_allowed() {
         assert!(
             matches!(
                 TokenEndpoint::builder(url).http_client(client()).build(),
-                Err(EndpointError::InvalidUrl { .. })
+                Err(BuildError::InvalidUrl { .. })
             ),
             "{url}"
         );
