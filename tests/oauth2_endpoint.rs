@@ -205,6 +205,21 @@ async fn lenient_token_responses() {
         .await
         .unwrap();
     assert_eq!(token.expiry(), Expiry::Unknown);
+    // Tiny and fractional lifetimes are whole seconds, rounded up: never a
+    // zero lifetime that would be refetched in a loop.
+    for expires_in in [json!(0.001), json!("1e-3"), json!(1e-12), json!(0.05)] {
+        let body = json!({"access_token": "a", "expires_in": expires_in.clone()});
+        let res = answering(move || json(StatusCode::OK, body.clone()))
+            .await
+            .request(&[("grant_type", "client_credentials")])
+            .await
+            .unwrap();
+        assert_eq!(
+            res.expires_in(),
+            Some(Duration::from_secs(1)),
+            "{expires_in}"
+        );
+    }
 }
 
 #[tokio::test]

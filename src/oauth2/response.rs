@@ -23,10 +23,17 @@ use crate::token::AccessToken;
 /// ([`ExchangeError::UnsupportedTokenType`](super::ExchangeError::UnsupportedTokenType));
 /// a missing one is taken to be `Bearer`.
 ///
-/// An `expires_in` that is missing, zero or negative means the lifetime is
-/// unknown (as Go's `golang.org/x/oauth2` treats it): the cache then applies
-/// its default lifetime. One too large to represent (`u64::MAX` seconds)
-/// means the token never expires.
+/// `expires_in` counts whole seconds (RFC 6749 §5.1), and one rule reads it:
+///
+/// - a positive value, number or numeric string, fractions and exponents
+///   included (`1.5`, `0.001`, `"1e-3"`, `1e-12`), is rounded **up** to whole
+///   seconds, so a token that expires at all lives at least 1 s;
+/// - zero, a negative value, a non-finite one (`"NaN"`, `"inf"`), `null`, a
+///   missing field or anything non-numeric means the server did not say: the
+///   lifetime is unknown (as Go's `golang.org/x/oauth2` treats it), and the
+///   cache applies its default lifetime;
+/// - a value too large to represent (`u64::MAX` seconds or more) means the
+///   token never expires.
 ///
 /// `Debug` shows the tokens as `[redacted]` and other fields by name only.
 ///
@@ -246,26 +253,21 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
-/// `expires_in` as seconds: a number or a numeric string; `None` when missing,
-/// not a number, zero or negative; `u64::MAX` seconds (never expires) when too
-/// large.
+/// The lifetime `expires_in` gives, by the rule on [`TokenResponse`]: whole
+/// seconds, positive values rounded up, `None` when the server did not say.
 fn expires_in(value: &Value) -> Option<Duration> {
     let secs = match value {
-        Value::Number(n) => {
-            if let Some(secs) = n.as_u64() {
-                secs
-            } else if n.as_i64().is_some() {
-                return None; // negative
-            } else {
-                return duration_from_f64(n.as_f64()?);
-            }
-        }
+        Value::Number(n) => match n.as_u64() {
+            Some(secs) => secs,
+            None => whole_seconds(n.as_f64()?)?,
+        },
         Value::String(s) => {
             let s = s.trim();
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+                // Digits only: exact, however long (`u64::MAX` when too long).
                 s.parse::<u64>().unwrap_or(u64::MAX)
             } else {
-                return duration_from_f64(s.parse::<f64>().ok()?);
+                whole_seconds(s.parse::<f64>().ok()?)?
             }
         }
         _ => return None,
@@ -273,11 +275,11 @@ fn expires_in(value: &Value) -> Option<Duration> {
     (secs > 0).then(|| Duration::from_secs(secs))
 }
 
-fn duration_from_f64(secs: f64) -> Option<Duration> {
-    if secs.is_nan() || secs <= 0.0 {
-        return None;
-    }
-    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(u64::MAX)))
+/// `secs` rounded up to whole seconds (`u64::MAX` when too large); `None`
+/// unless positive and finite.
+fn whole_seconds(secs: f64) -> Option<u64> {
+    // The cast saturates: 1e300 becomes u64::MAX.
+    (secs.is_finite() && secs > 0.0).then(|| secs.ceil() as u64)
 }
 
 /// Takes a string field (a number is taken as its text); leaves other JSON
@@ -310,23 +312,54 @@ mod tests {
     }
 
     #[test]
-    fn expires_in_forms() {
-        let d = |v: Value| expires_in(&v);
-        assert_eq!(d(json!(3600)), Some(Duration::from_secs(3600)));
-        assert_eq!(d(json!("3600")), Some(Duration::from_secs(3600)));
-        assert_eq!(d(json!(" 60 ")), Some(Duration::from_secs(60)));
-        assert_eq!(d(json!(0)), None);
-        assert_eq!(d(json!(-5)), None);
-        assert_eq!(d(json!("-5")), None);
-        assert_eq!(d(json!(u64::MAX)), Some(Duration::from_secs(u64::MAX)));
-        assert_eq!(
-            d(json!("99999999999999999999999999")),
-            Some(Duration::from_secs(u64::MAX))
-        );
-        assert_eq!(d(json!(1e300)), Some(Duration::from_secs(u64::MAX)));
-        assert_eq!(d(json!(1.5)), Some(Duration::from_millis(1500)));
-        assert_eq!(d(json!("soon")), None);
-        assert_eq!(d(json!(null)), None);
+    fn expires_in_is_whole_seconds_rounded_up() {
+        let secs = |s| Some(Duration::from_secs(s));
+        let (unknown, never) = (None, secs(u64::MAX));
+        for (value, expected) in [
+            (json!(3600), secs(3600)),
+            (json!("3600"), secs(3600)),
+            (json!(" 60 "), secs(60)),
+            (json!("+60"), secs(60)),
+            (json!(59.0), secs(59)),
+            (json!("1e3"), secs(1000)),
+            // Fractions and exponents: rounded up, so at least a second.
+            (json!(1.5), secs(2)),
+            (json!(0.05), secs(1)),
+            (json!("0.05"), secs(1)),
+            (json!(0.001), secs(1)),
+            (json!("1e-3"), secs(1)),
+            (json!(1e-12), secs(1)),
+            (json!(f64::MIN_POSITIVE), secs(1)),
+            // The server did not say.
+            (json!(0), unknown),
+            (json!(0.0), unknown),
+            (json!("0"), unknown),
+            (json!("-0"), unknown),
+            (json!("0e5"), unknown),
+            (json!(-5), unknown),
+            (json!(-0.5), unknown),
+            (json!("-5"), unknown),
+            (json!(i64::MIN), unknown),
+            (json!(-1e300), unknown),
+            (json!("NaN"), unknown),
+            (json!("inf"), unknown),
+            (json!("-infinity"), unknown),
+            (json!("soon"), unknown),
+            (json!("0x10"), unknown),
+            (json!(""), unknown),
+            (json!(null), unknown),
+            (json!(true), unknown),
+            (json!([60]), unknown),
+            (json!({"seconds": 60}), unknown),
+            // Too large to represent: never expires.
+            (json!(u64::MAX), never),
+            (json!("18446744073709551615"), never),
+            (json!("99999999999999999999999999"), never),
+            (json!(1e300), never),
+            (json!("1e300"), never),
+        ] {
+            assert_eq!(expires_in(&value), expected, "expires_in: {value}");
+        }
     }
 
     #[test]
