@@ -41,27 +41,28 @@ impl Callback {
             state: None,
             error: None,
         };
-        let mut description = None;
-        let mut error_uri = None;
+        let (mut error, mut description, mut uri) = (None, None, None);
         for (key, value) in pairs {
             match key.as_str() {
                 "code" => callback.code = Some(Secret::new(value)),
                 "state" => callback.state = Some(value),
-                "error" => callback.error = Some(OAuth2Error::new(None, &value)),
+                "error" => error = Some(value),
                 "error_description" => description = Some(value),
-                "error_uri" => error_uri = Some(value),
+                "error_uri" => uri = Some(value),
                 _ => {}
             }
         }
-        if let Some(err) = callback.error.take() {
-            let err = match description {
-                Some(d) => err.with_description(d),
-                None => err,
-            };
-            callback.error = Some(match error_uri {
-                Some(u) => err.with_uri(u),
-                None => err,
-            });
+        if let Some(error) = error {
+            // The server may echo what it was sent: the code and the state.
+            let code = callback.code.as_ref().map(Secret::expose);
+            let sent: Vec<&str> = code.into_iter().chain(callback.state.as_deref()).collect();
+            callback.error = Some(OAuth2Error::from_server(
+                None,
+                &error,
+                description.as_deref(),
+                uri.as_deref(),
+                &sent,
+            ));
         }
         Ok(callback)
     }

@@ -55,6 +55,10 @@ impl ClientIdentity {
         self.id.as_deref()
     }
 
+    pub(super) fn secret(&self) -> Option<&Secret> {
+        self.secret.as_ref()
+    }
+
     /// Adds the client's credentials to a token request: as parameters, or
     /// as the returned `Authorization` header value.
     pub(super) fn authenticate<'a>(

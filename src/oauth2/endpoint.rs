@@ -91,6 +91,11 @@ impl TokenEndpoint {
         &self.inner.url
     }
 
+    /// The URL as logs and errors may show it: no user info, no query.
+    pub(super) fn url_for_logs(&self) -> &str {
+        &self.inner.url_for_logs
+    }
+
     /// The client id, if set.
     pub fn client_id(&self) -> Option<&str> {
         self.inner.client.id()
@@ -122,10 +127,13 @@ impl TokenEndpoint {
             .find(|(k, _)| *k == "grant_type")
             .map_or("", |(_, v)| *v);
         tracing::debug!(endpoint = %inner.url_for_logs, grant_type, "token request");
+        let request = self.build_request(params);
+        let credentials = request.headers().get(AUTHORIZATION).cloned();
+        let sent = secrets_sent(params, &inner.client, credentials.as_ref());
         let exchange = async {
             let response = inner
                 .http
-                .send(self.build_request(params))
+                .send(request)
                 .await
                 .map_err(ExchangeError::Transport)?;
             let (parts, body) = response.into_parts();
@@ -142,7 +150,7 @@ impl TokenEndpoint {
             }
         };
         tracing::debug!(endpoint = %inner.url_for_logs, status = parts.status.as_u16(), "token response");
-        parse_fields(parts.status, &parts.headers, &body)
+        parse_fields(parts.status, &parts.headers, &body, &sent)
     }
 
     fn build_request(&self, params: &[(&str, &str)]) -> Request<Full<Bytes>> {
@@ -164,6 +172,25 @@ impl TokenEndpoint {
         }
         request
     }
+}
+
+/// The secrets a token request carries, which a server may echo back: the
+/// values of its secret parameters, the client secret, the Basic credentials.
+fn secrets_sent<'a>(
+    params: &[(&'a str, &'a str)],
+    client: &'a ClientIdentity,
+    authorization: Option<&'a HeaderValue>,
+) -> Vec<&'a str> {
+    let basic_credentials = authorization
+        .and_then(|value| value.to_str().ok()?.split_once(' '))
+        .map(|(_scheme, credentials)| credentials);
+    params
+        .iter()
+        .filter(|(key, _)| redact::is_secret_key(key))
+        .map(|(_, value)| *value)
+        .chain(client.secret().map(Secret::expose))
+        .chain(basic_credentials)
+        .collect()
 }
 
 /// Reads a response body, refusing one larger than `limit` bytes: before

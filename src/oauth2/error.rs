@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use crate::error::{BoxError, ErrorKind, TokenError};
+use crate::redact;
 
 /// A configuration that was refused before anything was sent: a token
 /// endpoint or authorization URL that cannot carry credentials safely, no
@@ -117,7 +118,8 @@ pub enum ExchangeError {
         /// The server's `Retry-After`, if any.
         retry_after: Option<Duration>,
     },
-    /// The server issued a token of another type than `Bearer`.
+    /// The server issued a token of another type than `Bearer` (as sent,
+    /// made safe to print).
     UnsupportedTokenType(String),
     /// The `state` returned to the redirect URI is not the one sent (possible CSRF).
     StateMismatch,
@@ -158,7 +160,7 @@ impl fmt::Display for ExchangeError {
             } => {
                 write!(f, "unexpected token endpoint response (HTTP {}): {reason}", status.as_u16())?;
                 if let Some(excerpt) = excerpt {
-                    write!(f, "; body starts: {excerpt:?}")?;
+                    write!(f, "; body starts: \"{excerpt}\"")?;
                 }
                 Ok(())
             }
@@ -280,6 +282,13 @@ impl fmt::Display for ErrorCode {
 /// An error response from an authorization server (RFC 6749 §5.2), or an
 /// error returned to the redirect URI (§4.1.2.1, no HTTP status then).
 ///
+/// What the server sent is kept safe to print, whoever prints it: control
+/// characters escaped (no forged log lines), at most 200 characters per text,
+/// the values of secret parameters and any secret the client sent (the
+/// refresh token, the client secret, the code) shown as `[redacted]`, and the
+/// `error_uri` without user info or query. The constructors below apply the
+/// same rules.
+///
 /// ```
 /// use std::time::Duration;
 /// use http::StatusCode;
@@ -310,24 +319,36 @@ pub struct OAuth2Error {
 impl OAuth2Error {
     /// An error with the HTTP status it came with and its `error` code.
     pub fn new(status: Option<StatusCode>, error: &str) -> Self {
+        Self::from_server(status, error, None, None, &[])
+    }
+
+    /// What a server sent, made safe to print; `sent` are the secrets the
+    /// client sent it, hidden wherever the server echoes them.
+    pub(super) fn from_server(
+        status: Option<StatusCode>,
+        error: &str,
+        description: Option<&str>,
+        uri: Option<&str>,
+        sent: &[&str],
+    ) -> Self {
         Self {
             status,
-            code: ErrorCode::from(error),
-            description: None,
-            uri: None,
+            code: ErrorCode::from(redact::server_text(error, sent).as_str()),
+            description: description.map(|d| redact::server_text(d, sent)),
+            uri: uri.map(|u| redact::server_url(u, sent)),
             retry_after: None,
         }
     }
 
     /// Adds the `error_description`.
     pub fn with_description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
+        self.description = Some(redact::server_text(&description.into(), &[]));
         self
     }
 
     /// Adds the `error_uri`.
     pub fn with_uri(mut self, uri: impl Into<String>) -> Self {
-        self.uri = Some(uri.into());
+        self.uri = Some(redact::server_url(&uri.into(), &[]));
         self
     }
 
@@ -352,12 +373,12 @@ impl OAuth2Error {
         &self.code
     }
 
-    /// The `error_description`, if any.
+    /// The `error_description`, if any, made safe to print.
     pub fn error_description(&self) -> Option<&str> {
         self.description.as_deref()
     }
 
-    /// The `error_uri`, if any.
+    /// The `error_uri`, if any, without user info or query.
     pub fn error_uri(&self) -> Option<&str> {
         self.uri.as_deref()
     }

@@ -36,6 +36,12 @@
 //!
 //! # Errors
 //!
+//! What a server says in an error (its `error`, `error_description`,
+//! `error_uri`, a token type, the start of an error page) is made safe to
+//! print before an error keeps it: control characters escaped, at most 200
+//! characters, values of secret parameters and every secret the request
+//! carried shown as `[redacted]`, URLs without query.
+//!
 //! A configuration that is refused is a [`BuildError`], before anything is
 //! sent. A failed exchange is a [`TokenError`](crate::TokenError) whose
 //! [`cause`](crate::TokenError::cause) is an [`OAuth2Error`] when the server

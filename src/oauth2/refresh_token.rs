@@ -170,7 +170,7 @@ impl TokenSource for RefreshTokenSource {
         if let Some(new) = response.refresh_token() {
             if *new != state.refresh_token {
                 state.refresh_token = new.clone();
-                tracing::debug!(endpoint = %self.endpoint.url(), "refresh token rotated");
+                tracing::debug!(endpoint = %self.endpoint.url_for_logs(), "refresh token rotated");
                 if let Some(callback) = &self.on_rotate {
                     callback(new);
                 }

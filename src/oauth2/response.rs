@@ -74,7 +74,7 @@ pub struct TokenResponse {
 impl TokenResponse {
     /// Parses a JSON token response body (status 200 assumed).
     pub fn from_json(body: &[u8]) -> Result<Self, TokenError> {
-        let fields = parse_fields(StatusCode::OK, &HeaderMap::new(), body)?;
+        let fields = parse_fields(StatusCode::OK, &HeaderMap::new(), body, &[])?;
         Ok(Self::from_fields(fields)?)
     }
 
@@ -94,7 +94,8 @@ impl TokenResponse {
         let token_type = take_string(&mut fields, "token_type");
         if let Some(kind) = &token_type {
             if !kind.eq_ignore_ascii_case("bearer") {
-                return Err(ExchangeError::UnsupportedTokenType(kind.clone()));
+                let kind = redact::server_text(kind, &[]);
+                return Err(ExchangeError::UnsupportedTokenType(kind));
             }
         }
         let expires_in = fields.remove("expires_in").and_then(|v| expires_in(&v));
@@ -182,18 +183,20 @@ impl fmt::Debug for TokenResponse {
 ///
 /// JSON unless the content type says form-encoded (GitHub's legacy format);
 /// an `error` field makes an [`OAuth2Error`] whatever the status (a 200 whose
-/// body is an error is an error).
+/// body is an error is an error). `sent` are the secrets the request carried:
+/// errors never show them, whatever the server echoes.
 pub(super) fn parse_fields(
     status: StatusCode,
     headers: &HeaderMap,
     body: &[u8],
+    sent: &[&str],
 ) -> Result<Map<String, Value>, TokenError> {
     let retry_after = retry_after(headers, SystemTime::now());
     let unexpected = |reason: &str| -> TokenError {
         ExchangeError::UnexpectedResponse {
             status,
             reason: reason.to_owned(),
-            excerpt: (!status.is_success()).then(|| redact::excerpt(body)),
+            excerpt: (!status.is_success()).then(|| redact::excerpt(body, sent)),
             retry_after,
         }
         .into()
@@ -222,13 +225,13 @@ pub(super) fn parse_fields(
         }
     };
     if let Some(Value::String(code)) = fields.get("error") {
-        let mut err = OAuth2Error::new(Some(status), code);
-        if let Some(Value::String(d)) = fields.get("error_description") {
-            err = err.with_description(d.clone());
-        }
-        if let Some(Value::String(u)) = fields.get("error_uri") {
-            err = err.with_uri(u.clone());
-        }
+        let text = |key| match fields.get(key) {
+            Some(Value::String(text)) => Some(text.as_str()),
+            _ => None,
+        };
+        let description = text("error_description");
+        let mut err =
+            OAuth2Error::from_server(Some(status), code, description, text("error_uri"), sent);
         if let Some(delay) = retry_after {
             err = err.with_retry_after(delay);
         }
@@ -308,7 +311,7 @@ mod tests {
     ) -> Result<Map<String, Value>, TokenError> {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap());
-        parse_fields(status, &headers, body)
+        parse_fields(status, &headers, body, &[])
     }
 
     #[test]
