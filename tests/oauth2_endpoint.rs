@@ -54,9 +54,12 @@ async fn fetch(endpoint: TokenEndpoint) -> Result<tower_bearer::AccessToken, Tok
     ClientCredentials::new(endpoint).fetch().await
 }
 
-#[tokio::test]
-async fn request_shape_form_and_basic() {
-    let seen = Arc::new(Mutex::new(None));
+/// The last request a server got, head and body.
+type Recorded = Arc<Mutex<Option<(http::request::Parts, Bytes)>>>;
+
+/// A server that records each request and answers with a token.
+async fn recording() -> (std::net::SocketAddr, Recorded) {
+    let seen = Recorded::default();
     let record = seen.clone();
     let addr = serve(move |parts, body| {
         *record.lock().unwrap() = Some((parts, body));
@@ -66,6 +69,12 @@ async fn request_shape_form_and_basic() {
         )
     })
     .await;
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn request_shape_form_and_basic() {
+    let (addr, seen) = recording().await;
     let endpoint = TokenEndpoint::builder(format!("http://{addr}/token"))
         .client_id("my id")
         .client_secret("p@ss w0rd:+/%&=?")
@@ -86,7 +95,7 @@ async fn request_shape_form_and_basic() {
         .fetch()
         .await
         .unwrap();
-    let (parts, body) = seen.lock().unwrap().take().unwrap();
+    let (parts, body) = seen.lock().unwrap().take().expect("no request");
     assert_eq!(parts.method, "POST");
     assert_eq!(
         parts.headers["content-type"],
@@ -107,16 +116,7 @@ async fn request_shape_form_and_basic() {
 
 #[tokio::test]
 async fn request_shape_json_body_credentials() {
-    let seen = Arc::new(Mutex::new(None));
-    let record = seen.clone();
-    let addr = serve(move |parts, body| {
-        *record.lock().unwrap() = Some((parts, body));
-        json(
-            StatusCode::OK,
-            json!({"access_token": "t", "token_type": "Bearer"}),
-        )
-    })
-    .await;
+    let (addr, seen) = recording().await;
     let endpoint = TokenEndpoint::builder(format!("http://{addr}/token"))
         .client_id("id")
         .client_secret("sec")
@@ -131,7 +131,7 @@ async fn request_shape_json_body_credentials() {
         .fetch()
         .await
         .unwrap();
-    let (parts, body) = seen.lock().unwrap().take().unwrap();
+    let (parts, body) = seen.lock().unwrap().take().expect("no request");
     assert_eq!(parts.headers["content-type"], "application/json");
     assert!(!parts.headers.contains_key("authorization"));
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -275,19 +275,31 @@ async fn rfc6749_errors_are_typed_and_classified() {
     assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
 }
 
-#[tokio::test]
-async fn retry_after_is_passed_on() {
-    let endpoint = answering(|| {
-        let mut res = json(
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({"message": "slow down"}),
-        );
+/// The error of a fetch from a server that answers `status`, `body` and
+/// `Retry-After: retry_after`.
+async fn fetch_failing_with(
+    status: StatusCode,
+    body: serde_json::Value,
+    retry_after: &'static str,
+) -> TokenError {
+    let endpoint = answering(move || {
+        let mut res = json(status, body.clone());
         res.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("7"));
+            .insert("retry-after", HeaderValue::from_static(retry_after));
         res
     })
     .await;
-    let err = fetch(endpoint).await.unwrap_err();
+    fetch(endpoint).await.unwrap_err()
+}
+
+#[tokio::test]
+async fn retry_after_is_passed_on() {
+    let err = fetch_failing_with(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"message": "slow down"}),
+        "7",
+    )
+    .await;
     assert!(err.is_transient());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     assert!(
@@ -295,17 +307,12 @@ async fn retry_after_is_passed_on() {
         "{err}"
     );
 
-    let endpoint = answering(|| {
-        let mut res = json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"error": "temporarily_unavailable"}),
-        );
-        res.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("3"));
-        res
-    })
+    let err = fetch_failing_with(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "temporarily_unavailable"}),
+        "3",
+    )
     .await;
-    let err = fetch(endpoint).await.unwrap_err();
     assert!(err.is_transient());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
     assert_eq!(
