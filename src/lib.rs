@@ -112,6 +112,7 @@ mod error;
 mod layer;
 pub mod oauth2;
 mod origin;
+mod redact;
 mod replay;
 mod secret;
 mod service;

@@ -16,9 +16,9 @@ use serde_json::json;
 use support::{field, form, http_client, json, response, serve};
 use tower::service_fn;
 use tower_bearer::oauth2::{
-    AuthorizationCode, BodyFormat, Callback, ClientAuth, ClientCredentials, CsrfState,
-    EndpointError, ErrorCode, HttpClient, OAuth2Error, PkceVerifier, RefreshTokenSource,
-    TokenEndpoint, TokenResponse, DEFAULT_ENDPOINT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
+    AuthorizationCode, BodyFormat, BuildError, Callback, ClientAuth, ClientCredentials, CsrfState,
+    ErrorCode, ExchangeError, HttpClient, OAuth2Error, PkceVerifier, RefreshTokenSource,
+    TokenEndpoint, TokenResponse,
 };
 use tower_bearer::{Expiry, TokenError, TokenSource};
 
@@ -38,10 +38,10 @@ async fn answering(
     endpoint_at(serve(move |_, _| res()).await)
 }
 
-fn endpoint_error(err: &TokenError) -> &EndpointError {
+fn exchange_error(err: &TokenError) -> &ExchangeError {
     err.cause()
-        .and_then(|c| c.downcast_ref::<EndpointError>())
-        .unwrap_or_else(|| panic!("not an EndpointError: {err:?}"))
+        .and_then(|c| c.downcast_ref::<ExchangeError>())
+        .unwrap_or_else(|| panic!("not an ExchangeError: {err:?}"))
 }
 
 fn oauth2_error(err: &TokenError) -> &OAuth2Error {
@@ -54,9 +54,12 @@ async fn fetch(endpoint: TokenEndpoint) -> Result<tower_bearer::AccessToken, Tok
     ClientCredentials::new(endpoint).fetch().await
 }
 
-#[tokio::test]
-async fn request_shape_form_and_basic() {
-    let seen = Arc::new(Mutex::new(None));
+/// The last request a server got, head and body.
+type Recorded = Arc<Mutex<Option<(http::request::Parts, Bytes)>>>;
+
+/// A server that records each request and answers with a token.
+async fn recording() -> (std::net::SocketAddr, Recorded) {
+    let seen = Recorded::default();
     let record = seen.clone();
     let addr = serve(move |parts, body| {
         *record.lock().unwrap() = Some((parts, body));
@@ -66,6 +69,12 @@ async fn request_shape_form_and_basic() {
         )
     })
     .await;
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn request_shape_form_and_basic() {
+    let (addr, seen) = recording().await;
     let endpoint = TokenEndpoint::builder(format!("http://{addr}/token"))
         .client_id("my id")
         .client_secret("p@ss w0rd:+/%&=?")
@@ -86,7 +95,7 @@ async fn request_shape_form_and_basic() {
         .fetch()
         .await
         .unwrap();
-    let (parts, body) = seen.lock().unwrap().take().unwrap();
+    let (parts, body) = seen.lock().unwrap().take().expect("no request");
     assert_eq!(parts.method, "POST");
     assert_eq!(
         parts.headers["content-type"],
@@ -107,16 +116,7 @@ async fn request_shape_form_and_basic() {
 
 #[tokio::test]
 async fn request_shape_json_body_credentials() {
-    let seen = Arc::new(Mutex::new(None));
-    let record = seen.clone();
-    let addr = serve(move |parts, body| {
-        *record.lock().unwrap() = Some((parts, body));
-        json(
-            StatusCode::OK,
-            json!({"access_token": "t", "token_type": "Bearer"}),
-        )
-    })
-    .await;
+    let (addr, seen) = recording().await;
     let endpoint = TokenEndpoint::builder(format!("http://{addr}/token"))
         .client_id("id")
         .client_secret("sec")
@@ -131,7 +131,7 @@ async fn request_shape_json_body_credentials() {
         .fetch()
         .await
         .unwrap();
-    let (parts, body) = seen.lock().unwrap().take().unwrap();
+    let (parts, body) = seen.lock().unwrap().take().expect("no request");
     assert_eq!(parts.headers["content-type"], "application/json");
     assert!(!parts.headers.contains_key("authorization"));
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -205,6 +205,21 @@ async fn lenient_token_responses() {
         .await
         .unwrap();
     assert_eq!(token.expiry(), Expiry::Unknown);
+    // Tiny and fractional lifetimes are whole seconds, rounded up: never a
+    // zero lifetime that would be refetched in a loop.
+    for expires_in in [json!(0.001), json!("1e-3"), json!(1e-12), json!(0.05)] {
+        let body = json!({"access_token": "a", "expires_in": expires_in.clone()});
+        let res = answering(move || json(StatusCode::OK, body.clone()))
+            .await
+            .request(&[("grant_type", "client_credentials")])
+            .await
+            .unwrap();
+        assert_eq!(
+            res.expires_in(),
+            Some(Duration::from_secs(1)),
+            "{expires_in}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -218,7 +233,7 @@ async fn non_bearer_tokens_are_refused() {
     .await;
     let err = fetch(endpoint).await.unwrap_err();
     assert!(err.is_permanent());
-    assert!(matches!(endpoint_error(&err), EndpointError::UnsupportedTokenType(t) if t == "DPoP"));
+    assert!(matches!(exchange_error(&err), ExchangeError::UnsupportedTokenType(t) if t == "DPoP"));
 }
 
 #[tokio::test]
@@ -260,19 +275,31 @@ async fn rfc6749_errors_are_typed_and_classified() {
     assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
 }
 
-#[tokio::test]
-async fn retry_after_is_passed_on() {
-    let endpoint = answering(|| {
-        let mut res = json(
-            StatusCode::TOO_MANY_REQUESTS,
-            json!({"message": "slow down"}),
-        );
+/// The error of a fetch from a server that answers `status`, `body` and
+/// `Retry-After: retry_after`.
+async fn fetch_failing_with(
+    status: StatusCode,
+    body: serde_json::Value,
+    retry_after: &'static str,
+) -> TokenError {
+    let endpoint = answering(move || {
+        let mut res = json(status, body.clone());
         res.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("7"));
+            .insert("retry-after", HeaderValue::from_static(retry_after));
         res
     })
     .await;
-    let err = fetch(endpoint).await.unwrap_err();
+    fetch(endpoint).await.unwrap_err()
+}
+
+#[tokio::test]
+async fn retry_after_is_passed_on() {
+    let err = fetch_failing_with(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"message": "slow down"}),
+        "7",
+    )
+    .await;
     assert!(err.is_transient());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
     assert!(
@@ -280,17 +307,12 @@ async fn retry_after_is_passed_on() {
         "{err}"
     );
 
-    let endpoint = answering(|| {
-        let mut res = json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"error": "temporarily_unavailable"}),
-        );
-        res.headers_mut()
-            .insert("retry-after", HeaderValue::from_static("3"));
-        res
-    })
+    let err = fetch_failing_with(
+        StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": "temporarily_unavailable"}),
+        "3",
+    )
     .await;
-    let err = fetch(endpoint).await.unwrap_err();
     assert!(err.is_transient());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
     assert_eq!(
@@ -351,13 +373,13 @@ async fn oversized_responses_are_refused() {
         response(
             StatusCode::OK,
             "application/json",
-            vec![b' '; DEFAULT_MAX_RESPONSE_BYTES + 1],
+            vec![b' '; (1 << 20) + 1],
         )
     })
     .await;
     let err = fetch(endpoint).await.unwrap_err();
     assert!(
-        matches!(endpoint_error(&err), EndpointError::ResponseTooLarge { limit, .. } if *limit == DEFAULT_MAX_RESPONSE_BYTES)
+        matches!(exchange_error(&err), ExchangeError::ResponseTooLarge { limit, .. } if *limit == 1 << 20)
     );
 
     // Not declared: counted while reading.
@@ -371,8 +393,8 @@ async fn oversized_responses_are_refused() {
         .unwrap();
     let err = fetch(endpoint).await.unwrap_err();
     assert!(matches!(
-        endpoint_error(&err),
-        EndpointError::ResponseTooLarge { limit: 1024, .. }
+        exchange_error(&err),
+        ExchangeError::ResponseTooLarge { limit: 1024, .. }
     ));
 }
 
@@ -391,7 +413,7 @@ async fn the_endpoint_has_its_own_timeout() {
     let err = fetch(endpoint).await.unwrap_err();
     assert!(err.is_transient());
     assert!(
-        matches!(endpoint_error(&err), EndpointError::Timeout(d) if *d == DEFAULT_ENDPOINT_TIMEOUT)
+        matches!(exchange_error(&err), ExchangeError::Timeout(d) if *d == Duration::from_secs(10))
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
@@ -403,7 +425,7 @@ async fn connection_refused_is_transient() {
     drop(listener);
     let err = fetch(endpoint_at(addr)).await.unwrap_err();
     assert!(err.is_transient());
-    assert!(matches!(endpoint_error(&err), EndpointError::Transport(_)));
+    assert!(matches!(exchange_error(&err), ExchangeError::Transport(_)));
 }
 
 #[test]
@@ -415,21 +437,21 @@ fn only_https_unless_loopback_or_allowed() {
             .build()
     };
     let err = build("http://auth.example.com/token", false).unwrap_err();
-    assert!(matches!(err, EndpointError::InsecureUrl { .. }));
+    assert!(matches!(err, BuildError::InsecureUrl { .. }));
     assert!(err.to_string().contains("allow_insecure_http"), "{err}");
     assert!(build("http://auth.example.com/token", true).is_ok());
     assert!(build("http://[::1]:9/token", false).is_ok());
     assert!(build("http://localhost:9/token", false).is_ok());
     assert!(matches!(
         build("file:///etc/passwd", false),
-        Err(EndpointError::InvalidUrl { .. })
+        Err(BuildError::InvalidUrl { .. })
     ));
     let err = AuthorizationCode::new(
         "http://auth.example.com/authorize",
         build("https://a.example/t", false).unwrap(),
     )
     .unwrap_err();
-    assert!(matches!(err, EndpointError::InsecureUrl { .. }));
+    assert!(matches!(err, BuildError::InsecureUrl { .. }));
 }
 
 /// A server that rotates refresh tokens and refuses a reused one.

@@ -18,8 +18,8 @@ mod glue;
 
 use http::StatusCode;
 use tower_bearer::oauth2::{
-    AuthorizationCode, BodyFormat, Callback, ClientAuth, ClientCredentials, EndpointError,
-    ErrorCode, HttpClient, OAuth2Error, TokenEndpoint,
+    AuthorizationCode, BodyFormat, Callback, ClientAuth, ClientCredentials, ErrorCode,
+    ExchangeError, HttpClient, OAuth2Error, TokenEndpoint,
 };
 use tower_bearer::{TokenError, TokenSource};
 
@@ -140,9 +140,9 @@ async fn glue_state_mismatch_and_pkce_are_checked() {
     let cause = err
         .cause()
         .unwrap()
-        .downcast_ref::<EndpointError>()
+        .downcast_ref::<ExchangeError>()
         .unwrap();
-    assert!(matches!(cause, EndpointError::StateMismatch), "{cause:?}");
+    assert!(matches!(cause, ExchangeError::StateMismatch), "{cause:?}");
     assert_eq!(fixture.refresh_requests(), 0);
     // An error instead of a code.
     let state = request.state().secret().expose().to_owned();

@@ -19,13 +19,14 @@ use http_body_util::Full;
 use proptest::prelude::*;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
-    AuthorizationCode, BodyFormat, Callback, ClientAuth, ClientCredentials, CsrfState,
-    EndpointError, HttpClient, OAuth2Error, PkceVerifier, RefreshTokenSource, TokenEndpoint,
-    TokenResponse,
+    AuthorizationCode, AuthorizeUrl, BodyFormat, BuildError, Callback, ClientAuth,
+    ClientCredentials, CsrfState, ExchangeError, HttpClient, OAuth2Error, PkceVerifier,
+    RefreshTokenSource, TokenEndpoint, TokenResponse,
 };
 use tower_bearer::www_authenticate::{self, Challenge};
 use tower_bearer::{
-    from_fn, AccessToken, BearerAuthError, BearerAuthLayer, Origin, Secret, StaticToken, TokenCache,
+    from_fn, AccessToken, BearerAuthError, BearerAuthLayer, Origin, Secret, StaticToken,
+    TokenCache, TokenError, TokenSource,
 };
 use tower_http::follow_redirect::FollowRedirectLayer;
 
@@ -215,8 +216,8 @@ async fn debug_and_display_of_public_types_and_errors_show_no_secret() {
                     if let Some(e) = cause.downcast_ref::<OAuth2Error>() {
                         shown.push(("OAuth2Error", format!("{e} {e:?}")));
                     }
-                    if let Some(e) = cause.downcast_ref::<EndpointError>() {
-                        shown.push(("EndpointError", format!("{e} {e:?}")));
+                    if let Some(e) = cause.downcast_ref::<ExchangeError>() {
+                        shown.push(("ExchangeError", format!("{e} {e:?}")));
                     }
                 }
                 let wrapped: BearerAuthError<std::io::Error> = BearerAuthError::Token(err);
@@ -311,6 +312,22 @@ impl Write for Captured {
 }
 
 impl Captured {
+    /// Captures every event and span at TRACE on this thread (where the
+    /// tests' current-thread runtime runs every task) while the guard lives.
+    fn trace() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+            .with_ansi(false)
+            .with_writer({
+                let captured = captured.clone();
+                move || captured.clone()
+            })
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
@@ -318,17 +335,7 @@ impl Captured {
 
 #[tokio::test(start_paused = true)]
 async fn tracing_at_trace_level_shows_no_secret() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::trace();
 
     let server = TokenServer::start(Endpoint::json(200, &token_body())).await;
     let api = Api::start(ApiMode::AcceptAny).await;
@@ -388,6 +395,234 @@ async fn tracing_at_trace_level_shows_no_secret() {
         assert!(log.contains(expected), "no `{expected}` in the log:\n{log}");
     }
     assert_no_secret("the tracing output", &log, &secrets(&[&verifier]));
+}
+
+// ---------------------------------------------------------------------------
+// What servers send: escaped, capped and redacted before anything shows it
+// ---------------------------------------------------------------------------
+
+/// Every way a failed fetch can be shown: the error's `Display` and `Debug`,
+/// its cause's, and the server's texts as `OAuth2Error` hands them out.
+fn renderings(err: &TokenError) -> Vec<String> {
+    let mut shown = vec![err.to_string(), format!("{err:?}")];
+    if let Some(cause) = err.cause() {
+        shown.extend([cause.to_string(), format!("{cause:?}")]);
+        if let Some(e) = cause.downcast_ref::<OAuth2Error>() {
+            shown.push(e.error().to_owned());
+            shown.extend(e.error_description().map(str::to_owned));
+            shown.extend(e.error_uri().map(str::to_owned));
+        }
+    }
+    shown
+}
+
+fn respond(status: u16, content_type: &str, body: impl Into<Bytes>) -> Endpoint {
+    Endpoint::Respond {
+        status,
+        headers: vec![("content-type".into(), content_type.into())],
+        body: body.into(),
+    }
+}
+
+/// A server that echoes the refresh token, the client secret, the
+/// authorization code or the PKCE verifier it was sent: none of them shows in
+/// errors or in the cache's WARN events.
+#[tokio::test(start_paused = true)]
+async fn a_server_echoing_what_the_client_sent_does_not_show_it() {
+    let (captured, _guard) = Captured::trace();
+    let echo = serde_json::json!({
+        "error": "invalid_grant",
+        "error_description": format!("refresh token {REFRESH_TOKEN} of {CLIENT_ID}:{CLIENT_SECRET} is revoked"),
+        "error_uri": format!("https://err.example/{REFRESH_TOKEN}?token={REFRESH_TOKEN}"),
+    });
+    let server = TokenServer::start(Endpoint::json(400, &echo.to_string())).await;
+    let mut shown = Vec::new();
+    for auth in [ClientAuth::Basic, ClientAuth::RequestBody] {
+        let ep = endpoint(&server).client_auth(auth).build().unwrap();
+        let cache = cache_for(RefreshTokenSource::new(ep, REFRESH_TOKEN));
+        let err = cache.token().await.unwrap_err();
+        let cause = err.cause().unwrap().downcast_ref::<OAuth2Error>().unwrap();
+        assert_eq!(
+            cause.error_description(),
+            Some("refresh token [redacted] of client-42:[redacted] is revoked")
+        );
+        assert_eq!(
+            cause.error_uri(),
+            Some("https://err.example/[redacted]?[redacted]")
+        );
+        shown.extend(renderings(&err));
+    }
+
+    // The code exchange: the code and the verifier, echoed.
+    let ep = endpoint(&server).build().unwrap();
+    let flow = AuthorizationCode::new(format!("http://{}/authorize", server.addr), ep).unwrap();
+    let request = flow.start();
+    let verifier = request.verifier().unwrap().secret().expose().to_owned();
+    let state = request.state().secret().expose().to_owned();
+    let echo = serde_json::json!({
+        "error": "invalid_grant",
+        "error_description": format!("code {AUTH_CODE} does not match {verifier}"),
+    });
+    server.set(Endpoint::json(400, &echo.to_string()));
+    let callback = Callback::from_query(&format!("code={AUTH_CODE}&state={state}")).unwrap();
+    let err = request.exchange(&callback).await.unwrap_err();
+    shown.extend(renderings(&err));
+
+    let log = captured.text();
+    assert!(
+        log.contains("is revoked"),
+        "the failure was not logged:\n{log}"
+    );
+    let secrets = secrets(&[&verifier]);
+    for text in &shown {
+        assert_no_secret("an error", text, &secrets);
+    }
+    assert_no_secret("the tracing output", &log, &secrets);
+}
+
+/// A line a server tries to slip into the log.
+const FORGED: &str = "1999-12-31T23:59:59.999999Z  INFO tower_bearer: FORGED token accepted";
+
+/// Control characters in anything a server sends (error, description, URI,
+/// token type, an error page) are escaped, so they cannot start a log line of
+/// their own, and every text is capped.
+#[tokio::test(start_paused = true)]
+async fn server_text_cannot_forge_log_lines_or_flood_them() {
+    let (captured, _guard) = Captured::trace();
+    let long = "x".repeat(5000);
+    let json = |value: serde_json::Value| respond(400, "application/json", value.to_string());
+    let cases = [
+        json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description": format!("bad\n{FORGED}\r\n{FORGED}\u{1b}[2J\u{2028}{FORGED}{long}"),
+        })),
+        json(serde_json::json!({"error": format!("x_vendor\n{FORGED}{long}")})),
+        json(serde_json::json!({
+            "error": "invalid_request",
+            "error_uri": format!("https://err.example/\n{FORGED}{long}"),
+        })),
+        respond(502, "text/html", format!("<pre>\n{FORGED}\n</pre>{long}")),
+        respond(
+            200,
+            "application/json",
+            serde_json::json!({"access_token": "a", "token_type": format!("mac\n{FORGED}")})
+                .to_string(),
+        ),
+    ];
+    let server = TokenServer::start(Endpoint::ok()).await;
+    for case in cases {
+        server.set(case.clone());
+        let cache = cache_for(ClientCredentials::new(endpoint(&server).build().unwrap()));
+        let err = cache.token().await.unwrap_err();
+        for text in renderings(&err) {
+            assert!(
+                !text.contains(['\n', '\r', '\u{1b}', '\u{2028}']),
+                "{case:?}: {text:?}"
+            );
+            assert!(text.chars().count() < 1000, "{case:?}: {text}");
+        }
+    }
+    let log = captured.text();
+    assert!(log.contains(r"\n1999-12-31"), "no escaped newline:\n{log}");
+    assert!(
+        !log.lines().any(|line| line.starts_with("1999-12-31")),
+        "a forged line:\n{log}"
+    );
+    assert!(!log.contains(&long), "an uncapped text:\n{log}");
+}
+
+/// The token endpoint's query (here a tenant key) shows nowhere: not in the
+/// rotation event, not in `Debug`, not in an `error_uri`.
+#[tokio::test(start_paused = true)]
+async fn urls_in_events_and_debug_output_have_no_query() {
+    let (captured, _guard) = Captured::trace();
+    let server = TokenServer::start(Endpoint::json(200, &token_body())).await;
+    let ep = TokenEndpoint::builder(format!("{}?tenant=Q-SECRET-Q", server.url()))
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .http_client(HttpClient::new(hyper_client()))
+        .build()
+        .unwrap();
+    let source = RefreshTokenSource::new(ep.clone(), REFRESH_TOKEN);
+    source.fetch().await.unwrap();
+    assert_eq!(source.refresh_token().await.expose(), ROTATED_REFRESH_TOKEN);
+    let authorize = format!("http://{}/authorize?tenant=Q-SECRET-Q", server.addr);
+    let flow = AuthorizationCode::new(&authorize, ep.clone()).unwrap();
+    let request = flow.start();
+    let mut shown = vec![
+        format!("{ep:?}"),
+        format!("{source:?}"),
+        format!("{flow:?}"),
+        format!("{request:?}"),
+        format!("{:?}", AuthorizeUrl::new(request.url())),
+    ];
+    server.set(Endpoint::json(
+        400,
+        r#"{"error":"invalid_grant","error_uri":"https://err.example/e?sig=Q-SECRET-Q"}"#,
+    ));
+    shown.extend(renderings(&source.fetch().await.unwrap_err()));
+    let log = captured.text();
+    assert!(log.contains("refresh token rotated"), "{log}");
+    for text in shown.iter().chain([&log]) {
+        assert!(!text.contains("Q-SECRET-Q"), "{text}");
+    }
+}
+
+/// Every RFC 6749 / 7521 / 7523 / 7636 / 8628 / 8693 / OpenID Connect
+/// parameter that carries a secret, and the `Authorization` header.
+const SECRET_PARAMETERS: [&str; 16] = [
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "token",
+    "subject_token",
+    "actor_token",
+    "device_code",
+    "user_code",
+    "code",
+    "code_verifier",
+    "client_secret",
+    "client_assertion",
+    "assertion",
+    "password",
+    "state",
+    "authorization",
+];
+
+/// An error page that shows any of them, as JSON, as a form, or as a
+/// header line, keeps the value out of the excerpt.
+#[tokio::test]
+async fn excerpts_hide_the_value_of_every_secret_parameter() {
+    let server = TokenServer::start(Endpoint::ok()).await;
+    let ep = endpoint(&server).build().unwrap();
+    for key in SECRET_PARAMETERS {
+        let value = format!("V-{key}-do-not-print");
+        let header = key
+            .split('_')
+            .map(|w| w[..1].to_uppercase() + &w[1..])
+            .collect::<Vec<_>>()
+            .join("-");
+        let mut pages = vec![
+            format!(r#"{{"echo":{{"{key}":"{value}"}}}}"#),
+            format!("a=1&{key}={value}&b=2"),
+            format!("<pre>POST /token\r\n{header}: {value}\r\nHost: x</pre>"),
+        ];
+        if key == "authorization" {
+            pages.push(format!("<pre>Authorization: Bearer {value}</pre>"));
+            pages.push(format!(r#"{{"authorization": "Basic {value}"}}"#));
+        }
+        for page in pages {
+            server.set(respond(500, "text/html", page.clone()));
+            let err = ep
+                .request(&[("grant_type", "client_credentials")])
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("[redacted]"), "{page}: {err}");
+            for text in renderings(&err) {
+                assert!(!text.contains(&value), "{page}: {text}");
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -567,10 +802,10 @@ fn token_endpoint_refuses_plain_http_unless_loopback_or_allowed() {
             .build()
             .unwrap_err();
         assert!(
-            matches!(err, EndpointError::InsecureUrl { .. }),
+            matches!(err, BuildError::InsecureUrl { .. }),
             "{url}: {err:?}"
         );
-        assert_no_secret("EndpointError", &format!("{err} {err:?}"), &secrets(&[]));
+        assert_no_secret("BuildError", &format!("{err} {err:?}"), &secrets(&[]));
     }
     for url in [
         "https://auth.example.com/token",
@@ -595,7 +830,7 @@ fn token_endpoint_refuses_plain_http_unless_loopback_or_allowed() {
         assert!(
             matches!(
                 TokenEndpoint::builder(url).http_client(client()).build(),
-                Err(EndpointError::InvalidUrl { .. })
+                Err(BuildError::InvalidUrl { .. })
             ),
             "{url}"
         );

@@ -4,6 +4,7 @@ use std::fmt;
 
 use super::error::OAuth2Error;
 use crate::error::TokenError;
+use crate::redact::Redacted;
 use crate::secret::Secret;
 
 /// What came back to the redirect URI: `code` and `state`, or an `error`.
@@ -11,28 +12,26 @@ use crate::secret::Secret;
 /// ```
 /// use tower_bearer::oauth2::Callback;
 ///
-/// let cb = Callback::from_query("code=9a51&state=b1ad").unwrap();
+/// let cb = Callback::from_url("https://app.example/cb?code=9a51&state=b1ad#frag").unwrap();
+/// assert_eq!(cb.code().unwrap().expose(), "9a51");
 /// assert_eq!(cb.state(), Some("b1ad"));
 /// // The code and the CSRF state are secrets: neither is printed.
 /// assert_eq!(format!("{cb:?}"), "Callback { code: Some([redacted]), state: Some([redacted]), error: None }");
 ///
-/// let denied = Callback::from_query("error=access_denied&state=b1ad").unwrap();
+/// let denied = Callback::from_query("error=access_denied&error_description=no&state=b1ad").unwrap();
+/// assert!(denied.code().is_none());
 /// assert_eq!(denied.error().unwrap().error(), "access_denied");
+/// assert_eq!(denied.error().unwrap().error_description(), Some("no"));
 /// ```
 #[derive(Clone)]
 pub struct Callback {
-    pub(super) code: Option<Secret>,
-    pub(super) state: Option<String>,
-    pub(super) error: Option<OAuth2Error>,
+    code: Option<Secret>,
+    state: Option<String>,
+    error: Option<OAuth2Error>,
 }
 
 impl Callback {
     /// From the query string of the redirect (without the `?`).
-    ///
-    /// ```
-    /// let cb = tower_bearer::oauth2::Callback::from_query("code=c&state=s").unwrap();
-    /// assert_eq!(cb.code().unwrap().expose(), "c");
-    /// ```
     pub fn from_query(query: &str) -> Result<Self, TokenError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| {
             TokenError::permanent("the redirect's query string could not be parsed")
@@ -42,37 +41,33 @@ impl Callback {
             state: None,
             error: None,
         };
-        let mut description = None;
-        let mut error_uri = None;
+        let (mut error, mut description, mut uri) = (None, None, None);
         for (key, value) in pairs {
             match key.as_str() {
                 "code" => callback.code = Some(Secret::new(value)),
                 "state" => callback.state = Some(value),
-                "error" => callback.error = Some(OAuth2Error::new(None, &value)),
+                "error" => error = Some(value),
                 "error_description" => description = Some(value),
-                "error_uri" => error_uri = Some(value),
+                "error_uri" => uri = Some(value),
                 _ => {}
             }
         }
-        if let Some(err) = callback.error.take() {
-            let err = match description {
-                Some(d) => err.with_description(d),
-                None => err,
-            };
-            callback.error = Some(match error_uri {
-                Some(u) => err.with_uri(u),
-                None => err,
-            });
+        if let Some(error) = error {
+            // The server may echo what it was sent: the code and the state.
+            let code = callback.code.as_ref().map(Secret::expose);
+            let sent: Vec<&str> = code.into_iter().chain(callback.state.as_deref()).collect();
+            callback.error = Some(OAuth2Error::from_server(
+                None,
+                &error,
+                description.as_deref(),
+                uri.as_deref(),
+                &sent,
+            ));
         }
         Ok(callback)
     }
 
     /// From the full URL the user was redirected to.
-    ///
-    /// ```
-    /// let cb = tower_bearer::oauth2::Callback::from_url("https://app.example/cb?code=c&state=s#frag").unwrap();
-    /// assert_eq!(cb.state(), Some("s"));
-    /// ```
     pub fn from_url(url: &str) -> Result<Self, TokenError> {
         let query = url.split_once('?').map_or("", |(_, q)| q);
         let query = query.split_once('#').map_or(query, |(q, _)| q);
@@ -80,31 +75,16 @@ impl Callback {
     }
 
     /// The authorization code, if any.
-    ///
-    /// ```
-    /// let cb = tower_bearer::oauth2::Callback::from_query("state=s").unwrap();
-    /// assert!(cb.code().is_none());
-    /// ```
     pub fn code(&self) -> Option<&Secret> {
         self.code.as_ref()
     }
 
     /// The returned `state`, if any.
-    ///
-    /// ```
-    /// let cb = tower_bearer::oauth2::Callback::from_query("code=c").unwrap();
-    /// assert_eq!(cb.state(), None);
-    /// ```
     pub fn state(&self) -> Option<&str> {
         self.state.as_deref()
     }
 
     /// The error the server sent instead of a code, if any.
-    ///
-    /// ```
-    /// let cb = tower_bearer::oauth2::Callback::from_query("error=access_denied&error_description=no").unwrap();
-    /// assert_eq!(cb.error().unwrap().error_description(), Some("no"));
-    /// ```
     pub fn error(&self) -> Option<&OAuth2Error> {
         self.error.as_ref()
     }
@@ -114,10 +94,7 @@ impl fmt::Debug for Callback {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Callback")
             .field("code", &self.code)
-            .field(
-                "state",
-                &self.state.as_ref().map(|_| crate::secret::Redacted),
-            )
+            .field("state", &self.state.as_ref().map(|_| Redacted))
             .field("error", &self.error)
             .finish()
     }

@@ -1,144 +1,113 @@
-//! `TokenEndpoint`: sends token requests and reads their responses.
+//! `TokenEndpoint` and its builder: where token requests go, how they are
+//! sent, and how long and how much of an answer is waited for.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderValue, Method, Request, Uri};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value};
 
-use super::builder::{BodyFormat, ClientAuth, TokenEndpointBuilder};
-use super::encode::{basic_auth, form_body, json_body};
-use super::endpoint_error::EndpointError;
-use super::http_client::HttpClient;
-use super::parse::parse_fields;
-use super::response::TokenResponse;
+use super::body_format::BodyFormat;
+use super::client_auth::{ClientAuth, ClientIdentity};
+use super::error::{BuildError, ExchangeError};
+use super::http_client::{HttpBody, HttpClient};
+use super::response::{parse_fields, TokenResponse};
+use super::secure_url;
 use crate::error::TokenError;
+use crate::redact;
 use crate::secret::Secret;
 
-/// How long one token request may take, connection included, unless set with
-/// [`TokenEndpointBuilder::timeout`]. Separate from the timeouts of the
-/// requests the token authenticates.
-///
-/// ```
-/// assert_eq!(tower_bearer::oauth2::DEFAULT_ENDPOINT_TIMEOUT.as_secs(), 10);
-/// ```
-pub const DEFAULT_ENDPOINT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one token request may take unless set otherwise. Separate from
+/// the timeouts of the requests the token authenticates.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The largest token endpoint response read (1 MiB); larger ones are an error.
-///
-/// ```
-/// assert_eq!(tower_bearer::oauth2::DEFAULT_MAX_RESPONSE_BYTES, 1 << 20);
-/// ```
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+/// The largest token endpoint response read unless set otherwise: token
+/// responses are a few KiB; a larger one is an error page or an attack.
+const DEFAULT_MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// A token endpoint and how to talk to it: URL, client credentials, HTTP
 /// client, timeout and response cap. Cheap to clone; shared by the grant sources.
 ///
 /// ```
-/// use std::time::Duration;
-/// use tower_bearer::oauth2::{BodyFormat, ClientAuth, TokenEndpoint};
+/// use tower_bearer::oauth2::TokenEndpoint;
+/// use tower_bearer::TokenError;
 ///
-/// let endpoint = TokenEndpoint::builder("https://login.blooma.ai/oauth/token")
+/// let endpoint = TokenEndpoint::builder("https://platform.ai.gloo.com/oauth2/token")
 ///     .client_id("id")
 ///     .client_secret("secret")
-///     .client_auth(ClientAuth::RequestBody)
-///     .body_format(BodyFormat::Json)
-///     .timeout(Duration::from_secs(5))
 ///     .build()
 ///     .unwrap();
 /// assert_eq!(endpoint.client_id(), Some("id"));
 /// assert!(!format!("{endpoint:?}").contains("secret\""));
+///
+/// // The grant sources call `request`; so can a custom exchange.
+/// async fn ask(endpoint: &TokenEndpoint) -> Result<(), TokenError> {
+///     let response = endpoint.request(&[("grant_type", "client_credentials")]).await?;
+///     println!("expires in {:?}", response.expires_in());
+///     Ok(())
+/// }
+/// # let _ = ask;
 /// ```
 #[derive(Clone)]
 pub struct TokenEndpoint {
     inner: Arc<Inner>,
 }
 
-pub(super) struct Inner {
-    pub(super) url: Uri,
-    /// The URL as logs may show it: no query (it may carry a key).
-    pub(super) url_for_logs: String,
-    pub(super) client: HttpClient,
-    pub(super) client_id: Option<String>,
-    pub(super) client_secret: Option<Secret>,
-    pub(super) auth: ClientAuth,
-    pub(super) format: BodyFormat,
-    pub(super) timeout: Duration,
-    pub(super) max_response_bytes: usize,
-    pub(super) headers: HeaderMap,
+struct Inner {
+    url: Uri,
+    /// The URL as logs and errors may show it.
+    url_for_logs: String,
+    http: HttpClient,
+    client: ClientIdentity,
+    format: BodyFormat,
+    timeout: Duration,
+    max_response_bytes: usize,
+    headers: HeaderMap,
 }
 
 impl TokenEndpoint {
-    pub(super) fn from_inner(inner: Inner) -> Self {
-        Self {
-            inner: Arc::new(inner),
+    /// Starts configuring the token endpoint at `url`.
+    pub fn builder(url: impl Into<String>) -> TokenEndpointBuilder {
+        TokenEndpointBuilder {
+            url: url.into(),
+            http: None,
+            client_id: None,
+            client_secret: None,
+            auth: ClientAuth::default(),
+            format: BodyFormat::default(),
+            timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            headers: HeaderMap::new(),
+            allow_insecure_http: false,
         }
     }
 
-    /// Starts configuring the token endpoint at `url`.
-    ///
-    /// Defaults: [`ClientAuth::Basic`], [`BodyFormat::Form`],
-    /// [`DEFAULT_ENDPOINT_TIMEOUT`], [`DEFAULT_MAX_RESPONSE_BYTES`], `https://`
-    /// only (plain `http://` for loopback hosts), and [`HttpClient::https`]
-    /// (feature `rustls`) as the HTTP client.
-    ///
-    /// ```
-    /// use tower_bearer::oauth2::TokenEndpoint;
-    ///
-    /// let endpoint = TokenEndpoint::builder("http://127.0.0.1:8080/token").build().unwrap();
-    /// assert_eq!(endpoint.url().port_u16(), Some(8080));
-    /// ```
-    pub fn builder(url: impl Into<String>) -> TokenEndpointBuilder {
-        TokenEndpointBuilder::new(url.into())
-    }
-
     /// The endpoint's URL.
-    ///
-    /// ```
-    /// # use tower_bearer::oauth2::TokenEndpoint;
-    /// let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
-    /// assert_eq!(endpoint.url().host(), Some("auth.example"));
-    /// ```
     pub fn url(&self) -> &Uri {
         &self.inner.url
     }
 
-    /// The client id, if set.
-    ///
-    /// ```
-    /// # use tower_bearer::oauth2::TokenEndpoint;
-    /// let endpoint = TokenEndpoint::builder("https://auth.example/token").client_id("me").build().unwrap();
-    /// assert_eq!(endpoint.client_id(), Some("me"));
-    /// ```
-    pub fn client_id(&self) -> Option<&str> {
-        self.inner.client_id.as_deref()
+    /// The URL as logs and errors may show it: no user info, no query.
+    pub(super) fn url_for_logs(&self) -> &str {
+        &self.inner.url_for_logs
     }
 
-    /// The HTTP client requests go through.
-    ///
-    /// ```
-    /// # use tower_bearer::oauth2::TokenEndpoint;
-    /// let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
-    /// let client = endpoint.http_client().clone(); // share it with a custom exchange
-    /// # let _ = client;
-    /// ```
+    /// The client id, if set.
+    pub fn client_id(&self) -> Option<&str> {
+        self.inner.client.id()
+    }
+
+    /// The HTTP client requests go through, to share with a custom exchange.
     pub fn http_client(&self) -> &HttpClient {
-        &self.inner.client
+        &self.inner.http
     }
 
     /// Sends a token request with these parameters (plus client
     /// authentication) and parses the token response.
-    ///
-    /// ```no_run
-    /// # async fn f(endpoint: tower_bearer::oauth2::TokenEndpoint) -> Result<(), tower_bearer::TokenError> {
-    /// let response = endpoint.request(&[("grant_type", "client_credentials")]).await?;
-    /// println!("expires in {:?}", response.expires_in());
-    /// # Ok(()) }
-    /// ```
     pub async fn request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
         let fields = self.request_fields(params).await?;
         Ok(TokenResponse::from_fields(fields)?)
@@ -148,13 +117,6 @@ impl TokenEndpoint {
     /// they are, for non-standard exchanges (Glama's `{"apiKey": …}`). Error
     /// responses, status codes, the timeout and the size cap are handled the
     /// same way.
-    ///
-    /// ```no_run
-    /// # async fn f(endpoint: tower_bearer::oauth2::TokenEndpoint) -> Result<(), tower_bearer::TokenError> {
-    /// let fields = endpoint.request_fields(&[("code", "…"), ("code_verifier", "…")]).await?;
-    /// let api_key = fields.get("apiKey").and_then(|v| v.as_str());
-    /// # let _ = api_key; Ok(()) }
-    /// ```
     pub async fn request_fields(
         &self,
         params: &[(&str, &str)],
@@ -164,79 +126,38 @@ impl TokenEndpoint {
             .iter()
             .find(|(k, _)| *k == "grant_type")
             .map_or("", |(_, v)| *v);
-        let request = self.build_request(params)?;
         tracing::debug!(endpoint = %inner.url_for_logs, grant_type, "token request");
+        let request = self.build_request(params);
+        let credentials = request.headers().get(AUTHORIZATION).cloned();
+        let sent = secrets_sent(params, &inner.client, credentials.as_ref());
         let exchange = async {
             let response = inner
-                .client
+                .http
                 .send(request)
                 .await
-                .map_err(EndpointError::Transport)?;
+                .map_err(ExchangeError::Transport)?;
             let (parts, body) = response.into_parts();
-            let too_large = EndpointError::ResponseTooLarge {
-                status: parts.status,
-                limit: inner.max_response_bytes,
-            };
-            let declared = parts
-                .headers
-                .get(CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-            if declared.is_some_and(|len| len > inner.max_response_bytes as u64) {
-                return Err(too_large);
-            }
-            let mut body = body;
-            let mut collected = Vec::new();
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(EndpointError::Transport)?;
-                if let Ok(data) = frame.into_data() {
-                    if collected.len() + data.len() > inner.max_response_bytes {
-                        return Err(too_large);
-                    }
-                    collected.extend_from_slice(&data);
-                }
-            }
-            Ok((parts, collected))
+            let body = read_capped(body, &parts, inner.max_response_bytes).await?;
+            Ok((parts, body))
         };
         let (parts, body) = match tokio::time::timeout(inner.timeout, exchange).await {
-            Ok(result) => result.inspect_err(|err| {
+            Ok(result) => result.inspect_err(|err: &ExchangeError| {
                 tracing::debug!(endpoint = %inner.url_for_logs, error = %err, "token request failed");
             })?,
             Err(_) => {
                 tracing::debug!(endpoint = %inner.url_for_logs, "token request timed out");
-                return Err(EndpointError::Timeout(inner.timeout).into());
+                return Err(ExchangeError::Timeout(inner.timeout).into());
             }
         };
         tracing::debug!(endpoint = %inner.url_for_logs, status = parts.status.as_u16(), "token response");
-        let content_type = parts
-            .headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        let retry_after = parts
-            .headers
-            .get(RETRY_AFTER)
-            .and_then(|v| parse_retry_after(v.to_str().ok()?, SystemTime::now()));
-        parse_fields(parts.status, content_type, &body, retry_after)
+        parse_fields(parts.status, &parts.headers, &body, &sent)
     }
 
-    fn build_request(&self, params: &[(&str, &str)]) -> Result<Request<Full<Bytes>>, TokenError> {
+    fn build_request(&self, params: &[(&str, &str)]) -> Request<Full<Bytes>> {
         let inner = &*self.inner;
-        let mut all: Vec<(&str, &str)> = params.to_vec();
-        let mut authorization = None;
-        match (&inner.client_id, &inner.client_secret, inner.auth) {
-            (Some(id), Some(secret), ClientAuth::Basic) => {
-                authorization = Some(basic_auth(id, secret.expose()));
-            }
-            (Some(id), Some(secret), ClientAuth::RequestBody) => {
-                all.push(("client_id", id));
-                all.push(("client_secret", secret.expose()));
-            }
-            (Some(id), _, _) => all.push(("client_id", id)),
-            (None, _, _) => {}
-        }
-        let (body, content_type) = match inner.format {
-            BodyFormat::Form => (form_body(&all), "application/x-www-form-urlencoded"),
-            BodyFormat::Json => (json_body(&all), "application/json"),
-        };
+        let mut params = params.to_vec();
+        let authorization = inner.client.authenticate(&mut params);
+        let (body, content_type) = inner.format.encode(&params);
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = inner.url.clone();
@@ -249,8 +170,58 @@ impl TokenEndpoint {
         if let Some(value) = authorization {
             headers.insert(AUTHORIZATION, value);
         }
-        Ok(request)
+        request
     }
+}
+
+/// The secrets a token request carries, which a server may echo back: the
+/// values of its secret parameters, the client secret, the Basic credentials.
+fn secrets_sent<'a>(
+    params: &[(&'a str, &'a str)],
+    client: &'a ClientIdentity,
+    authorization: Option<&'a HeaderValue>,
+) -> Vec<&'a str> {
+    let basic_credentials = authorization
+        .and_then(|value| value.to_str().ok()?.split_once(' '))
+        .map(|(_scheme, credentials)| credentials);
+    params
+        .iter()
+        .filter(|(key, _)| redact::is_secret_key(key))
+        .map(|(_, value)| *value)
+        .chain(client.secret().map(Secret::expose))
+        .chain(basic_credentials)
+        .collect()
+}
+
+/// Reads a response body, refusing one larger than `limit` bytes: before
+/// reading when its `content-length` says so, while reading otherwise.
+async fn read_capped(
+    mut body: HttpBody,
+    parts: &http::response::Parts,
+    limit: usize,
+) -> Result<Vec<u8>, ExchangeError> {
+    let too_large = || ExchangeError::ResponseTooLarge {
+        status: parts.status,
+        limit,
+    };
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ExchangeError::Transport)?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected)
 }
 
 impl fmt::Debug for TokenEndpoint {
@@ -258,9 +229,7 @@ impl fmt::Debug for TokenEndpoint {
         let inner = &*self.inner;
         f.debug_struct("TokenEndpoint")
             .field("url", &inner.url_for_logs)
-            .field("client_id", &inner.client_id)
-            .field("client_secret", &inner.client_secret)
-            .field("auth", &inner.auth)
+            .field("client", &inner.client)
             .field("format", &inner.format)
             .field("timeout", &inner.timeout)
             .field("max_response_bytes", &inner.max_response_bytes)
@@ -268,37 +237,146 @@ impl fmt::Debug for TokenEndpoint {
     }
 }
 
-/// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, as the
-/// delay from `now` (zero for a date in the past).
-fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+/// Builds a [`TokenEndpoint`]; see [`TokenEndpoint::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{header::USER_AGENT, HeaderValue};
+/// use tower_bearer::oauth2::{BodyFormat, ClientAuth, TokenEndpoint};
+///
+/// let endpoint = TokenEndpoint::builder("https://login.blooma.ai/oauth/token")
+///     .client_id("id")
+///     .client_secret("secret")
+///     .client_auth(ClientAuth::RequestBody)
+///     .body_format(BodyFormat::Json)
+///     .timeout(Duration::from_secs(5))
+///     .max_response_bytes(64 * 1024)
+///     .header(USER_AGENT, HeaderValue::from_static("my-app/1.0"))
+///     .build()
+///     .unwrap();
+/// # let _ = endpoint;
+/// ```
+#[must_use]
+pub struct TokenEndpointBuilder {
+    url: String,
+    http: Option<HttpClient>,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    auth: ClientAuth,
+    format: BodyFormat,
+    timeout: Duration,
+    max_response_bytes: usize,
+    headers: HeaderMap,
+    allow_insecure_http: bool,
 }
 
-#[cfg(test)]
-mod retry_after_tests {
-    use super::*;
-
-    #[test]
-    fn seconds_and_http_dates() {
-        let now = httpdate::parse_http_date("Sun, 22 Nov 2026 12:00:00 GMT").unwrap();
-        assert_eq!(
-            parse_retry_after(" 120 ", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 22 Nov 2026 12:01:30 GMT", now),
-            Some(Duration::from_secs(90))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 22 Nov 2026 11:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
+impl TokenEndpointBuilder {
+    /// The client id.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
     }
+
+    /// The client secret (kept as a [`Secret`]).
+    pub fn client_secret(mut self, client_secret: impl Into<Secret>) -> Self {
+        self.client_secret = Some(client_secret.into());
+        self
+    }
+
+    /// How the client authenticates. Defaults to [`ClientAuth::Basic`].
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// How parameters are encoded. Defaults to [`BodyFormat::Form`].
+    pub fn body_format(mut self, format: BodyFormat) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The HTTP client to send through. Defaults to [`HttpClient::https`]
+    /// with the `rustls` feature; required without it.
+    pub fn http_client(mut self, client: HttpClient) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// How long one token request may take, connection and body included.
+    /// Defaults to 10 seconds.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The largest response read, in bytes; a larger one is an error.
+    /// Defaults to 1 MiB.
+    pub fn max_response_bytes(mut self, limit: usize) -> Self {
+        self.max_response_bytes = limit;
+        self
+    }
+
+    /// A header sent with every token request (e.g. `user-agent`).
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Allows a plain `http://` URL for a host other than loopback. Only for
+    /// networks where something else protects the traffic: the client secret
+    /// and tokens travel in clear text. Defaults to `false`: `https://` only,
+    /// plain `http://` for loopback hosts.
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// Checks the URL and builds the endpoint.
+    ///
+    /// Fails with [`BuildError::InsecureUrl`] for `http://` on a non-loopback
+    /// host (unless allowed), [`BuildError::InvalidUrl`] for anything else
+    /// that is not an absolute `https://` URL, and [`BuildError::NoHttpClient`]
+    /// without a client or the `rustls` feature.
+    pub fn build(self) -> Result<TokenEndpoint, BuildError> {
+        let url = secure_url::parse(&self.url, self.allow_insecure_http)?;
+        let http = match self.http {
+            Some(client) => client,
+            None => default_http_client()?,
+        };
+        Ok(TokenEndpoint {
+            inner: Arc::new(Inner {
+                url_for_logs: redact::url(&url.to_string()),
+                url,
+                http,
+                client: ClientIdentity::new(self.client_id, self.client_secret, self.auth),
+                format: self.format,
+                timeout: self.timeout,
+                max_response_bytes: self.max_response_bytes,
+                headers: self.headers,
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for TokenEndpointBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenEndpointBuilder")
+            .field("url", &redact::url(&self.url))
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("auth", &self.auth)
+            .field("format", &self.format)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "rustls")]
+fn default_http_client() -> Result<HttpClient, BuildError> {
+    Ok(HttpClient::https())
+}
+
+#[cfg(not(feature = "rustls"))]
+fn default_http_client() -> Result<HttpClient, BuildError> {
+    Err(BuildError::NoHttpClient)
 }

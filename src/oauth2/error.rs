@@ -1,4 +1,10 @@
-//! RFC 6749 §5.2 error responses: `OAuth2Error` and its `ErrorCode`.
+//! Every way an OAuth2 operation fails, in three types: [`BuildError`] when a
+//! configuration is refused (nothing was sent), [`OAuth2Error`] when the
+//! authorization server answers with an RFC 6749 error, and [`ExchangeError`]
+//! for everything else that goes wrong while talking to it.
+//!
+//! Exchange failures reach callers as a [`TokenError`], whose
+//! [`cause`](TokenError::cause) downcasts to `OAuth2Error` or `ExchangeError`.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -6,7 +12,188 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::error::{ErrorKind, TokenError};
+use crate::error::{BoxError, ErrorKind, TokenError};
+use crate::redact;
+
+/// A configuration that was refused before anything was sent: a token
+/// endpoint or authorization URL that cannot carry credentials safely, no
+/// HTTP client, a PKCE verifier length RFC 7636 does not allow.
+///
+/// URLs in it are shown without user info or query.
+///
+/// ```
+/// use tower_bearer::oauth2::{BuildError, TokenEndpoint};
+///
+/// let err = TokenEndpoint::builder("http://auth.example.com/token").build().unwrap_err();
+/// assert!(matches!(err, BuildError::InsecureUrl { .. }));
+/// assert!(err.to_string().contains("allow_insecure_http"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The URL could not be used.
+    InvalidUrl {
+        /// The URL as given, redacted.
+        url: String,
+        /// Why not.
+        reason: &'static str,
+    },
+    /// A plain `http://` URL for a host other than loopback, without
+    /// [`allow_insecure_http`](super::TokenEndpointBuilder::allow_insecure_http).
+    InsecureUrl {
+        /// The URL as given, redacted.
+        url: String,
+    },
+    /// No HTTP client was given and the `rustls` feature is off.
+    NoHttpClient,
+    /// A PKCE verifier length outside the 43 to 128 characters of RFC 7636 §4.1.
+    VerifierLength(usize),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BuildError::InvalidUrl { url, reason } => write!(f, "invalid URL `{url}`: {reason}"),
+            BuildError::InsecureUrl { url } => write!(
+                f,
+                "refusing plain-http URL `{url}`: use https://, a loopback host, or allow_insecure_http(true)"
+            ),
+            BuildError::NoHttpClient => f.write_str(
+                "no HTTP client for the token endpoint: pass one with http_client() or enable the `rustls` feature",
+            ),
+            BuildError::VerifierLength(len) => write!(
+                f,
+                "a PKCE verifier has 43 to 128 characters (RFC 7636 §4.1), not {len}"
+            ),
+        }
+    }
+}
+
+impl StdError for BuildError {}
+
+impl From<BuildError> for TokenError {
+    fn from(err: BuildError) -> Self {
+        TokenError::from_cause(ErrorKind::Permanent, err, None)
+    }
+}
+
+/// Anything but an RFC 6749 error response that goes wrong while exchanging
+/// with a token endpoint or checking what came back to the redirect URI.
+///
+/// Never shows a secret: response excerpts are kept only for non-2xx
+/// responses, cut short, and redacted.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::oauth2::ExchangeError;
+/// use tower_bearer::{ErrorKind, TokenError};
+///
+/// let err = TokenError::from(ExchangeError::Timeout(Duration::from_secs(10)));
+/// assert_eq!(err.kind(), ErrorKind::Transient);
+/// let cause = err.cause().and_then(|c| c.downcast_ref::<ExchangeError>());
+/// assert!(matches!(cause, Some(ExchangeError::Timeout(_))));
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ExchangeError {
+    /// The endpoint did not answer in time.
+    Timeout(Duration),
+    /// The request could not be sent or the response not read.
+    Transport(BoxError),
+    /// The response body was larger than the cap.
+    ResponseTooLarge {
+        /// The response status.
+        status: StatusCode,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The response was neither a token nor an RFC 6749 error.
+    UnexpectedResponse {
+        /// The response status.
+        status: StatusCode,
+        /// What was wrong with it.
+        reason: String,
+        /// The start of the body, redacted (only for non-2xx responses).
+        excerpt: Option<String>,
+        /// The server's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// The server issued a token of another type than `Bearer` (as sent,
+    /// made safe to print).
+    UnsupportedTokenType(String),
+    /// The `state` returned to the redirect URI is not the one sent (possible CSRF).
+    StateMismatch,
+    /// The redirect URI was reached without a `code`.
+    MissingCode,
+}
+
+impl ExchangeError {
+    /// Transient for timeouts, transport errors and 5xx/429/408 responses;
+    /// permanent for everything else.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ExchangeError::Timeout(_) | ExchangeError::Transport(_) => ErrorKind::Transient,
+            ExchangeError::ResponseTooLarge { status, .. }
+            | ExchangeError::UnexpectedResponse { status, .. } => status_kind(Some(*status)),
+            _ => ErrorKind::Permanent,
+        }
+    }
+}
+
+impl fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExchangeError::Timeout(limit) => {
+                write!(f, "token endpoint did not answer within {limit:?}")
+            }
+            ExchangeError::Transport(err) => write!(f, "token endpoint unreachable: {err}"),
+            ExchangeError::ResponseTooLarge { status, limit } => write!(
+                f,
+                "token endpoint response (HTTP {}) is larger than {limit} bytes",
+                status.as_u16()
+            ),
+            ExchangeError::UnexpectedResponse {
+                status,
+                reason,
+                excerpt,
+                ..
+            } => {
+                write!(f, "unexpected token endpoint response (HTTP {}): {reason}", status.as_u16())?;
+                if let Some(excerpt) = excerpt {
+                    write!(f, "; body starts: \"{excerpt}\"")?;
+                }
+                Ok(())
+            }
+            ExchangeError::UnsupportedTokenType(kind) => write!(
+                f,
+                "token endpoint issued a `{kind}` token; only Bearer tokens are supported"
+            ),
+            ExchangeError::StateMismatch => f.write_str(
+                "the `state` returned to the redirect URI does not match the one sent (possible CSRF)",
+            ),
+            ExchangeError::MissingCode => f.write_str("the redirect URI was reached without a `code`"),
+        }
+    }
+}
+
+impl StdError for ExchangeError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match self {
+            ExchangeError::Transport(err) => Some(&**err),
+            _ => None,
+        }
+    }
+}
+
+impl From<ExchangeError> for TokenError {
+    fn from(err: ExchangeError) -> Self {
+        let retry_after = match &err {
+            ExchangeError::UnexpectedResponse { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        TokenError::from_cause(err.kind(), err, retry_after)
+    }
+}
 
 /// The `error` code of an RFC 6749 §5.2 error response (or of an authorization
 /// redirect, §4.1.2.1).
@@ -15,6 +202,7 @@ use crate::error::{ErrorKind, TokenError};
 /// use tower_bearer::oauth2::ErrorCode;
 ///
 /// assert_eq!(ErrorCode::from("invalid_grant"), ErrorCode::InvalidGrant);
+/// assert_eq!(ErrorCode::InvalidScope.as_str(), "invalid_scope");
 /// assert_eq!(ErrorCode::from("x_custom").as_str(), "x_custom");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -48,10 +236,6 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The code as sent on the wire.
-    ///
-    /// ```
-    /// assert_eq!(tower_bearer::oauth2::ErrorCode::InvalidScope.as_str(), "invalid_scope");
-    /// ```
     pub fn as_str(&self) -> &str {
         match self {
             ErrorCode::InvalidRequest => "invalid_request",
@@ -98,16 +282,26 @@ impl fmt::Display for ErrorCode {
 /// An error response from an authorization server (RFC 6749 §5.2), or an
 /// error returned to the redirect URI (§4.1.2.1, no HTTP status then).
 ///
-/// Reach it from a [`TokenError`] with [`TokenError::cause`]:
+/// What the server sent is kept safe to print, whoever prints it: control
+/// characters escaped (no forged log lines), at most 200 characters per text,
+/// the values of secret parameters and any secret the client sent (the
+/// refresh token, the client secret, the code) shown as `[redacted]`, and the
+/// `error_uri` without user info or query. The constructors below apply the
+/// same rules.
 ///
 /// ```
+/// use std::time::Duration;
 /// use http::StatusCode;
 /// use tower_bearer::oauth2::{ErrorCode, OAuth2Error};
 /// use tower_bearer::TokenError;
 ///
 /// let err = OAuth2Error::new(Some(StatusCode::UNAUTHORIZED), "invalid_client")
-///     .with_description("client authentication failed");
+///     .with_description("client authentication failed")
+///     .with_retry_after(Duration::from_secs(5));
 /// assert!(err.is_permanent());
+/// assert_eq!(err.error_description(), Some("client authentication failed"));
+///
+/// // Fetches report it inside a `TokenError`.
 /// let token_error = TokenError::from(err);
 /// let cause = token_error.cause().unwrap().downcast_ref::<OAuth2Error>().unwrap();
 /// assert_eq!(cause.code(), &ErrorCode::InvalidClient);
@@ -124,128 +318,73 @@ pub struct OAuth2Error {
 
 impl OAuth2Error {
     /// An error with the HTTP status it came with and its `error` code.
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// let err = OAuth2Error::new(Some(StatusCode::BAD_REQUEST), "invalid_grant");
-    /// assert_eq!(err.error(), "invalid_grant");
-    /// ```
     pub fn new(status: Option<StatusCode>, error: &str) -> Self {
+        Self::from_server(status, error, None, None, &[])
+    }
+
+    /// What a server sent, made safe to print; `sent` are the secrets the
+    /// client sent it, hidden wherever the server echoes them.
+    pub(super) fn from_server(
+        status: Option<StatusCode>,
+        error: &str,
+        description: Option<&str>,
+        uri: Option<&str>,
+        sent: &[&str],
+    ) -> Self {
         Self {
             status,
-            code: ErrorCode::from(error),
-            description: None,
-            uri: None,
+            code: ErrorCode::from(redact::server_text(error, sent).as_str()),
+            description: description.map(|d| redact::server_text(d, sent)),
+            uri: uri.map(|u| redact::server_url(u, sent)),
             retry_after: None,
         }
     }
 
     /// Adds the `error_description`.
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// let err = OAuth2Error::new(None, "access_denied").with_description("user said no");
-    /// assert_eq!(err.error_description(), Some("user said no"));
-    /// ```
     pub fn with_description(mut self, description: impl Into<String>) -> Self {
-        self.description = Some(description.into());
+        self.description = Some(redact::server_text(&description.into(), &[]));
         self
     }
 
     /// Adds the `error_uri`.
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// let err = OAuth2Error::new(None, "access_denied").with_uri("https://docs.example/e");
-    /// assert_eq!(err.error_uri(), Some("https://docs.example/e"));
-    /// ```
     pub fn with_uri(mut self, uri: impl Into<String>) -> Self {
-        self.uri = Some(uri.into());
+        self.uri = Some(redact::server_url(&uri.into(), &[]));
         self
     }
 
     /// Adds the delay of a `Retry-After` header.
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// # use std::time::Duration;
-    /// let err = OAuth2Error::new(Some(StatusCode::SERVICE_UNAVAILABLE), "temporarily_unavailable")
-    ///     .with_retry_after(Duration::from_secs(5));
-    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(5)));
-    /// ```
     pub fn with_retry_after(mut self, delay: Duration) -> Self {
         self.retry_after = Some(delay);
         self
     }
 
     /// The HTTP status of the response (`None` for an authorization redirect).
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// assert_eq!(OAuth2Error::new(Some(StatusCode::UNAUTHORIZED), "invalid_client").status(), Some(StatusCode::UNAUTHORIZED));
-    /// ```
     pub fn status(&self) -> Option<StatusCode> {
         self.status
     }
 
     /// The `error` code as sent.
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// assert_eq!(OAuth2Error::new(None, "x_vendor").error(), "x_vendor");
-    /// ```
     pub fn error(&self) -> &str {
         self.code.as_str()
     }
 
     /// The `error` code, typed.
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// # use tower_bearer::oauth2::ErrorCode;
-    /// assert_eq!(OAuth2Error::new(None, "invalid_scope").code(), &ErrorCode::InvalidScope);
-    /// ```
     pub fn code(&self) -> &ErrorCode {
         &self.code
     }
 
-    /// The `error_description`, if any.
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// assert_eq!(OAuth2Error::new(None, "invalid_scope").error_description(), None);
-    /// ```
+    /// The `error_description`, if any, made safe to print.
     pub fn error_description(&self) -> Option<&str> {
         self.description.as_deref()
     }
 
-    /// The `error_uri`, if any.
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// assert_eq!(OAuth2Error::new(None, "invalid_scope").error_uri(), None);
-    /// ```
+    /// The `error_uri`, if any, without user info or query.
     pub fn error_uri(&self) -> Option<&str> {
         self.uri.as_deref()
     }
 
     /// The server's `Retry-After`, if it sent one (delay-seconds, or an
     /// HTTP-date turned into the delay from when the response arrived).
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// assert_eq!(OAuth2Error::new(None, "slow_down").retry_after(), None);
-    /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
@@ -254,14 +393,6 @@ impl OAuth2Error {
     /// for unknown codes with a 5xx, 429 or 408 status; permanent otherwise
     /// (`invalid_client`, `invalid_grant`, `unauthorized_client`,
     /// `unsupported_grant_type`, `invalid_scope`, `invalid_request`, …).
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// # use tower_bearer::ErrorKind;
-    /// assert_eq!(OAuth2Error::new(Some(StatusCode::BAD_REQUEST), "invalid_grant").kind(), ErrorKind::Permanent);
-    /// assert_eq!(OAuth2Error::new(Some(StatusCode::BAD_GATEWAY), "x_vendor").kind(), ErrorKind::Transient);
-    /// ```
     pub fn kind(&self) -> ErrorKind {
         match &self.code {
             ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable | ErrorCode::SlowDown => {
@@ -273,23 +404,8 @@ impl OAuth2Error {
     }
 
     /// `true` if retrying cannot help without a change of configuration or credentials.
-    ///
-    /// ```
-    /// # use http::StatusCode;
-    /// # use tower_bearer::oauth2::OAuth2Error;
-    /// assert!(OAuth2Error::new(Some(StatusCode::UNAUTHORIZED), "invalid_client").is_permanent());
-    /// ```
     pub fn is_permanent(&self) -> bool {
         self.kind() == ErrorKind::Permanent
-    }
-}
-
-/// 5xx, 429 and 408 may pass; other failures will not.
-pub(crate) fn status_kind(status: Option<StatusCode>) -> ErrorKind {
-    match status {
-        Some(s) if s.is_server_error() => ErrorKind::Transient,
-        Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT) => ErrorKind::Transient,
-        _ => ErrorKind::Permanent,
     }
 }
 
@@ -315,17 +431,43 @@ impl From<OAuth2Error> for TokenError {
     }
 }
 
+/// 5xx, 429 and 408 may pass; other failures will not.
+fn status_kind(status: Option<StatusCode>) -> ErrorKind {
+    match status {
+        Some(s) if s.is_server_error() => ErrorKind::Transient,
+        Some(StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT) => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn classification() {
-        let e = OAuth2Error::new(Some(StatusCode::BAD_REQUEST), "invalid_grant");
-        assert_eq!(e.kind(), ErrorKind::Permanent);
-        let e = OAuth2Error::new(Some(StatusCode::SERVICE_UNAVAILABLE), "whatever");
-        assert_eq!(e.kind(), ErrorKind::Transient);
-        let e = OAuth2Error::new(Some(StatusCode::BAD_REQUEST), "temporarily_unavailable");
-        assert_eq!(e.kind(), ErrorKind::Transient);
+        let permanent = [
+            OAuth2Error::new(Some(StatusCode::BAD_REQUEST), "invalid_grant").kind(),
+            ExchangeError::StateMismatch.kind(),
+            ExchangeError::UnexpectedResponse {
+                status: StatusCode::FORBIDDEN,
+                reason: String::new(),
+                excerpt: None,
+                retry_after: None,
+            }
+            .kind(),
+        ];
+        assert!(permanent.iter().all(|k| *k == ErrorKind::Permanent));
+        let transient = [
+            OAuth2Error::new(Some(StatusCode::SERVICE_UNAVAILABLE), "whatever").kind(),
+            OAuth2Error::new(Some(StatusCode::BAD_REQUEST), "temporarily_unavailable").kind(),
+            ExchangeError::Timeout(Duration::from_secs(1)).kind(),
+            ExchangeError::ResponseTooLarge {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                limit: 1,
+            }
+            .kind(),
+        ];
+        assert!(transient.iter().all(|k| *k == ErrorKind::Transient));
     }
 }

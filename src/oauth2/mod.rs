@@ -15,10 +15,9 @@
 //! ready HTTPS client ([`HttpClient::https`], used when none is given). It
 //! accepts `https://` URLs only, except on loopback hosts or after
 //! [`allow_insecure_http`](TokenEndpointBuilder::allow_insecure_http); has its
-//! own timeout ([`DEFAULT_ENDPOINT_TIMEOUT`]) and response cap
-//! ([`DEFAULT_MAX_RESPONSE_BYTES`]); and turns RFC 6749 §5.2 error responses
-//! into a typed [`OAuth2Error`], reachable from the
-//! [`TokenError`](crate::TokenError) through [`TokenError::cause`](crate::TokenError::cause).
+//! own timeout (10 seconds unless [set](TokenEndpointBuilder::timeout)) and
+//! response cap (1 MiB unless [set](TokenEndpointBuilder::max_response_bytes));
+//! and reads token responses leniently ([`TokenResponse`]).
 //!
 //! # Example: client credentials with HTTP Basic authentication
 //!
@@ -26,7 +25,7 @@
 //! use tower_bearer::oauth2::{ClientCredentials, TokenEndpoint};
 //! use tower_bearer::BearerAuthLayer;
 //!
-//! # fn main() -> Result<(), tower_bearer::oauth2::EndpointError> {
+//! # fn main() -> Result<(), tower_bearer::oauth2::BuildError> {
 //! let endpoint = TokenEndpoint::builder("https://platform.ai.gloo.com/oauth2/token")
 //!     .client_id("my-client")
 //!     .client_secret("my-secret")
@@ -37,45 +36,67 @@
 //!
 //! # Errors
 //!
+//! What a server says in an error (its `error`, `error_description`,
+//! `error_uri`, a token type, the start of an error page) is made safe to
+//! print before an error keeps it: control characters escaped, at most 200
+//! characters, values of secret parameters and every secret the request
+//! carried shown as `[redacted]`, URLs without query.
+//!
+//! A configuration that is refused is a [`BuildError`], before anything is
+//! sent. A failed exchange is a [`TokenError`](crate::TokenError) whose
+//! [`cause`](crate::TokenError::cause) is an [`OAuth2Error`] when the server
+//! answered with an RFC 6749 §5.2 error, and an [`ExchangeError`] otherwise
+//! (timeout, transport, a response that makes no sense, a forged `state`).
+//!
 //! ```
-//! use tower_bearer::oauth2::{ErrorCode, OAuth2Error};
+//! use tower_bearer::oauth2::{ErrorCode, ExchangeError, OAuth2Error};
 //! use tower_bearer::TokenError;
 //!
 //! fn explain(err: &TokenError) -> String {
-//!     match err.cause().and_then(|c| c.downcast_ref::<OAuth2Error>()) {
-//!         Some(e) if e.code() == &ErrorCode::InvalidClient => "check the client secret".into(),
-//!         Some(e) => format!("the server said {}", e.error()),
-//!         None => err.to_string(),
+//!     let cause = err.cause();
+//!     if let Some(e) = cause.and_then(|c| c.downcast_ref::<OAuth2Error>()) {
+//!         if e.code() == &ErrorCode::InvalidClient {
+//!             return "check the client secret".into();
+//!         }
+//!         return format!("the server said {}", e.error());
 //!     }
+//!     if let Some(ExchangeError::Timeout(_)) = cause.and_then(|c| c.downcast_ref::<ExchangeError>()) {
+//!         return "the token endpoint is slow".into();
+//!     }
+//!     err.to_string()
 //! }
 //! # let _ = explain;
 //! ```
 
 mod authorization_code;
-mod builder;
+mod authorization_request;
+mod authorize_url;
+mod body_format;
 mod callback;
+mod client_auth;
 mod client_credentials;
-mod encode;
+mod csrf_state;
 mod endpoint;
-mod endpoint_error;
 mod error;
+mod form_urlencoded;
 mod http_client;
-mod parse;
 mod pkce;
-mod refresh;
+mod random;
+mod refresh_token;
 mod response;
+mod secure_url;
 
-pub use self::authorization_code::{AuthorizationCode, AuthorizationRequest};
-pub use self::builder::{BodyFormat, ClientAuth, TokenEndpointBuilder};
+pub use self::authorization_code::AuthorizationCode;
+pub use self::authorization_request::AuthorizationRequest;
+pub use self::authorize_url::AuthorizeUrl;
+pub use self::body_format::BodyFormat;
 pub use self::callback::Callback;
+pub use self::client_auth::ClientAuth;
 pub use self::client_credentials::ClientCredentials;
-pub use self::endpoint::{TokenEndpoint, DEFAULT_ENDPOINT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES};
-pub use self::endpoint_error::EndpointError;
-pub use self::error::{ErrorCode, OAuth2Error};
+pub use self::csrf_state::CsrfState;
+pub use self::endpoint::{TokenEndpoint, TokenEndpointBuilder};
+pub use self::error::{BuildError, ErrorCode, ExchangeError, OAuth2Error};
 pub use self::http_client::{HttpBody, HttpClient};
-pub use self::pkce::{
-    AuthorizeUrl, CsrfState, PkceChallenge, PkceVerifier, DEFAULT_VERIFIER_LEN, MAX_VERIFIER_LEN,
-    MIN_VERIFIER_LEN,
-};
-pub use self::refresh::RefreshTokenSource;
+pub use self::pkce::{PkceChallenge, PkceVerifier};
+pub use self::refresh_token::RefreshTokenSource;
 pub use self::response::TokenResponse;

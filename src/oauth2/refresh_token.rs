@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::endpoint::TokenEndpoint;
 use super::response::TokenResponse;
 use crate::error::TokenError;
+use crate::redact::Redacted;
 use crate::secret::Secret;
 use crate::source::TokenSource;
 use crate::token::{AccessToken, Expiry};
@@ -27,22 +28,27 @@ type RotateCallback = Arc<dyn Fn(&Secret) + Send + Sync>;
 /// cache's single-flight: a fetch that waited while another one refreshed
 /// returns that one's token instead of refreshing again.
 ///
-/// ```no_run
+/// ```
 /// use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
-/// use tower_bearer::BearerAuthLayer;
+/// use tower_bearer::{AccessToken, BearerAuthLayer, TokenSource};
 ///
-/// # fn main() -> Result<(), tower_bearer::oauth2::EndpointError> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let endpoint = TokenEndpoint::builder("https://api.gluegroups.com/oauth/token")
 ///     .client_id("id")
 ///     .client_secret("secret")
-///     .build()?;
-/// let source = RefreshTokenSource::new(endpoint, std::env::var("REFRESH_TOKEN").unwrap())
+///     .build()
+///     .unwrap();
+/// let source = RefreshTokenSource::new(endpoint, "stored-refresh-token")
 ///     .on_rotate(|new_refresh_token| {
 ///         // store new_refresh_token.expose() somewhere safe
 ///         # let _ = new_refresh_token;
-///     });
+///     })
+///     // A token at hand (from a code exchange) is served before any refresh.
+///     .with_initial_token(AccessToken::new("a").never_expires());
+/// assert_eq!(source.fetch().await.unwrap().secret(), "a");
+/// assert_eq!(source.refresh_token().await.expose(), "stored-refresh-token");
 /// let layer = BearerAuthLayer::new(source);
-/// # let _ = layer; Ok(()) }
+/// # let _ = layer; }
 /// ```
 pub struct RefreshTokenSource {
     endpoint: TokenEndpoint,
@@ -65,13 +71,6 @@ struct State {
 
 impl RefreshTokenSource {
     /// A source that refreshes with `refresh_token` at `endpoint`.
-    ///
-    /// ```
-    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
-    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
-    /// let source = RefreshTokenSource::new(endpoint, "stored-refresh-token");
-    /// # let _ = source;
-    /// ```
     pub fn new(endpoint: TokenEndpoint, refresh_token: impl Into<Secret>) -> Self {
         Self {
             endpoint,
@@ -90,42 +89,18 @@ impl RefreshTokenSource {
     /// A source seeded from a token response that carries a refresh token
     /// (an authorization-code exchange): its access token is served first.
     /// `None` if the response has no refresh token.
-    ///
-    /// ```
-    /// use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint, TokenResponse};
-    ///
-    /// let endpoint = TokenEndpoint::builder("http://127.0.0.1:1/token").build().unwrap();
-    /// let response = TokenResponse::from_json(
-    ///     br#"{"access_token":"a","refresh_token":"r","token_type":"Bearer","expires_in":60}"#,
-    /// ).unwrap();
-    /// assert!(RefreshTokenSource::from_response(endpoint, &response).is_some());
-    /// ```
     pub fn from_response(endpoint: TokenEndpoint, response: &TokenResponse) -> Option<Self> {
         let refresh_token = response.refresh_token()?.clone();
         Some(Self::new(endpoint, refresh_token).with_initial_token(response.to_access_token()))
     }
 
     /// Asks for this (narrower) scope on refresh (RFC 6749 §6 `scope`).
-    ///
-    /// ```
-    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
-    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
-    /// let source = RefreshTokenSource::new(endpoint, "r").scope("read");
-    /// # let _ = source;
-    /// ```
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
         self
     }
 
     /// Adds a parameter to every refresh request.
-    ///
-    /// ```
-    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
-    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
-    /// let source = RefreshTokenSource::new(endpoint, "r").param("resource", "urn:api");
-    /// # let _ = source;
-    /// ```
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((key.into(), value.into()));
         self
@@ -133,48 +108,18 @@ impl RefreshTokenSource {
 
     /// Called with the new refresh token whenever the server rotates it, while
     /// refreshes are held off, so calls come in order. Keep it quick.
-    ///
-    /// ```
-    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
-    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
-    /// let source = RefreshTokenSource::new(endpoint, "r").on_rotate(|new| {
-    ///     // write new.expose() to your secret store
-    ///     # let _ = new;
-    /// });
-    /// # let _ = source;
-    /// ```
     pub fn on_rotate(mut self, callback: impl Fn(&Secret) + Send + Sync + 'static) -> Self {
         self.on_rotate = Some(Arc::new(callback));
         self
     }
 
     /// Serves `token` on the first fetch, if it has not expired by then.
-    ///
-    /// ```
-    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
-    /// use tower_bearer::{AccessToken, TokenSource};
-    /// let source = RefreshTokenSource::new(endpoint, "r")
-    ///     .with_initial_token(AccessToken::new("a").never_expires());
-    /// assert_eq!(source.fetch().await.unwrap().secret(), "a");
-    /// # }
-    /// ```
     pub fn with_initial_token(mut self, token: AccessToken) -> Self {
         self.state.get_mut().initial = Some(token);
         self
     }
 
     /// The current refresh token (after any rotation).
-    ///
-    /// ```
-    /// # use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # let endpoint = TokenEndpoint::builder("https://auth.example/token").build().unwrap();
-    /// let source = RefreshTokenSource::new(endpoint, "r0");
-    /// assert_eq!(source.refresh_token().await.expose(), "r0");
-    /// # }
-    /// ```
     pub async fn refresh_token(&self) -> Secret {
         self.state.lock().await.refresh_token.clone()
     }
@@ -225,7 +170,7 @@ impl TokenSource for RefreshTokenSource {
         if let Some(new) = response.refresh_token() {
             if *new != state.refresh_token {
                 state.refresh_token = new.clone();
-                tracing::debug!(endpoint = %self.endpoint.url(), "refresh token rotated");
+                tracing::debug!(endpoint = %self.endpoint.url_for_logs(), "refresh token rotated");
                 if let Some(callback) = &self.on_rotate {
                     callback(new);
                 }
@@ -242,7 +187,7 @@ impl fmt::Debug for RefreshTokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshTokenSource")
             .field("endpoint", &self.endpoint)
-            .field("refresh_token", &crate::secret::Redacted)
+            .field("refresh_token", &Redacted)
             .field("scope", &self.scope)
             .field("on_rotate", &self.on_rotate.as_ref().map(|_| "Fn"))
             .finish_non_exhaustive()
