@@ -44,7 +44,7 @@ impl Origin {
     /// query or user info is not).
     pub fn parse(origin: &str) -> Result<Self, InvalidOrigin> {
         let invalid = |reason| InvalidOrigin {
-            input: crate::secret::url_for_display(origin),
+            input: crate::redact::url(origin),
             reason,
         };
         let uri: Uri = origin.parse().map_err(|_| invalid("not a URI"))?;

@@ -121,7 +121,7 @@ impl AccessToken {
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessToken")
-            .field("secret", &crate::secret::Redacted)
+            .field("secret", &crate::redact::Redacted)
             .field("expiry", &self.expiry)
             .field("received_at", &self.received_at)
             .field("scope", &self.scope)

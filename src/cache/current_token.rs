@@ -79,7 +79,7 @@ impl CurrentToken {
 impl fmt::Debug for CurrentToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CurrentToken")
-            .field("header_value", &crate::secret::Redacted)
+            .field("header_value", &crate::redact::Redacted)
             .field("generation", &self.generation)
             .finish()
     }
