@@ -5,18 +5,23 @@
 //! leaves with `Authorization: Bearer <token>`; the token comes from a pluggable
 //! [`TokenSource`] and is kept in a [`TokenCache`] that
 //!
-//! - reads the current token without a lock, an allocation or a clock read;
+//! - reads the current token without a lock or an allocation, checking its
+//!   expiry against a coarse clock that needs no runtime, so one cache can
+//!   serve clients on many runtimes;
 //! - fetches **once** however many callers need a token at the same moment, in a
 //!   task of its own, so a cancelled caller strands no one;
-//! - refreshes **ahead** of expiry in the background while the current token is
-//!   still served, so callers rarely wait;
+//! - refreshes **ahead** of expiry on use, while the current token is still
+//!   served, so callers rarely wait; an idle token is never refreshed;
 //! - **backs off** after failures (capped, jittered, honouring `Retry-After`) and
 //!   keeps serving a still-valid token while a refresh fails;
 //! - drops a token a server **rejected** (401 / gRPC `UNAUTHENTICATED`) only if it
-//!   is still current, so a thousand rejections cause one refresh.
+//!   is still current, so a thousand rejections cause one refresh, and never
+//!   sends a token it knows was rejected.
 //!
-//! A rejected request is sent again **once** with the fresh token, if its body
-//! can be replayed; a second rejection is returned as is.
+//! A rejected request is sent again **once** with a fresh token, if its body
+//! can be replayed; a second rejection is returned as is. When the API has
+//! rejected three fresh tokens in a row, no token is fetched for a cool-down
+//! and requests fail at once with [`CacheError::CoolingDown`].
 //!
 //! # Example
 //!
