@@ -36,6 +36,21 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait TokenSource: Send + Sync + 'static {
     /// Obtains a fresh token.
     fn fetch(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send;
+
+    /// Obtains a token to replace `rejected`, which a server refused.
+    ///
+    /// The cache calls this instead of [`fetch`](TokenSource::fetch) after a
+    /// rejection. The default fetches; a source that shares tokens with other
+    /// processes uses it to drop `rejected` from the shared store, but only if
+    /// the store still holds it, so that one rejection seen by many processes
+    /// causes one refresh.
+    fn fetch_replacing<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+    ) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'a {
+        let _ = rejected;
+        self.fetch()
+    }
 }
 
 /// The object-safe form of [`TokenSource`], implemented for every source.
@@ -44,11 +59,24 @@ pub trait TokenSource: Send + Sync + 'static {
 pub trait DynTokenSource: Send + Sync + 'static {
     /// Like [`TokenSource::fetch`], boxed.
     fn fetch_boxed(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>>;
+
+    /// Like [`TokenSource::fetch_replacing`], boxed.
+    fn fetch_replacing_boxed<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>>;
 }
 
 impl<T: TokenSource> DynTokenSource for T {
     fn fetch_boxed(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
         Box::pin(self.fetch())
+    }
+
+    fn fetch_replacing_boxed<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        Box::pin(self.fetch_replacing(rejected))
     }
 }
 
@@ -77,6 +105,13 @@ impl TokenSource for BoxTokenSource {
     fn fetch(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send {
         self.0.fetch_boxed()
     }
+
+    fn fetch_replacing<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+    ) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'a {
+        self.0.fetch_replacing_boxed(rejected)
+    }
 }
 
 impl fmt::Debug for BoxTokenSource {
@@ -88,6 +123,13 @@ impl fmt::Debug for BoxTokenSource {
 impl<T: TokenSource> TokenSource for Arc<T> {
     fn fetch(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send {
         (**self).fetch()
+    }
+
+    fn fetch_replacing<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+    ) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'a {
+        (**self).fetch_replacing(rejected)
     }
 }
 

@@ -502,3 +502,42 @@ async fn an_oversized_token_is_refused_and_never_sent() {
         "a permanent error backs off fully"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The source learns which token it replaces
+// ---------------------------------------------------------------------------
+
+/// A source shared with other processes needs to know which token a server
+/// rejected, to drop it from the shared store only if the store still holds it.
+#[tokio::test(start_paused = true)]
+async fn after_a_rejection_the_source_is_told_which_token_it_replaces() {
+    #[derive(Clone, Default)]
+    struct Recording {
+        minted: Arc<AtomicUsize>,
+        replaced: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl tower_bearer::TokenSource for Recording {
+        async fn fetch(&self) -> Result<AccessToken, TokenError> {
+            let n = self.minted.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok(AccessToken::new(format!("tok-{n}")).with_expires_in(HOUR))
+        }
+
+        async fn fetch_replacing(&self, rejected: &AccessToken) -> Result<AccessToken, TokenError> {
+            let rejected = rejected.secret().to_owned();
+            self.replaced.lock().unwrap().push(rejected);
+            self.fetch().await
+        }
+    }
+
+    let source = Recording::default();
+    let cache = TokenCache::new(source.clone());
+    let first = cache.acquire().await.unwrap();
+    // Two rejections of the same token: one replacement, told about tok-1.
+    let second = cache.replace(first.generation()).await.unwrap();
+    let again = cache.replace(first.generation()).await.unwrap();
+    assert_eq!(second.generation(), again.generation());
+    assert_eq!(second.header_value(), "Bearer tok-2");
+    assert_eq!(*source.replaced.lock().unwrap(), ["tok-1"]);
+    assert_eq!(source.minted.load(Ordering::SeqCst), 2);
+}

@@ -394,7 +394,12 @@ impl Shared {
                 serving.serve_while_fetching();
             }
             let (ticket, flight) = slow.flights.begin(Arc::clone(self));
-            started = Some((reason, runtime, ticket));
+            // The source learns which token it replaces after a rejection.
+            let replacing = current
+                .as_ref()
+                .filter(|_| reason == FetchReason::Rejected)
+                .map(|token| token.token.clone());
+            started = Some((reason, runtime, ticket, replacing));
             own_flight = Some(flight);
         }
         let step =
@@ -423,7 +428,7 @@ impl Shared {
             };
         drop(slow);
 
-        if let Some((reason, runtime, ticket)) = started {
+        if let Some((reason, runtime, ticket, replacing)) = started {
             StatsCounters::bump(&self.stats.fetches);
             if reason == FetchReason::RefreshAhead {
                 StatsCounters::bump(&self.stats.refreshes_ahead);
@@ -435,7 +440,7 @@ impl Shared {
             );
             // Outside the lock: a runtime that is shutting down drops the task
             // at once, and the ticket's drop takes the lock to free the slot.
-            runtime.spawn(fetch_task(ticket, reason).instrument(span));
+            runtime.spawn(fetch_task(ticket, reason, replacing).instrument(span));
         }
         step
     }
@@ -605,10 +610,20 @@ impl Owner for Shared {
 }
 
 /// Runs one fetch to completion, detached from every caller.
-async fn fetch_task(ticket: Ticket<Outcome, Shared>, reason: FetchReason) {
+async fn fetch_task(
+    ticket: Ticket<Outcome, Shared>,
+    reason: FetchReason,
+    replacing: Option<AccessToken>,
+) {
     let shared = Arc::clone(ticket.owner());
     tracing::debug!("fetching token");
-    let fetch = CatchPanic::new(shared.source.fetch());
+    let fetch = async {
+        match &replacing {
+            Some(rejected) => shared.source.fetch_replacing(rejected).await,
+            None => shared.source.fetch().await,
+        }
+    };
+    let fetch = CatchPanic::new(fetch);
     let result = match tokio::time::timeout(shared.config.fetch_timeout, fetch).await {
         Ok(Ok(result)) => result,
         Ok(Err(())) => Err(CacheError::SourcePanicked.into()),
