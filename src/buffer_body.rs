@@ -21,6 +21,10 @@
 //! - the response was accepted: then nothing more is recorded, so a long
 //!   client stream that goes on after a successful response costs nothing.
 //!
+//! A body that declares its length (a `content-length` header, or an exact
+//! size hint) is complete once that many bytes were sent, whether or not its
+//! end is polled: an HTTP/1.1 sender stops there.
+//!
 //! The recording is shared between the body and the kept request through an
 //! `Arc<Mutex<..>>` that is locked once per frame, never per byte, and only
 //! while someone may still need it; everything is freed when the request's
@@ -45,6 +49,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{ready, Context, Poll};
 
 use bytes::{Buf, Bytes};
+use http::header::CONTENT_LENGTH;
 use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -199,14 +204,16 @@ where
 
     fn keep(&self, request: &mut Request<B>) -> Option<Self::Kept> {
         let body = request.body();
-        if body.size_hint().lower() > self.max_bytes as u64 {
+        let size_hint = body.size_hint();
+        let declared = declared_length(request.headers(), &size_hint);
+        if size_hint.lower().max(declared.unwrap_or(0)) > self.max_bytes as u64 {
             return None;
         }
         let recording = if body.is_end_stream() {
             // Nothing to record: the replay is an empty body.
             Arc::new(Mutex::new(Recording::complete()))
         } else {
-            let recording = Arc::new(Mutex::new(Recording::default()));
+            let recording = Arc::new(Mutex::new(Recording::new(declared)));
             let placeholder = (self.convert)(TeeBody::empty());
             let body = mem::replace(request.body_mut(), placeholder);
             let tee = TeeBody::recording(body, Arc::downgrade(&recording), self.max_bytes);
@@ -232,6 +239,24 @@ where
         *request.headers_mut() = kept.headers;
         *request.extensions_mut() = kept.extensions;
         Some(request)
+    }
+}
+
+/// The length a request declares for its body: its `content-length` header,
+/// or else the body's exact size hint (from which hyper writes that header).
+/// An HTTP/1.1 sender writes that many bytes and then stops polling the body,
+/// so the body's end may never be seen; `None` if the length is not declared
+/// or the header is not a plain number.
+fn declared_length(headers: &HeaderMap, size_hint: &SizeHint) -> Option<u64> {
+    match headers.get(CONTENT_LENGTH) {
+        None => size_hint.exact(),
+        Some(value) => {
+            let digits = value.as_bytes();
+            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(digits).ok()?.parse().ok()
+        }
     }
 }
 
@@ -304,9 +329,25 @@ struct Recording {
     data: Vec<Bytes>,
     trailers: Option<HeaderMap>,
     len: usize,
+    /// The body's declared length: once that much is recorded, the body is
+    /// complete, whether or not its end is ever polled.
+    declared: Option<u64>,
 }
 
 impl Recording {
+    fn new(declared: Option<u64>) -> Self {
+        let state = if declared == Some(0) {
+            State::Complete
+        } else {
+            State::Recording
+        };
+        Self {
+            state,
+            declared,
+            ..Self::default()
+        }
+    }
+
     fn complete() -> Self {
         Self {
             state: State::Complete,
@@ -316,23 +357,34 @@ impl Recording {
 
     /// Records one frame; `false` once nothing more needs to be recorded.
     fn record(&mut self, frame: &Frame<Bytes>, max_bytes: usize) -> bool {
-        if self.state != State::Recording {
+        let open = match self.state {
+            State::Recording => true,
+            // Complete at its declared length, a body may still send
+            // trailers (over HTTP/2).
+            State::Complete => self.declared.is_some(),
+            State::Dropped => false,
+        };
+        if !open {
             return false;
         }
         if let Some(data) = frame.data_ref() {
             self.len = self.len.saturating_add(data.len());
-            if self.len > max_bytes {
+            // Longer than declared: no sender lets such a body through.
+            if self.len > max_bytes || self.declared.is_some_and(|d| self.len as u64 > d) {
                 self.drop_all();
                 return false;
             }
             if !data.is_empty() {
                 self.data.push(data.clone());
             }
+            if self.declared == Some(self.len as u64) {
+                self.state = State::Complete;
+            }
             true
         } else if let Some(trailers) = frame.trailers_ref() {
             // Trailers are the last frame.
             self.trailers = Some(trailers.clone());
-            self.state = State::Complete;
+            self.finish();
             false
         } else {
             // A frame kind this version does not know: cannot be replayed.
@@ -341,8 +393,12 @@ impl Recording {
         }
     }
 
+    /// The body ended. Shorter than it declared, it cannot be replayed (its
+    /// sender fails it anyway).
     fn finish(&mut self) {
-        if self.state == State::Recording {
+        if self.declared.is_some_and(|d| (self.len as u64) < d) {
+            self.drop_all();
+        } else if self.state == State::Recording {
             self.state = State::Complete;
         }
     }
@@ -684,6 +740,78 @@ mod tests {
         let mut req = Request::new(Box::pin(body) as Boxed);
         assert!(policy.keep(&mut req).is_none());
         assert_eq!(req.body().size_hint().exact(), Some(8));
+    }
+
+    #[test]
+    fn a_body_is_complete_once_its_declared_length_is_recorded() {
+        let data = |bytes: &'static [u8]| Frame::data(Bytes::from_static(bytes));
+        let end = || Frame::trailers(trailers());
+        // (declared length, frames, state after them, trailers kept)
+        let cases = [
+            (None, vec![data(b"abc")], State::Recording, false),
+            (Some(3), vec![data(b"abc")], State::Complete, false),
+            (
+                Some(3),
+                vec![data(b"ab"), data(b"c")],
+                State::Complete,
+                false,
+            ),
+            (Some(4), vec![data(b"abc")], State::Recording, false),
+            (Some(0), vec![], State::Complete, false),
+            (
+                Some(3),
+                vec![data(b"abc"), data(b"")],
+                State::Complete,
+                false,
+            ),
+            (Some(3), vec![data(b"abc"), end()], State::Complete, true),
+            (
+                Some(3),
+                vec![data(b"abc"), data(b"d")],
+                State::Dropped,
+                false,
+            ),
+            (Some(2), vec![data(b"abc")], State::Dropped, false),
+            (Some(9), vec![data(b"abc"), end()], State::Dropped, false),
+        ];
+        for (declared, frames, state, kept_trailers) in cases {
+            let mut recording = Recording::new(declared);
+            for frame in &frames {
+                recording.record(frame, DEFAULT_MAX_REPLAY_BYTES);
+            }
+            let case = format!("{declared:?} {frames:?}");
+            assert_eq!(recording.state, state, "{case}");
+            assert_eq!(recording.trailers.is_some(), kept_trailers, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_declared_length_is_the_header_or_else_an_exact_size_hint() {
+        let exact = SizeHint::with_exact(5);
+        let unknown = SizeHint::default();
+        let header = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_LENGTH, value.parse().unwrap());
+            headers
+        };
+        let cases = [
+            (HeaderMap::new(), &exact, Some(5)),
+            (HeaderMap::new(), &unknown, None),
+            (header("7"), &unknown, Some(7)),
+            (header("7"), &exact, Some(7)),
+            (header("0"), &unknown, Some(0)),
+            (header("+7"), &exact, None),
+            (header("7, 7"), &exact, None),
+            (header(""), &exact, None),
+            (header("99999999999999999999999"), &exact, None),
+        ];
+        for (headers, size_hint, declared) in cases {
+            assert_eq!(
+                declared_length(&headers, size_hint),
+                declared,
+                "{headers:?}"
+            );
+        }
     }
 
     #[test]
