@@ -117,7 +117,7 @@ mod secret;
 mod service;
 mod source;
 mod token;
-pub mod www_authenticate;
+mod www_authenticate;
 
 pub use crate::buffer_body::{BufferBody, BufferedRequest, TeeBody, DEFAULT_MAX_REPLAY_BYTES};
 pub use crate::cache::config::{

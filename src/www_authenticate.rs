@@ -4,35 +4,24 @@
 //! `Basic realm="api", Bearer realm="api", error="invalid_token"`. The parser
 //! never panics, whatever the bytes; what it cannot make sense of it skips.
 
-/// One authentication challenge: a scheme with either parameters or a token68.
-///
-/// ```
-/// use tower_bearer::www_authenticate::{parse, Challenge};
-///
-/// let challenges = parse(r#"Basic realm="x", Bearer error="invalid_token", error_description="expired""#);
-/// assert_eq!(challenges.len(), 2);
-/// assert!(challenges[1].is_scheme("bearer"));
-/// assert_eq!(challenges[1].param("error"), Some("invalid_token"));
-/// assert_eq!(challenges[1].param("ERROR_DESCRIPTION"), Some("expired"));
-/// ```
+/// One authentication challenge: a scheme with its parameters. A token68
+/// (`Negotiate abc==`) is read past but not kept: no decision here needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Challenge {
+pub(crate) struct Challenge {
     /// The scheme as sent (compare with [`Challenge::is_scheme`], which ignores case).
-    pub scheme: String,
+    scheme: String,
     /// Parameters in order; names lowercased, values unquoted.
-    pub params: Vec<(String, String)>,
-    /// A token68 value, if the challenge carried one instead of parameters.
-    pub token68: Option<String>,
+    params: Vec<(String, String)>,
 }
 
 impl Challenge {
     /// `true` if the scheme is `scheme`, ignoring ASCII case.
-    pub fn is_scheme(&self, scheme: &str) -> bool {
+    pub(crate) fn is_scheme(&self, scheme: &str) -> bool {
         self.scheme.eq_ignore_ascii_case(scheme)
     }
 
     /// The value of the first parameter named `name`, ignoring ASCII case.
-    pub fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -41,7 +30,7 @@ impl Challenge {
 }
 
 /// Parses every challenge in one `WWW-Authenticate` header value.
-pub fn parse(input: &str) -> Vec<Challenge> {
+pub(crate) fn parse(input: &str) -> Vec<Challenge> {
     let mut parser = Parser {
         s: input.as_bytes(),
         i: 0,
@@ -60,15 +49,11 @@ pub fn parse(input: &str) -> Vec<Challenge> {
         let mut challenge = Challenge {
             scheme: scheme.to_owned(),
             params: Vec::new(),
-            token68: None,
         };
         parser.skip_spaces();
-        if !parser.looks_like_param() {
-            if let Some(t68) = parser.token68() {
-                challenge.token68 = Some(t68.to_owned());
-                challenges.push(challenge);
-                continue;
-            }
+        if !parser.looks_like_param() && parser.skip_token68() {
+            challenges.push(challenge);
+            continue;
         }
         while parser.looks_like_param() {
             let name = parser.token().unwrap_or_default().to_ascii_lowercase();
@@ -163,15 +148,16 @@ impl<'a> Parser<'a> {
         (self.i > start).then(|| std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default())
     }
 
-    /// A token68 that stands alone: followed by spaces, a comma or the end.
-    fn token68(&mut self) -> Option<&'a str> {
+    /// Skips a token68 that stands alone (followed by spaces, a comma or the
+    /// end); `false` if there is none.
+    fn skip_token68(&mut self) -> bool {
         let start = self.i;
         let mut end = start;
         while self.s.get(end).copied().is_some_and(is_token68_char) {
             end += 1;
         }
         if end == start {
-            return None;
+            return false;
         }
         while self.s.get(end) == Some(&b'=') {
             end += 1;
@@ -181,10 +167,10 @@ impl<'a> Parser<'a> {
             after += 1;
         }
         if !matches!(self.s.get(after), None | Some(b',')) {
-            return None;
+            return false;
         }
         self.i = end;
-        std::str::from_utf8(&self.s[start..end]).ok()
+        true
     }
 
     /// `token BWS "="` (and not `token==`, which is token68 padding).
@@ -226,6 +212,17 @@ impl<'a> Parser<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_and_schemes_ignore_case() {
+        let c =
+            parse(r#"Basic realm="x", Bearer error="invalid_token", error_description="expired""#);
+        assert_eq!(c.len(), 2);
+        assert!(c[1].is_scheme("bearer"));
+        assert_eq!(c[1].param("error"), Some("invalid_token"));
+        assert_eq!(c[1].param("ERROR_DESCRIPTION"), Some("expired"));
+    }
 
     #[test]
     fn parses_rfc_6750_examples() {
@@ -255,7 +252,7 @@ mod tests {
 
         let c = parse("Negotiate abc+/def==, Bearer");
         assert_eq!(c.len(), 2);
-        assert_eq!(c[0].token68.as_deref(), Some("abc+/def=="));
+        assert!(c[0].is_scheme("negotiate") && c[0].params.is_empty());
         assert!(c[1].is_scheme("Bearer"));
         assert!(c[1].params.is_empty());
     }
@@ -273,6 +270,82 @@ mod tests {
             "é Bearer x=ü",
         ] {
             let _ = parse(input);
+        }
+    }
+
+    fn tchar_scheme() -> impl Strategy<Value = String> {
+        "[A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]{0,10}"
+    }
+
+    /// A generated challenge: scheme and parameters (name, value, quoted?).
+    type GenChallenge = (String, Vec<(String, String, bool)>);
+
+    fn render(challenges: &[GenChallenge]) -> String {
+        challenges
+            .iter()
+            .map(|(scheme, params)| {
+                let params: Vec<String> = params
+                    .iter()
+                    .map(|(name, value, quoted)| {
+                        if *quoted {
+                            let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
+                            format!("{name}=\"{escaped}\"")
+                        } else {
+                            format!("{name}={value}")
+                        }
+                    })
+                    .collect();
+                if params.is_empty() {
+                    scheme.clone()
+                } else {
+                    format!("{scheme} {}", params.join(", "))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    // Hostile headers (RELIABILITY.md, "Secrets"): the parser never panics,
+    // and what it is given in the standard form it reads back exactly.
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn parse_never_panics(input in any::<String>()) {
+            let _ = parse(&input);
+        }
+
+        #[test]
+        fn parse_never_panics_on_near_misses(input in r#"[A-Za-z0-9 ,="\\=/+\t~.-]{0,80}"#) {
+            let _ = parse(&input);
+        }
+
+        #[test]
+        fn round_trips(
+            challenges in prop::collection::vec(
+                (
+                    tchar_scheme(),
+                    prop::collection::vec(
+                        prop_oneof![
+                            ("[a-z][a-z0-9_]{0,8}", "[ -~]{0,20}", Just(true)),
+                            ("[a-z][a-z0-9_]{0,8}", "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}", Just(false)),
+                        ],
+                        0..4,
+                    ),
+                ),
+                1..4,
+            )
+        ) {
+            let header = render(&challenges);
+            let parsed = parse(&header);
+            prop_assert_eq!(parsed.len(), challenges.len(), "{}", header);
+            for (got, (scheme, params)) in parsed.iter().zip(&challenges) {
+                let expected = Challenge {
+                    scheme: scheme.clone(),
+                    params: params.iter().map(|(n, v, _)| (n.clone(), v.clone())).collect(),
+                };
+                prop_assert_eq!(got, &expected, "{}", header);
+            }
         }
     }
 }
