@@ -2,6 +2,9 @@
 //!
 //! Servers send one or more challenges, in one header or several:
 //! `Basic realm="api", Bearer realm="api", error="invalid_token"`. The parser
+//! reads bytes, not `str`: quoted values may hold any octet but controls
+//! (RFC 9110 §5.6.4 allows obs-text, and servers send Latin-1 realms and UTF-8
+//! descriptions), and such a value must not hide the challenge around it. It
 //! never panics, whatever the bytes; what it cannot make sense of it skips.
 
 /// One authentication challenge: a scheme with its parameters. A token68
@@ -10,8 +13,8 @@
 pub(crate) struct Challenge {
     /// The scheme as sent (compare with [`Challenge::is_scheme`], which ignores case).
     scheme: String,
-    /// Parameters in order; names lowercased, values unquoted.
-    params: Vec<(String, String)>,
+    /// Parameters in order; names lowercased, values unquoted, as sent.
+    params: Vec<(String, Vec<u8>)>,
 }
 
 impl Challenge {
@@ -21,20 +24,17 @@ impl Challenge {
     }
 
     /// The value of the first parameter named `name`, ignoring ASCII case.
-    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+    pub(crate) fn param(&self, name: &str) -> Option<&[u8]> {
         self.params
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_slice())
     }
 }
 
 /// Parses every challenge in one `WWW-Authenticate` header value.
-pub(crate) fn parse(input: &str) -> Vec<Challenge> {
-    let mut parser = Parser {
-        s: input.as_bytes(),
-        i: 0,
-    };
+pub(crate) fn parse(input: &[u8]) -> Vec<Challenge> {
+    let mut parser = Parser { s: input, i: 0 };
     let mut challenges = Vec::new();
     loop {
         parser.skip_separators();
@@ -63,7 +63,7 @@ pub(crate) fn parse(input: &str) -> Vec<Challenge> {
             let value = if parser.peek() == Some(b'"') {
                 parser.quoted_string()
             } else {
-                parser.token().unwrap_or_default().to_owned()
+                parser.token().unwrap_or_default().as_bytes().to_vec()
             };
             challenge.params.push((name, value));
             parser.skip_spaces();
@@ -189,7 +189,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A quoted string, unescaped; an unterminated one runs to the end.
-    fn quoted_string(&mut self) -> String {
+    fn quoted_string(&mut self) -> Vec<u8> {
         self.i += 1; // opening quote
         let mut out = Vec::new();
         while let Some(b) = self.peek() {
@@ -205,7 +205,7 @@ impl<'a> Parser<'a> {
                 _ => out.push(b),
             }
         }
-        String::from_utf8_lossy(&out).into_owned()
+        out
     }
 }
 
@@ -214,28 +214,35 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The value of `name` in the `index`th challenge, as text.
+    fn param<'a>(challenges: &'a [Challenge], index: usize, name: &str) -> Option<&'a str> {
+        challenges[index]
+            .param(name)
+            .map(|v| std::str::from_utf8(v).unwrap())
+    }
+
     #[test]
     fn names_and_schemes_ignore_case() {
         let c =
-            parse(r#"Basic realm="x", Bearer error="invalid_token", error_description="expired""#);
+            parse(br#"Basic realm="x", Bearer error="invalid_token", error_description="expired""#);
         assert_eq!(c.len(), 2);
         assert!(c[1].is_scheme("bearer"));
-        assert_eq!(c[1].param("error"), Some("invalid_token"));
-        assert_eq!(c[1].param("ERROR_DESCRIPTION"), Some("expired"));
+        assert_eq!(param(&c, 1, "error"), Some("invalid_token"));
+        assert_eq!(param(&c, 1, "ERROR_DESCRIPTION"), Some("expired"));
     }
 
     #[test]
     fn parses_rfc_6750_examples() {
-        let c = parse(r#"Bearer realm="example""#);
+        let c = parse(br#"Bearer realm="example""#);
         assert_eq!(c.len(), 1);
-        assert_eq!(c[0].param("realm"), Some("example"));
+        assert_eq!(param(&c, 0, "realm"), Some("example"));
 
         let c = parse(
-            r#"Bearer realm="example", error="invalid_token", error_description="The access token expired""#,
+            br#"Bearer realm="example", error="invalid_token", error_description="The access token expired""#,
         );
-        assert_eq!(c[0].param("error"), Some("invalid_token"));
+        assert_eq!(param(&c, 0, "error"), Some("invalid_token"));
         assert_eq!(
-            c[0].param("error_description"),
+            param(&c, 0, "error_description"),
             Some("The access token expired")
         );
     }
@@ -243,14 +250,14 @@ mod tests {
     #[test]
     fn separates_challenges_and_token68() {
         let c = parse(
-            r#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#,
+            br#"Newauth realm="apps", type=1, title="Login to \"apps\"", Basic realm="simple""#,
         );
         assert_eq!(c.len(), 2);
-        assert_eq!(c[0].param("title"), Some(r#"Login to "apps""#));
-        assert_eq!(c[0].param("type"), Some("1"));
+        assert_eq!(param(&c, 0, "title"), Some(r#"Login to "apps""#));
+        assert_eq!(param(&c, 0, "type"), Some("1"));
         assert!(c[1].is_scheme("basic"));
 
-        let c = parse("Negotiate abc+/def==, Bearer");
+        let c = parse(b"Negotiate abc+/def==, Bearer");
         assert_eq!(c.len(), 2);
         assert!(c[0].is_scheme("negotiate") && c[0].params.is_empty());
         assert!(c[1].is_scheme("Bearer"));
@@ -258,16 +265,52 @@ mod tests {
     }
 
     #[test]
+    fn values_that_are_not_ascii_are_kept_as_sent() {
+        /// A header value, the scheme of each challenge in it, and a
+        /// parameter (name, value) of the last one.
+        type Case = (
+            &'static [u8],
+            &'static [&'static str],
+            (&'static str, &'static [u8]),
+        );
+        let cases: &[Case] = &[
+            (
+                b"Basic realm=\"caf\xe9\"",
+                &["Basic"],
+                ("realm", b"caf\xe9"),
+            ),
+            (
+                "Bearer error=\"insufficient_scope\", error_description=\"accès refusé\""
+                    .as_bytes(),
+                &["Bearer"],
+                ("error_description", "accès refusé".as_bytes()),
+            ),
+            (
+                b"Basic realm=\"\xff\\\"\xfe\", Bearer error=invalid_token",
+                &["Basic", "Bearer"],
+                ("error", b"invalid_token"),
+            ),
+        ];
+        for (header, schemes, (name, value)) in cases {
+            let c = parse(header);
+            let got: Vec<&str> = c.iter().map(|c| c.scheme.as_str()).collect();
+            assert_eq!(&got, schemes, "{header:?}");
+            assert_eq!(c.last().unwrap().param(name), Some(*value), "{header:?}");
+        }
+    }
+
+    #[test]
     fn garbage_does_not_panic() {
         for input in [
-            "",
-            ",,,",
-            "\"",
-            "=",
-            "Bearer error=",
-            "Bearer error=\"unterminated",
-            "Bearer ,=,\"\\",
-            "é Bearer x=ü",
+            &b""[..],
+            b",,,",
+            b"\"",
+            b"=",
+            b"Bearer error=",
+            b"Bearer error=\"unterminated",
+            b"Bearer ,=,\"\\",
+            "é Bearer x=ü".as_bytes(),
+            b"\xff\x00Bearer\x7f error=\"\x80",
         ] {
             let _ = parse(input);
         }
@@ -278,31 +321,39 @@ mod tests {
     }
 
     /// A generated challenge: scheme and parameters (name, value, quoted?).
-    type GenChallenge = (String, Vec<(String, String, bool)>);
+    type GenChallenge = (String, Vec<(String, Vec<u8>, bool)>);
 
-    fn render(challenges: &[GenChallenge]) -> String {
-        challenges
-            .iter()
-            .map(|(scheme, params)| {
-                let params: Vec<String> = params
-                    .iter()
-                    .map(|(name, value, quoted)| {
-                        if *quoted {
-                            let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
-                            format!("{name}=\"{escaped}\"")
-                        } else {
-                            format!("{name}={value}")
-                        }
-                    })
-                    .collect();
-                if params.is_empty() {
-                    scheme.clone()
-                } else {
-                    format!("{scheme} {}", params.join(", "))
+    fn render(challenges: &[GenChallenge]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, (scheme, params)) in challenges.iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(scheme.as_bytes());
+            for (j, (name, value, quoted)) in params.iter().enumerate() {
+                out.extend_from_slice(if j == 0 { b" " } else { b", " });
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'=');
+                if !quoted {
+                    out.extend_from_slice(value);
+                    continue;
                 }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+                out.push(b'"');
+                for &b in value {
+                    if b == b'\\' || b == b'"' {
+                        out.push(b'\\');
+                    }
+                    out.push(b);
+                }
+                out.push(b'"');
+            }
+        }
+        out
+    }
+
+    /// What may stand in a quoted value: visible ASCII, space, and obs-text.
+    fn qdtext() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(prop_oneof![0x20u8..=0x7e, 0x80u8..=0xff], 0..20)
     }
 
     // Hostile headers (RELIABILITY.md, "Secrets"): the parser never panics,
@@ -311,13 +362,13 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(512))]
 
         #[test]
-        fn parse_never_panics(input in any::<String>()) {
+        fn parse_never_panics(input in prop::collection::vec(any::<u8>(), 0..120)) {
             let _ = parse(&input);
         }
 
         #[test]
         fn parse_never_panics_on_near_misses(input in r#"[A-Za-z0-9 ,="\\=/+\t~.-]{0,80}"#) {
-            let _ = parse(&input);
+            let _ = parse(input.as_bytes());
         }
 
         #[test]
@@ -327,8 +378,12 @@ mod tests {
                     tchar_scheme(),
                     prop::collection::vec(
                         prop_oneof![
-                            ("[a-z][a-z0-9_]{0,8}", "[ -~]{0,20}", Just(true)),
-                            ("[a-z][a-z0-9_]{0,8}", "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}", Just(false)),
+                            ("[a-z][a-z0-9_]{0,8}", qdtext(), Just(true)),
+                            (
+                                "[a-z][a-z0-9_]{0,8}",
+                                "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}".prop_map(String::into_bytes),
+                                Just(false),
+                            ),
                         ],
                         0..4,
                     ),
@@ -338,13 +393,13 @@ mod tests {
         ) {
             let header = render(&challenges);
             let parsed = parse(&header);
-            prop_assert_eq!(parsed.len(), challenges.len(), "{}", header);
+            prop_assert_eq!(parsed.len(), challenges.len(), "{:?}", header);
             for (got, (scheme, params)) in parsed.iter().zip(&challenges) {
                 let expected = Challenge {
                     scheme: scheme.clone(),
                     params: params.iter().map(|(n, v, _)| (n.clone(), v.clone())).collect(),
                 };
-                prop_assert_eq!(got, &expected, "{}", header);
+                prop_assert_eq!(got, &expected, "{:?}", header);
             }
         }
     }
