@@ -45,8 +45,9 @@ use tonic::transport::{Channel, Server};
 use tonic::{Code, Request, Response, Status};
 use tonic_prost::ProstCodec;
 use tower::{service_fn, ServiceBuilder};
+use tower_bearer::replay::BufferBody;
 use tower_bearer::{
-    from_fn, AccessToken, BearerAuthLayer, BufferBody, CacheStats, TokenCache, DEFAULT_MAX_BACKOFF,
+    from_fn, AccessToken, BearerAuthLayer, CacheStats, TokenCache, DEFAULT_MAX_BACKOFF,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -74,11 +74,12 @@
 //! # Bodies and replay
 //!
 //! A request can only be sent twice if its body can be: the default
-//! [`CloneBody`] policy handles bodies that are `Clone` (`Full<Bytes>`,
-//! `String`, `Empty`). Streams (a tonic request, a forwarded hyper `Incoming`,
-//! a `StreamBody`) are recorded as they are sent, up to a cap, by
-//! [`BufferBody`], and replayed from that recording; see [`buffer_body`]. Use
-//! [`BearerAuthLayer::no_replay`] to never send a request twice.
+//! [`CloneBody`](replay::CloneBody) policy handles bodies that are `Clone`
+//! (`Full<Bytes>`, `String`, `Empty`). Streams (a tonic request, a forwarded
+//! hyper `Incoming`, a `StreamBody`) are recorded as they are sent, up to a
+//! cap, by [`BufferBody`](replay::BufferBody), and replayed from that
+//! recording; see [`replay`]. Use [`BearerAuthLayer::no_replay`] to never send
+//! a request twice.
 //!
 //! # gRPC
 //!
@@ -105,21 +106,19 @@
 #![deny(missing_docs, unsafe_code, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod buffer_body;
 mod cache;
 mod classify;
 mod error;
 mod layer;
 pub mod oauth2;
 mod origin;
-mod replay;
+pub mod replay;
 mod secret;
 mod service;
 mod source;
 mod token;
 mod www_authenticate;
 
-pub use crate::buffer_body::{BufferBody, BufferedRequest, TeeBody, DEFAULT_MAX_REPLAY_BYTES};
 pub use crate::cache::config::{
     DEFAULT_AUTH_SCHEME, DEFAULT_EXPIRY_SKEW, DEFAULT_FETCH_TIMEOUT, DEFAULT_INITIAL_BACKOFF,
     DEFAULT_LIFETIME, DEFAULT_MAX_BACKOFF, DEFAULT_MAX_RETRY_AFTER, DEFAULT_REFRESH_AHEAD,
@@ -130,7 +129,6 @@ pub use crate::classify::{DefaultClassifier, RejectionClassifier};
 pub use crate::error::{BearerAuthError, BoxError, ErrorKind, TokenError};
 pub use crate::layer::BearerAuthLayer;
 pub use crate::origin::{InvalidOrigin, Origin};
-pub use crate::replay::{CloneBody, ClonedRequest, NoReplay, ReplayPolicy};
 pub use crate::secret::Secret;
 pub use crate::service::{BearerAuth, ResponseFuture};
 pub use crate::source::{

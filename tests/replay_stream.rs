@@ -22,7 +22,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio_stream::wrappers::ReceiverStream;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_bearer::{from_fn, AccessToken, BearerAuth, BearerAuthLayer, BufferBody, TeeBody};
+use tower_bearer::replay::{BufferBody, TeeBody};
+use tower_bearer::{from_fn, AccessToken, BearerAuth, BearerAuthLayer};
 
 // `hyper::Error`, not a boxed error: a `Box<dyn Error>` inside the body type
 // trips rustc's higher-ranked `Send` check on futures that hold it (a plain
