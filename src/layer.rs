@@ -145,12 +145,12 @@ impl<S, P: Clone, C: Clone> Layer<S> for BearerAuthLayer<P, C> {
     type Service = BearerAuth<S, P, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BearerAuth::new(
+        BearerAuth::from_parts(
             inner,
             self.cache.clone(),
             self.replay.clone(),
             self.classifier.clone(),
+            self.scope.clone(),
         )
-        .with_scope(self.scope.clone())
     }
 }

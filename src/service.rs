@@ -1,5 +1,6 @@
 //! The `BearerAuth` service and its response future.
 
+use std::fmt;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
@@ -19,7 +20,10 @@ use crate::replay::{CloneBody, ReplayPolicy};
 use crate::source::BoxFuture;
 
 /// Adds `Authorization: Bearer <token>` to every request and retries once when
-/// the server rejects the token. Built by [`BearerAuthLayer`](crate::BearerAuthLayer).
+/// the server rejects the token. Usually built by
+/// [`BearerAuthLayer`](crate::BearerAuthLayer), which also sets the replay
+/// policy, the classifier and the origins; [`BearerAuth::new`] builds one with
+/// the defaults.
 ///
 /// A request that already has an `Authorization` header is passed through as is,
 /// and so is one for an origin outside the layer's
@@ -36,20 +40,48 @@ pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier> {
     scope: Option<Arc<[Origin]>>,
 }
 
+impl<S> BearerAuth<S> {
+    /// Wraps `inner` so that its requests carry the token that `cache` holds,
+    /// replayed with [`CloneBody`] after a rejection recognised by
+    /// [`DefaultClassifier`], whatever their origin.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, ServiceExt};
+    /// use tower_bearer::{BearerAuth, StaticToken, TokenCache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let api = service_fn(|req: Request<String>| async move {
+    ///     Ok::<_, Infallible>(Response::new(req.headers()["authorization"].clone()))
+    /// });
+    /// let client = BearerAuth::new(api, TokenCache::new(StaticToken::new("abc")));
+    ///
+    /// let request = Request::get("http://127.0.0.1/").body(String::new()).unwrap();
+    /// let response = client.oneshot(request).await.unwrap();
+    /// assert_eq!(response.body(), "Bearer abc");
+    /// # }
+    /// ```
+    pub fn new(inner: S, cache: TokenCache) -> Self {
+        Self::from_parts(inner, cache, CloneBody, DefaultClassifier, None)
+    }
+}
+
 impl<S, P, C> BearerAuth<S, P, C> {
-    pub(crate) fn new(inner: S, cache: TokenCache, replay: P, classifier: C) -> Self {
+    pub(crate) fn from_parts(
+        inner: S,
+        cache: TokenCache,
+        replay: P,
+        classifier: C,
+        scope: Option<Arc<[Origin]>>,
+    ) -> Self {
         Self {
             inner,
             cache,
             replay,
             classifier,
-            scope: None,
+            scope,
         }
-    }
-
-    pub(crate) fn with_scope(mut self, scope: Option<Arc<[Origin]>>) -> Self {
-        self.scope = scope;
-        self
     }
 
     /// `false` if a scope is set and `uri` is not for one of its origins.
@@ -99,7 +131,7 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if request.headers().contains_key(AUTHORIZATION) || !self.in_scope(request.uri()) {
             let future = self.inner.call(request);
-            return ResponseFuture::new(self, State::Passthrough { future });
+            return ResponseFuture::new(self, State::Final { future });
         }
         match self.cache.current_header() {
             Some(token) => {
@@ -152,7 +184,33 @@ struct Retry<S, K> {
 }
 
 pin_project! {
-    /// The response future of [`BearerAuth`].
+    /// The response future of [`BearerAuth`]: the first attempt, and the
+    /// replay after a rejection if there is one.
+    ///
+    /// Its `Debug` names the state it is in and the token generations
+    /// involved, never a token or a header.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, Service, ServiceExt};
+    /// use tower_bearer::{BearerAuth, StaticToken, TokenCache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache = TokenCache::new(StaticToken::new("s3cr3t"));
+    /// cache.token().await.unwrap();
+    /// let api = service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// let mut client = BearerAuth::new(api, cache);
+    ///
+    /// let request = Request::get("http://127.0.0.1/").body(String::new()).unwrap();
+    /// let future = client.ready().await.unwrap().call(request);
+    /// let debug = format!("{future:?}");
+    /// assert!(debug.contains("Sending") && !debug.contains("s3cr3t"), "{debug}");
+    /// assert!(future.await.is_ok());
+    /// # }
+    /// ```
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<S, B, P, C>
     where
         S: Service<Request<B>>,
@@ -173,9 +231,11 @@ pin_project! {
         S: Service<Request<B>>,
         P: ReplayPolicy<B>,
     {
-        // The request carried its own Authorization header, or is for an
-        // origin outside the scope.
-        Passthrough {
+        // A send whose response is the answer, whatever it says: a request
+        // passed through (it carried its own Authorization header, or is for
+        // an origin outside the scope), or the second and last attempt (a
+        // second rejection is returned as is: never loop).
+        Final {
             #[pin]
             future: S::Future,
         },
@@ -204,11 +264,36 @@ pin_project! {
             service: S,
             request: Option<Request<B>>,
         },
-        // The second and last attempt is in flight.
-        Retrying {
-            #[pin]
-            future: S::Future,
-        },
+    }
+}
+
+/// The state and the generations involved; what it holds (futures, requests,
+/// a rejected response) need not be `Debug`, and may hold credentials.
+impl<S, B, P> fmt::Debug for State<S, B, P>
+where
+    S: Service<Request<B>>,
+    P: ReplayPolicy<B>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Final { .. } => f.write_str("Final"),
+            State::AwaitToken { .. } => f.write_str("AwaitToken"),
+            State::Sending {
+                generation, retry, ..
+            } => f
+                .debug_struct("Sending")
+                .field("generation", generation)
+                .field("replayable", &retry.is_some())
+                .finish(),
+            State::AwaitFreshToken {
+                rejected_generation,
+                ..
+            } => f
+                .debug_struct("AwaitFreshToken")
+                .field("rejected_generation", rejected_generation)
+                .finish(),
+            State::AwaitReady { .. } => f.write_str("AwaitReady"),
+        }
     }
 }
 
@@ -240,7 +325,7 @@ where
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Passthrough { future } => {
+                StateProj::Final { future } => {
                     return future.poll(cx).map_err(BearerAuthError::Service);
                 }
                 StateProj::AwaitToken {
@@ -322,11 +407,7 @@ where
                     ready!(service.poll_ready(cx)).map_err(BearerAuthError::Service)?;
                     let request = request.take().expect("polled after completion");
                     let future = service.call(request);
-                    this.state.set(State::Retrying { future });
-                }
-                StateProj::Retrying { future } => {
-                    // A second rejection is returned as is: never loop.
-                    return future.poll(cx).map_err(BearerAuthError::Service);
+                    this.state.set(State::Final { future });
                 }
             }
         }
