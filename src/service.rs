@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::AUTHORIZATION;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -129,7 +129,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if request.headers().contains_key(AUTHORIZATION) || !self.in_scope(request.uri()) {
+        if has_authorization(request.headers()) || !self.in_scope(request.uri()) {
             let future = self.inner.call(request);
             return ResponseFuture::new(self, State::Final { future });
         }
@@ -162,6 +162,19 @@ where
                 )
             }
         }
+    }
+}
+
+/// Up to this many header names, looking for one by comparing each costs less
+/// than hashing it to look it up.
+const SCAN_NAMES_UP_TO: usize = 8;
+
+/// `true` if the caller set an `Authorization` header of its own.
+fn has_authorization(headers: &HeaderMap) -> bool {
+    if headers.keys_len() <= SCAN_NAMES_UP_TO {
+        headers.keys().any(|name| name == AUTHORIZATION)
+    } else {
+        headers.contains_key(AUTHORIZATION)
     }
 }
 
@@ -410,6 +423,53 @@ where
                     this.state.set(State::Final { future });
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{ACCEPT, COOKIE};
+    use http::HeaderValue;
+
+    #[test]
+    fn finds_an_authorization_header_of_the_callers_own() {
+        let value = HeaderValue::from_static("x");
+        let with = |names: &[&str], authorization: bool| {
+            let mut headers = HeaderMap::new();
+            for name in names {
+                let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                headers.append(name, value.clone());
+            }
+            if authorization {
+                headers.append(AUTHORIZATION, value.clone());
+            }
+            headers
+        };
+        let few = ["accept", "x-request-id"];
+        let many: Vec<String> = (0..2 * SCAN_NAMES_UP_TO)
+            .map(|i| format!("x-{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        // (headers, whether they hold an Authorization header)
+        let mut repeated = with(&few, true);
+        repeated.append(AUTHORIZATION, value.clone());
+        repeated.append(ACCEPT, value.clone());
+        let mut cookies = with(&few, false);
+        cookies.append(COOKIE, value.clone());
+        let cases = [
+            (HeaderMap::new(), false),
+            (with(&few, false), false),
+            (with(&few, true), true),
+            (with(&[], true), true),
+            (with(&many, false), false),
+            (with(&many, true), true),
+            (repeated, true),
+            (cookies, false),
+        ];
+        for (headers, expected) in cases {
+            assert_eq!(has_authorization(&headers), expected, "{headers:?}");
         }
     }
 }

@@ -18,19 +18,29 @@ use http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Uri,
 
 use super::pool::PooledBuf;
 
-/// The length word of a URI part the URI does not have.
-const ABSENT: u32 = u32::MAX;
+/// In the URI's length word, a part's length (16 bits each: `http` limits
+/// them to 65,534 bytes) or one of these.
+const ABSENT: u64 = 0xffff;
+/// The scheme is `http`, or `https`: said in the length word, not copied.
+const HTTP: u64 = 0xfffe;
+const HTTPS: u64 = 0xfffd;
+/// In a header's length word: where the name's length starts (names are at
+/// most 64 KiB long, so it takes the top 16 bits).
+const NAME_LEN_SHIFT: u32 = 48;
 /// In a header's length word: the value is sensitive.
-const SENSITIVE: u64 = 1 << 31;
+const SENSITIVE: u64 = 1 << 47;
 /// In a header's length word: the value's length.
 const VALUE_LEN: u64 = SENSITIVE - 1;
 
 /// A request's head, kept for a replay; see [the module docs](self).
 ///
-/// Its bytes hold the URI (a length word per part: scheme, authority, path
-/// and query, [`ABSENT`] for a part it has not; then the parts) and then each
-/// header (a length word: the name's length in the high half, the value's in
-/// the low half with the [`SENSITIVE`] bit; then the name and the value).
+/// Its bytes hold the URI (a length word: the lengths of the scheme, the
+/// authority, the path and query, 16 bits each, [`ABSENT`] for a part it has
+/// not, [`HTTP`] or [`HTTPS`] for a scheme that need not be copied; then the
+/// parts) and then each header (a length word: the name's length in the top
+/// 16 bits, the [`SENSITIVE`] bit, the value's length below it; then the name
+/// and the value). A word per part, not a copy of each: it is the
+/// number of copies, more than their size, that costs.
 pub(super) struct KeptHead {
     method: Method,
     version: Version,
@@ -41,13 +51,13 @@ pub(super) struct KeptHead {
 }
 
 impl KeptHead {
-    /// Copies the head of `request`; `None` (no replay) only for a header
-    /// value of 2 GiB or more.
+    /// Copies the head of `request`; `None` (no replay) only for a URI part
+    /// longer than `http` allows.
     pub(super) fn of<B>(request: &Request<B>) -> Option<Self> {
         let mut bytes = PooledBuf::take();
         put_uri(&mut bytes, request.uri())?;
         for (name, value) in request.headers() {
-            put_header(&mut bytes, name, value)?;
+            put_header(&mut bytes, name.as_str().as_bytes(), value);
         }
         Some(Self {
             method: request.method().clone(),
@@ -92,38 +102,40 @@ impl fmt::Debug for KeptHead {
 }
 
 fn put_uri(bytes: &mut Vec<u8>, uri: &Uri) -> Option<()> {
-    let parts = [
-        uri.scheme_str(),
-        uri.authority().map(Authority::as_str),
-        uri.path_and_query().map(PathAndQuery::as_str),
-    ];
-    for part in parts {
-        let len = match part {
-            Some(part) => u32::try_from(part.len())
-                .ok()
-                .filter(|&len| len != ABSENT)?,
-            None => ABSENT,
-        };
-        bytes.extend_from_slice(&len.to_le_bytes());
+    let len = |part: Option<&str>| match part {
+        None => Some(ABSENT),
+        Some(part) => u64::try_from(part.len()).ok().filter(|&len| len < HTTPS),
+    };
+    let (scheme, scheme_len) = match uri.scheme_str() {
+        None => (None, ABSENT),
+        Some("http") => (None, HTTP),
+        Some("https") => (None, HTTPS),
+        other => (other, len(other)?),
+    };
+    let authority = uri.authority().map(Authority::as_str);
+    let path = uri.path_and_query().map(PathAndQuery::as_str);
+    let word = scheme_len | len(authority)? << 16 | len(path)? << 32;
+    bytes.extend_from_slice(&word.to_le_bytes());
+    if let Some(scheme) = scheme {
+        bytes.extend_from_slice(scheme.as_bytes());
     }
-    for part in parts.into_iter().flatten() {
-        bytes.extend_from_slice(part.as_bytes());
+    if let Some(authority) = authority {
+        bytes.extend_from_slice(authority.as_bytes());
+    }
+    if let Some(path) = path {
+        bytes.extend_from_slice(path.as_bytes());
     }
     Some(())
 }
 
-fn put_header(bytes: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) -> Option<()> {
-    let name = name.as_str().as_bytes();
-    let value_len = u64::try_from(value.len())
-        .ok()
-        .filter(|&len| len <= VALUE_LEN)?;
+#[inline(always)]
+fn put_header(bytes: &mut Vec<u8>, name: &[u8], value: &HeaderValue) {
     let sensitive = if value.is_sensitive() { SENSITIVE } else { 0 };
-    // Names are at most 64 KiB long.
-    let word = (name.len() as u64) << 32 | sensitive | value_len;
+    // No value is 128 TiB long, no name longer than 64 KiB.
+    let word = (name.len() as u64) << NAME_LEN_SHIFT | sensitive | value.len() as u64;
     bytes.extend_from_slice(&word.to_le_bytes());
     bytes.extend_from_slice(name);
     bytes.extend_from_slice(value.as_bytes());
-    Some(())
 }
 
 /// Reads back what [`put_uri`] and [`put_header`] wrote.
@@ -144,19 +156,22 @@ impl<'a> Reader<'a> {
 
     /// The URI again, from parts that `http` printed itself, so they parse.
     fn uri(&mut self) -> Option<Uri> {
-        let lens = [self.word()?, self.word()?, self.word()?].map(u32::from_le_bytes);
-        let mut part = |len: u32| match len {
+        let word = u64::from_le_bytes(self.word()?);
+        let [scheme, authority, path] = [0, 16, 32].map(|shift| word >> shift & 0xffff);
+        let mut part = |len: u64| match len {
             ABSENT => Some(None),
             len => self.bytes(len as usize).map(Some),
         };
         let mut parts = Parts::default();
-        if let Some(scheme) = part(lens[0])? {
-            parts.scheme = Some(Scheme::try_from(scheme).ok()?);
-        }
-        if let Some(authority) = part(lens[1])? {
+        parts.scheme = match scheme {
+            HTTP => Some(Scheme::HTTP),
+            HTTPS => Some(Scheme::HTTPS),
+            len => part(len)?.map(Scheme::try_from).transpose().ok()?,
+        };
+        if let Some(authority) = part(authority)? {
             parts.authority = Some(Authority::try_from(authority).ok()?);
         }
-        if let Some(path) = part(lens[2])? {
+        if let Some(path) = part(path)? {
             parts.path_and_query = Some(PathAndQuery::try_from(path).ok()?);
         }
         Uri::from_parts(parts).ok()
@@ -166,7 +181,8 @@ impl<'a> Reader<'a> {
         let mut map = HeaderMap::with_capacity(count);
         for _ in 0..count {
             let word = u64::from_le_bytes(self.word()?);
-            let name = HeaderName::from_bytes(self.bytes((word >> 32) as usize)?).ok()?;
+            let name =
+                HeaderName::from_bytes(self.bytes((word >> NAME_LEN_SHIFT) as usize)?).ok()?;
             let mut value =
                 HeaderValue::from_bytes(self.bytes((word & VALUE_LEN) as usize)?).ok()?;
             value.set_sensitive(word & SENSITIVE != 0);
@@ -265,16 +281,16 @@ mod tests {
 
     #[test]
     fn bytes_that_do_not_read_back_give_no_request() {
-        let absent = ABSENT.to_le_bytes();
         let uri = |scheme: &[u8]| {
-            let len = (scheme.len() as u32).to_le_bytes();
-            Reader(&[&len[..], &absent, &absent, scheme].concat()).uri()
+            let word = scheme.len() as u64 | ABSENT << 16 | ABSENT << 32;
+            Reader(&[&word.to_le_bytes()[..], scheme].concat()).uri()
         };
         assert!(Reader(b"").uri().is_none());
-        assert!(Reader(&[9, 0, 0, 0]).uri().is_none());
+        assert!(Reader(&9u64.to_le_bytes()).uri().is_none());
         assert!(uri(b"h t!").is_none());
+        assert!(uri(b"").is_none());
 
-        let word = (3u64 << 32 | 1).to_le_bytes();
+        let word = (3u64 << NAME_LEN_SHIFT | 1).to_le_bytes();
         let header = |bytes: &[u8]| Reader(&[&word[..], bytes].concat()).headers(1);
         assert!(header(b"x-y").is_none());
         assert!(header(b"x y!").is_none());
