@@ -47,7 +47,8 @@ use tonic::transport::{Channel, Server};
 use tonic::{Code, Request, Response, Status};
 use tonic_prost::ProstCodec;
 use tower::{service_fn, ServiceBuilder};
-use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, BufferBody, CacheStats};
+use tower_bearer::replay::BufferBody;
+use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, CacheStats};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

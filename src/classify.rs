@@ -85,14 +85,13 @@ impl RejectionClassifier for DefaultClassifier {
 
 fn http_401_rejects_token(headers: &HeaderMap) -> bool {
     let mut saw_challenge = false;
+    // Bytes, not `str`: a Latin-1 realm or a UTF-8 description must not turn
+    // a challenge into a bare 401.
     for value in headers.get_all(WWW_AUTHENTICATE) {
-        let Ok(value) = value.to_str() else {
-            continue;
-        };
-        for challenge in www_authenticate::parse(value) {
+        for challenge in www_authenticate::parse(value.as_bytes()) {
             saw_challenge = true;
             if challenge.is_scheme("bearer") {
-                return matches!(challenge.param("error"), None | Some("invalid_token"));
+                return matches!(challenge.param("error"), None | Some(b"invalid_token"));
             }
         }
     }
@@ -105,34 +104,61 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn with_challenges(values: &[&'static str]) -> HeaderMap {
+    fn with_challenges(values: &[&[u8]]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for v in values {
-            headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(v));
+            headers.append(WWW_AUTHENTICATE, HeaderValue::from_bytes(v).unwrap());
         }
         headers
     }
 
     #[test]
-    fn classifies_401_variants() {
-        let c = DefaultClassifier;
-        let yes =
-            |h: &[&'static str]| c.is_rejection(StatusCode::UNAUTHORIZED, &with_challenges(h));
-        assert!(yes(&[]));
-        assert!(yes(&[r#"Bearer realm="api""#]));
-        assert!(yes(&[r#"Basic realm="x", Bearer error="invalid_token""#]));
-        assert!(yes(&[
-            r#"Basic realm="x""#,
-            r#"Bearer error="invalid_token""#
-        ]));
-        assert!(!yes(&[r#"Basic realm="x""#]));
-        assert!(!yes(&[r#"Bearer error="invalid_request""#]));
+    fn classifies_401_by_its_challenges() {
+        // (the WWW-Authenticate headers as sent, whether the token was rejected)
+        let cases: &[(&[&[u8]], bool)] = &[
+            (&[], true),
+            (&[br#"Bearer realm="api""#], true),
+            (&[br#"Basic realm="x", Bearer error="invalid_token""#], true),
+            (
+                &[br#"Basic realm="x""#, br#"Bearer error="invalid_token""#],
+                true,
+            ),
+            (&[br#"Basic realm="x""#], false),
+            (&[br#"Bearer error="invalid_request""#], false),
+            // Not ASCII: a Latin-1 realm, a UTF-8 description (RFC 9110
+            // allows obs-text in quoted strings).
+            (&[b"Basic realm=\"caf\xe9\""], false),
+            (&[b"Bearer realm=\"caf\xe9\""], true),
+            (
+                &[b"Basic realm=\"caf\xe9\", Bearer error=\"invalid_request\""],
+                false,
+            ),
+            (
+                &[
+                    "Bearer error=\"insufficient_scope\", error_description=\"accès refusé\""
+                        .as_bytes(),
+                ],
+                false,
+            ),
+            (
+                &["Bearer error=\"invalid_token\", error_description=\"jeton expiré\"".as_bytes()],
+                true,
+            ),
+        ];
+        for (challenges, rejected) in cases {
+            let headers = with_challenges(challenges);
+            assert_eq!(
+                DefaultClassifier.is_rejection(StatusCode::UNAUTHORIZED, &headers),
+                *rejected,
+                "{headers:?}"
+            );
+        }
     }
 
     #[test]
     fn other_statuses_are_not_rejections() {
         let c = DefaultClassifier;
-        let h = with_challenges(&[r#"Bearer error="insufficient_scope""#]);
+        let h = with_challenges(&[br#"Bearer error="insufficient_scope""#]);
         assert!(!c.is_rejection(StatusCode::FORBIDDEN, &h));
         assert!(!c.is_rejection(StatusCode::INTERNAL_SERVER_ERROR, &HeaderMap::new()));
         let mut grpc = HeaderMap::new();

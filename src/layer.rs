@@ -13,7 +13,7 @@ use crate::source::TokenSource;
 
 /// A [`Layer`] that authenticates every request with a cached bearer token.
 ///
-/// `P` is the [`ReplayPolicy`](crate::ReplayPolicy) that decides which requests
+/// `P` is the [`ReplayPolicy`](crate::replay::ReplayPolicy) that decides which requests
 /// can be sent a second time after a rejection ([`CloneBody`] by default), `C`
 /// the [`RejectionClassifier`] that recognises a rejection ([`DefaultClassifier`]).
 ///
@@ -68,7 +68,7 @@ impl BearerAuthLayer {
 }
 
 impl<P, C> BearerAuthLayer<P, C> {
-    /// Uses another [`ReplayPolicy`](crate::ReplayPolicy) to decide which
+    /// Uses another [`ReplayPolicy`](crate::replay::ReplayPolicy) to decide which
     /// requests can be retried after a rejection.
     pub fn replay<P2>(self, replay: P2) -> BearerAuthLayer<P2, C> {
         BearerAuthLayer {
@@ -145,12 +145,12 @@ impl<S, P: Clone, C: Clone> Layer<S> for BearerAuthLayer<P, C> {
     type Service = BearerAuth<S, P, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BearerAuth::new(
+        BearerAuth::from_parts(
             inner,
             self.cache.clone(),
             self.replay.clone(),
             self.classifier.clone(),
+            self.scope.clone(),
         )
-        .with_scope(self.scope.clone())
     }
 }

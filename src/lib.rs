@@ -79,11 +79,12 @@
 //! # Bodies and replay
 //!
 //! A request can only be sent twice if its body can be: the default
-//! [`CloneBody`] policy handles bodies that are `Clone` (`Full<Bytes>`,
-//! `String`, `Empty`). Streams (a tonic request, a forwarded hyper `Incoming`,
-//! a `StreamBody`) are recorded as they are sent, up to a cap, by
-//! [`BufferBody`], and replayed from that recording; see [`buffer_body`]. Use
-//! [`BearerAuthLayer::no_replay`] to never send a request twice.
+//! [`CloneBody`](replay::CloneBody) policy handles bodies that are `Clone`
+//! (`Full<Bytes>`, `String`, `Empty`). Streams (a tonic request, a forwarded
+//! hyper `Incoming`, a `StreamBody`) are recorded as they are sent, up to a
+//! cap, by [`BufferBody`](replay::BufferBody), and replayed from that
+//! recording; see [`replay`]. Use [`BearerAuthLayer::no_replay`] to never send
+//! a request twice.
 //!
 //! # gRPC
 //!
@@ -110,7 +111,6 @@
 #![deny(missing_docs, unsafe_code, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod buffer_body;
 mod cache;
 mod classify;
 mod error;
@@ -118,20 +118,18 @@ mod layer;
 pub mod oauth2;
 mod origin;
 mod redact;
-mod replay;
+pub mod replay;
 mod secret;
 mod service;
 mod source;
 mod token;
-pub mod www_authenticate;
+mod www_authenticate;
 
-pub use crate::buffer_body::{BufferBody, BufferedRequest, TeeBody, DEFAULT_MAX_REPLAY_BYTES};
 pub use crate::cache::{CacheStats, CurrentToken, Generation, TokenCache, TokenCacheBuilder};
 pub use crate::classify::{DefaultClassifier, RejectionClassifier};
 pub use crate::error::{BearerAuthError, BoxError, CacheError, ErrorKind, TokenError};
 pub use crate::layer::BearerAuthLayer;
 pub use crate::origin::{InvalidOrigin, Origin};
-pub use crate::replay::{CloneBody, ClonedRequest, NoReplay, ReplayPolicy};
 pub use crate::secret::Secret;
 pub use crate::service::{BearerAuth, ResponseFuture};
 pub use crate::source::{

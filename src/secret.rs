@@ -3,9 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-// `buffer_body`, `replay`, `origin` and `token` still name these here; new
-// code takes them from `crate::redact`.
-pub(crate) use crate::redact::{url as url_for_display, Redacted};
+use crate::redact::Redacted;
 
 /// A secret string (client secret, refresh token, PKCE verifier, authorization
 /// code): cheap to clone, printed as `[redacted]` by both `Debug` and `Display`.

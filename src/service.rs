@@ -1,5 +1,6 @@
 //! The `BearerAuth` service and its response future.
 
+use std::fmt;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::AUTHORIZATION;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -19,7 +20,10 @@ use crate::replay::{CloneBody, ReplayPolicy};
 use crate::source::BoxFuture;
 
 /// Adds `Authorization: Bearer <token>` to every request and retries once when
-/// the server rejects the token. Built by [`BearerAuthLayer`](crate::BearerAuthLayer).
+/// the server rejects the token. Usually built by
+/// [`BearerAuthLayer`](crate::BearerAuthLayer), which also sets the replay
+/// policy, the classifier and the origins; [`BearerAuth::new`] builds one with
+/// the defaults.
 ///
 /// A request that already has an `Authorization` header is passed through as is,
 /// and so is one for an origin outside the layer's
@@ -36,20 +40,48 @@ pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier> {
     scope: Option<Arc<[Origin]>>,
 }
 
+impl<S> BearerAuth<S> {
+    /// Wraps `inner` so that its requests carry the token that `cache` holds,
+    /// replayed with [`CloneBody`] after a rejection recognised by
+    /// [`DefaultClassifier`], whatever their origin.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, ServiceExt};
+    /// use tower_bearer::{BearerAuth, StaticToken, TokenCache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let api = service_fn(|req: Request<String>| async move {
+    ///     Ok::<_, Infallible>(Response::new(req.headers()["authorization"].clone()))
+    /// });
+    /// let client = BearerAuth::new(api, TokenCache::new(StaticToken::new("abc")));
+    ///
+    /// let request = Request::get("http://127.0.0.1/").body(String::new()).unwrap();
+    /// let response = client.oneshot(request).await.unwrap();
+    /// assert_eq!(response.body(), "Bearer abc");
+    /// # }
+    /// ```
+    pub fn new(inner: S, cache: TokenCache) -> Self {
+        Self::from_parts(inner, cache, CloneBody, DefaultClassifier, None)
+    }
+}
+
 impl<S, P, C> BearerAuth<S, P, C> {
-    pub(crate) fn new(inner: S, cache: TokenCache, replay: P, classifier: C) -> Self {
+    pub(crate) fn from_parts(
+        inner: S,
+        cache: TokenCache,
+        replay: P,
+        classifier: C,
+        scope: Option<Arc<[Origin]>>,
+    ) -> Self {
         Self {
             inner,
             cache,
             replay,
             classifier,
-            scope: None,
+            scope,
         }
-    }
-
-    pub(crate) fn with_scope(mut self, scope: Option<Arc<[Origin]>>) -> Self {
-        self.scope = scope;
-        self
     }
 
     /// `false` if a scope is set and `uri` is not for one of its origins.
@@ -97,7 +129,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if request.headers().contains_key(AUTHORIZATION) || !self.in_scope(request.uri()) {
+        if has_authorization(request.headers()) || !self.in_scope(request.uri()) {
             let future = self.inner.call(request);
             return ResponseFuture::new(self, State::Passthrough { future });
         }
@@ -133,6 +165,19 @@ where
     }
 }
 
+/// Up to this many header names, looking for one by comparing each costs less
+/// than hashing it to look it up.
+const SCAN_NAMES_UP_TO: usize = 8;
+
+/// `true` if the caller set an `Authorization` header of its own.
+fn has_authorization(headers: &HeaderMap) -> bool {
+    if headers.keys_len() <= SCAN_NAMES_UP_TO {
+        headers.keys().any(|name| name == AUTHORIZATION)
+    } else {
+        headers.contains_key(AUTHORIZATION)
+    }
+}
+
 fn keep_for_retry<S: Clone, B, P: ReplayPolicy<B>>(
     replay: &P,
     request: &mut Request<B>,
@@ -152,7 +197,33 @@ struct Retry<S, K> {
 }
 
 pin_project! {
-    /// The response future of [`BearerAuth`].
+    /// The response future of [`BearerAuth`]: the first attempt, and the
+    /// replay after a rejection if there is one.
+    ///
+    /// Its `Debug` names the state it is in and the token generations
+    /// involved, never a token or a header.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use http::{Request, Response};
+    /// use tower::{service_fn, Service, ServiceExt};
+    /// use tower_bearer::{BearerAuth, StaticToken, TokenCache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let cache = TokenCache::new(StaticToken::new("s3cr3t"));
+    /// cache.token().await.unwrap();
+    /// let api = service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new(())) });
+    /// let mut client = BearerAuth::new(api, cache);
+    ///
+    /// let request = Request::get("http://127.0.0.1/").body(String::new()).unwrap();
+    /// let future = client.ready().await.unwrap().call(request);
+    /// let debug = format!("{future:?}");
+    /// assert!(debug.contains("Sending") && !debug.contains("s3cr3t"), "{debug}");
+    /// assert!(future.await.is_ok());
+    /// # }
+    /// ```
+    #[derive(Debug)]
+    #[must_use = "futures do nothing unless you `.await` or poll them"]
     pub struct ResponseFuture<S, B, P, C>
     where
         S: Service<Request<B>>,
@@ -173,8 +244,8 @@ pin_project! {
         S: Service<Request<B>>,
         P: ReplayPolicy<B>,
     {
-        // The request carried its own Authorization header, or is for an
-        // origin outside the scope.
+        // A request passed through: it carried its own Authorization header,
+        // or is for an origin outside the scope.
         Passthrough {
             #[pin]
             future: S::Future,
@@ -211,6 +282,40 @@ pin_project! {
             future: S::Future,
             generation: Generation,
         },
+    }
+}
+
+/// The state and the generations involved; what it holds (futures, requests,
+/// a rejected response) need not be `Debug`, and may hold credentials.
+impl<S, B, P> fmt::Debug for State<S, B, P>
+where
+    S: Service<Request<B>>,
+    P: ReplayPolicy<B>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Passthrough { .. } => f.write_str("Passthrough"),
+            State::AwaitToken { .. } => f.write_str("AwaitToken"),
+            State::Sending {
+                generation, retry, ..
+            } => f
+                .debug_struct("Sending")
+                .field("generation", generation)
+                .field("replayable", &retry.is_some())
+                .finish(),
+            State::AwaitFreshToken {
+                rejected_generation,
+                ..
+            } => f
+                .debug_struct("AwaitFreshToken")
+                .field("rejected_generation", rejected_generation)
+                .finish(),
+            State::AwaitReady { .. } => f.write_str("AwaitReady"),
+            State::Retrying { generation, .. } => f
+                .debug_struct("Retrying")
+                .field("generation", generation)
+                .finish(),
+        }
     }
 }
 
@@ -354,6 +459,53 @@ where
                     return Poll::Ready(Ok(response));
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::header::{ACCEPT, COOKIE};
+    use http::HeaderValue;
+
+    #[test]
+    fn finds_an_authorization_header_of_the_callers_own() {
+        let value = HeaderValue::from_static("x");
+        let with = |names: &[&str], authorization: bool| {
+            let mut headers = HeaderMap::new();
+            for name in names {
+                let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
+                headers.append(name, value.clone());
+            }
+            if authorization {
+                headers.append(AUTHORIZATION, value.clone());
+            }
+            headers
+        };
+        let few = ["accept", "x-request-id"];
+        let many: Vec<String> = (0..2 * SCAN_NAMES_UP_TO)
+            .map(|i| format!("x-{i}"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        // (headers, whether they hold an Authorization header)
+        let mut repeated = with(&few, true);
+        repeated.append(AUTHORIZATION, value.clone());
+        repeated.append(ACCEPT, value.clone());
+        let mut cookies = with(&few, false);
+        cookies.append(COOKIE, value.clone());
+        let cases = [
+            (HeaderMap::new(), false),
+            (with(&few, false), false),
+            (with(&few, true), true),
+            (with(&[], true), true),
+            (with(&many, false), false),
+            (with(&many, true), true),
+            (repeated, true),
+            (cookies, false),
+        ];
+        for (headers, expected) in cases {
+            assert_eq!(has_authorization(&headers), expected, "{headers:?}");
         }
     }
 }

@@ -1,27 +1,30 @@
-//! `BufferBody` over real HTTP/2 on 127.0.0.1: streaming bodies (with
-//! trailers) are recorded as they are sent and replayed after a 401; bodies
-//! past the cap, or not yet sent to their end when the 401 came, are not.
+//! `BufferBody` over real HTTP/2 and HTTP/1.1 on 127.0.0.1: streaming bodies
+//! (with trailers) are recorded as they are sent and replayed after a 401;
+//! bodies past the cap, or not yet sent to their end when the 401 came, are
+//! not.
 
-use std::convert::Infallible;
+#[path = "loopback/mod.rs"]
+mod loopback;
+
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 use tokio_stream::wrappers::ReceiverStream;
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_bearer::{from_fn, AccessToken, BearerAuth, BearerAuthLayer, BufferBody, TeeBody};
+use tower_bearer::replay::{BufferBody, TeeBody};
+use tower_bearer::{from_fn, AccessToken, BearerAuth, BearerAuthLayer};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 // `hyper::Error`, not a boxed error: a `Box<dyn Error>` inside the body type
 // trips rustc's higher-ranked `Send` check on futures that hold it (a plain
 // hyper-util `Client` future hits it as well).
@@ -39,24 +42,24 @@ type Seen = Arc<Mutex<Vec<(String, Bytes, Option<HeaderMap>)>>>;
 async fn backend(read_first: bool) -> (SocketAddr, Seen) {
     let seen = Seen::default();
     let record = seen.clone();
-    let addr = serve_h2(move |req: Request<Incoming>| {
+    let addr = loopback::serve(move |req: Request<Incoming>| {
         let record = record.clone();
         async move {
             let auth = req.headers()["authorization"].to_str().unwrap().to_owned();
             let rejected = auth == "Bearer token-0";
             if rejected && !read_first {
                 record.lock().unwrap().push((auth, Bytes::new(), None));
-                return Ok(status(StatusCode::UNAUTHORIZED, Bytes::new()));
+                return status(StatusCode::UNAUTHORIZED, Bytes::new());
             }
             let collected = req.into_body().collect().await.unwrap();
             let trailers = collected.trailers().cloned();
             let data = collected.to_bytes();
             record.lock().unwrap().push((auth, data.clone(), trailers));
-            Ok::<_, Infallible>(if rejected {
+            if rejected {
                 status(StatusCode::UNAUTHORIZED, Bytes::new())
             } else {
                 status(StatusCode::OK, data)
-            })
+            }
         }
     })
     .await;
@@ -70,31 +73,14 @@ fn status(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-async fn serve_h2<F, Fut, B>(handler: F) -> SocketAddr
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
-    B: hyper::body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service_fn(handler))
-                    .await;
-            });
-        }
-    });
-    addr
+#[derive(Debug, Clone, Copy)]
+enum Protocol {
+    Http1,
+    Http2,
 }
 
-/// An HTTP/2 client whose tokens are `token-0`, `token-1`, …
-fn client(policy: Policy) -> (Authed, BearerAuthLayer<Policy>) {
+/// A client of `protocol` whose tokens are `token-0`, `token-1`, …
+fn client(protocol: Protocol, policy: Policy) -> (Authed, BearerAuthLayer<Policy>) {
     let issued = Arc::new(AtomicU32::new(0));
     let source = from_fn(move || {
         let n = issued.fetch_add(1, Ordering::SeqCst);
@@ -102,7 +88,7 @@ fn client(policy: Policy) -> (Authed, BearerAuthLayer<Policy>) {
     });
     let layer = BearerAuthLayer::new(source).replay(policy);
     let http = Client::builder(TokioExecutor::new())
-        .http2_only(true)
+        .http2_only(matches!(protocol, Protocol::Http2))
         .build_http::<Body>();
     let service = ServiceBuilder::new().layer(layer.clone()).service(http);
     (service, layer)
@@ -134,7 +120,7 @@ fn post(addr: SocketAddr, body: Body) -> Request<Body> {
 #[tokio::test]
 async fn stream_body_with_trailers_is_replayed_identically() {
     let (addr, seen) = backend(true).await;
-    let (client, layer) = client(policy());
+    let (client, layer) = client(Protocol::Http2, policy());
     let body = stream_body(vec![
         Frame::data(Bytes::from_static(b"first chunk, ")),
         Frame::data(Bytes::from_static(b"second chunk, ")),
@@ -162,7 +148,7 @@ async fn stream_body_with_trailers_is_replayed_identically() {
 #[tokio::test]
 async fn body_over_the_cap_is_sent_once() {
     let (addr, seen) = backend(true).await;
-    let (client, layer) = client(policy().max_bytes(1024));
+    let (client, layer) = client(Protocol::Http2, policy().max_bytes(1024));
     let chunk = Bytes::from(vec![b'y'; 512]);
     let body = stream_body(vec![
         Frame::data(chunk.clone()),
@@ -184,7 +170,7 @@ async fn body_over_the_cap_is_sent_once() {
 #[tokio::test]
 async fn body_not_sent_to_its_end_is_not_retried() {
     let (addr, seen) = backend(false).await;
-    let (mut client, layer) = client(policy());
+    let (mut client, layer) = client(Protocol::Http2, policy());
 
     // A body that sends one chunk and then waits for more.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, hyper::Error>>(1);
@@ -216,12 +202,14 @@ fn incoming_body(body: Incoming) -> Body {
     BoxBody::new(body)
 }
 
-type Forwarded = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Response<Incoming>, Infallible>> + Send>,
->;
+type Forwarded = Pin<Box<dyn std::future::Future<Output = Response<Full<Bytes>>> + Send>>;
 
 fn forward(client: Authed, req: Request<Body>) -> Forwarded {
-    Box::pin(async move { Ok(client.oneshot(req).await.unwrap()) })
+    Box::pin(async move {
+        let (head, body) = client.oneshot(req).await.unwrap().into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Response::from_parts(head, Full::new(body))
+    })
 }
 
 #[tokio::test]
@@ -229,8 +217,8 @@ async fn forwarded_incoming_body_is_replayed() {
     // A proxy that forwards hyper `Incoming` bodies to the backend through the
     // authenticated client.
     let (backend_addr, seen) = backend(true).await;
-    let (client, layer) = client(policy());
-    let proxy_addr = serve_h2(move |req: Request<Incoming>| {
+    let (client, layer) = client(Protocol::Http2, policy());
+    let proxy_addr = loopback::serve(move |req: Request<Incoming>| {
         let target = format!("http://{backend_addr}{}", req.uri().path());
         let mut req = req.map(incoming_body);
         *req.uri_mut() = target.parse::<Uri>().unwrap();
@@ -254,4 +242,62 @@ async fn forwarded_incoming_body_is_replayed() {
     assert_eq!(seen[0].1, payload);
     assert_eq!(seen[1].1, payload);
     assert_eq!(layer.cache().stats().retries, 1);
+}
+
+/// A stream that declares its exact length up front (as a body built from a
+/// file or a known-size upload does), but does not say when it has ended.
+struct ExactLength {
+    inner: Body,
+    len: u64,
+}
+
+impl hyper::body::Body for ExactLength {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
+/// Over HTTP/1.1, hyper stops polling a body once it has written the length
+/// the request declared (in a `content-length` header, or as the body's exact
+/// size hint); the stream is never asked for its end. The recording is
+/// complete all the same, and the request is replayed with the same bytes.
+#[tokio::test]
+async fn stream_with_a_declared_length_is_replayed_over_http1() {
+    let chunks = [&b"declared "[..], b"length, ", b"streamed"];
+    let len = chunks.iter().map(|c| c.len()).sum::<usize>();
+    let stream = || stream_body(chunks.map(|c| Frame::data(Bytes::from_static(c))).into());
+    let in_header = Request::post("/")
+        .header(http::header::CONTENT_LENGTH, len)
+        .body(stream())
+        .unwrap();
+    let in_size_hint = Request::post("/")
+        .body(BoxBody::new(ExactLength {
+            inner: stream(),
+            len: len as u64,
+        }))
+        .unwrap();
+    for (declared, mut req) in [("header", in_header), ("size hint", in_size_hint)] {
+        let (addr, seen) = backend(true).await;
+        let (client, layer) = client(Protocol::Http1, policy());
+        *req.uri_mut() = format!("http://{addr}/upload").parse().unwrap();
+        let res = client.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "length in the {declared}");
+
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "length in the {declared}");
+        assert_eq!(seen[0].1, &b"declared length, streamed"[..]);
+        assert_eq!(seen[1].1, seen[0].1, "length in the {declared}");
+        assert_eq!(seen[1].0, "Bearer token-1");
+        assert_eq!(layer.cache().stats().retries, 1);
+    }
 }

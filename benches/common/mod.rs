@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, USER_AGENT};
-use http::{Method, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::Service;
 use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, TokenCache};
@@ -48,6 +48,36 @@ pub fn request() -> Request<Full<Bytes>> {
         .header("x-request-id", "7f3c2a9e-bench")
         .body(Full::default())
         .unwrap()
+}
+
+/// Headers that real requests often carry besides the standard request's
+/// three, standard names and custom ones, with values of typical lengths.
+pub const MORE_HEADERS: [(&str, &str); 10] = [
+    ("accept-encoding", "gzip, br"),
+    ("accept-language", "en-GB,en;q=0.9"),
+    ("cache-control", "no-cache"),
+    ("content-type", "application/json"),
+    ("if-none-match", "\"5f2b-1a9c\""),
+    ("x-correlation-id", "0b7d54e2-41c6-4f0e-9d6e-3c1a8f2b9e10"),
+    ("x-tenant", "acme-prod"),
+    (
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ),
+    ("tracestate", "vendor=t61rcWkgMzE"),
+    ("baggage", "userId=alice,serverNode=DF28"),
+];
+
+/// The standard request with [`MORE_HEADERS`] too (13 headers): how the
+/// cost of each layer grows with the request's head.
+pub fn request_with_more_headers() -> Request<Full<Bytes>> {
+    let mut req = request();
+    for (name, value) in MORE_HEADERS {
+        let value = HeaderValue::from_str(value).unwrap();
+        req.headers_mut()
+            .append(HeaderName::from_static(name), value);
+    }
+    req
 }
 
 pub const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.bench-token-of-a-realistic-length.c2lnbmF0dXJl";
