@@ -1,22 +1,33 @@
-//! The authorization-code grant (RFC 6749 §4.1) with PKCE (RFC 7636) and
-//! `state`: what to ask the user's authorization server for.
+//! The authorization-code grant (RFC 6749 §4.1) with PKCE (RFC 7636),
+//! `state` and the issuer check (RFC 9207): what to ask the user's
+//! authorization server for, and how to exchange what comes back.
 
 use super::authorization_request::AuthorizationRequest;
 use super::authorize_url::AuthorizeUrl;
+use super::callback::Callback;
 use super::csrf_state::CsrfState;
 use super::endpoint::TokenEndpoint;
 use super::error::BuildError;
+use super::issuer_check::ExpectedIssuer;
+use super::pending_authorization::PendingAuthorization;
 use super::pkce::PkceVerifier;
+use super::refresh_token::RefreshTokenSource;
+use super::response::TokenResponse;
 use super::secure_url;
+use super::uri_reference::UriReference;
+use crate::error::TokenError;
+use crate::redact;
 
 /// Configuration of an authorization-code flow: where to send the user, what
-/// to ask for, and the token endpoint that exchanges the code.
+/// to ask for, the token endpoint that exchanges the code, and what every
+/// token request adds.
 ///
 /// [`start`](Self::start) makes a fresh [`AuthorizationRequest`] (new `state`
-/// and PKCE verifier) whose URL the user visits; its
-/// [`finish`](AuthorizationRequest::finish) checks what came back to the
-/// redirect URI, exchanges the code, and hands over a
-/// [`RefreshTokenSource`](super::RefreshTokenSource).
+/// and PKCE verifier) whose URL the user visits; [`finish`](Self::finish)
+/// checks what came back to the redirect URI against its
+/// [`PendingAuthorization`], exchanges the code, and hands over a
+/// [`RefreshTokenSource`]. Between the two, the pending authorization can be
+/// saved in a session, so the callback may land in another process.
 ///
 /// ```
 /// use tower_bearer::oauth2::{AuthorizationCode, ClientAuth, TokenEndpoint};
@@ -32,12 +43,14 @@ use super::secure_url;
 ///     .scope("workspaces:read")
 ///     .scope("chats:write")
 ///     .scope_separator(",")
+///     .resource("https://api.gluegroups.com/")
 ///     .param("prompt", "consent");
 /// let request = flow.start();
 /// assert!(request.url().starts_with("https://api.gluegroups.com/oauth/authorize?response_type=code&client_id=client1"));
 /// assert!(request.url().contains("&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Foauth%2Fcallback"));
 /// assert!(request.url().contains("&scope=workspaces%3Aread%2Cchats%3Awrite"));
 /// assert!(request.url().contains("&code_challenge_method=S256"));
+/// assert!(request.url().contains("&resource=https%3A%2F%2Fapi.gluegroups.com%2F"));
 /// assert!(request.url().ends_with("&prompt=consent"));
 ///
 /// // Servers that reject PKCE's parameters:
@@ -53,19 +66,29 @@ pub struct AuthorizationCode {
     scopes: Vec<String>,
     scope_separator: String,
     pkce: bool,
+    issuer: Option<ExpectedIssuer>,
     params: Vec<(String, String)>,
+    resources: Vec<String>,
+    token_params: Vec<(String, String)>,
 }
 
 impl AuthorizationCode {
     /// A flow sending users to `authorize_url` and exchanging codes at
     /// `endpoint`. The authorization URL must be `https://` (or loopback
-    /// `http://`), like the token endpoint's.
+    /// `http://`), like the token endpoint's, and may have a query but no
+    /// fragment (RFC 6749 §3.1).
     pub fn new(
         authorize_url: impl Into<String>,
         endpoint: TokenEndpoint,
     ) -> Result<Self, BuildError> {
         let authorize_url = authorize_url.into();
         secure_url::parse(&authorize_url, false)?;
+        if UriReference::split(&authorize_url).fragment.is_some() {
+            return Err(BuildError::InvalidUrl {
+                url: redact::url(&authorize_url),
+                reason: "an authorization endpoint has no fragment (RFC 6749 §3.1)",
+            });
+        }
         Ok(Self {
             authorize_url: AuthorizeUrl::new(authorize_url),
             endpoint,
@@ -73,7 +96,10 @@ impl AuthorizationCode {
             scopes: Vec::new(),
             scope_separator: " ".to_owned(),
             pkce: true,
+            issuer: None,
             params: Vec::new(),
+            resources: Vec::new(),
+            token_params: Vec::new(),
         })
     }
 
@@ -101,44 +127,172 @@ impl AuthorizationCode {
         self
     }
 
+    /// The issuer identifier of the authorization server (RFC 9207): a
+    /// callback whose `iss` names another issuer is refused before the code
+    /// is sent anywhere ([`ExchangeError::IssuerMismatch`](super::ExchangeError::IssuerMismatch)).
+    /// A callback without `iss` passes; use [`require_issuer`](Self::require_issuer)
+    /// for servers that always send it.
+    pub fn expect_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(ExpectedIssuer {
+            issuer: issuer.into(),
+            required: false,
+        });
+        self
+    }
+
+    /// Like [`expect_issuer`](Self::expect_issuer), for a server that always
+    /// sends `iss` (its metadata has `authorization_response_iss_parameter_supported`):
+    /// a callback without it is refused too
+    /// ([`ExchangeError::MissingIssuer`](super::ExchangeError::MissingIssuer)).
+    pub fn require_issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(ExpectedIssuer {
+            issuer: issuer.into(),
+            required: true,
+        });
+        self
+    }
+
     /// Adds a parameter to the authorization URL (`prompt`, `access_type`, …).
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((key.into(), value.into()));
         self
     }
 
+    /// Adds a `resource` indicator (RFC 8707), sent on the authorization
+    /// URL, the code exchange and every refresh, so that each access token
+    /// is issued for that resource. May be given more than once.
+    pub fn resource(mut self, resource: impl Into<String>) -> Self {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// Adds a parameter to the token requests: the code exchange and every
+    /// refresh of the source [`finish`](Self::finish) returns (`audience`, a
+    /// provider's extras). Not sent on the authorization URL; use
+    /// [`param`](Self::param) for that.
+    pub fn token_param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.token_params.push((key.into(), value.into()));
+        self
+    }
+
+    /// The token endpoint codes are exchanged at.
+    pub fn endpoint(&self) -> &TokenEndpoint {
+        &self.endpoint
+    }
+
     /// Starts an authorization: a fresh `state` and PKCE verifier, and the URL
-    /// to send the user to. Keep the request (or its state and verifier) until
-    /// the user comes back.
+    /// to send the user to. Keep the request, or its
+    /// [`pending`](AuthorizationRequest::pending) part, until the user comes back.
     pub fn start(&self) -> AuthorizationRequest {
-        let state = CsrfState::generate();
-        let verifier = self.pkce.then(PkceVerifier::generate);
+        let mut pending = PendingAuthorization::new(CsrfState::generate());
+        if self.pkce {
+            pending = pending.with_verifier(PkceVerifier::generate());
+        }
+        if let Some(uri) = &self.redirect_uri {
+            pending = pending.with_redirect_uri(uri.clone());
+        }
+        pending = pending.with_issuer(self.issuer.clone());
+        let url = self.authorize_url(&pending);
+        AuthorizationRequest::new(url, pending, self.clone())
+    }
+
+    fn authorize_url(&self, pending: &PendingAuthorization) -> String {
         let mut url = self.authorize_url.clone().param("response_type", "code");
         if let Some(id) = self.endpoint.client_id() {
             url = url.param("client_id", id);
         }
-        if let Some(uri) = &self.redirect_uri {
+        if let Some(uri) = pending.redirect_uri() {
             url = url.param("redirect_uri", uri);
         }
         if !self.scopes.is_empty() {
             url = url.param("scope", &self.scopes.join(&self.scope_separator));
         }
-        url = url.param("state", state.secret().expose());
-        if let Some(verifier) = &verifier {
+        url = url.param("state", pending.state().secret().expose());
+        if let Some(verifier) = pending.verifier() {
             let challenge = verifier.challenge();
             url = url
                 .param("code_challenge", challenge.as_str())
                 .param("code_challenge_method", challenge.method());
         }
+        for resource in &self.resources {
+            url = url.param("resource", resource);
+        }
         for (key, value) in &self.params {
             url = url.param(key, value);
         }
-        AuthorizationRequest::new(
-            url.build(),
-            state,
-            verifier,
-            self.endpoint.clone(),
-            self.redirect_uri.clone(),
+        url.build()
+    }
+
+    /// Checks the callback against the authorization it answers
+    /// ([`Callback::verified_code`]: `state`, then `iss`, then an error from
+    /// the server) and only then exchanges the code for tokens, sending the
+    /// pending authorization's `redirect_uri` and PKCE verifier, this flow's
+    /// `resource`s and [`token_param`](Self::token_param)s.
+    ///
+    /// The pending authorization may come from another process (a session
+    /// store); the flow is the one for its [`issuer`](PendingAuthorization::issuer).
+    pub async fn exchange(
+        &self,
+        pending: &PendingAuthorization,
+        callback: &Callback,
+    ) -> Result<TokenResponse, TokenError> {
+        let code = callback.verified_code(pending)?;
+        let mut params = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.expose()),
+        ];
+        if let Some(uri) = pending.redirect_uri() {
+            params.push(("redirect_uri", uri));
+        }
+        if let Some(verifier) = pending.verifier() {
+            params.push(("code_verifier", verifier.secret().expose()));
+        }
+        params.extend(self.token_params());
+        self.endpoint.request(&params).await
+    }
+
+    /// [`exchange`](Self::exchange)s the code, then returns a
+    /// [`RefreshTokenSource`] that serves the access token just obtained and
+    /// refreshes it from then on, with this flow's `resource`s and
+    /// [`token_param`](Self::token_param)s. Fails if no refresh token was issued.
+    ///
+    /// ```
+    /// use tower_bearer::oauth2::{AuthorizationCode, Callback, PendingAuthorization};
+    /// use tower_bearer::{BearerAuthLayer, TokenError};
+    ///
+    /// // The callback handler of a web app, on whichever instance it lands.
+    /// async fn on_callback(flow: &AuthorizationCode, saved: PendingAuthorization, path_and_query: &str)
+    ///     -> Result<BearerAuthLayer, TokenError>
+    /// {
+    ///     let source = flow.finish(&saved, &Callback::from_url(path_and_query)?).await?;
+    ///     Ok(BearerAuthLayer::new(source.on_rotate(|_new| { /* persist _new.expose() */ })))
+    /// }
+    /// # let _ = on_callback;
+    /// ```
+    pub async fn finish(
+        &self,
+        pending: &PendingAuthorization,
+        callback: &Callback,
+    ) -> Result<RefreshTokenSource, TokenError> {
+        let response = self.exchange(pending, callback).await?;
+        let source = RefreshTokenSource::from_response(self.endpoint.clone(), &response)
+            .ok_or_else(|| {
+                TokenError::permanent(
+                    "the authorization server issued no refresh token (ask for `offline_access`?)",
+                )
+            })?;
+        Ok(self
+            .token_params()
+            .fold(source, |source, (key, value)| source.param(key, value)))
+    }
+
+    /// What every token request adds: the `resource`s, then the other parameters.
+    fn token_params(&self) -> impl Iterator<Item = (&str, &str)> {
+        let resources = self.resources.iter().map(|r| ("resource", r.as_str()));
+        resources.chain(
+            self.token_params
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
         )
     }
 }

@@ -1,19 +1,23 @@
-//! One authorization in progress: the URL the user visits, the `state` and
-//! PKCE verifier kept until they come back, and the code exchange.
+//! One authorization in progress: the URL the user visits, what is kept
+//! until they come back, and the code exchange.
 
 use std::fmt;
 
+use super::authorization_code::AuthorizationCode;
 use super::callback::Callback;
 use super::csrf_state::CsrfState;
-use super::endpoint::TokenEndpoint;
-use super::error::ExchangeError;
+use super::pending_authorization::PendingAuthorization;
 use super::pkce::PkceVerifier;
 use super::refresh_token::RefreshTokenSource;
 use super::response::TokenResponse;
 use crate::error::TokenError;
 
 /// One authorization in progress; see
-/// [`AuthorizationCode::start`](super::AuthorizationCode::start).
+/// [`AuthorizationCode::start`](super::AuthorizationCode::start): the URL to
+/// send the user to, and the [`PendingAuthorization`] to keep until they come
+/// back. Keep the whole request where the callback lands in the same
+/// process, or save [`pending`](Self::pending) in a session and finish with
+/// [`AuthorizationCode::finish`] wherever it lands.
 /// `Debug` shows neither the `state` nor the verifier.
 ///
 /// ```
@@ -42,27 +46,13 @@ use crate::error::TokenError;
 /// ```
 pub struct AuthorizationRequest {
     url: String,
-    state: CsrfState,
-    verifier: Option<PkceVerifier>,
-    endpoint: TokenEndpoint,
-    redirect_uri: Option<String>,
+    pending: PendingAuthorization,
+    flow: AuthorizationCode,
 }
 
 impl AuthorizationRequest {
-    pub(super) fn new(
-        url: String,
-        state: CsrfState,
-        verifier: Option<PkceVerifier>,
-        endpoint: TokenEndpoint,
-        redirect_uri: Option<String>,
-    ) -> Self {
-        Self {
-            url,
-            state,
-            verifier,
-            endpoint,
-            redirect_uri,
-        }
+    pub(super) fn new(url: String, pending: PendingAuthorization, flow: AuthorizationCode) -> Self {
+        Self { url, pending, flow }
     }
 
     /// The URL to send the user to.
@@ -72,58 +62,35 @@ impl AuthorizationRequest {
 
     /// The `state` sent.
     pub fn state(&self) -> &CsrfState {
-        &self.state
+        self.pending.state()
     }
 
     /// The PKCE verifier, unless PKCE is off.
     pub fn verifier(&self) -> Option<&PkceVerifier> {
-        self.verifier.as_ref()
+        self.pending.verifier()
     }
 
-    /// Checks the callback (`state`, in constant time, then an error from the
-    /// server) and exchanges the code for tokens.
+    /// What to keep until the user comes back, to finish the flow in any
+    /// process with [`AuthorizationCode::finish`].
+    pub fn pending(&self) -> &PendingAuthorization {
+        &self.pending
+    }
+
+    /// [`AuthorizationCode::exchange`] with this request's pending authorization.
     pub async fn exchange(&self, callback: &Callback) -> Result<TokenResponse, TokenError> {
-        // `state` first: an error callback with a forged state is an attack,
-        // and its text must not reach the caller as the server's word.
-        match callback.state() {
-            Some(state) if self.state.matches(state) => {}
-            _ => return Err(ExchangeError::StateMismatch.into()),
-        }
-        if let Some(err) = callback.error() {
-            return Err(err.clone().into());
-        }
-        let code = callback.code().ok_or(ExchangeError::MissingCode)?;
-        let mut params = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code.expose()),
-        ];
-        if let Some(uri) = &self.redirect_uri {
-            params.push(("redirect_uri", uri));
-        }
-        if let Some(verifier) = &self.verifier {
-            params.push(("code_verifier", verifier.secret().expose()));
-        }
-        self.endpoint.request(&params).await
+        self.flow.exchange(&self.pending, callback).await
     }
 
-    /// [`exchange`](Self::exchange)s the code, then returns a
-    /// [`RefreshTokenSource`] that serves the access token just obtained and
-    /// refreshes it from then on. Fails if no refresh token was issued.
+    /// [`AuthorizationCode::finish`] with this request's pending authorization.
     pub async fn finish(&self, callback: &Callback) -> Result<RefreshTokenSource, TokenError> {
-        let response = self.exchange(callback).await?;
-        RefreshTokenSource::from_response(self.endpoint.clone(), &response).ok_or_else(|| {
-            TokenError::permanent(
-                "the authorization server issued no refresh token (ask for `offline_access`?)",
-            )
-        })
+        self.flow.finish(&self.pending, callback).await
     }
 }
 
 impl fmt::Debug for AuthorizationRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthorizationRequest")
-            .field("state", &self.state)
-            .field("verifier", &self.verifier)
+            .field("pending", &self.pending)
             .finish_non_exhaustive()
     }
 }

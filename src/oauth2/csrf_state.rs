@@ -17,11 +17,13 @@ use crate::secret::Secret;
 /// let echoed = state.secret().expose().to_owned();
 /// assert!(state.matches(&echoed));
 /// assert!(!state.matches("forged"));
+/// // An empty state protects nothing: it never matches.
+/// assert!(!CsrfState::new("").matches(""));
 ///
 /// // One kept from earlier, in a session.
 /// assert!(CsrfState::new("from-the-session").matches("from-the-session"));
 /// ```
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct CsrfState(Secret);
 
 impl CsrfState {
@@ -44,9 +46,12 @@ impl CsrfState {
         &self.0
     }
 
-    /// Whether `returned` is this state, compared in constant time.
+    /// Whether `returned` is this state, compared in constant time. An
+    /// empty state matches nothing: a session that lost its state must not
+    /// accept a callback that sends none.
     pub fn matches(&self, returned: &str) -> bool {
-        constant_time_eq(self.0.expose().as_bytes(), returned.as_bytes())
+        let expected = self.0.expose();
+        !expected.is_empty() && constant_time_eq(expected.as_bytes(), returned.as_bytes())
     }
 }
 

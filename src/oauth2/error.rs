@@ -125,6 +125,25 @@ pub enum ExchangeError {
     StateMismatch,
     /// The redirect URI was reached without a `code`.
     MissingCode,
+    /// The authorization response names another issuer than the one the
+    /// authorization request was sent to (RFC 9207 `iss`): a mix-up attack,
+    /// or a response meant for another flow. Nothing was sent.
+    IssuerMismatch {
+        /// The issuer the request was sent to.
+        expected: String,
+        /// The `iss` returned, made safe to print.
+        returned: String,
+    },
+    /// The authorization response has no `iss`, though the authorization
+    /// server says it always sends one (its metadata's
+    /// `authorization_response_iss_parameter_supported`). Nothing was sent.
+    MissingIssuer {
+        /// The issuer the request was sent to.
+        expected: String,
+    },
+    /// What reached the redirect URI is not an authorization response this
+    /// client can read (an unparsable query, parameters in the fragment).
+    InvalidCallback(&'static str),
 }
 
 impl ExchangeError {
@@ -172,6 +191,17 @@ impl fmt::Display for ExchangeError {
                 "the `state` returned to the redirect URI does not match the one sent (possible CSRF)",
             ),
             ExchangeError::MissingCode => f.write_str("the redirect URI was reached without a `code`"),
+            ExchangeError::IssuerMismatch { expected, returned } => write!(
+                f,
+                "the authorization response comes from issuer `{returned}`, not `{expected}` (RFC 9207 `iss`; possible mix-up attack); the code was not exchanged"
+            ),
+            ExchangeError::MissingIssuer { expected } => write!(
+                f,
+                "the authorization response has no `iss`, though `{expected}` always sends one (RFC 9207; possible mix-up attack); the code was not exchanged"
+            ),
+            ExchangeError::InvalidCallback(reason) => {
+                write!(f, "invalid authorization response: {reason}")
+            }
         }
     }
 }

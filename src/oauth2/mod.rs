@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | client credentials (RFC 6749 §4.4) | [`ClientCredentials`] |
 //! | refresh token (RFC 6749 §6), with rotation | [`RefreshTokenSource`] |
-//! | authorization code + PKCE (RFC 7636) + `state` | [`AuthorizationCode`], which hands over a [`RefreshTokenSource`] |
+//! | authorization code + PKCE (RFC 7636) + `state` + `iss` (RFC 9207) | [`AuthorizationCode`], which hands over a [`RefreshTokenSource`]; [`PendingAuthorization`] lets another process finish it |
 //! | anything else (a custom code-for-API-key exchange) | [`from_fn`](crate::from_fn) + [`PkceVerifier`] + [`TokenEndpoint::request_fields`] + [`StaticToken`](crate::StaticToken) |
 //!
 //! The endpoint client sends through any Tower HTTP service you hand it
@@ -80,11 +80,14 @@ mod endpoint;
 mod error;
 mod form_urlencoded;
 mod http_client;
+mod issuer_check;
+mod pending_authorization;
 mod pkce;
 mod random;
 mod refresh_token;
 mod response;
 mod secure_url;
+mod uri_reference;
 
 pub use self::authorization_code::AuthorizationCode;
 pub use self::authorization_request::AuthorizationRequest;
@@ -97,6 +100,7 @@ pub use self::csrf_state::CsrfState;
 pub use self::endpoint::{TokenEndpoint, TokenEndpointBuilder};
 pub use self::error::{BuildError, ErrorCode, ExchangeError, OAuth2Error};
 pub use self::http_client::{HttpBody, HttpClient};
+pub use self::pending_authorization::PendingAuthorization;
 pub use self::pkce::{PkceChallenge, PkceVerifier};
 pub use self::refresh_token::RefreshTokenSource;
 pub use self::response::TokenResponse;

@@ -34,7 +34,7 @@ const VERIFIER_LENS: std::ops::RangeInclusive<usize> = 43..=128;
 /// let rfc = PkceVerifier::new("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk").unwrap();
 /// assert_eq!(rfc.challenge().as_str(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
 /// ```
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PkceVerifier(Secret);
 
 impl PkceVerifier {

@@ -100,6 +100,13 @@ impl RefreshTokenSource {
         self
     }
 
+    /// Adds a `resource` indicator (RFC 8707) to every refresh request, so
+    /// that each access token is issued for that resource. May be given more
+    /// than once.
+    pub fn resource(self, resource: impl Into<String>) -> Self {
+        self.param("resource", resource)
+    }
+
     /// Adds a parameter to every refresh request.
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.params.push((key.into(), value.into()));
