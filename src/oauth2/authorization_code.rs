@@ -28,6 +28,7 @@ use crate::redact;
 /// [`PendingAuthorization`], exchanges the code, and hands over a
 /// [`RefreshTokenSource`]. Between the two, the pending authorization can be
 /// saved in a session, so the callback may land in another process.
+/// [`Discovery`](super::Discovery) builds the flow from an issuer URL.
 ///
 /// ```
 /// use tower_bearer::oauth2::{AuthorizationCode, ClientAuth, TokenEndpoint};
@@ -131,7 +132,8 @@ impl AuthorizationCode {
     /// callback whose `iss` names another issuer is refused before the code
     /// is sent anywhere ([`ExchangeError::IssuerMismatch`](super::ExchangeError::IssuerMismatch)).
     /// A callback without `iss` passes; use [`require_issuer`](Self::require_issuer)
-    /// for servers that always send it.
+    /// for servers that always send it. [`Discovery`](super::Discovery) sets
+    /// the right one.
     pub fn expect_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = Some(ExpectedIssuer {
             issuer: issuer.into(),

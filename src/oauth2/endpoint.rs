@@ -195,7 +195,7 @@ fn secrets_sent<'a>(
 
 /// Reads a response body, refusing one larger than `limit` bytes: before
 /// reading when its `content-length` says so, while reading otherwise.
-async fn read_capped(
+pub(super) async fn read_capped(
     mut body: HttpBody,
     parts: &http::response::Parts,
     limit: usize,

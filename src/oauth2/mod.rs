@@ -19,6 +19,10 @@
 //! response cap (1 MiB unless [set](TokenEndpointBuilder::max_response_bytes));
 //! and reads token responses leniently ([`TokenResponse`]).
 //!
+//! [`Discovery`] builds the endpoints from an issuer URL (RFC 8414, OpenID
+//! Connect Discovery): the token and authorization endpoints, the client
+//! authentication and the `iss` check come from the server's own metadata.
+//!
 //! # Example: client credentials with HTTP Basic authentication
 //!
 //! ```no_run
@@ -76,6 +80,7 @@ mod callback;
 mod client_auth;
 mod client_credentials;
 mod csrf_state;
+mod discovery;
 mod endpoint;
 mod error;
 mod form_urlencoded;
@@ -87,6 +92,7 @@ mod random;
 mod refresh_token;
 mod response;
 mod secure_url;
+mod server_metadata;
 mod uri_reference;
 
 pub use self::authorization_code::AuthorizationCode;
@@ -97,10 +103,12 @@ pub use self::callback::Callback;
 pub use self::client_auth::ClientAuth;
 pub use self::client_credentials::ClientCredentials;
 pub use self::csrf_state::CsrfState;
+pub use self::discovery::Discovery;
 pub use self::endpoint::{TokenEndpoint, TokenEndpointBuilder};
-pub use self::error::{BuildError, ErrorCode, ExchangeError, OAuth2Error};
+pub use self::error::{BuildError, DiscoveryError, ErrorCode, ExchangeError, OAuth2Error};
 pub use self::http_client::{HttpBody, HttpClient};
 pub use self::pending_authorization::PendingAuthorization;
 pub use self::pkce::{PkceChallenge, PkceVerifier};
 pub use self::refresh_token::RefreshTokenSource;
 pub use self::response::TokenResponse;
+pub use self::server_metadata::AuthorizationServerMetadata;
