@@ -28,8 +28,9 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
-    AuthorizationCode, AuthorizationRequest, Callback, ClientAuth, ClientCredentials, ErrorCode,
-    HttpClient, OAuth2Error, RefreshTokenSource, TokenEndpoint,
+    AuthorizationCode, AuthorizationRequest, Callback, ClientAuth, ClientCredentials, Discovery,
+    ErrorCode, ExchangeError, HttpClient, OAuth2Error, PendingAuthorization, RefreshTokenSource,
+    TokenEndpoint,
 };
 use tower_bearer::{BearerAuthLayer, BoxError, TokenCache, TokenError, TokenSource};
 
@@ -223,9 +224,15 @@ fn oauth2_error(err: &TokenError) -> &OAuth2Error {
 /// Follows the authorization URL's redirects, through the provider's
 /// interaction endpoint (which logs in and consents), until the redirect URI.
 async fn authorize(server: &AuthServer, request: &AuthorizationRequest) -> Callback {
+    Callback::from_url(&redirect_location(server, request.url()).await).unwrap()
+}
+
+/// Plays the browser from `url` to the redirect URI, and returns the URL it
+/// was redirected to, as the browser would request it.
+async fn redirect_location(server: &AuthServer, url: &str) -> String {
     let client = plain();
     let mut jar: BTreeMap<String, (String, String)> = BTreeMap::new(); // name -> (value, path)
-    let mut url = request.url().to_owned();
+    let mut url = url.to_owned();
     for _ in 0..10 {
         let path = url
             .splitn(4, '/')
@@ -277,7 +284,7 @@ async fn authorize(server: &AuthServer, request: &AuthorizationRequest) -> Callb
         };
         let location = location.to_str().unwrap().to_owned();
         if location.starts_with(REDIRECT_URI) {
-            return Callback::from_url(&location).unwrap();
+            return location;
         }
         url = if location.starts_with('/') {
             server.url(&location)
@@ -505,4 +512,308 @@ async fn refresh_tokens_rotate_and_the_old_one_is_refused() {
     assert!(err.is_permanent());
     assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
     assert!(server.log().contains("already used"), "{}", server.log());
+}
+
+// ---------------------------------------------------------------------------
+// Web apps (issue 13): discovery, the RFC 9207 issuer check, a flow finished
+// by another process, `resource` on the token requests
+
+const API_RESOURCE: &str = "urn:tower-bearer:api";
+const REPORTS_RESOURCE: &str = "urn:tower-bearer:reports";
+
+/// How many requests the token endpoint has received (the server counts them).
+async fn token_requests(server: &AuthServer) -> u64 {
+    let res = plain()
+        .request(
+            Request::get(server.url("/test/token-requests"))
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    body["count"].as_u64().unwrap()
+}
+
+/// The `app` client's flow, configured from the server's metadata alone.
+async fn discovered_flow(issuer: &str) -> AuthorizationCode {
+    let metadata = Discovery::new(issuer)
+        .http_client(HttpClient::new(plain()))
+        .fetch()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let endpoint = metadata
+        .token_endpoint_builder()
+        .client_id("app")
+        .client_secret(APP_SECRET)
+        .build()
+        .unwrap();
+    metadata
+        .authorization_code(endpoint)
+        .unwrap()
+        .redirect_uri(REDIRECT_URI)
+        .scope("openid")
+        .scope("api:read")
+}
+
+#[tokio::test]
+async fn discovery_yields_working_endpoints() {
+    let server = AuthServer::start(60);
+    let issuer = server.url("");
+    let metadata = Discovery::new(&issuer)
+        .http_client(HttpClient::new(plain()))
+        .fetch()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(metadata.issuer(), issuer);
+    assert_eq!(metadata.token_endpoint(), server.url("/token"));
+    assert_eq!(
+        metadata.authorization_endpoint(),
+        Some(server.url("/auth").as_str())
+    );
+    assert!(metadata.authorization_response_iss_parameter_supported());
+    assert!(metadata
+        .code_challenge_methods_supported()
+        .contains(&"S256".to_owned()));
+    assert_eq!(metadata.client_auth(), Some(ClientAuth::Basic));
+
+    // Client credentials through the discovered token endpoint.
+    let endpoint = metadata
+        .token_endpoint_builder()
+        .client_id("cc-basic")
+        .client_secret(SPECIAL_SECRET)
+        .build()
+        .unwrap();
+    let token = ClientCredentials::new(endpoint)
+        .scope("api:read")
+        .fetch()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(server.introspect(token.secret()).await["active"], true);
+
+    // The authorization-code flow from the same document, end to end.
+    let request = discovered_flow(&issuer).await.start();
+    assert!(request.pending().issuer_required());
+    let callback = authorize(&server, &request).await;
+    assert_eq!(callback.iss(), Some(issuer.as_str()));
+    let source = request
+        .finish(&callback)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let token = source.fetch().await.unwrap();
+    let info = server.introspect(token.secret()).await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["sub"], "alice");
+    assert_eq!(token_requests(&server).await, 2);
+}
+
+#[tokio::test]
+async fn a_callback_with_a_rewritten_or_missing_iss_is_refused_without_a_token_request() {
+    let server = AuthServer::start(60);
+    let issuer = server.url("");
+    let request = discovered_flow(&issuer).await.start();
+    let location = redirect_location(&server, request.url()).await;
+    let sent_iss = format!("iss={}", encode(&issuer));
+    assert!(location.contains(&sent_iss), "{location}");
+
+    let before = token_requests(&server).await;
+    // The mix-up: the response names another authorization server.
+    let rewritten = location.replace(&sent_iss, "iss=https%3A%2F%2Fattacker.example");
+    let err = request
+        .exchange(&Callback::from_url(&rewritten).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.is_permanent());
+    assert!(
+        matches!(exchange_error(&err), ExchangeError::IssuerMismatch { expected, returned }
+            if *expected == issuer && returned == "https://attacker.example"),
+        "{err:?}"
+    );
+    // The same response with `iss` removed: the server promised to send it.
+    let stripped = location
+        .replace(&format!("&{sent_iss}"), "")
+        .replace(&format!("{sent_iss}&"), "");
+    assert!(!stripped.contains("iss="), "{stripped}");
+    let err = request
+        .exchange(&Callback::from_url(&stripped).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(exchange_error(&err), ExchangeError::MissingIssuer { expected } if *expected == issuer),
+        "{err:?}"
+    );
+    assert_eq!(
+        token_requests(&server).await,
+        before,
+        "a refused callback sends nothing"
+    );
+
+    // The untouched response is exchanged: the code was good all along.
+    let response = request
+        .exchange(&Callback::from_url(&location).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(
+        server.introspect(response.access_token().expose()).await["active"],
+        true
+    );
+    assert_eq!(token_requests(&server).await, before + 1);
+}
+
+fn encode(value: &str) -> String {
+    serde_urlencoded::to_string([("", value)]).unwrap()[1..].to_owned()
+}
+
+fn exchange_error(err: &TokenError) -> &ExchangeError {
+    err.cause()
+        .and_then(|c| c.downcast_ref::<ExchangeError>())
+        .unwrap_or_else(|| panic!("not an ExchangeError: {err:?}"))
+}
+
+/// Where the second process of the test below finds the first one's files.
+const RESUME_DIR_ENV: &str = "TOWER_BEARER_INTEROP_RESUME_DIR";
+const RESUME_TEST: &str = "a_flow_started_in_one_process_is_finished_in_another";
+
+/// A web app's callback landing on another instance: this process starts
+/// the flow and plays the browser; a second OS process (this test binary
+/// again, running only this test with the hand-over directory in its
+/// environment) gets nothing but the saved `PendingAuthorization` (JSON), the
+/// redirect URL and the issuer, and finishes the flow.
+#[tokio::test]
+async fn a_flow_started_in_one_process_is_finished_in_another() {
+    if let Some(dir) = std::env::var_os(RESUME_DIR_ENV) {
+        return finish_in_this_process(Path::new(&dir)).await;
+    }
+    let server = AuthServer::start(60);
+    let issuer = server.url("");
+    let dir = std::env::temp_dir().join(format!(
+        "tower-bearer-resume-{}-{}",
+        std::process::id(),
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        let request = discovered_flow(&issuer).await.start();
+        let pending = serde_json::to_value(request.pending()).unwrap();
+        let location = redirect_location(&server, request.url()).await;
+        let handover =
+            serde_json::json!({"issuer": issuer, "pending": pending, "callback": location});
+        std::fs::write(dir.join("handover.json"), handover.to_string()).unwrap();
+    } // Nothing of the flow is left in this process.
+
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([RESUME_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(RESUME_DIR_ENV, &dir)
+        .output()
+        .unwrap();
+    let result = std::fs::read_to_string(dir.join("result.json"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        output.status.success() && result.is_ok(),
+        "the second process failed ({}):\n{}\n{}\nserver log:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        server.log()
+    );
+    let result: Value = serde_json::from_str(&result.unwrap()).unwrap();
+    assert_ne!(result["pid"], std::process::id());
+
+    // The other process holds a live token for alice, from one exchange.
+    let info = server
+        .introspect(result["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(info["active"], true, "{info}");
+    assert_eq!(info["sub"], "alice");
+    assert_eq!(info["client_id"], "app");
+    assert_eq!(token_requests(&server).await, 1);
+    // And its refresh token keeps the grant alive from here.
+    let endpoint = server.endpoint("app", APP_SECRET, ClientAuth::Basic);
+    let refresh_token = result["refresh_token"].as_str().unwrap();
+    let refreshed = RefreshTokenSource::new(endpoint, refresh_token)
+        .fetch()
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    assert_eq!(server.introspect(refreshed.secret()).await["sub"], "alice");
+}
+
+/// The second process: a fresh runtime, a fresh flow from discovery, and the
+/// saved state; writes what it obtained for the first process to check.
+async fn finish_in_this_process(dir: &Path) {
+    let handover: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("handover.json")).unwrap()).unwrap();
+    let flow = discovered_flow(handover["issuer"].as_str().unwrap()).await;
+    let pending: PendingAuthorization =
+        serde_json::from_value(handover["pending"].clone()).unwrap();
+    assert_eq!(pending.issuer(), handover["issuer"].as_str());
+    let callback = Callback::from_url(handover["callback"].as_str().unwrap()).unwrap();
+    let source = flow
+        .finish(&pending, &callback)
+        .await
+        .unwrap_or_else(|e| panic!("finishing the saved flow: {e}"));
+    let token = source.fetch().await.unwrap();
+    let result = serde_json::json!({
+        "pid": std::process::id(),
+        "access_token": token.secret(),
+        "refresh_token": source.refresh_token().await.expose(),
+    });
+    std::fs::write(dir.join("result.json"), result.to_string()).unwrap();
+}
+
+#[tokio::test]
+async fn resource_on_the_token_requests_selects_the_audience() {
+    let server = AuthServer::start(60);
+    let audience = |token: &str| {
+        let token = token.to_owned();
+        let server = &server;
+        async move {
+            let info = server.introspect(&token).await;
+            assert_eq!(info["active"], true, "{info}");
+            info["aud"].as_str().unwrap().to_owned()
+        }
+    };
+
+    // `resource`: on the authorization URL, the exchange and each refresh.
+    let request = code_flow(&server).resource(REPORTS_RESOURCE).start();
+    assert!(request
+        .url()
+        .contains("&resource=urn%3Atower-bearer%3Areports"));
+    let callback = authorize(&server, &request).await;
+    let source = request
+        .finish(&callback)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+    let exchanged = source.fetch().await.unwrap();
+    let refreshed = source.fetch().await.unwrap();
+    assert_ne!(exchanged.secret(), refreshed.secret());
+    assert_eq!(audience(exchanged.secret()).await, REPORTS_RESOURCE);
+    assert_eq!(audience(refreshed.secret()).await, REPORTS_RESOURCE);
+
+    // One authorization for both resources: the exchange's parameter alone
+    // decides which one each grant's tokens are for.
+    let both = code_flow(&server)
+        .param("resource", API_RESOURCE)
+        .param("resource", REPORTS_RESOURCE);
+    for chosen in [REPORTS_RESOURCE, API_RESOURCE] {
+        let request = both.clone().token_param("resource", chosen).start();
+        let callback = authorize(&server, &request).await;
+        let source = request
+            .finish(&callback)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert_eq!(
+            audience(source.fetch().await.unwrap().secret()).await,
+            chosen
+        );
+        assert_eq!(
+            audience(source.fetch().await.unwrap().secret()).await,
+            chosen
+        );
+    }
+    assert_eq!(token_requests(&server).await, 6);
 }

@@ -4,12 +4,23 @@
 // every invalid_grant body says only "grant request is invalid") to stderr.
 //
 // Environment: TOKEN_TTL (access token lifetime in seconds, default 2).
+//
+// Test-only routes (issue 13, web apps): GET /test/token-requests counts the
+// requests the token endpoint received, so tests can assert that a refused
+// callback sent none.
 import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
 const TTL = Number(process.env.TOKEN_TTL || 2);
 const RESOURCE = 'urn:tower-bearer:api';
 const SPECIAL_SECRET = 'p@ss w0rd:+/%&=?';
+
+// --- issue 13 (web apps): a second resource server, so that a `resource`
+// parameter on the code exchange visibly selects the token's audience.
+const REPORTS_RESOURCE = 'urn:tower-bearer:reports';
+const resourceAudience = (indicator) => (indicator === REPORTS_RESOURCE ? REPORTS_RESOURCE : RESOURCE);
+let tokenRequests = 0;
+// --- end issue 13
 
 const clients = [
   {
@@ -65,9 +76,9 @@ server.listen(0, '127.0.0.1', () => {
         enabled: true,
         defaultResource: () => RESOURCE,
         useGrantedResource: () => true,
-        getResourceServerInfo: () => ({
+        getResourceServerInfo: (ctx, indicator) => ({
           scope: 'api:read api:write',
-          audience: RESOURCE,
+          audience: resourceAudience(indicator),
           accessTokenTTL: TTL,
           accessTokenFormat: 'opaque',
         }),
@@ -91,6 +102,19 @@ server.listen(0, '127.0.0.1', () => {
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
   });
+
+  // --- issue 13 (web apps): count token endpoint requests; report the count.
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'POST' && ctx.path === '/token') {
+      tokenRequests += 1;
+    }
+    if (ctx.method === 'GET' && ctx.path === '/test/token-requests') {
+      ctx.body = { count: tokenRequests };
+      return;
+    }
+    await next();
+  });
+  // --- end issue 13
 
   // No browser: the interaction endpoint logs "alice" in and grants whatever
   // is asked, then sends the user agent back to the provider.
