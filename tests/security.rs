@@ -162,6 +162,9 @@ async fn debug_and_display_of_public_types_and_errors_show_no_secret() {
     let verifier = request.verifier().unwrap().secret().expose().to_owned();
     let state = request.state().secret().expose().to_owned();
     shown.push(("AuthorizationRequest", format!("{request:?}")));
+    let pending = format!("{:?}", request.pending());
+    assert!(!pending.contains(&state), "{pending}");
+    shown.push(("PendingAuthorization", pending));
     shown.push((
         "PkceVerifier",
         format!("{:?}", PkceVerifier::new(verifier.clone()).unwrap()),
