@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | client credentials (RFC 6749 §4.4) | [`ClientCredentials`] |
 //! | refresh token (RFC 6749 §6), with rotation | [`RefreshTokenSource`] |
-//! | authorization code + PKCE (RFC 7636) + `state` + `iss` (RFC 9207) | [`AuthorizationCode`], which hands over a [`RefreshTokenSource`]; [`PendingAuthorization`] lets another process finish it |
+//! | authorization code + PKCE (RFC 7636) + `state` + `iss` (RFC 9207) | [`AuthorizationCode`], which hands over a [`RefreshTokenSource`]; [`PendingAuthorization`] (serializable with feature `serde`) lets another process finish it |
 //! | anything else (a custom code-for-API-key exchange) | [`from_fn`](crate::from_fn) + [`PkceVerifier`] + [`TokenEndpoint::request_fields`] + [`StaticToken`](crate::StaticToken) |
 //!
 //! The endpoint client sends through any Tower HTTP service you hand it
