@@ -217,3 +217,48 @@ async fn an_expected_issuer_is_checked_when_sent_and_not_required() {
         .unwrap();
     assert_eq!(requests.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_authorization_finished_with_another_issuers_flow_sends_nothing() {
+    // A multi-provider app picks the flow to finish with from the callback's
+    // URL, which the attacker controls: the genuine response for idp.example
+    // must not go to the other provider's token endpoint.
+    let (idp_endpoint, idp_requests) = token_endpoint().await;
+    let (other_endpoint, other_requests) = token_endpoint().await;
+    let other = AuthorizationCode::new("https://other.example/authorize", other_endpoint)
+        .unwrap()
+        .require_issuer("https://other.example");
+    let request = flow(idp_endpoint.clone()).start();
+    let state = url_param(request.url(), "state");
+    let genuine = Callback::from_query(&format!(
+        "code=c&state={state}&iss=https%3A%2F%2Fidp.example"
+    ))
+    .unwrap();
+    let err = other.finish(request.pending(), &genuine).await.unwrap_err();
+    assert!(
+        matches!(exchange_error(&err), ExchangeError::FlowMismatch { started_with, finishing_with }
+            if started_with == ISSUER && finishing_with == "https://other.example"),
+        "{err:?}"
+    );
+    assert!(other_requests.lock().unwrap().is_empty());
+
+    // A pending authorization saved without an issuer still gets the
+    // finishing flow's check.
+    let bare = PendingAuthorization::new(request.state().clone())
+        .with_verifier(request.verifier().unwrap().clone())
+        .with_redirect_uri(REDIRECT_URI);
+    let err = other.finish(&bare, &genuine).await.unwrap_err();
+    assert!(
+        matches!(exchange_error(&err), ExchangeError::IssuerMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(other_requests.lock().unwrap().is_empty());
+    assert!(idp_requests.lock().unwrap().is_empty());
+
+    // Finished with its own flow, it goes through.
+    flow(idp_endpoint)
+        .finish(request.pending(), &genuine)
+        .await
+        .unwrap();
+    assert_eq!(idp_requests.lock().unwrap().len(), 1);
+}

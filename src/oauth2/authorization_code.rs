@@ -8,7 +8,7 @@ use super::callback::Callback;
 use super::csrf_state::CsrfState;
 use super::endpoint::TokenEndpoint;
 use super::error::BuildError;
-use super::issuer_check::ExpectedIssuer;
+use super::issuer_check::{self, ExpectedIssuer};
 use super::pending_authorization::PendingAuthorization;
 use super::pkce::PkceVerifier;
 use super::refresh_token::RefreshTokenSource;
@@ -232,12 +232,20 @@ impl AuthorizationCode {
     /// `resource`s and [`token_param`](Self::token_param)s.
     ///
     /// The pending authorization may come from another process (a session
-    /// store); the flow is the one for its [`issuer`](PendingAuthorization::issuer).
+    /// store); finish it with the flow for its
+    /// [`issuer`](PendingAuthorization::issuer): a flow configured for
+    /// another issuer refuses it ([`ExchangeError::FlowMismatch`](super::ExchangeError::FlowMismatch)),
+    /// since its token endpoint must not get the code. A flow's issuer also
+    /// applies to a pending authorization saved without one.
     pub async fn exchange(
         &self,
         pending: &PendingAuthorization,
         callback: &Callback,
     ) -> Result<TokenResponse, TokenError> {
+        // The flow's issuer applies to a pending authorization saved
+        // without one, and must agree with one saved with it.
+        let expected = issuer_check::for_exchange(self.issuer.as_ref(), pending.expected_issuer())?;
+        let pending = &pending.clone().with_issuer(expected);
         let code = callback.verified_code(pending)?;
         let mut params = vec![
             ("grant_type", "authorization_code"),

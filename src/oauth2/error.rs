@@ -144,6 +144,16 @@ pub enum ExchangeError {
     /// What reached the redirect URI is not an authorization response this
     /// client can read (an unparsable query, parameters in the fragment).
     InvalidCallback(&'static str),
+    /// An authorization started with one issuer was being finished with the
+    /// flow of another, whose token endpoint must not receive the code (an
+    /// app choosing the flow from something the attacker controls is the
+    /// classic mix-up). Nothing was sent.
+    FlowMismatch {
+        /// The issuer the authorization was started with.
+        started_with: String,
+        /// The issuer of the flow asked to finish it.
+        finishing_with: String,
+    },
 }
 
 impl ExchangeError {
@@ -202,6 +212,13 @@ impl fmt::Display for ExchangeError {
             ExchangeError::InvalidCallback(reason) => {
                 write!(f, "invalid authorization response: {reason}")
             }
+            ExchangeError::FlowMismatch {
+                started_with,
+                finishing_with,
+            } => write!(
+                f,
+                "the authorization was started with issuer `{started_with}`, not `{finishing_with}`, whose flow was asked to finish it; the code was not exchanged"
+            ),
         }
     }
 }

@@ -39,6 +39,28 @@ pub(super) fn check(
     }
 }
 
+/// The issuer an exchange checks the callback against: the one the
+/// authorization was started with, or the finishing flow's if the pending
+/// authorization names none. Both named and different means the wrong flow
+/// is finishing it, and its token endpoint must not get the code.
+pub(super) fn for_exchange(
+    flow: Option<&ExpectedIssuer>,
+    pending: Option<&ExpectedIssuer>,
+) -> Result<Option<ExpectedIssuer>, ExchangeError> {
+    match (flow, pending) {
+        (None, None) => Ok(None),
+        (Some(only), None) | (None, Some(only)) => Ok(Some(only.clone())),
+        (Some(flow), Some(pending)) if flow.issuer == pending.issuer => Ok(Some(ExpectedIssuer {
+            issuer: pending.issuer.clone(),
+            required: flow.required || pending.required,
+        })),
+        (Some(flow), Some(pending)) => Err(ExchangeError::FlowMismatch {
+            started_with: pending.issuer.clone(),
+            finishing_with: flow.issuer.clone(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +127,69 @@ mod tests {
                 &got, outcome,
                 "expected {expected:?}, returned {returned:?}"
             );
+        }
+    }
+
+    /// What an exchange should expect, in `which_issuer_an_exchange_expects`.
+    #[derive(Debug)]
+    enum Expect<'a> {
+        Issuer(Option<&'a ExpectedIssuer>),
+        WrongFlow,
+    }
+
+    #[test]
+    fn which_issuer_an_exchange_expects() {
+        let issuer = |name: &str, required| ExpectedIssuer {
+            issuer: format!("https://{name}.example"),
+            required,
+        };
+        let (idp, idp_required, other) = (
+            issuer("idp", false),
+            issuer("idp", true),
+            issuer("other", true),
+        );
+        let cases = [
+            (None, None, Expect::Issuer(None)),
+            // A pending authorization saved without an issuer still gets the
+            // flow's check, and one saved with it needs no flow issuer.
+            (
+                Some(&idp_required),
+                None,
+                Expect::Issuer(Some(&idp_required)),
+            ),
+            (None, Some(&idp), Expect::Issuer(Some(&idp))),
+            // Same issuer: required if either says so.
+            (Some(&idp), Some(&idp), Expect::Issuer(Some(&idp))),
+            (
+                Some(&idp_required),
+                Some(&idp),
+                Expect::Issuer(Some(&idp_required)),
+            ),
+            (
+                Some(&idp),
+                Some(&idp_required),
+                Expect::Issuer(Some(&idp_required)),
+            ),
+            // Started with one issuer, finishing with another's flow.
+            (Some(&other), Some(&idp), Expect::WrongFlow),
+        ];
+        for (flow, pending, expected) in cases {
+            match (&expected, for_exchange(flow, pending)) {
+                (Expect::Issuer(expected), Ok(got)) => assert_eq!(got.as_ref(), *expected),
+                (
+                    Expect::WrongFlow,
+                    Err(ExchangeError::FlowMismatch {
+                        started_with,
+                        finishing_with,
+                    }),
+                ) => assert_eq!(
+                    (started_with.as_str(), finishing_with.as_str()),
+                    ("https://idp.example", "https://other.example")
+                ),
+                (expected, got) => {
+                    panic!("{flow:?} {pending:?}: expected {expected:?}, got {got:?}")
+                }
+            }
         }
     }
 
