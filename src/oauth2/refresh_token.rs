@@ -130,6 +130,46 @@ impl RefreshTokenSource {
     pub async fn refresh_token(&self) -> Secret {
         self.state.lock().await.refresh_token.clone()
     }
+
+    /// Redeems `refresh_token` once at the endpoint and returns the whole
+    /// response, its rotated refresh token included, without touching this
+    /// source's own refresh token or calling [`on_rotate`](Self::on_rotate).
+    ///
+    /// For callers that keep the current refresh token elsewhere, such as the
+    /// shared tier, which keeps it in Redis so that each refresh token is
+    /// redeemed once in a whole fleet. The scope and extra parameters set on
+    /// this source are sent as on every refresh.
+    ///
+    /// ```no_run
+    /// use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
+    /// use tower_bearer::Secret;
+    ///
+    /// # async fn run(endpoint: TokenEndpoint) -> Result<(), tower_bearer::TokenError> {
+    /// let source = RefreshTokenSource::new(endpoint, "seed");
+    /// let stored = Secret::new("the-fleet's-current-refresh-token");
+    /// let response = source.redeem(&stored).await?;
+    /// // With rotation on, the server returned the one to redeem next time.
+    /// let next = response.refresh_token().unwrap_or(&stored).clone();
+    /// # let _ = next; Ok(()) }
+    /// ```
+    pub async fn redeem(&self, refresh_token: &Secret) -> Result<TokenResponse, TokenError> {
+        let mut params: Vec<(&str, &str)> = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token.expose()),
+        ];
+        if let Some(scope) = &self.scope {
+            params.push(("scope", scope));
+        }
+        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.endpoint.request(&params).await
+    }
+
+    fn rotated(&self, new: &Secret) {
+        tracing::debug!(endpoint = %self.endpoint.url_for_logs(), "refresh token rotated");
+        if let Some(callback) = &self.on_rotate {
+            callback(new);
+        }
+    }
 }
 
 /// Whether a token handed in at construction is worth serving instead of
@@ -165,22 +205,11 @@ impl TokenSource for RefreshTokenSource {
             }
         }
         let refresh_token = state.refresh_token.clone();
-        let mut params: Vec<(&str, &str)> = vec![
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose()),
-        ];
-        if let Some(scope) = &self.scope {
-            params.push(("scope", scope));
-        }
-        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let response = self.endpoint.request(&params).await?;
+        let response = self.redeem(&refresh_token).await?;
         if let Some(new) = response.refresh_token() {
             if *new != state.refresh_token {
                 state.refresh_token = new.clone();
-                tracing::debug!(endpoint = %self.endpoint.url_for_logs(), "refresh token rotated");
-                if let Some(callback) = &self.on_rotate {
-                    callback(new);
-                }
+                self.rotated(new);
             }
         }
         let token = response.to_access_token();
