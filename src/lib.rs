@@ -121,6 +121,9 @@ mod redact;
 pub mod replay;
 mod secret;
 mod service;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod shared_tier;
 mod source;
 mod token;
 mod www_authenticate;

@@ -77,6 +77,15 @@ impl AccessToken {
         self
     }
 
+    /// Sets when the token was received: a token handed over from elsewhere
+    /// (the shared tier) keeps the moment it was issued, so that the cache
+    /// sizes its skew from the token's whole lifetime.
+    #[cfg(feature = "redis")]
+    pub(crate) fn with_received_at(mut self, at: Instant) -> Self {
+        self.received_at = at;
+        self
+    }
+
     /// Marks the token as never expiring (a long-lived API key).
     pub fn never_expires(mut self) -> Self {
         self.expiry = Expiry::Never;

@@ -20,14 +20,14 @@
 //! result. A fetch that never completes (its runtime shut down, its task
 //! never ran) frees its slot, and waiters start another.
 
-mod backoff;
+pub(crate) mod backoff;
 mod cached_token;
 mod clock;
 pub(crate) mod config;
 mod current_token;
 mod decide;
 mod flight;
-mod schedule;
+pub(crate) mod schedule;
 mod stats;
 
 use std::fmt;

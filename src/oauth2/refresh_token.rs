@@ -164,6 +164,35 @@ impl RefreshTokenSource {
         self.endpoint.request(&params).await
     }
 
+    /// Takes `refresh_token` as the current one, learnt from elsewhere (a
+    /// shared store); `redeemed_here` says this process redeemed the one it
+    /// replaces, so that [`on_rotate`](Self::on_rotate) is told.
+    #[cfg(feature = "redis")]
+    pub(crate) async fn adopt(&self, refresh_token: &Secret, redeemed_here: bool) {
+        let mut state = self.state.lock().await;
+        if state.refresh_token != *refresh_token {
+            state.refresh_token = refresh_token.clone();
+            if redeemed_here {
+                self.rotated(refresh_token);
+            }
+        }
+        // A token from the code exchange is no longer this process's to hand
+        // out: the fleet has moved on.
+        state.initial = None;
+    }
+
+    /// The token from the code exchange, if it is still worth serving; taken,
+    /// so that it is handed out once.
+    #[cfg(feature = "redis")]
+    pub(crate) async fn take_initial_token(&self) -> Option<AccessToken> {
+        self.state
+            .lock()
+            .await
+            .initial
+            .take()
+            .filter(has_useful_life)
+    }
+
     fn rotated(&self, new: &Secret) {
         tracing::debug!(endpoint = %self.endpoint.url_for_logs(), "refresh token rotated");
         if let Some(callback) = &self.on_rotate {
