@@ -1,0 +1,314 @@
+//! A fleet sharing one token through the shared tier: several replicas, each
+//! with its own tokio runtime, cache, tier, Redis connection and hyper client
+//! (and, in two tests, separate OS processes), one real `redis-server`, one
+//! loopback token endpoint and API. The token endpoint counts every request.
+//!
+//! Needs `redis-server` on the PATH (`.ci/run` installs it); without it these
+//! tests fail, they never skip. Real time (see `fleet_support`).
+
+#[path = "fleet_support/mod.rs"]
+mod fleet_support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use http::StatusCode;
+use tower_bearer::shared_tier::SharedTierBuilder;
+
+use fleet_support::*;
+
+const S: fn(u64) -> Duration = Duration::from_secs;
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+fn fleet(
+    n: usize,
+    servers: &Servers,
+    redis: &RedisServer,
+    tier: impl Fn(SharedTierBuilder) -> SharedTierBuilder,
+) -> Vec<Replica> {
+    (0..n)
+        .map(|i| Replica::new(format!("r{i}"), servers, &redis.url(), &tier, |c| c))
+        .collect()
+}
+
+fn all_ok(results: &[Vec<Result<StatusCode, String>>]) {
+    for (i, results) in results.iter().enumerate() {
+        for result in results {
+            assert_eq!(
+                result.as_ref().ok(),
+                Some(&StatusCode::OK),
+                "replica {i}: {result:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_cold_fleet_makes_one_token_request() {
+    let redis = RedisServer::start();
+    // A slow token endpoint: every replica asks while the first one fetches.
+    let servers = Servers::start(S(60), MS(300));
+    let replicas = fleet(4, &servers, &redis, |t| t);
+
+    let results = together(&replicas, |r| r.burst(50));
+    all_ok(&results);
+
+    assert_eq!(
+        servers.token_requests(),
+        1,
+        "one token request for 4 replicas x 50 callers"
+    );
+    let senders = &servers.senders()["tok-1"];
+    assert_eq!(
+        senders.len(),
+        4,
+        "every replica sent the one token: {senders:?}"
+    );
+    for replica in &replicas {
+        assert_eq!(
+            replica.cache.stats().fetches,
+            1,
+            "{}: one fetch per process",
+            replica.name
+        );
+    }
+    assert_eq!(total(&replicas, |s| s.leases), 1);
+    assert_eq!(total(&replicas, |s| s.served_shared), 3);
+    assert_eq!(total(&replicas, |s| s.fallbacks), 0);
+    assert_eq!(total(&replicas, |s| s.redis_errors), 0);
+}
+
+#[test]
+fn the_hot_path_never_touches_redis() {
+    let redis = RedisServer::start();
+    let servers = Servers::start(S(60), MS(10));
+    let replicas = fleet(4, &servers, &redis, |t| t);
+    all_ok(&together(&replicas, |r| r.burst(1)));
+    let commands = redis.commands();
+    let tiers: Vec<_> = replicas.iter().map(|r| r.tier.stats()).collect();
+
+    // 4 x 500 requests with a fresh token.
+    let results = together(&replicas, |r| async move {
+        let mut all = Vec::new();
+        for _ in 0..10 {
+            all.extend(r.burst(50).await);
+        }
+        all
+    });
+    all_ok(&results);
+
+    assert_eq!(
+        redis.commands(),
+        commands,
+        "no Redis command for 2,000 API requests"
+    );
+    let after: Vec<_> = replicas.iter().map(|r| r.tier.stats()).collect();
+    assert_eq!(after, tiers, "the tiers were not asked");
+    assert_eq!(servers.token_requests(), 1);
+}
+
+#[test]
+fn one_token_request_per_token_generation_under_load() {
+    let redis = RedisServer::start();
+    // 2 s tokens: refreshed ahead from 1.26 s into their life.
+    let servers = Servers::start(S(2), MS(20));
+    let replicas = fleet(4, &servers, &redis, |t| t);
+
+    let results = together(&replicas, |r| r.load(8, S(5)));
+    all_ok(&results);
+
+    let issued = servers.issued();
+    assert_eq!(servers.token_requests(), issued.len());
+    assert!(
+        (3..=5).contains(&issued.len()),
+        "5 s of 2 s tokens refreshed from 1.26 s: 3 to 5 generations, not {issued:?}"
+    );
+    // Each generation was fetched once and used by the whole fleet: two
+    // fetches for one generation would leave some replica without one of them.
+    let senders = servers.senders();
+    for token in &issued[..issued.len() - 1] {
+        let by: HashSet<_> = senders.get(token).cloned().unwrap_or_default();
+        assert_eq!(
+            by.len(),
+            4,
+            "{token} was sent by {by:?} only; issued {issued:?}"
+        );
+    }
+    assert_eq!(total(&replicas, |s| s.leases), issued.len() as u64);
+    assert_eq!(total(&replicas, |s| s.fallbacks), 0);
+    assert_eq!(servers.expired_tokens_seen(), 0);
+    // Nobody waited for a token after start-up: refreshes came ahead of expiry.
+    for replica in &replicas {
+        let waits = replica.cache.stats().waits;
+        assert!(waits <= 8, "{}: {waits} waits for 8 workers", replica.name);
+    }
+    let commands = total(&replicas, |s| s.redis_commands);
+    let requests = servers.api_requests();
+    eprintln!(
+        "{requests} API requests, {} token requests, {commands} Redis commands ({:.5} per request)",
+        issued.len(),
+        commands as f64 / requests as f64
+    );
+    assert!(
+        commands < 20 * issued.len() as u64 * 4,
+        "{commands} Redis commands"
+    );
+}
+
+#[test]
+fn a_rejection_seen_by_every_replica_causes_one_refresh() {
+    let redis = RedisServer::start();
+    let servers = Servers::start(S(60), MS(50));
+    let replicas = fleet(4, &servers, &redis, |t| t);
+    all_ok(&together(&replicas, |r| r.burst(1)));
+    assert_eq!(servers.token_requests(), 1);
+
+    servers.revoke("tok-1");
+    let results = together(&replicas, |r| r.burst(20));
+    all_ok(&results);
+
+    assert_eq!(
+        servers.token_requests(),
+        2,
+        "one refresh for 80 rejections in 4 replicas"
+    );
+    assert_eq!(
+        total(&replicas, |s| s.invalidations),
+        1,
+        "the shared entry was dropped once: the others no longer held tok-1"
+    );
+    for replica in &replicas {
+        assert_eq!(replica.cache.stats().invalidations, 1, "{}", replica.name);
+    }
+    let senders = servers.senders();
+    assert_eq!(senders["tok-2"].len(), 4);
+    // 4 first requests, then 80 requests at most twice each.
+    assert!(servers.api_requests() <= 4 + 160);
+}
+
+#[test]
+fn a_failed_fetch_is_held_for_the_fleet_instead_of_repeated() {
+    let redis = RedisServer::start();
+    let servers = Servers::start(S(60), MS(100));
+    servers.set_mode(Mint::Fail(503));
+    let replicas: Vec<_> = (0..4)
+        .map(|i| {
+            Replica::new(
+                format!("r{i}"),
+                &servers,
+                &redis.url(),
+                |t| t.failure_hold(S(2)),
+                |c| c.backoff(MS(10), MS(20)),
+            )
+        })
+        .collect();
+
+    let first = together(&replicas, |r| r.burst(5));
+    assert!(first.iter().flatten().all(Result::is_err), "{first:?}");
+    assert_eq!(
+        servers.token_requests(),
+        1,
+        "one failing request for the fleet"
+    );
+    // The caches' own backoff (10 ms) is over; the fleet's hold (2 s) is not.
+    std::thread::sleep(MS(100));
+    let second = together(&replicas, |r| r.burst(5));
+    assert!(second.iter().flatten().all(Result::is_err));
+    assert_eq!(servers.token_requests(), 1, "nothing sent during the hold");
+    assert!(total(&replicas, |s| s.shared_failures) >= 4);
+    let error = second[0][0].as_ref().unwrap_err();
+    assert!(
+        error.contains("another process's token fetch failed"),
+        "{error}"
+    );
+
+    // The endpoint recovers; after the hold, one request serves the fleet.
+    servers.set_mode(Mint::Ok);
+    std::thread::sleep(MS(2100));
+    all_ok(&together(&replicas, |r| r.burst(5)));
+    assert_eq!(servers.token_requests(), 2);
+}
+
+#[test]
+fn redis_holds_nothing_in_the_clear_and_only_under_its_namespace() {
+    let redis = RedisServer::start();
+    let servers = Servers::start(S(60), MS(10));
+    let replicas = fleet(2, &servers, &redis, |t| t);
+    all_ok(&together(&replicas, |r| r.burst(3)));
+    let dump = redis.dump();
+    assert!(!dump.is_empty());
+    for (key, values) in &dump {
+        assert!(key.starts_with("{fleet-tests}:"), "{key}");
+        for value in values {
+            assert!(
+                !value.windows(5).any(|w| w == b"tok-1"),
+                "{key} holds the token in the clear"
+            );
+        }
+    }
+    let ttl: i64 = redis.query(redis::cmd("PTTL").arg("{fleet-tests}:token"));
+    assert!(
+        (55_000..=60_000).contains(&ttl),
+        "the entry expires with the token: {ttl} ms left"
+    );
+}
+
+#[test]
+fn encryption_keys_rotate_without_token_requests() {
+    let redis = RedisServer::start();
+    let servers = Servers::start(S(60), MS(10));
+    let url = redis.url();
+    // Step 1 of a rotation: every process can open entries sealed with the
+    // new key k2 before any process seals with it.
+    let old = Replica::new("old", &servers, &url, |t| t, |c| c);
+    let ready = Replica::new(
+        "ready",
+        &servers,
+        &url,
+        |t| t.decryption_key(key("k2", 2)),
+        |c| c,
+    );
+    // Step 2: processes seal with k2, still opening k1 entries.
+    let rotated = Replica::new(
+        "rotated",
+        &servers,
+        &url,
+        |t| t.encryption_key(key("k2", 2)).decryption_key(key("k1", 1)),
+        |c| c,
+    );
+    let replicas = [old, ready, rotated];
+
+    all_ok(&[replicas[0].runtime.block_on(replicas[0].burst(1))]);
+    all_ok(&together(&replicas[1..], |r| r.burst(1)));
+    assert_eq!(
+        servers.token_requests(),
+        1,
+        "k1's entry was read by all three"
+    );
+
+    // The rotated process writes the next token, sealed with k2; the
+    // process given k2 to open reads it.
+    servers.revoke("tok-1");
+    all_ok(&[replicas[2].runtime.block_on(replicas[2].burst(1))]);
+    assert_eq!(servers.token_requests(), 2);
+    all_ok(&[replicas[1].runtime.block_on(replicas[1].burst(1))]);
+    assert_eq!(
+        servers.token_requests(),
+        2,
+        "k2's entry was read with k2 as a decryption key"
+    );
+    assert_eq!(replicas[1].tier.stats().served_shared, 2);
+
+    // A process that skipped step 1 cannot open it: it fetches for itself
+    // (and says so) rather than overwrite what the others share.
+    all_ok(&[replicas[0].runtime.block_on(replicas[0].burst(1))]);
+    assert_eq!(servers.token_requests(), 3);
+    assert_eq!(replicas[0].tier.stats().fallbacks, 1);
+    let entry: Vec<Vec<u8>> =
+        redis.query(redis::cmd("HMGET").arg("{fleet-tests}:token").arg("kid"));
+    assert_eq!(
+        entry,
+        vec![b"k2".to_vec()],
+        "the entry is still the one sealed with k2"
+    );
+}

@@ -1,0 +1,697 @@
+//! A fleet on one machine, for the shared-tier suites: a real `redis-server`
+//! (started on 127.0.0.1, on a free port, in a temporary directory, stopped
+//! by pid), a loopback token endpoint and API that every replica shares, and
+//! replicas that each run their own tokio runtime with their own cache, tier
+//! and hyper client.
+//!
+//! Real time throughout: Redis and the network do not follow tokio's paused
+//! clock (a paused runtime waiting on real I/O jumps its timers, which would
+//! fire every Redis timeout at once). Lifetimes are a few seconds where
+//! expiry matters, and every count asserted exactly does not depend on timing.
+
+#![allow(dead_code, unreachable_pub)]
+
+#[path = "../loopback/mod.rs"]
+mod loopback;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::runtime::Runtime;
+use tower::{Layer, ServiceExt};
+use tower_bearer::oauth2::{ClientCredentials, HttpClient, TokenEndpoint};
+use tower_bearer::shared_tier::{EncryptionKey, SharedTier, SharedTierBuilder};
+use tower_bearer::{BearerAuth, BearerAuthError, BearerAuthLayer, TokenCache, TokenCacheBuilder};
+
+/// The header the API reads a replica's name from.
+pub const REPLICA: &str = "x-replica";
+
+pub fn key(id: &str, byte: u8) -> EncryptionKey {
+    EncryptionKey::new(id, [byte; 32]).unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// redis-server
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A `redis-server` of its own: no persistence, 127.0.0.1 only, killed (by
+/// pid) and its directory removed when dropped, even after a panic.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: PathBuf,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With extra `redis-server` arguments (e.g. `--requirepass`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "tower-bearer-redis-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut server = Self {
+            child: None,
+            port: 0,
+            dir,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        // A free port can be taken between asking and binding: try a few.
+        for _ in 0..5 {
+            server.port = free_port();
+            if server.spawn() {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on 127.0.0.1 (5 ports tried)");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--dir", self.dir.to_str().unwrap()])
+            .args(["--logfile", "redis.log"])
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!(
+                "the shared-tier tests need `redis-server` on the PATH \
+                 (Debian: apt-get install -y redis-server; .ci/run installs it): {e}"
+            )
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                eprintln!("redis-server exited ({status}) on port {}", self.port);
+                return false;
+            }
+            if self.admin().is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+        false
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .expect("redis-server is not running")
+            .id()
+    }
+
+    /// SIGKILL, by pid, and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = signal(child.id(), "CONT");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A new, empty server on the same port (as after a failover to a
+    /// replica that had not seen the data).
+    pub fn restart(&mut self) {
+        self.kill();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.spawn() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("redis-server did not restart on port {}", self.port);
+    }
+
+    /// SIGSTOP: connections stay open, nothing answers.
+    pub fn pause(&self) {
+        signal(self.pid(), "STOP").unwrap();
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        signal(self.pid(), "CONT").unwrap();
+    }
+
+    fn admin(&self) -> redis::RedisResult<redis::Connection> {
+        let client = redis::Client::open(self.admin_url())?;
+        let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        redis::cmd("PING").query::<String>(&mut conn)?;
+        Ok(conn)
+    }
+
+    fn admin_url(&self) -> String {
+        match self.extra.iter().position(|a| a == "--requirepass") {
+            Some(i) => format!("redis://:{}@127.0.0.1:{}", self.extra[i + 1], self.port),
+            None => self.url(),
+        }
+    }
+
+    /// Runs one command as the test's own client (not counted as the
+    /// replicas', see [`commands`](Self::commands)).
+    pub fn query<T: redis::FromRedisValue>(&self, cmd: &mut redis::Cmd) -> T {
+        cmd.query(&mut self.admin().unwrap()).unwrap()
+    }
+
+    pub fn flushall(&self) {
+        self.query::<()>(&mut redis::cmd("FLUSHALL"));
+    }
+
+    /// Calls per command since the start, from `INFO commandstats`, without
+    /// what reading them costs (commands inside scripts count too).
+    pub fn commands(&self) -> BTreeMap<String, u64> {
+        let info: String = self.query(redis::cmd("INFO").arg("commandstats"));
+        info.lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix("cmdstat_")?;
+                let (name, stats) = rest.split_once(':')?;
+                let calls = stats.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
+                Some((name.to_owned(), calls.parse().ok()?))
+            })
+            // The test's own connections: the query and their handshake.
+            .filter(|(name, _)| !matches!(name.as_str(), "info" | "ping" | "client|setinfo"))
+            .collect()
+    }
+
+    /// Every key, and every value under it (hash fields and values, or the
+    /// string), as bytes.
+    pub fn dump(&self) -> Vec<(String, Vec<Vec<u8>>)> {
+        let keys: Vec<String> = self.query(redis::cmd("KEYS").arg("*"));
+        keys.into_iter()
+            .map(|key| {
+                let kind: String = self.query(redis::cmd("TYPE").arg(&key));
+                let values = match kind.as_str() {
+                    "hash" => self.query::<Vec<Vec<u8>>>(redis::cmd("HGETALL").arg(&key)),
+                    "string" => vec![self.query::<Vec<u8>>(redis::cmd("GET").arg(&key))],
+                    other => panic!("unexpected {other} under {key}"),
+                };
+                (key, values)
+            })
+            .collect()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Sends `SIG<name>` to `pid` (through `sh`'s `kill`, present everywhere).
+pub fn signal(pid: u32, name: &str) -> std::io::Result<()> {
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -{name} {pid}")])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "kill -{name} {pid}: {status}"
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The token endpoint and the API every replica shares
+
+/// What the token endpoint does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mint {
+    /// Issues `tok-N`, valid for the lifetime.
+    Ok,
+    /// Answers this status with `temporarily_unavailable`.
+    Fail(u16),
+    /// Reads the request and never answers.
+    Hang,
+}
+
+struct Issued {
+    at: Instant,
+    lifetime: Duration,
+}
+
+#[derive(Default)]
+struct EndpointState {
+    requests: AtomicUsize,
+    issued: Mutex<Vec<(String, Issued)>>,
+    revoked: Mutex<HashSet<String>>,
+    /// (replica, token) of every API request, in order.
+    seen: Mutex<Vec<(String, String)>>,
+    api_requests: AtomicU64,
+    rejected: AtomicU64,
+    expired: AtomicU64,
+}
+
+/// A client-credentials token endpoint and an API on 127.0.0.1, in a runtime
+/// of their own that outlives every replica.
+pub struct Servers {
+    runtime: Runtime,
+    state: Arc<EndpointState>,
+    token_addr: SocketAddr,
+    api_addr: SocketAddr,
+    lifetime: Arc<Mutex<Duration>>,
+    latency: Arc<Mutex<Duration>>,
+    mode: Arc<Mutex<Mint>>,
+    /// Requests to hang before answering again (for a holder that dies).
+    hang_next: Arc<AtomicUsize>,
+}
+
+impl Servers {
+    pub fn start(lifetime: Duration, latency: Duration) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = Arc::new(EndpointState::default());
+        let lifetime = Arc::new(Mutex::new(lifetime));
+        let latency = Arc::new(Mutex::new(latency));
+        let mode = Arc::new(Mutex::new(Mint::Ok));
+        let hang_next = Arc::new(AtomicUsize::new(0));
+        let token_addr = {
+            let (state, lifetime, latency, mode, hang_next) = (
+                state.clone(),
+                lifetime.clone(),
+                latency.clone(),
+                mode.clone(),
+                hang_next.clone(),
+            );
+            runtime.block_on(loopback::serve(move |_req: Request<Incoming>| {
+                let (state, lifetime, latency, mode, hang_next) = (
+                    state.clone(),
+                    lifetime.clone(),
+                    latency.clone(),
+                    mode.clone(),
+                    hang_next.clone(),
+                );
+                async move {
+                    let n = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
+                    let hang = hang_next
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| h.checked_sub(1))
+                        .is_ok();
+                    let mode = *mode.lock().unwrap();
+                    if hang || mode == Mint::Hang {
+                        std::future::pending::<()>().await;
+                    }
+                    let delay = *latency.lock().unwrap();
+                    tokio::time::sleep(delay).await;
+                    if let Mint::Fail(status) = mode {
+                        return json(status, r#"{"error":"temporarily_unavailable"}"#.into());
+                    }
+                    let lifetime = *lifetime.lock().unwrap();
+                    let token = format!("tok-{n}");
+                    state.issued.lock().unwrap().push((
+                        token.clone(),
+                        Issued {
+                            at: Instant::now(),
+                            lifetime,
+                        },
+                    ));
+                    json(
+                        200,
+                        format!(
+                            r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":{}}}"#,
+                            lifetime.as_secs()
+                        ),
+                    )
+                }
+            }))
+        };
+        let api_addr = {
+            let state = state.clone();
+            runtime.block_on(loopback::serve(move |req: Request<Incoming>| {
+                let state = state.clone();
+                async move {
+                    state.api_requests.fetch_add(1, Ordering::SeqCst);
+                    let replica = req
+                        .headers()
+                        .get(REPLICA)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("?")
+                        .to_owned();
+                    let token = req
+                        .headers()
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .unwrap_or("")
+                        .to_owned();
+                    state.seen.lock().unwrap().push((replica, token.clone()));
+                    let valid = state
+                        .issued
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .find(|(t, _)| *t == token)
+                        .map(|(_, issued)| issued.at.elapsed() < issued.lifetime);
+                    let status = match valid {
+                        _ if state.revoked.lock().unwrap().contains(&token) => {
+                            state.rejected.fetch_add(1, Ordering::SeqCst);
+                            StatusCode::UNAUTHORIZED
+                        }
+                        Some(true) => StatusCode::OK,
+                        Some(false) => {
+                            state.expired.fetch_add(1, Ordering::SeqCst);
+                            StatusCode::UNAUTHORIZED
+                        }
+                        None => StatusCode::UNAUTHORIZED,
+                    };
+                    Response::builder()
+                        .status(status)
+                        .body(Full::<Bytes>::default())
+                        .unwrap()
+                }
+            }))
+        };
+        Self {
+            runtime,
+            state,
+            token_addr,
+            api_addr,
+            lifetime,
+            latency,
+            mode,
+            hang_next,
+        }
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("http://{}/oauth2/token", self.token_addr)
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}/v1/things", self.api_addr)
+    }
+
+    /// Token requests so far.
+    pub fn token_requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Tokens issued so far, in order.
+    pub fn issued(&self) -> Vec<String> {
+        self.state
+            .issued
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    pub fn set_mode(&self, mode: Mint) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    /// Hangs the next `n` token requests for ever.
+    pub fn hang_next(&self, n: usize) {
+        self.hang_next.store(n, Ordering::SeqCst);
+    }
+
+    pub fn set_latency(&self, latency: Duration) {
+        *self.latency.lock().unwrap() = latency;
+    }
+
+    /// The API rejects `token` from now on.
+    pub fn revoke(&self, token: &str) {
+        self.state.revoked.lock().unwrap().insert(token.to_owned());
+    }
+
+    /// Which replicas sent each token to the API.
+    pub fn senders(&self) -> HashMap<String, HashSet<String>> {
+        let mut senders: HashMap<String, HashSet<String>> = HashMap::new();
+        for (replica, token) in self.state.seen.lock().unwrap().iter() {
+            senders
+                .entry(token.clone())
+                .or_default()
+                .insert(replica.clone());
+        }
+        senders
+    }
+
+    pub fn api_requests(&self) -> u64 {
+        self.state.api_requests.load(Ordering::SeqCst)
+    }
+
+    /// API requests that carried an expired token (never expected).
+    pub fn expired_tokens_seen(&self) -> u64 {
+        self.state.expired.load(Ordering::SeqCst)
+    }
+
+    /// Waits (real time, bounded) until the endpoint has seen `n` requests.
+    pub fn wait_token_requests(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.token_requests() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the token endpoint never saw {n} requests"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+fn json(status: u16, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(Full::from(body))
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// Replicas
+
+pub type HyperClient = Client<HttpConnector, Full<Bytes>>;
+
+/// One process of the fleet, as far as the tier can tell: its own tokio
+/// runtime (a worker thread of its own), cache, tier, Redis connection and
+/// HTTP client.
+pub struct Replica {
+    pub name: String,
+    pub runtime: Runtime,
+    pub cache: TokenCache,
+    pub tier: SharedTier,
+    pub client: BearerAuth<HyperClient>,
+    api_url: String,
+}
+
+impl Replica {
+    /// A replica whose tier wraps client credentials at `servers`' endpoint;
+    /// `tier` and `cache` adjust the builders.
+    pub fn new(
+        name: impl Into<String>,
+        servers: &Servers,
+        redis_url: &str,
+        tier: impl FnOnce(SharedTierBuilder) -> SharedTierBuilder,
+        cache: impl FnOnce(TokenCacheBuilder) -> TokenCacheBuilder,
+    ) -> Self {
+        let endpoint = TokenEndpoint::builder(servers.token_url())
+            .client_id("fleet")
+            .client_secret("fleet-secret")
+            .http_client(HttpClient::new(
+                Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>(),
+            ))
+            .build()
+            .unwrap();
+        let tier = tier(
+            SharedTier::builder(redis_url)
+                .namespace("fleet-tests")
+                .encryption_key(key("k1", 1)),
+        )
+        .build(ClientCredentials::new(endpoint))
+        .unwrap();
+        Self::around(name, tier, servers.api_url(), cache)
+    }
+
+    /// A replica around a tier built elsewhere.
+    pub fn around(
+        name: impl Into<String>,
+        tier: SharedTier,
+        api_url: String,
+        cache: impl FnOnce(TokenCacheBuilder) -> TokenCacheBuilder,
+    ) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let cache = cache(TokenCache::builder(tier.clone())).build();
+        let client = {
+            let _entered = runtime.enter();
+            BearerAuthLayer::from_cache(cache.clone())
+                .layer(Client::builder(TokioExecutor::new()).build_http())
+        };
+        Self {
+            name: name.into(),
+            runtime,
+            cache,
+            tier,
+            client,
+            api_url,
+        }
+    }
+
+    /// Sends one request to the API through the replica's `BearerAuth`.
+    pub fn call(
+        &self,
+    ) -> impl Future<Output = Result<StatusCode, BearerAuthError<hyper_util::client::legacy::Error>>>
+           + Send
+           + 'static {
+        let request = Request::get(&self.api_url)
+            .header(REPLICA, &self.name)
+            .body(Full::default())
+            .unwrap();
+        let client = self.client.clone();
+        async move { client.oneshot(request).await.map(|r| r.status()) }
+    }
+
+    /// `workers` tasks sending requests one after another for `run_for`; the
+    /// status of each (or the token error).
+    pub async fn load(&self, workers: usize, run_for: Duration) -> Vec<Result<StatusCode, String>> {
+        let deadline = tokio::time::Instant::now() + run_for;
+        let tasks: Vec<_> = (0..workers)
+            .map(|_| {
+                let calls = std::iter::repeat_with({
+                    let (client, url, name) =
+                        (self.client.clone(), self.api_url.clone(), self.name.clone());
+                    move || {
+                        let request = Request::get(&url)
+                            .header(REPLICA, &name)
+                            .body(Full::default())
+                            .unwrap();
+                        client.clone().oneshot(request)
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    for call in calls {
+                        if tokio::time::Instant::now() >= deadline {
+                            break;
+                        }
+                        let status = tokio::time::timeout(Duration::from_secs(30), call)
+                            .await
+                            .expect("a request hung for 30 s");
+                        statuses.push(status.map(|r| r.status()).map_err(|e| e.to_string()));
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all
+    }
+
+    /// `n` concurrent requests; the status of each (or the token error).
+    pub async fn burst(&self, n: usize) -> Vec<Result<StatusCode, String>> {
+        let calls: Vec<_> = (0..n)
+            .map(|_| {
+                let call = self.call();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(30), call).await {
+                        Ok(Ok(status)) => Ok(status),
+                        Ok(Err(err)) => Err(err.to_string()),
+                        Err(_) => panic!("a request hung for 30 s"),
+                    }
+                })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        for call in calls {
+            results.push(call.await.unwrap());
+        }
+        results
+    }
+}
+
+/// Runs `f` on every replica at once, each on its own runtime; returns what
+/// each returned, in order.
+pub fn together<'a, T, F, Fut>(replicas: &'a [Replica], f: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(&'a Replica) -> Fut + Sync,
+    Fut: Future<Output = T>,
+{
+    let start = std::sync::Barrier::new(replicas.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = replicas
+            .iter()
+            .map(|replica| {
+                let (f, start) = (&f, &start);
+                scope.spawn(move || {
+                    start.wait();
+                    replica.runtime.block_on(f(replica))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// Sums a counter over every replica's tier.
+pub fn total(
+    replicas: &[Replica],
+    counter: impl Fn(&tower_bearer::shared_tier::SharedTierStats) -> u64,
+) -> u64 {
+    replicas.iter().map(|r| counter(&r.tier.stats())).sum()
+}
+
+/// A flag for tests that start something in the background.
+pub fn flag() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(false))
+}
