@@ -312,3 +312,49 @@ fn encryption_keys_rotate_without_token_requests() {
         "the entry is still the one sealed with k2"
     );
 }
+
+/// Not a test of its own: the entry point of the fleet member processes that
+/// the tests below start (the test binary run again with orders in its
+/// environment). Run alone, without orders, it fails.
+#[test]
+#[ignore = "a fleet member process, started by the tests that need one"]
+fn fleet_member() {
+    let orders = MemberOrders::from_env().expect("fleet_member runs only as a member process");
+    serve_as_member(orders);
+}
+
+#[test]
+fn a_fleet_of_processes_makes_one_token_request() {
+    let redis = RedisServer::start();
+    let servers = Servers::start(S(60), MS(300));
+    let mut members: Vec<Member> = (0..3)
+        .map(|i| {
+            MemberOrders {
+                name: format!("p{i}"),
+                redis_url: redis.url(),
+                token_url: servers.token_url(),
+                api_url: servers.api_url(),
+                burst: 20,
+                lease_ttl: S(5),
+            }
+            .spawn("fleet_member")
+        })
+        .collect();
+    let reports: Vec<_> = members.iter_mut().map(Member::report).collect();
+
+    assert_eq!(
+        servers.token_requests(),
+        1,
+        "one token request for 3 processes: {reports:?}"
+    );
+    for report in &reports {
+        assert_eq!(
+            (report["ok"], report["errors"], report["fetches"]),
+            (20, 0, 1),
+            "{report:?}"
+        );
+    }
+    assert_eq!(reports.iter().map(|r| r["leases"]).sum::<u64>(), 1);
+    assert_eq!(reports.iter().map(|r| r["served"]).sum::<u64>(), 2);
+    assert_eq!(servers.senders()["tok-1"].len(), 3);
+}

@@ -90,9 +90,8 @@ impl RedisLink {
             return Ok(Connection { conn, reused: true });
         }
         Counters::bump(&stats.connections);
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout);
+        // Responses are bounded by `bounded` below, one clock for every call.
+        let config = AsyncConnectionConfig::new().set_connection_timeout(self.timeout);
         let conn = self
             .bounded(
                 stats,
@@ -137,6 +136,7 @@ impl RedisLink {
     ) -> Result<T, RedisFailure> {
         let result = match tokio::time::timeout(self.timeout, future).await {
             Ok(Ok(value)) => return Ok(value),
+            Ok(Err(err)) if err.is_timeout() => RedisFailure::TimedOut(op),
             Ok(Err(err)) => RedisFailure::Failed(op, self.redacted(&err)),
             Err(_) => RedisFailure::TimedOut(op),
         };

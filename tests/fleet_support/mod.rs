@@ -534,7 +534,26 @@ impl Replica {
         tier: impl FnOnce(SharedTierBuilder) -> SharedTierBuilder,
         cache: impl FnOnce(TokenCacheBuilder) -> TokenCacheBuilder,
     ) -> Self {
-        let endpoint = TokenEndpoint::builder(servers.token_url())
+        Self::with_urls(
+            name,
+            &servers.token_url(),
+            &servers.api_url(),
+            redis_url,
+            tier,
+            cache,
+        )
+    }
+
+    /// As [`new`](Self::new), for a process that only knows the addresses.
+    pub fn with_urls(
+        name: impl Into<String>,
+        token_url: &str,
+        api_url: &str,
+        redis_url: &str,
+        tier: impl FnOnce(SharedTierBuilder) -> SharedTierBuilder,
+        cache: impl FnOnce(TokenCacheBuilder) -> TokenCacheBuilder,
+    ) -> Self {
+        let endpoint = TokenEndpoint::builder(token_url)
             .client_id("fleet")
             .client_secret("fleet-secret")
             .http_client(HttpClient::new(
@@ -549,7 +568,7 @@ impl Replica {
         )
         .build(ClientCredentials::new(endpoint))
         .unwrap();
-        Self::around(name, tier, servers.api_url(), cache)
+        Self::around(name, tier, api_url.to_owned(), cache)
     }
 
     /// A replica around a tier built elsewhere.
@@ -694,4 +713,136 @@ pub fn total(
 /// A flag for tests that start something in the background.
 pub fn flag() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
+}
+
+// ---------------------------------------------------------------------------
+// Replicas as separate OS processes
+
+/// The environment variable that makes the test binary a fleet member.
+pub const MEMBER_ENV: &str = "TOWER_BEARER_FLEET_MEMBER";
+
+/// What a fleet member process is told: where everything is, and what to do.
+pub struct MemberOrders {
+    pub name: String,
+    pub redis_url: String,
+    pub token_url: String,
+    pub api_url: String,
+    pub burst: usize,
+    pub lease_ttl: Duration,
+}
+
+impl MemberOrders {
+    fn encode(&self) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}",
+            self.name,
+            self.redis_url,
+            self.token_url,
+            self.api_url,
+            self.burst,
+            self.lease_ttl.as_millis()
+        )
+    }
+
+    /// The orders of this process, if it is a fleet member.
+    pub fn from_env() -> Option<Self> {
+        let orders = std::env::var(MEMBER_ENV).ok()?;
+        let parts: Vec<&str> = orders.split('|').collect();
+        let [name, redis_url, token_url, api_url, burst, lease_ms] = parts[..] else {
+            panic!("bad {MEMBER_ENV}: {orders}");
+        };
+        Some(Self {
+            name: name.into(),
+            redis_url: redis_url.into(),
+            token_url: token_url.into(),
+            api_url: api_url.into(),
+            burst: burst.parse().unwrap(),
+            lease_ttl: Duration::from_millis(lease_ms.parse().unwrap()),
+        })
+    }
+
+    /// Starts the test binary again as a fleet member running `test` (an
+    /// ignored test that calls [`serve_as_member`]).
+    pub fn spawn(&self, test: &str) -> Member {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                test,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(MEMBER_ENV, self.encode())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Member { child }
+    }
+}
+
+/// A member process, killed (by pid) when dropped, even after a panic.
+pub struct Member {
+    pub child: Child,
+}
+
+impl Member {
+    /// SIGKILL, and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its report: its counters by name.
+    pub fn report(&mut self) -> HashMap<String, u64> {
+        let stdout = self.child.stdout.take().unwrap();
+        let line = std::io::BufRead::lines(std::io::BufReader::new(stdout))
+            .map_while(Result::ok)
+            // libtest may print `test fleet_member ... ` on the same line.
+            .find_map(|line| line.find(REPORT).map(|at| line[at..].to_owned()))
+            .expect("the member process printed no report");
+        let _ = self.child.wait();
+        line.split_whitespace()
+            .filter_map(|field| field.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.parse().unwrap()))
+            .collect()
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The report line a member prints when done.
+pub const REPORT: &str = "FLEET-MEMBER";
+
+/// In a member process: sends the burst, prints one report line
+/// (`FLEET-MEMBER name ok=.. errors=.. fetches=.. leases=.. served=.. waits=..`).
+pub fn serve_as_member(orders: MemberOrders) {
+    let replica = Replica::with_urls(
+        orders.name.clone(),
+        &orders.token_url,
+        &orders.api_url,
+        &orders.redis_url,
+        |t| t.lease_ttl(orders.lease_ttl),
+        |c| c,
+    );
+    let results = replica.runtime.block_on(replica.burst(orders.burst));
+    let ok = results
+        .iter()
+        .filter(|r| r.as_ref().ok() == Some(&StatusCode::OK))
+        .count();
+    let tier = replica.tier.stats();
+    println!(
+        "{REPORT} {} ok={ok} errors={} fetches={} leases={} served={} waits={}",
+        orders.name,
+        results.len() - ok,
+        replica.cache.stats().fetches,
+        tier.leases,
+        tier.served_shared,
+        tier.waits,
+    );
 }
