@@ -358,3 +358,89 @@ fn a_fleet_of_processes_makes_one_token_request() {
     assert_eq!(reports.iter().map(|r| r["served"]).sum::<u64>(), 2);
     assert_eq!(servers.senders()["tok-1"].len(), 3);
 }
+
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_redis_password_and_the_tokens_never_show() {
+    use tower_bearer::shared_tier::SharedTier;
+    use tower_bearer::{from_fn, AccessToken, TokenCache};
+
+    const PASSWORD: &str = "pw-5ecret-value";
+    const WRONG: &str = "pw-wr0ng-value";
+    const TOKEN: &str = "tok-5ecret-value";
+    let redis = RedisServer::start_with(&["--requirepass", PASSWORD]);
+    let url = |password: &str| format!("redis://:{password}@127.0.0.1:{}", redis.port());
+
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    // A runtime on this thread, so that every event is captured.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = || from_fn(|| async { Ok(AccessToken::new(TOKEN).with_expires_in(S(60))) });
+    let mut shown = Vec::new();
+
+    let right = SharedTier::builder(url(PASSWORD))
+        .encryption_key(key("k1", 1))
+        .build(source())
+        .unwrap();
+    let wrong = SharedTier::builder(url(WRONG))
+        .encryption_key(key("k1", 1))
+        .build(source())
+        .unwrap();
+    shown.push(format!("{right:?} {wrong:?}"));
+    shown.push(format!(
+        "{:?}",
+        SharedTier::builder(url(PASSWORD)).encryption_key(key("k1", 1))
+    ));
+    let refused = SharedTier::builder(format!("redis://:{PASSWORD}@127.0.0.1:notaport"))
+        .encryption_key(key("k1", 1))
+        .build(source())
+        .unwrap_err();
+    shown.push(format!("{refused:?} {refused}"));
+
+    runtime.block_on(async {
+        // The right password: shared through Redis.
+        let cache = TokenCache::new(right.clone());
+        cache.acquire().await.unwrap();
+        assert_eq!(right.stats().leases, 1);
+        // The wrong one: Redis refuses; the fetch falls back, and says why.
+        let cache = TokenCache::new(wrong.clone());
+        cache.acquire().await.unwrap();
+        assert_eq!(wrong.stats().fallbacks, 1);
+    });
+    drop(_guard);
+
+    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.contains("Redis failed"),
+        "the fallback is logged:\n{logs}"
+    );
+    shown.push(logs);
+    for text in &shown {
+        for secret in [PASSWORD, WRONG, TOKEN] {
+            assert!(!text.contains(secret), "{secret} shown in:\n{text}");
+        }
+    }
+}

@@ -817,3 +817,193 @@ async fn resource_on_the_token_requests_selects_the_audience() {
     }
     assert_eq!(token_requests(&server).await, 6);
 }
+
+// ---------------------------------------------------------------------------
+// Refresh-token rotation across replicas
+
+/// One code exchange, as every replica of a fleet is seeded with it: its
+/// refresh token (and access token) in each replica's configuration.
+fn seeded_fleet_sources(
+    server: &AuthServer,
+    response: &tower_bearer::oauth2::TokenResponse,
+    n: usize,
+    rotations: &Arc<Mutex<Vec<String>>>,
+) -> Vec<RefreshTokenSource> {
+    (0..n)
+        .map(|_| {
+            let rotations = rotations.clone();
+            let endpoint = server.endpoint("app", APP_SECRET, ClientAuth::Basic);
+            RefreshTokenSource::from_response(endpoint, response)
+                .unwrap()
+                .on_rotate(move |new| rotations.lock().unwrap().push(new.expose().to_owned()))
+        })
+        .collect()
+}
+
+/// Why the shared tier exists: four replicas that each redeem the refresh
+/// token they were seeded with. The first redemption rotates it; the others
+/// reuse a spent one, and the server revokes the whole grant.
+#[tokio::test]
+async fn four_replicas_rotating_refresh_tokens_on_their_own_revoke_the_grant_hazard() {
+    let server = AuthServer::start(60);
+    let request = code_flow(&server).start();
+    let callback = authorize(&server, &request).await;
+    let response = request.exchange(&callback).await.unwrap();
+    let rotations = Arc::new(Mutex::new(Vec::new()));
+    let caches: Vec<TokenCache> = seeded_fleet_sources(&server, &response, 4, &rotations)
+        .into_iter()
+        .map(TokenCache::new)
+        .collect();
+    for cache in &caches {
+        cache.acquire().await.unwrap(); // the code exchange's token
+    }
+    // The token is rejected everywhere: each replica refreshes.
+    let refreshes = caches.iter().map(|cache| {
+        let cache = cache.clone();
+        async move {
+            let generation = cache.acquire().await.unwrap().generation();
+            cache.replace(generation).await
+        }
+    });
+    let results = futures_join_all(refreshes).await;
+    let refused = results
+        .iter()
+        .filter(|r| {
+            r.as_ref()
+                .is_err_and(|e| oauth2_error(e).code() == &ErrorCode::InvalidGrant)
+        })
+        .count();
+    assert!(refused >= 1, "{results:?}");
+    assert!(server.log().contains("grant.error"), "{}", server.log());
+}
+
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for task in tasks {
+        outputs.push(task.await.unwrap());
+    }
+    outputs
+}
+
+#[cfg(feature = "redis")]
+#[path = "fleet_support/mod.rs"]
+mod fleet_support;
+
+/// The shared tier: four replicas seeded with the same code exchange, each
+/// with its own runtime, cache and tier on one Redis, rotation on, 3 s tokens
+/// refreshed ahead under load for 7 s, then a rejection seen by all four.
+/// Each refresh token is redeemed once: not one `invalid_grant`.
+#[cfg(feature = "redis")]
+#[test]
+fn four_replicas_rotating_refresh_tokens_through_the_shared_tier_never_see_invalid_grant() {
+    use fleet_support::{key, together, total, RedisServer, Replica};
+    use tower_bearer::shared_tier::SharedTier;
+
+    let server = AuthServer::start(3);
+    let redis = RedisServer::start();
+    let setup = tokio::runtime::Runtime::new().unwrap();
+    let response = setup.block_on(async {
+        let request = code_flow(&server).start();
+        let callback = authorize(&server, &request).await;
+        request.exchange(&callback).await.unwrap()
+    });
+    let seed = response.refresh_token().unwrap().expose().to_owned();
+    let rotations = Arc::new(Mutex::new(Vec::new()));
+    let replicas: Vec<Replica> = seeded_fleet_sources(&server, &response, 4, &rotations)
+        .into_iter()
+        .enumerate()
+        .map(|(i, source)| {
+            let tier = SharedTier::builder(redis.url())
+                .namespace("interop-rotation")
+                .encryption_key(key("k1", 1))
+                .build_refreshing(source)
+                .unwrap();
+            Replica::around(format!("r{i}"), tier, server.url("/unused"), |c| c)
+        })
+        .collect();
+
+    // Load: 4 workers per replica, each asking for a token every 10 ms.
+    let results = together(&replicas, |r| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(7);
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                let cache = r.cache.clone();
+                tokio::spawn(async move {
+                    let mut outcomes = Vec::new();
+                    while tokio::time::Instant::now() < deadline {
+                        outcomes.push(cache.acquire().await.map(|_| ()));
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for worker in workers {
+            all.extend(worker.await.unwrap());
+        }
+        all
+    });
+    for (i, outcomes) in results.iter().enumerate() {
+        for outcome in outcomes {
+            assert!(
+                outcome.is_ok(),
+                "replica {i}: {outcome:?}\n{}",
+                server.log()
+            );
+        }
+    }
+    // A rejection seen by all four: one more rotation, no reuse.
+    let replaced = together(&replicas, |r| async move {
+        let token = r.cache.acquire().await.unwrap();
+        r.cache.replace(token.generation()).await.map(|_| ())
+    });
+    for outcome in &replaced {
+        assert!(outcome.is_ok(), "{outcome:?}\n{}", server.log());
+    }
+
+    let log = server.log();
+    assert!(
+        !log.contains("grant.error"),
+        "a refresh token was reused:\n{log}"
+    );
+    let rotated = rotations.lock().unwrap().clone();
+    let distinct: std::collections::HashSet<_> = rotated.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        rotated.len(),
+        "each refresh token was handed out once"
+    );
+    assert!(
+        rotated.len() >= 3,
+        "7 s of 3 s tokens and a rejection: {} rotations",
+        rotated.len()
+    );
+    // Every lease but the first (which published the code exchange's token)
+    // redeemed a refresh token once.
+    assert_eq!(total(&replicas, |s| s.leases), rotated.len() as u64 + 1);
+    assert_eq!(total(&replicas, |s| s.fallbacks), 0);
+    // The newest access token is alive at the server.
+    let current = setup.block_on(replicas[0].cache.token()).unwrap();
+    assert_eq!(
+        setup.block_on(server.introspect(current.secret()))["active"],
+        true
+    );
+    // Neither token is in Redis in the clear.
+    let newest_refresh = rotated.last().unwrap();
+    for (key, values) in redis.dump() {
+        for value in values {
+            for secret in [newest_refresh.as_str(), seed.as_str(), current.secret()] {
+                assert!(
+                    !value.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                    "{key} holds a token in the clear"
+                );
+            }
+        }
+    }
+}
