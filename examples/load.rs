@@ -29,6 +29,13 @@
 //! Either flag alone replaces only that side: with `--token-url` alone, the
 //! local API accepts any bearer token (it cannot check another issuer's).
 //!
+//! A fleet: with `--redis-url` (feature `redis`), the cache sits in front of
+//! the shared tier (`tower_bearer::shared_tier`), and the summary adds what
+//! the tier did: Redis commands, and the latency it added to each miss.
+//! `--serve-only` runs just the local token endpoint and API, for several
+//! load processes to share; `examples/fleet_load.rs` runs a whole fleet that
+//! way, with and without the tier, and compares.
+//!
 //! It prints a progress line every second and a summary at the end: requests,
 //! successes, errors by kind, token fetches, 401 retries, requests that had to
 //! wait for a token (the cache's `waits`, split into start-up and after),
@@ -78,6 +85,13 @@ USAGE: cargo run --release --example load -- [OPTIONS]
   --scope SCOPE          scope to ask for (repeatable)
   --audience AUD         audience to ask for
   --api-url URL          send requests here instead of the local API
+  --redis-url URL        share tokens through the shared tier on this Redis
+                         (needs --features redis; key from $LOAD_TIER_KEY,
+                         base64 of 32 bytes, or a fixed demo key)
+  --namespace NS         the shared tier's key namespace                [load]
+  --serve-only           only run the local token endpoint and API: print
+                         `SERVING <token url> <api url>`, serve until stdin
+                         closes, then print `SERVER-STATS <json>`
   -h, --help             this text
 ";
 
@@ -98,6 +112,9 @@ struct Args {
     scopes: Vec<String>,
     audience: Option<String>,
     api_url: Option<String>,
+    redis_url: Option<String>,
+    namespace: String,
+    serve_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -118,6 +135,9 @@ fn parse_args() -> Result<Args, String> {
         scopes: Vec::new(),
         audience: None,
         api_url: None,
+        redis_url: None,
+        namespace: "load".into(),
+        serve_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -150,6 +170,9 @@ fn parse_args() -> Result<Args, String> {
             "--scope" => args.scopes.push(value()?),
             "--audience" => args.audience = Some(value()?),
             "--api-url" => args.api_url = Some(value()?),
+            "--redis-url" => args.redis_url = Some(value()?),
+            "--namespace" => args.namespace = value()?,
+            "--serve-only" => args.serve_only = true,
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other}")),
         }
@@ -405,23 +428,27 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let local = (args.token_url.is_none() || args.api_url.is_none()).then(|| {
-        Arc::new(Server {
-            validates_tokens: args.token_url.is_none(),
-            epoch: Instant::now(),
-            lifetime: args.token_lifetime,
-            latency: args.token_latency,
-            reject_fraction: args.reject_fraction,
-            revoke_fraction: args.revoke_fraction,
-            stats: ServerStats::default(),
-            draw: AtomicU64::new(0),
-            rejected_once: Default::default(),
-        })
-    });
+    let local =
+        (args.serve_only || args.token_url.is_none() || args.api_url.is_none()).then(|| {
+            Arc::new(Server {
+                validates_tokens: args.token_url.is_none(),
+                epoch: Instant::now(),
+                lifetime: args.token_lifetime,
+                latency: args.token_latency,
+                reject_fraction: args.reject_fraction,
+                revoke_fraction: args.revoke_fraction,
+                stats: ServerStats::default(),
+                draw: AtomicU64::new(0),
+                rejected_once: Default::default(),
+            })
+        });
     let local_addr = match &local {
         Some(server) => Some(start_server(Arc::clone(server)).await?),
         None => None,
     };
+    if args.serve_only {
+        return serve_only(local.expect("serving"), local_addr.expect("serving")).await;
+    }
     let token_url = args
         .token_url
         .clone()
@@ -446,7 +473,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if let Some(audience) = &args.audience {
         source = source.audience(audience);
     }
-    let cache = TokenCache::new(source);
+    let (cache, tier) = cache_for(&args, source)?;
     if api_url.scheme_str() != Some("http") {
         return Err(format!(
             "--api-url {api_url}: this tool sends API requests over plain http:// only \
@@ -619,6 +646,9 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "token_url": token_url,
         "api_url": api_url.to_string(),
     });
+    if let Some(tier) = &tier {
+        summary["shared_tier"] = tier.summary(requests);
+    }
     if let Some(server) = &local {
         let s = &server.stats;
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -736,7 +766,229 @@ fn print_summary(s: &serde_json::Value) {
             s["http_401_at_callers"]
         );
     }
+    if let Some(tier) = s.get("shared_tier") {
+        println!("shared tier         {tier}");
+    }
     if let Some(server) = s.get("local_server") {
         println!("local server        {server}");
+    }
+}
+
+/// `--serve-only`: the local token endpoint and API for other processes.
+async fn serve_only(
+    server: Arc<Server>,
+    addr: SocketAddr,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    println!("SERVING http://{addr}/oauth2/token http://{addr}/v1/ping");
+    // Until the runner closes stdin (or goes away).
+    tokio::task::spawn_blocking(|| std::io::copy(&mut std::io::stdin(), &mut std::io::sink()))
+        .await??;
+    let s = &server.stats;
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let stats = serde_json::json!({
+        "tokens_issued": load(&s.tokens_issued),
+        "api_requests": load(&s.api_requests),
+        "expired_tokens_received": load(&s.expired_tokens),
+        "missing_tokens": load(&s.missing_tokens),
+    });
+    println!("SERVER-STATS {stats}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The cache, in front of the shared tier with `--redis-url`.
+fn cache_for(
+    args: &Args,
+    source: ClientCredentials,
+) -> Result<(TokenCache, Option<fleet::Tier>), Box<dyn std::error::Error>> {
+    match &args.redis_url {
+        None => Ok((TokenCache::new(source), None)),
+        Some(url) => {
+            let tier = fleet::Tier::new(url, &args.namespace, source)?;
+            Ok((TokenCache::new(tier.source()), Some(tier)))
+        }
+    }
+}
+
+#[cfg(not(feature = "redis"))]
+mod fleet {
+    use tower_bearer::oauth2::ClientCredentials;
+    use tower_bearer::StaticToken;
+
+    pub enum Tier {}
+
+    impl Tier {
+        pub fn new(
+            _url: &str,
+            _namespace: &str,
+            _source: ClientCredentials,
+        ) -> Result<Self, Box<dyn std::error::Error>> {
+            Err("--redis-url needs the shared tier: build with --features redis".into())
+        }
+
+        pub fn source(&self) -> StaticToken {
+            match *self {}
+        }
+
+        pub fn summary(&self, _requests: u64) -> serde_json::Value {
+            match *self {}
+        }
+    }
+}
+
+/// The shared tier, timed: how long each miss took, and how much of it was
+/// the token endpoint (only the lease holder's misses ask it).
+#[cfg(feature = "redis")]
+mod fleet {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use tower_bearer::oauth2::ClientCredentials;
+    use tower_bearer::shared_tier::{EncryptionKey, SharedTier};
+    use tower_bearer::{AccessToken, TokenError, TokenSource};
+
+    /// A demo key, for loopback runs only.
+    const DEMO_KEY: [u8; 32] = *b"tower-bearer load demo key 32 b!";
+
+    pub struct Tier {
+        tier: SharedTier,
+        upstream_us: Arc<AtomicU64>,
+        misses: Arc<Mutex<Vec<Miss>>>,
+    }
+
+    /// One miss of the cache, as the tier served it.
+    #[derive(Clone, Copy)]
+    struct Miss {
+        /// The whole fetch, in microseconds.
+        whole_us: u64,
+        /// Of which the token endpoint (the lease holder's request).
+        upstream_us: u64,
+        /// It waited for another process's fetch.
+        waited: bool,
+    }
+
+    impl Tier {
+        pub fn new(
+            url: &str,
+            namespace: &str,
+            source: ClientCredentials,
+        ) -> Result<Self, Box<dyn std::error::Error>> {
+            let key = match std::env::var("LOAD_TIER_KEY") {
+                Ok(encoded) => EncryptionKey::from_base64("load", &encoded)?,
+                Err(_) => EncryptionKey::new("demo", DEMO_KEY)?,
+            };
+            let upstream_us = Arc::new(AtomicU64::new(0));
+            let tier = SharedTier::builder(url)
+                .namespace(namespace)
+                .encryption_key(key)
+                .build(Upstream {
+                    inner: source,
+                    spent_us: upstream_us.clone(),
+                })?;
+            Ok(Self {
+                tier,
+                upstream_us,
+                misses: Arc::default(),
+            })
+        }
+
+        pub fn source(&self) -> Timed {
+            Timed {
+                tier: self.tier.clone(),
+                upstream_us: self.upstream_us.clone(),
+                misses: self.misses.clone(),
+            }
+        }
+
+        pub fn summary(&self, requests: u64) -> serde_json::Value {
+            let stats = self.tier.stats();
+            let misses = self.misses.lock().unwrap().clone();
+            let pick = |f: &dyn Fn(&Miss) -> Option<u64>| {
+                misses.iter().filter_map(f).collect::<Vec<u64>>()
+            };
+            let read = pick(&|m| (m.upstream_us == 0 && !m.waited).then_some(m.whole_us));
+            let waited = pick(&|m| (m.upstream_us == 0 && m.waited).then_some(m.whole_us));
+            let holder =
+                pick(&|m| (m.upstream_us > 0).then(|| m.whole_us.saturating_sub(m.upstream_us)));
+            serde_json::json!({
+                "fetches": stats.fetches,
+                "served_shared": stats.served_shared,
+                "leases": stats.leases,
+                "waits": stats.waits,
+                "fallbacks": stats.fallbacks,
+                "redis_errors": stats.redis_errors,
+                "redis_commands": stats.redis_commands,
+                "redis_commands_per_request": if requests == 0 { 0.0 } else {
+                    stats.redis_commands as f64 / requests as f64
+                },
+                "miss_us": {
+                    "read_from_redis": percentiles(read),
+                    "waited_for_another_process": percentiles(waited),
+                    "lease_holder_overhead": percentiles(holder),
+                },
+            })
+        }
+    }
+
+    fn percentiles(mut v: Vec<u64>) -> serde_json::Value {
+        v.sort_unstable();
+        let at = |p: f64| {
+            v.get(((v.len() as f64 * p) as usize).min(v.len().saturating_sub(1)))
+                .copied()
+        };
+        serde_json::json!({ "n": v.len(), "p50": at(0.5), "max": v.last() })
+    }
+
+    /// The client-credentials source, timed.
+    pub struct Upstream {
+        inner: ClientCredentials,
+        spent_us: Arc<AtomicU64>,
+    }
+
+    impl TokenSource for Upstream {
+        async fn fetch(&self) -> Result<AccessToken, TokenError> {
+            let t0 = Instant::now();
+            let token = self.inner.fetch().await;
+            self.spent_us
+                .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+            token
+        }
+    }
+
+    /// The tier, timed: every miss of the cache.
+    pub struct Timed {
+        tier: SharedTier,
+        upstream_us: Arc<AtomicU64>,
+        misses: Arc<Mutex<Vec<Miss>>>,
+    }
+
+    impl Timed {
+        async fn timed(
+            &self,
+            fetch: impl std::future::Future<Output = Result<AccessToken, TokenError>>,
+        ) -> Result<AccessToken, TokenError> {
+            // The cache fetches once at a time: these deltas are this fetch's.
+            let before = self.upstream_us.load(Ordering::Relaxed);
+            let waits = self.tier.stats().waits;
+            let t0 = Instant::now();
+            let token = fetch.await;
+            let miss = Miss {
+                whole_us: t0.elapsed().as_micros() as u64,
+                upstream_us: self.upstream_us.load(Ordering::Relaxed) - before,
+                waited: self.tier.stats().waits > waits,
+            };
+            self.misses.lock().unwrap().push(miss);
+            token
+        }
+    }
+
+    impl TokenSource for Timed {
+        async fn fetch(&self) -> Result<AccessToken, TokenError> {
+            self.timed(self.tier.fetch()).await
+        }
+
+        async fn fetch_replacing(&self, rejected: &AccessToken) -> Result<AccessToken, TokenError> {
+            self.timed(self.tier.fetch_replacing(rejected)).await
+        }
     }
 }

@@ -286,3 +286,57 @@ fn a_killed_lease_holder_process_is_taken_over_once_its_lease_expires() {
     assert_eq!(servers.token_requests(), 2);
     assert!(took < S(2) + MS(300) + S(2), "the taker took {took:?}");
 }
+
+#[test]
+fn a_lease_holder_that_lost_its_lease_cannot_overwrite_a_newer_token() {
+    use std::sync::Arc;
+    use tower_bearer::shared_tier::SharedTier;
+    use tower_bearer::{from_fn, AccessToken};
+
+    let redis = RedisServer::start();
+    let servers = Servers::start(S(60), MS(10));
+    // The late holder's source answers only when let go.
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let source = {
+        let gate = gate.clone();
+        from_fn(move || {
+            let gate = gate.clone();
+            async move {
+                gate.notified().await;
+                Ok(AccessToken::new("from-the-late-holder").with_expires_in(S(60)))
+            }
+        })
+    };
+    let late_tier = SharedTier::builder(redis.url())
+        .namespace("fleet-tests")
+        .encryption_key(key("k1", 1))
+        .build(source)
+        .unwrap();
+    let late = Replica::around("late", late_tier, servers.api_url(), |c| c);
+    let late_fetch = late.runtime.spawn(late.cache.token());
+    let deadline = Instant::now() + BOUND;
+    while !redis.query::<bool>(redis::cmd("EXISTS").arg("{fleet-tests}:lease")) {
+        assert!(
+            Instant::now() < deadline,
+            "the late holder never took the lease"
+        );
+        std::thread::sleep(MS(5));
+    }
+    // Its lease lapses while it is stalled (as after a pause longer than the
+    // lease): another replica takes a new lease and writes.
+    redis.query::<()>(redis::cmd("DEL").arg("{fleet-tests}:lease"));
+    let next = Replica::new("next", &servers, &redis.url(), |t| t, |c| c);
+    next.runtime.block_on(next.cache.acquire()).unwrap();
+    assert_eq!(next.tier.stats().leases, 1);
+
+    // The late holder finishes: its write is refused; it keeps its token to
+    // itself, and the fleet keeps the newer one.
+    gate.notify_one();
+    let kept = late.runtime.block_on(late_fetch).unwrap().unwrap();
+    assert_eq!(kept.secret(), "from-the-late-holder");
+    let reader = Replica::new("reader", &servers, &redis.url(), |t| t, |c| c);
+    let read = reader.runtime.block_on(reader.cache.token()).unwrap();
+    assert_eq!(read.secret(), "tok-1", "the newer token stayed in Redis");
+    assert_eq!(servers.token_requests(), 1);
+    assert_eq!(reader.tier.stats().served_shared, 1);
+}
