@@ -93,6 +93,13 @@
 //! treats a `grpc-status: 16` (`UNAUTHENTICATED`) response as a rejection.
 //! `examples/grpc.rs` shows a client and server.
 //!
+//! # A fleet
+//!
+//! With the `redis` feature, `shared_tier::SharedTier` wraps a source so
+//! that many processes share one token through Redis: one of them fetches
+//! (under a lease), the others read, and every process's cache stays its hot
+//! path. See the module for how it works and how it fails safe.
+//!
 //! # Secrets
 //!
 //! Tokens, client secrets, refresh tokens, PKCE verifiers and authorization
