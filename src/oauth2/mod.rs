@@ -8,6 +8,7 @@
 //! | client credentials (RFC 6749 §4.4) | [`ClientCredentials`] |
 //! | refresh token (RFC 6749 §6), with rotation | [`RefreshTokenSource`] |
 //! | authorization code + PKCE (RFC 7636) + `state` + `iss` (RFC 9207) | [`AuthorizationCode`], which hands over a [`RefreshTokenSource`]; [`PendingAuthorization`] (serializable with feature `serde`) lets another process finish it |
+//! | token exchange (RFC 8693): a subject token from a file, a source or a value | [`TokenExchange`] with [`SecurityToken`]s |
 //! | anything else (a custom code-for-API-key exchange) | [`from_fn`](crate::from_fn) + [`PkceVerifier`] + [`TokenEndpoint::request_fields`] + [`StaticToken`](crate::StaticToken) |
 //!
 //! The endpoint client sends through any Tower HTTP service you hand it
@@ -92,7 +93,11 @@ mod random;
 mod refresh_token;
 mod response;
 mod secure_url;
+mod security_token;
 mod server_metadata;
+mod token_exchange;
+mod token_file;
+mod token_type;
 mod uri_reference;
 
 pub use self::authorization_code::AuthorizationCode;
@@ -111,4 +116,8 @@ pub use self::pending_authorization::PendingAuthorization;
 pub use self::pkce::{PkceChallenge, PkceVerifier};
 pub use self::refresh_token::RefreshTokenSource;
 pub use self::response::TokenResponse;
+pub use self::security_token::SecurityToken;
 pub use self::server_metadata::AuthorizationServerMetadata;
+pub use self::token_exchange::TokenExchange;
+pub use self::token_file::TokenFileError;
+pub use self::token_type::TokenType;
