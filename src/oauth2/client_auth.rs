@@ -1,16 +1,39 @@
-//! How the client proves who it is to the token endpoint (RFC 6749 §2.3).
+//! How the client proves who it is to the token endpoint (RFC 6749 §2.3):
+//! a shared secret, or (feature `jwt`) a signed assertion (RFC 7523 §2.2).
+
+use std::borrow::Cow;
+#[cfg(feature = "jwt")]
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::HeaderValue;
 
+use super::error::BuildError;
 use super::form_urlencoded::{encode_into, Space};
+#[cfg(feature = "jwt")]
+use super::jwt_assertion::{JwtAssertion, Signer, DEFAULT_ASSERTION_LIFETIME};
+#[cfg(feature = "jwt")]
+use super::signing_key::SigningKey;
+#[cfg(feature = "jwt")]
+use super::wall_clock::WallClock;
+use crate::error::TokenError;
 use crate::secret::Secret;
 
-/// How the client authenticates to the token endpoint (RFC 6749 §2.3).
+/// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).
+#[cfg(feature = "jwt")]
+const JWT_BEARER_CLIENT_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The shortest client secret HS256 may sign with: a key as long as the hash
+/// (RFC 7518 §3.2).
+#[cfg(feature = "jwt")]
+const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3,
+/// OpenID Connect Core §9).
 ///
-/// Without a client secret, every method sends only `client_id` in the body
-/// (a public client, RFC 6749 §2.1).
+/// Without a client secret, the shared-secret methods send only `client_id`
+/// in the body (a public client, RFC 6749 §2.1).
 ///
 /// ```
 /// use tower_bearer::oauth2::{ClientAuth, TokenEndpoint};
@@ -22,6 +45,7 @@ use crate::secret::Secret;
 ///     .client_auth(ClientAuth::RequestBody)
 ///     .build()
 ///     .unwrap();
+/// assert_eq!(ClientAuth::RequestBody.method_name(), "client_secret_post");
 /// # let _ = endpoint;
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,20 +59,131 @@ pub enum ClientAuth {
     RequestBody,
     /// Only `client_id` (if set) in the body: public clients, or custom exchanges.
     None,
+    /// `private_key_jwt`: a JWT signed with the client's private key (RS256,
+    /// PS256 or ES256), made afresh for each request, sent as
+    /// `client_assertion` with `client_id`. Set it, with the key, through
+    /// [`TokenEndpointBuilder::private_key_jwt`](super::TokenEndpointBuilder::private_key_jwt).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    PrivateKeyJwt,
+    /// `client_secret_jwt`: a JWT signed with HS256 and the client secret
+    /// (at least 32 bytes), made afresh for each request; the secret itself
+    /// is never sent.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    ClientSecretJwt,
+}
+
+impl ClientAuth {
+    /// The method's name in OpenID Connect and RFC 7591
+    /// (`token_endpoint_auth_method`).
+    pub fn method_name(self) -> &'static str {
+        match self {
+            ClientAuth::Basic => "client_secret_basic",
+            ClientAuth::RequestBody => "client_secret_post",
+            ClientAuth::None => "none",
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwt => "private_key_jwt",
+            #[cfg(feature = "jwt")]
+            ClientAuth::ClientSecretJwt => "client_secret_jwt",
+        }
+    }
+}
+
+/// The settings of JWT client assertions, gathered by the endpoint builder.
+#[cfg(feature = "jwt")]
+#[derive(Debug, Clone, Default)]
+pub(super) struct AssertionSettings {
+    pub(super) key: Option<SigningKey>,
+    /// Defaults to the token endpoint URL.
+    pub(super) audience: Option<String>,
+    pub(super) lifetime: Option<Duration>,
+    pub(super) clock: WallClock,
+}
+
+/// What the client presents, decided once when the endpoint is built.
+#[derive(Debug, Clone)]
+enum Method {
+    Basic,
+    RequestBody,
+    None,
+    #[cfg(feature = "jwt")]
+    Assertion(JwtAssertion),
 }
 
 /// The client as a token endpoint knows it: its id, its secret, and how it
-/// presents them. `Debug` shows the secret as `[redacted]`.
+/// presents them. `Debug` shows the secret and any key as `[redacted]`.
 #[derive(Debug, Clone)]
 pub(super) struct ClientIdentity {
     id: Option<String>,
     secret: Option<Secret>,
-    auth: ClientAuth,
+    method: Method,
+}
+
+/// What one token request carries to authenticate the client.
+pub(super) struct Presented<'a> {
+    /// An `Authorization` header value (Basic), marked sensitive.
+    pub(super) authorization: Option<HeaderValue>,
+    /// Request parameters (`client_id`, `client_secret`, `client_assertion`, …).
+    pub(super) params: Vec<(&'static str, Cow<'a, str>)>,
 }
 
 impl ClientIdentity {
-    pub(super) fn new(id: Option<String>, secret: Option<Secret>, auth: ClientAuth) -> Self {
-        Self { id, secret, auth }
+    /// The client `id` with `secret`, presented the `auth` way. JWT methods
+    /// need an id, and a signing key or a long enough secret.
+    pub(super) fn new(
+        id: Option<String>,
+        secret: Option<Secret>,
+        auth: ClientAuth,
+        #[cfg(feature = "jwt")] assertion: AssertionSettings,
+        #[cfg(feature = "jwt")] token_url: &str,
+    ) -> Result<Self, BuildError> {
+        let method = match auth {
+            ClientAuth::Basic => Method::Basic,
+            ClientAuth::RequestBody => Method::RequestBody,
+            ClientAuth::None => Method::None,
+            #[cfg(feature = "jwt")]
+            ClientAuth::PrivateKeyJwt | ClientAuth::ClientSecretJwt => {
+                let missing = |needs| BuildError::MissingCredential {
+                    method: auth.method_name(),
+                    needs,
+                };
+                let client_id = id
+                    .as_deref()
+                    .filter(|id| !id.is_empty())
+                    .ok_or_else(|| missing("a client id (the assertion's `iss` and `sub`)"))?;
+                let signer = if auth == ClientAuth::PrivateKeyJwt {
+                    Signer::Key(
+                        assertion
+                            .key
+                            .ok_or_else(|| missing("a signing key: use private_key_jwt(key)"))?,
+                    )
+                } else {
+                    let secret = secret
+                        .as_ref()
+                        .filter(|s| s.expose().len() >= MIN_HS256_SECRET_BYTES)
+                        .ok_or_else(|| {
+                            missing("a client secret of at least 32 bytes (RFC 7518 §3.2)")
+                        })?;
+                    Signer::ClientSecret(ring::hmac::Key::new(
+                        ring::hmac::HMAC_SHA256,
+                        secret.expose().as_bytes(),
+                    ))
+                };
+                let lifetime = assertion.lifetime.unwrap_or(DEFAULT_ASSERTION_LIFETIME);
+                if lifetime.is_zero() {
+                    return Err(BuildError::InvalidAssertion("a lifetime of zero"));
+                }
+                Method::Assertion(JwtAssertion::for_client(
+                    signer,
+                    client_id,
+                    assertion.audience.unwrap_or_else(|| token_url.to_owned()),
+                    lifetime,
+                    assertion.clock,
+                ))
+            }
+        };
+        Ok(Self { id, secret, method })
     }
 
     pub(super) fn id(&self) -> Option<&str> {
@@ -59,24 +194,41 @@ impl ClientIdentity {
         self.secret.as_ref()
     }
 
-    /// Adds the client's credentials to a token request: as parameters, or
-    /// as the returned `Authorization` header value.
-    pub(super) fn authenticate<'a>(
-        &'a self,
-        params: &mut Vec<(&'a str, &'a str)>,
-    ) -> Option<HeaderValue> {
-        match (&self.id, &self.secret, self.auth) {
-            (Some(id), Some(secret), ClientAuth::Basic) => {
-                return Some(basic_auth(id, secret.expose()));
+    /// The client's credentials for one token request: an `Authorization`
+    /// header, or parameters. A JWT method signs a new assertion each time;
+    /// that fails only if the operating system's random number generator does.
+    pub(super) fn present(&self) -> Result<Presented<'_>, TokenError> {
+        let mut presented = Presented {
+            authorization: None,
+            params: Vec::new(),
+        };
+        let id = self.id.as_deref();
+        let secret = self.secret.as_ref().map(Secret::expose);
+        match (&self.method, id, secret) {
+            (Method::Basic, Some(id), Some(secret)) => {
+                presented.authorization = Some(basic_auth(id, secret));
             }
-            (Some(id), Some(secret), ClientAuth::RequestBody) => {
-                params.push(("client_id", id));
-                params.push(("client_secret", secret.expose()));
+            (Method::RequestBody, Some(id), Some(secret)) => {
+                presented.params.push(("client_id", id.into()));
+                presented.params.push(("client_secret", secret.into()));
             }
-            (Some(id), _, _) => params.push(("client_id", id)),
-            (None, _, _) => {}
+            #[cfg(feature = "jwt")]
+            (Method::Assertion(assertion), id, _) => {
+                if let Some(id) = id {
+                    presented.params.push(("client_id", id.into()));
+                }
+                presented
+                    .params
+                    .push(("client_assertion_type", JWT_BEARER_CLIENT_ASSERTION.into()));
+                let signed = assertion.sign()?;
+                presented
+                    .params
+                    .push(("client_assertion", signed.expose().to_owned().into()));
+            }
+            (_, Some(id), _) => presented.params.push(("client_id", id.into())),
+            (_, None, _) => {}
         }
-        None
+        Ok(presented)
     }
 }
 

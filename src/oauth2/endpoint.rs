@@ -12,11 +12,17 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value};
 
 use super::body_format::BodyFormat;
+#[cfg(feature = "jwt")]
+use super::client_auth::AssertionSettings;
 use super::client_auth::{ClientAuth, ClientIdentity};
 use super::error::{BuildError, ExchangeError};
 use super::http_client::{HttpBody, HttpClient};
 use super::response::{parse_fields, TokenResponse};
 use super::secure_url;
+#[cfg(feature = "jwt")]
+use super::signing_key::SigningKey;
+#[cfg(feature = "jwt")]
+use super::wall_clock::WallClock;
 use crate::error::TokenError;
 use crate::redact;
 use crate::secret::Secret;
@@ -83,6 +89,8 @@ impl TokenEndpoint {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             headers: HeaderMap::new(),
             allow_insecure_http: false,
+            #[cfg(feature = "jwt")]
+            assertion: AssertionSettings::default(),
         }
     }
 
@@ -127,9 +135,11 @@ impl TokenEndpoint {
             .find(|(k, _)| *k == "grant_type")
             .map_or("", |(_, v)| *v);
         tracing::debug!(endpoint = %inner.url_for_logs, grant_type, "token request");
-        let request = self.build_request(params);
-        let credentials = request.headers().get(AUTHORIZATION).cloned();
-        let sent = secrets_sent(params, &inner.client, credentials.as_ref());
+        let presented = inner.client.present()?;
+        let mut params = params.to_vec();
+        params.extend(presented.params.iter().map(|(k, v)| (*k, v.as_ref())));
+        let request = self.build_request(&params, presented.authorization.clone());
+        let sent = secrets_sent(&params, &inner.client, presented.authorization.as_ref());
         let exchange = async {
             let response = inner
                 .http
@@ -153,11 +163,15 @@ impl TokenEndpoint {
         parse_fields(parts.status, &parts.headers, &body, &sent)
     }
 
-    fn build_request(&self, params: &[(&str, &str)]) -> Request<Full<Bytes>> {
+    /// The token request carrying `params` (client authentication included)
+    /// and the client's `authorization`, if any.
+    fn build_request(
+        &self,
+        params: &[(&str, &str)],
+        authorization: Option<HeaderValue>,
+    ) -> Request<Full<Bytes>> {
         let inner = &*self.inner;
-        let mut params = params.to_vec();
-        let authorization = inner.client.authenticate(&mut params);
-        let (body, content_type) = inner.format.encode(&params);
+        let (body, content_type) = inner.format.encode(params);
         let mut request = Request::new(Full::new(Bytes::from(body)));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = inner.url.clone();
@@ -175,7 +189,8 @@ impl TokenEndpoint {
 }
 
 /// The secrets a token request carries, which a server may echo back: the
-/// values of its secret parameters, the client secret, the Basic credentials.
+/// values of its secret parameters (a client secret or assertion among
+/// them), the client secret, the Basic credentials.
 fn secrets_sent<'a>(
     params: &[(&'a str, &'a str)],
     client: &'a ClientIdentity,
@@ -268,6 +283,8 @@ pub struct TokenEndpointBuilder {
     max_response_bytes: usize,
     headers: HeaderMap,
     allow_insecure_http: bool,
+    #[cfg(feature = "jwt")]
+    assertion: AssertionSettings,
 }
 
 impl TokenEndpointBuilder {
@@ -286,6 +303,64 @@ impl TokenEndpointBuilder {
     /// How the client authenticates. Defaults to [`ClientAuth::Basic`].
     pub fn client_auth(mut self, auth: ClientAuth) -> Self {
         self.auth = auth;
+        self
+    }
+
+    /// `private_key_jwt` client authentication (RFC 7523 §2.2, OpenID
+    /// Connect Core §9) with `key`: each token request, whatever its grant,
+    /// carries a new JWT signed with it (`iss` and `sub` the client id, `aud`
+    /// the token endpoint URL unless [set](Self::assertion_audience), a new
+    /// `jti`, `exp` a [minute](Self::assertion_lifetime) away), and the
+    /// `client_id`. Sets [`ClientAuth::PrivateKeyJwt`]; needs a client id.
+    ///
+    /// ```
+    /// use tower_bearer::oauth2::{ClientCredentials, SigningAlgorithm, SigningKey, TokenEndpoint};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pem = std::fs::read_to_string("tests/fixtures/keys/rsa.pkcs8.pem")?;
+    /// let key = SigningKey::from_pem(SigningAlgorithm::Rs256, &pem)?.with_kid("2026-11");
+    /// let endpoint = TokenEndpoint::builder("https://login.microsoftonline.com/TENANT/oauth2/v2.0/token")
+    ///     .client_id("00000000-0000-0000-0000-000000000000")
+    ///     .private_key_jwt(key)
+    ///     .build()?;
+    /// let source = ClientCredentials::new(endpoint).scope("https://graph.microsoft.com/.default");
+    /// # let _ = source; Ok(()) }
+    /// ```
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn private_key_jwt(mut self, key: SigningKey) -> Self {
+        self.auth = ClientAuth::PrivateKeyJwt;
+        self.assertion.key = Some(key);
+        self
+    }
+
+    /// The `aud` of client assertions (`private_key_jwt`,
+    /// `client_secret_jwt`). Defaults to the token endpoint URL as given,
+    /// which OpenID Connect names and Okta, Entra ID and Google expect; some
+    /// servers want their issuer identifier instead (Auth0, FAPI 2.0
+    /// profiles, servers that applied the 2025 audience fix).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion.audience = Some(audience.into());
+        self
+    }
+
+    /// How long each client assertion is valid (`exp` − `iat`). Defaults to
+    /// [`DEFAULT_ASSERTION_LIFETIME`](super::DEFAULT_ASSERTION_LIFETIME), 60 s.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.assertion.lifetime = Some(lifetime);
+        self
+    }
+
+    /// The clock client assertions take `iat`, `nbf` and `exp` from.
+    /// Defaults to the system's.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn assertion_clock(mut self, clock: WallClock) -> Self {
+        self.assertion.clock = clock;
         self
     }
 
@@ -335,10 +410,21 @@ impl TokenEndpointBuilder {
     ///
     /// Fails with [`BuildError::InsecureUrl`] for `http://` on a non-loopback
     /// host (unless allowed), [`BuildError::InvalidUrl`] for anything else
-    /// that is not an absolute `https://` URL, and [`BuildError::NoHttpClient`]
-    /// without a client or the `rustls` feature.
+    /// that is not an absolute `https://` URL, [`BuildError::NoHttpClient`]
+    /// without a client or the `rustls` feature, and
+    /// [`BuildError::MissingCredential`] for a JWT client authentication
+    /// without a client id, a key or a long enough secret.
     pub fn build(self) -> Result<TokenEndpoint, BuildError> {
         let url = secure_url::parse(&self.url, self.allow_insecure_http)?;
+        let client = ClientIdentity::new(
+            self.client_id,
+            self.client_secret,
+            self.auth,
+            #[cfg(feature = "jwt")]
+            self.assertion,
+            #[cfg(feature = "jwt")]
+            &self.url,
+        )?;
         let http = match self.http {
             Some(client) => client,
             None => default_http_client()?,
@@ -348,7 +434,7 @@ impl TokenEndpointBuilder {
                 url_for_logs: redact::url(&url.to_string()),
                 url,
                 http,
-                client: ClientIdentity::new(self.client_id, self.client_secret, self.auth),
+                client,
                 format: self.format,
                 timeout: self.timeout,
                 max_response_bytes: self.max_response_bytes,
@@ -360,14 +446,17 @@ impl TokenEndpointBuilder {
 
 impl fmt::Debug for TokenEndpointBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenEndpointBuilder")
+        let mut debug = f.debug_struct("TokenEndpointBuilder");
+        debug
             .field("url", &redact::url(&self.url))
             .field("client_id", &self.client_id)
             .field("client_secret", &self.client_secret)
             .field("auth", &self.auth)
             .field("format", &self.format)
-            .field("allow_insecure_http", &self.allow_insecure_http)
-            .finish_non_exhaustive()
+            .field("allow_insecure_http", &self.allow_insecure_http);
+        #[cfg(feature = "jwt")]
+        debug.field("assertion", &self.assertion);
+        debug.finish_non_exhaustive()
     }
 }
 

@@ -48,6 +48,18 @@ pub enum BuildError {
     NoHttpClient,
     /// A PKCE verifier length outside the 43 to 128 characters of RFC 7636 §4.1.
     VerifierLength(usize),
+    /// A client authentication method without what it needs: `private_key_jwt`
+    /// without a signing key, `client_secret_jwt` without a client secret of
+    /// at least 32 bytes, either without a client id.
+    MissingCredential {
+        /// The method (`private_key_jwt`, `client_secret_jwt`).
+        method: &'static str,
+        /// What it lacks.
+        needs: &'static str,
+    },
+    /// A JWT assertion that cannot be made as configured (no issuer, no
+    /// audience, a zero lifetime, a registered claim set by hand), said why.
+    InvalidAssertion(&'static str),
 }
 
 impl fmt::Display for BuildError {
@@ -65,6 +77,10 @@ impl fmt::Display for BuildError {
                 f,
                 "a PKCE verifier has 43 to 128 characters (RFC 7636 §4.1), not {len}"
             ),
+            BuildError::MissingCredential { method, needs } => {
+                write!(f, "client authentication `{method}` needs {needs}")
+            }
+            BuildError::InvalidAssertion(reason) => write!(f, "invalid JWT assertion: {reason}"),
         }
     }
 }

@@ -11,6 +11,13 @@
 //! | token exchange (RFC 8693): a subject token from a file, a source or a value | [`TokenExchange`] with [`SecurityToken`]s |
 //! | anything else (a custom code-for-API-key exchange) | [`from_fn`](crate::from_fn) + [`PkceVerifier`] + [`TokenEndpoint::request_fields`] + [`StaticToken`](crate::StaticToken) |
 //!
+//! Clients authenticate with a shared secret ([`ClientAuth`]: HTTP Basic,
+//! request parameters), or, with the `jwt` feature, with a signed assertion
+//! made afresh for every token request, whatever the grant: `private_key_jwt`
+//! (`TokenEndpointBuilder::private_key_jwt` with a `SigningKey`: RS256,
+//! PS256 or ES256 from PEM or a JWK, with a `kid`) or `client_secret_jwt`
+//! (HS256 with the client secret).
+//!
 //! The endpoint client sends through any Tower HTTP service you hand it
 //! ([`HttpClient::new`]), or, with the default `rustls` feature, through a
 //! ready HTTPS client ([`HttpClient::https`], used when none is given). It
@@ -87,6 +94,14 @@ mod error;
 mod form_urlencoded;
 mod http_client;
 mod issuer_check;
+#[cfg(feature = "jwt")]
+mod jwk;
+#[cfg(feature = "jwt")]
+mod jwt_assertion;
+#[cfg(feature = "jwt")]
+mod key_error;
+#[cfg(feature = "jwt")]
+mod pem_key;
 mod pending_authorization;
 mod pkce;
 mod random;
@@ -95,10 +110,16 @@ mod response;
 mod secure_url;
 mod security_token;
 mod server_metadata;
+#[cfg(feature = "jwt")]
+mod signing_algorithm;
+#[cfg(feature = "jwt")]
+mod signing_key;
 mod token_exchange;
 mod token_file;
 mod token_type;
 mod uri_reference;
+#[cfg(feature = "jwt")]
+mod wall_clock;
 
 pub use self::authorization_code::AuthorizationCode;
 pub use self::authorization_request::AuthorizationRequest;
@@ -112,12 +133,27 @@ pub use self::discovery::Discovery;
 pub use self::endpoint::{TokenEndpoint, TokenEndpointBuilder};
 pub use self::error::{BuildError, DiscoveryError, ErrorCode, ExchangeError, OAuth2Error};
 pub use self::http_client::{HttpBody, HttpClient};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::jwt_assertion::{JwtAssertion, JwtAssertionBuilder, DEFAULT_ASSERTION_LIFETIME};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::key_error::KeyError;
 pub use self::pending_authorization::PendingAuthorization;
 pub use self::pkce::{PkceChallenge, PkceVerifier};
 pub use self::refresh_token::RefreshTokenSource;
 pub use self::response::TokenResponse;
 pub use self::security_token::SecurityToken;
 pub use self::server_metadata::AuthorizationServerMetadata;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::signing_algorithm::SigningAlgorithm;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::signing_key::SigningKey;
 pub use self::token_exchange::TokenExchange;
 pub use self::token_file::TokenFileError;
 pub use self::token_type::TokenType;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::wall_clock::WallClock;
