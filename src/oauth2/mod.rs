@@ -9,6 +9,8 @@
 //! | refresh token (RFC 6749 §6), with rotation | [`RefreshTokenSource`] |
 //! | authorization code + PKCE (RFC 7636) + `state` + `iss` (RFC 9207) | [`AuthorizationCode`], which hands over a [`RefreshTokenSource`]; [`PendingAuthorization`] (serializable with feature `serde`) lets another process finish it |
 //! | token exchange (RFC 8693): a subject token from a file, a source or a value | [`TokenExchange`] with [`SecurityToken`]s |
+//! | JWT bearer (RFC 7523 §2.1), feature `jwt` | `JwtBearer` with a `JwtAssertion` |
+//! | Google service account (a key file), feature `jwt` | `GoogleServiceAccount` from a `ServiceAccountKey` |
 //! | anything else (a custom code-for-API-key exchange) | [`from_fn`](crate::from_fn) + [`PkceVerifier`] + [`TokenEndpoint::request_fields`] + [`StaticToken`](crate::StaticToken) |
 //!
 //! Clients authenticate with a shared secret ([`ClientAuth`]: HTTP Basic,
@@ -92,12 +94,16 @@ mod discovery;
 mod endpoint;
 mod error;
 mod form_urlencoded;
+#[cfg(feature = "jwt")]
+mod google_service_account;
 mod http_client;
 mod issuer_check;
 #[cfg(feature = "jwt")]
 mod jwk;
 #[cfg(feature = "jwt")]
 mod jwt_assertion;
+#[cfg(feature = "jwt")]
+mod jwt_bearer;
 #[cfg(feature = "jwt")]
 mod key_error;
 #[cfg(feature = "jwt")]
@@ -110,6 +116,8 @@ mod response;
 mod secure_url;
 mod security_token;
 mod server_metadata;
+#[cfg(feature = "jwt")]
+mod service_account_key;
 #[cfg(feature = "jwt")]
 mod signing_algorithm;
 #[cfg(feature = "jwt")]
@@ -132,10 +140,16 @@ pub use self::csrf_state::CsrfState;
 pub use self::discovery::Discovery;
 pub use self::endpoint::{TokenEndpoint, TokenEndpointBuilder};
 pub use self::error::{BuildError, DiscoveryError, ErrorCode, ExchangeError, OAuth2Error};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::google_service_account::{GoogleServiceAccount, GoogleServiceAccountBuilder};
 pub use self::http_client::{HttpBody, HttpClient};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::jwt_assertion::{JwtAssertion, JwtAssertionBuilder, DEFAULT_ASSERTION_LIFETIME};
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::jwt_bearer::JwtBearer;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::key_error::KeyError;
@@ -145,6 +159,9 @@ pub use self::refresh_token::RefreshTokenSource;
 pub use self::response::TokenResponse;
 pub use self::security_token::SecurityToken;
 pub use self::server_metadata::AuthorizationServerMetadata;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::service_account_key::ServiceAccountKey;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::signing_algorithm::SigningAlgorithm;
