@@ -1007,3 +1007,179 @@ fn four_replicas_rotating_refresh_tokens_through_the_shared_tier_never_see_inval
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Issue 15: clients that authenticate with a signed JWT (feature `jwt`). The
+// server registers the public keys of tests/fixtures/keys for its
+// private_key_jwt clients, and refuses any client assertion used twice.
+
+#[cfg(feature = "jwt")]
+mod signed_client_auth {
+    use super::*;
+    use tower_bearer::oauth2::{SigningAlgorithm, SigningKey, TokenEndpointBuilder};
+
+    const CLIENT_SECRET_JWT_SECRET: &str = "client-secret-jwt: at least 32 bytes, HS256";
+
+    fn key(algorithm: SigningAlgorithm, file: &str, kid: &str) -> SigningKey {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/keys")
+            .join(file);
+        SigningKey::from_pem(algorithm, std::fs::read_to_string(path).unwrap())
+            .unwrap()
+            .with_kid(kid)
+    }
+
+    fn endpoint(server: &AuthServer, client_id: &str, key: SigningKey) -> TokenEndpointBuilder {
+        TokenEndpoint::builder(server.url("/token"))
+            .client_id(client_id)
+            .private_key_jwt(key)
+            .http_client(HttpClient::new(plain()))
+    }
+
+    #[tokio::test]
+    async fn private_key_jwt_client_credentials_with_rs256_ps256_and_es256() {
+        let server = AuthServer::start(60);
+        for key in [
+            key(SigningAlgorithm::Rs256, "rsa.pkcs8.pem", "rsa-1"),
+            key(SigningAlgorithm::Ps256, "rsa.pkcs1.pem", "rsa-1"),
+            key(SigningAlgorithm::Es256, "ec.sec1.pem", "ec-1"),
+        ] {
+            let algorithm = key.algorithm();
+            let source = ClientCredentials::new(
+                endpoint(&server, "cc-private-key-jwt", key)
+                    .build()
+                    .unwrap(),
+            )
+            .scope("api:read");
+            // Twice: the server refuses a client assertion it has seen.
+            for _ in 0..2 {
+                let token = source
+                    .fetch()
+                    .await
+                    .unwrap_or_else(|e| panic!("{algorithm}: {e}\n{}", server.log()));
+                let info = server.introspect(token.secret()).await;
+                assert_eq!(info["active"], true, "{info}");
+                assert_eq!(info["client_id"], "cc-private-key-jwt");
+                assert_eq!(info["scope"], "api:read");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn private_key_jwt_with_the_issuer_as_audience() {
+        let server = AuthServer::start(60);
+        let client = "cc-private-key-jwt-issuer-aud";
+        let rsa = || key(SigningAlgorithm::Rs256, "rsa.pkcs8.pem", "rsa-1");
+        // The token endpoint URL (the default) is not what this client's
+        // server wants: a typed invalid_client.
+        let source = ClientCredentials::new(endpoint(&server, client, rsa()).build().unwrap());
+        let err = source.fetch().await.unwrap_err();
+        assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidClient);
+        assert!(
+            server.log().contains("issuer identifier"),
+            "{}",
+            server.log()
+        );
+
+        let issuer = server.url("");
+        let source = ClientCredentials::new(
+            endpoint(&server, client, rsa())
+                .assertion_audience(issuer)
+                .build()
+                .unwrap(),
+        );
+        let token = source
+            .fetch()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert_eq!(server.introspect(token.secret()).await["client_id"], client);
+    }
+
+    #[tokio::test]
+    async fn private_key_jwt_with_a_wrong_key_is_a_typed_invalid_client() {
+        let server = AuthServer::start(60);
+        for kid in ["rsa-1", "unknown"] {
+            let other = key(SigningAlgorithm::Rs256, "rsa-other.pkcs8.pem", kid);
+            let source = ClientCredentials::new(
+                endpoint(&server, "cc-private-key-jwt", other)
+                    .build()
+                    .unwrap(),
+            );
+            let err = source.fetch().await.unwrap_err();
+            assert!(err.is_permanent(), "{err:?}");
+            let cause = oauth2_error(&err);
+            assert_eq!(cause.code(), &ErrorCode::InvalidClient);
+            assert_eq!(cause.status(), Some(StatusCode::UNAUTHORIZED));
+            assert!(
+                !format!("{err} {err:?}").contains("eyJ"),
+                "an assertion shown: {err:?}"
+            );
+        }
+    }
+
+    /// The code exchange and every refresh authenticate with a new assertion.
+    #[tokio::test]
+    async fn private_key_jwt_for_the_authorization_code_flow_and_refreshes() {
+        let server = AuthServer::start(60);
+        let ec = key(SigningAlgorithm::Es256, "ec.pkcs8.pem", "ec-1");
+        let flow = AuthorizationCode::new(
+            server.url("/auth"),
+            endpoint(&server, "app-private-key-jwt", ec)
+                .build()
+                .unwrap(),
+        )
+        .unwrap()
+        .redirect_uri(REDIRECT_URI)
+        .scope("openid")
+        .scope("api:read");
+        let request = flow.start();
+        let callback = authorize(&server, &request).await;
+        let source = request
+            .finish(&callback)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        let first = source.fetch().await.unwrap();
+        let refreshed = source
+            .fetch()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        let again = source
+            .fetch()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert_ne!(first.secret(), refreshed.secret());
+        assert_ne!(refreshed.secret(), again.secret());
+        let info = server.introspect(again.secret()).await;
+        assert_eq!(info["active"], true, "{info}");
+        assert_eq!(info["client_id"], "app-private-key-jwt");
+        assert_eq!(info["sub"], "alice");
+    }
+
+    #[tokio::test]
+    async fn client_secret_jwt_client_credentials() {
+        let server = AuthServer::start(60);
+        let endpoint = |secret: &str| {
+            TokenEndpoint::builder(server.url("/token"))
+                .client_id("cc-client-secret-jwt")
+                .client_secret(secret)
+                .client_auth(ClientAuth::ClientSecretJwt)
+                .http_client(HttpClient::new(plain()))
+                .build()
+                .unwrap()
+        };
+        let source = ClientCredentials::new(endpoint(CLIENT_SECRET_JWT_SECRET)).scope("api:read");
+        for _ in 0..2 {
+            let token = source
+                .fetch()
+                .await
+                .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+            assert_eq!(
+                server.introspect(token.secret()).await["client_id"],
+                "cc-client-secret-jwt"
+            );
+        }
+        let wrong = ClientCredentials::new(endpoint("client-secret-jwt: at least 32 bytes, HS25!"));
+        let err = wrong.fetch().await.unwrap_err();
+        assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidClient);
+    }
+}

@@ -9,6 +9,7 @@
 // requests the token endpoint received, so tests can assert that a refused
 // callback sent none.
 import http from 'node:http';
+import { readFileSync } from 'node:fs';
 import Provider, { errors } from 'oidc-provider';
 
 const TTL = Number(process.env.TOKEN_TTL || 2);
@@ -60,6 +61,63 @@ const clients = [
   },
 ];
 
+// ---------------------------------------------------------------------------
+// Issue 15: clients that authenticate with a signed JWT (private_key_jwt with
+// the public keys of tests/fixtures/keys, client_secret_jwt), for client
+// credentials and for the authorization-code flow. Every client assertion's
+// jti is remembered by the provider: a reused assertion is refused.
+const JWT_CLIENT_JWKS = JSON.parse(
+  readFileSync(new URL('../fixtures/keys/public.jwks.json', import.meta.url), 'utf8'),
+);
+// This client's assertions must name the issuer as their audience (as FAPI
+// 2.0, and servers that applied the 2025 audience fix, require); the other
+// clients' may name the token endpoint URL or the issuer.
+const ISSUER_AUDIENCE_CLIENT = 'cc-private-key-jwt-issuer-aud';
+clients.push(
+  {
+    client_id: 'cc-private-key-jwt',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: JWT_CLIENT_JWKS,
+    scope: 'api:read api:write',
+  },
+  {
+    client_id: ISSUER_AUDIENCE_CLIENT,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: JWT_CLIENT_JWKS,
+    scope: 'api:read',
+  },
+  {
+    client_id: 'cc-client-secret-jwt',
+    client_secret: 'client-secret-jwt: at least 32 bytes, HS256',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_jwt',
+    scope: 'api:read',
+  },
+  {
+    client_id: 'app-private-key-jwt',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1:9/callback'],
+    token_endpoint_auth_method: 'private_key_jwt',
+    jwks: JWT_CLIENT_JWKS,
+  },
+);
+async function assertJwtClientAuthAudience(ctx, claims) {
+  if (ctx.oidc.client.clientId === ISSUER_AUDIENCE_CLIENT && claims.aud !== ctx.oidc.issuer) {
+    throw new errors.InvalidClientAuth('audience (aud) must equal the issuer identifier');
+  }
+}
+// End of issue 15's clients.
+// ---------------------------------------------------------------------------
+
 const server = http.createServer();
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
@@ -101,6 +159,7 @@ server.listen(0, '127.0.0.1', () => {
     rotateRefreshToken: true,
     interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
     findAccount: async (ctx, sub) => ({ accountId: sub, claims: async () => ({ sub }) }),
+    assertJwtClientAuthClaimsAndHeader: assertJwtClientAuthAudience, // issue 15
   });
 
   // --- issue 13 (web apps): count token endpoint requests; report the count.
