@@ -913,3 +913,206 @@ proptest! {
         prop_assert!(!debug.contains(&access), "{}", debug);
     }
 }
+
+// ---------------------------------------------------------------------------
+// Signed credentials (issue 15): private keys, assertions, subject and actor
+// tokens
+// ---------------------------------------------------------------------------
+
+#[cfg(feature = "jwt")]
+mod signed_credentials {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tower_bearer::oauth2::{
+        GoogleServiceAccount, JwtAssertion, JwtBearer, SecurityToken, ServiceAccountKey,
+        SigningAlgorithm, SigningKey, TokenExchange, TokenType,
+    };
+
+    const SUBJECT_TOKEN: &str = "ST-4a7e-do-not-print";
+    const ACTOR_TOKEN: &str = "ACT-90c3-do-not-print";
+    const JWT_SECRET: &str = "CSJWT-77d1-do-not-print-0123456789";
+
+    fn fixture(file: &str) -> String {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys");
+        std::fs::read_to_string(dir.join(file)).unwrap()
+    }
+
+    /// A token endpoint that echoes every secret it was sent: as bare words
+    /// in a JSON `error_description` (no key names them), or as the raw
+    /// request body at the start of an HTML error page.
+    struct Echo {
+        url: String,
+        html: Arc<AtomicBool>,
+        bodies: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Echo {
+        async fn start() -> Self {
+            let html = Arc::new(AtomicBool::new(false));
+            let bodies = Arc::new(Mutex::new(Vec::new()));
+            let (mode, log) = (html.clone(), bodies.clone());
+            let addr = serve_hyper(move |req: Request<hyper::body::Incoming>| {
+                let (mode, log) = (mode.clone(), log.clone());
+                async move {
+                    let body = req.into_body().collect().await.unwrap().to_bytes();
+                    let body = String::from_utf8_lossy(&body).into_owned();
+                    log.lock().unwrap().push(body.clone());
+                    if mode.load(Ordering::SeqCst) {
+                        return Response::builder()
+                            .status(500)
+                            .header("content-type", "text/html")
+                            .body(Full::from(format!("<pre>{body}</pre>")))
+                            .unwrap();
+                    }
+                    let values: Vec<String> =
+                        serde_urlencoded::from_str::<Vec<(String, String)>>(&body)
+                            .unwrap()
+                            .into_iter()
+                            .filter(|(k, _)| k.contains("assertion") || k.ends_with("_token"))
+                            .map(|(_, v)| v)
+                            .collect();
+                    let echo = serde_json::json!({
+                        "error": "invalid_grant",
+                        "error_description": format!("refused {}", values.join(" and ")),
+                    });
+                    Response::builder()
+                        .status(400)
+                        .header("content-type", "application/json")
+                        .body(Full::from(echo.to_string()))
+                        .unwrap()
+                }
+            })
+            .await;
+            Self {
+                url: format!("http://{addr}/token"),
+                html,
+                bodies,
+            }
+        }
+
+        fn endpoint(&self) -> tower_bearer::oauth2::TokenEndpointBuilder {
+            TokenEndpoint::builder(&self.url).http_client(HttpClient::new(hyper_client()))
+        }
+
+        /// Every assertion sent, whole and its signature alone.
+        fn assertions(&self) -> Vec<String> {
+            let mut found = Vec::new();
+            for body in self.bodies.lock().unwrap().iter() {
+                for (key, value) in
+                    serde_urlencoded::from_str::<Vec<(String, String)>>(body).unwrap()
+                {
+                    if key.ends_with("assertion") {
+                        found.push(value.rsplit('.').next().unwrap().to_owned());
+                        found.push(value);
+                    }
+                }
+            }
+            found
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_assertions_and_exchanged_tokens_never_show() {
+        let (captured, _guard) = Captured::trace();
+        let echo = Echo::start().await;
+        let pem = fixture("rsa.pkcs8.pem");
+        let key = SigningKey::from_pem(SigningAlgorithm::Rs256, &pem)
+            .unwrap()
+            .with_kid("rsa-1");
+        let google_key = ServiceAccountKey::from_json(
+            &serde_json::json!({
+                "type": "service_account",
+                "client_email": "sa@demo.iam.gserviceaccount.com",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "token_uri": echo.url,
+            })
+            .to_string(),
+        )
+        .unwrap();
+
+        let private_key_jwt = || {
+            echo.endpoint()
+                .client_id(CLIENT_ID)
+                .private_key_jwt(key.clone())
+        };
+        let client_secret_jwt = || {
+            echo.endpoint()
+                .client_id(CLIENT_ID)
+                .client_secret(JWT_SECRET)
+                .client_auth(ClientAuth::ClientSecretJwt)
+        };
+        let assertion = JwtAssertion::builder(key.clone())
+            .issuer("svc")
+            .subject("alice")
+            .audience(&echo.url)
+            .build()
+            .unwrap();
+        let exchange = || {
+            TokenExchange::new(
+                private_key_jwt().build().unwrap(),
+                SecurityToken::new(SUBJECT_TOKEN, TokenType::ACCESS_TOKEN),
+            )
+            .actor(SecurityToken::new(ACTOR_TOKEN, TokenType::JWT))
+        };
+        let google = || {
+            GoogleServiceAccount::builder(google_key.clone())
+                .scope("s")
+                .http_client(HttpClient::new(hyper_client()))
+        };
+
+        let mut shown = vec![
+            format!("{key:?}"),
+            format!("{assertion:?}"),
+            format!("{:?}", private_key_jwt()),
+            format!("{:?}", client_secret_jwt()),
+            format!("{:?}", private_key_jwt().build().unwrap()),
+            format!("{:?}", client_secret_jwt().build().unwrap()),
+            format!("{:?}", exchange()),
+            format!("{google_key:?}"),
+            format!("{:?}", google()),
+            format!("{:?}", google().build().unwrap()),
+        ];
+        let caches: Vec<Box<dyn Fn() -> TokenCache>> = vec![
+            Box::new(|| cache_for(ClientCredentials::new(private_key_jwt().build().unwrap()))),
+            Box::new(|| cache_for(ClientCredentials::new(client_secret_jwt().build().unwrap()))),
+            Box::new(|| {
+                let endpoint = echo
+                    .endpoint()
+                    .client_auth(ClientAuth::None)
+                    .build()
+                    .unwrap();
+                cache_for(JwtBearer::new(endpoint, assertion.clone()))
+            }),
+            Box::new(|| cache_for(google().build().unwrap())),
+            Box::new(|| cache_for(exchange())),
+        ];
+        for html in [false, true] {
+            echo.html.store(html, Ordering::SeqCst);
+            for make in &caches {
+                let err = make().token().await.unwrap_err();
+                shown.extend(renderings(&err));
+            }
+        }
+        assert_eq!(echo.bodies.lock().unwrap().len(), 10);
+
+        let log = captured.text();
+        assert!(
+            log.contains("refused"),
+            "the failures were not logged:\n{log}"
+        );
+        let mut secrets = secrets(&[SUBJECT_TOKEN, ACTOR_TOKEN, JWT_SECRET]);
+        secrets.extend(echo.assertions());
+        secrets.push(pem.lines().nth(10).unwrap().to_owned());
+        assert!(secrets.len() > 20, "assertions were sent: {secrets:?}");
+        for text in &shown {
+            assert_no_secret("Debug or an error", text, &secrets);
+        }
+        assert_no_secret("the tracing output", &log, &secrets);
+        // What the server said is still shown, the secrets cut out.
+        assert!(shown
+            .iter()
+            .any(|t| t.contains("refused [redacted] and [redacted]")));
+    }
+}
