@@ -102,8 +102,9 @@
 //!
 //! # Secrets
 //!
-//! Tokens, client secrets, refresh tokens, PKCE verifiers and authorization
-//! codes are printed as `[redacted]` by every `Debug` and `Display`, never
+//! Tokens, client secrets, refresh tokens, PKCE verifiers, authorization
+//! codes, private keys, signed assertions and exchanged tokens are printed as
+//! `[redacted]` by every `Debug` and `Display`, never
 //! appear in tracing events, and the `Authorization` header value is marked
 //! sensitive.
 //!
