@@ -343,6 +343,44 @@ fn unusable_keys_are_typed_errors_that_show_no_key_material() {
     }
 }
 
+/// Entra ID finds the key by its certificate's thumbprints: `x5t` and
+/// `x5t#S256` in the header, as `openssl x509 -fingerprint` gives them.
+#[test]
+fn a_certificate_names_the_key_by_its_thumbprints() {
+    const SHA1: &str = "F8:47:51:13:BF:4A:7A:60:CD:5B:D9:C6:4C:DB:0A:19:C6:BA:4F:0B";
+    const SHA256: &str = "F4:18:99:D5:C8:E5:0E:BF:FC:A9:4B:9C:B1:26:A1:26:60:18:71:CA:4A:13:0D:F4:8F:53:CC:04:15:98:EF:77";
+    let thumbprint = |hex: &str| {
+        let bytes: Vec<u8> = hex
+            .split(':')
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect();
+        URL_SAFE_NO_PAD.encode(bytes)
+    };
+    let key = SigningKey::from_pem(SigningAlgorithm::Ps256, fixture("rsa.pkcs8.pem"))
+        .unwrap()
+        .with_certificate(fixture("rsa.cert.pem"))
+        .unwrap();
+    let assertion = JwtAssertion::builder(key)
+        .issuer("app")
+        .audience("https://login.example/token")
+        .build()
+        .unwrap()
+        .sign()
+        .unwrap();
+    let mut jwks = public_jwks();
+    jwks["keys"][0].as_object_mut().unwrap().remove("kid");
+    let verified = support::verify(assertion.expose(), &jwks).unwrap();
+    assert_eq!(
+        verified.header,
+        json!({"alg": "PS256", "typ": "JWT", "x5t": thumbprint(SHA1), "x5t#S256": thumbprint(SHA256)})
+    );
+    let err = SigningKey::from_jwk(&fixture("rsa.jwk.json"))
+        .unwrap()
+        .with_certificate(fixture("rsa.pkcs8.pem"))
+        .unwrap_err();
+    assert!(matches!(err, KeyError::Pem(_)), "{err:?}");
+}
+
 // ---------------------------------------------------------------------------
 // private_key_jwt and client_secret_jwt
 

@@ -144,13 +144,7 @@ impl JwtAssertion {
             .map_err(|_| KeyError::Signing)?;
         let claims = template.claims(template.clock.unix_seconds(), &base64url(&jti));
         let header = match &template.signer {
-            Signer::Key(key) => {
-                let mut header = json!({"alg": key.algorithm().as_str(), "typ": "JWT"});
-                if let Some(kid) = key.kid() {
-                    header["kid"] = json!(kid);
-                }
-                header
-            }
+            Signer::Key(key) => key.header(),
             Signer::ClientSecret(_) => json!({"alg": "HS256", "typ": "JWT"}),
         };
         let mut jws = base64url(header.to_string().as_bytes());

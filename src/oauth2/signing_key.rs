@@ -46,7 +46,7 @@ use crate::redact::Redacted;
 /// assert!(public.get("d").is_none());
 /// assert_eq!(
 ///     format!("{key:?}"),
-///     r#"SigningKey { algorithm: PS256, kid: Some("2026-11"), key: [redacted] }"#
+///     r#"SigningKey { algorithm: PS256, kid: Some("2026-11"), x5t#S256: None, key: [redacted] }"#
 /// );
 ///
 /// // A private JWK names its own `alg` and `kid`.
@@ -59,7 +59,17 @@ use crate::redact::Redacted;
 pub struct SigningKey {
     algorithm: SigningAlgorithm,
     kid: Option<Arc<str>>,
+    /// `x5t` and `x5t#S256` of the key's certificate, if one was given.
+    thumbprints: Option<Arc<Thumbprints>>,
     pair: Arc<Pair>,
+}
+
+/// The base64url SHA-1 (`x5t`) and SHA-256 (`x5t#S256`) thumbprints of a
+/// certificate's DER (RFC 7515 §4.1.7, §4.1.8).
+#[derive(Debug)]
+struct Thumbprints {
+    sha1: String,
+    sha256: String,
 }
 
 enum Pair {
@@ -159,6 +169,55 @@ impl SigningKey {
         self
     }
 
+    /// Names the key's X.509 certificate (PEM) in each assertion's header
+    /// by its thumbprints, `x5t` (SHA-1) and `x5t#S256` (SHA-256): how
+    /// Microsoft Entra ID, which registers certificates rather than keys,
+    /// finds the key. The certificate must be the key's; that is not checked
+    /// here, and the server refuses a mismatch as `invalid_client`.
+    ///
+    /// Fails with [`KeyError::Pem`] if the text holds no certificate.
+    ///
+    /// ```
+    /// use tower_bearer::oauth2::{SigningAlgorithm, SigningKey};
+    ///
+    /// # fn main() -> Result<(), tower_bearer::oauth2::KeyError> {
+    /// let pem = std::fs::read_to_string("tests/fixtures/keys/rsa.pkcs8.pem").unwrap();
+    /// let cert = std::fs::read_to_string("tests/fixtures/keys/rsa.cert.pem").unwrap();
+    /// let key = SigningKey::from_pem(SigningAlgorithm::Ps256, &pem)?.with_certificate(&cert)?;
+    /// assert_eq!(key.x5t_sha256(), Some("9BiZ1cjlDr_8qUucsSahJmAYccpKEw30j1PMBBWY73c"));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_certificate(mut self, pem: impl AsRef<[u8]>) -> Result<Self, KeyError> {
+        use rustls_pki_types::pem::PemObject as _;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_ref())
+            .map_err(|_| KeyError::Pem("no `-----BEGIN CERTIFICATE-----` section"))?;
+        let digest = |algorithm| base64url(ring::digest::digest(algorithm, &der).as_ref());
+        self.thumbprints = Some(Arc::new(Thumbprints {
+            sha1: digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY),
+            sha256: digest(&ring::digest::SHA256),
+        }));
+        Ok(self)
+    }
+
+    /// The certificate's SHA-256 thumbprint (`x5t#S256`), if one was given.
+    pub fn x5t_sha256(&self) -> Option<&str> {
+        self.thumbprints.as_ref().map(|t| t.sha256.as_str())
+    }
+
+    /// The JWS header of an assertion this key signs: `alg`, `typ`, and
+    /// `kid`, `x5t` and `x5t#S256` when known.
+    pub(super) fn header(&self) -> Value {
+        let mut header = json!({"alg": self.algorithm.as_str(), "typ": "JWT"});
+        if let Some(kid) = &self.kid {
+            header["kid"] = json!(kid.as_ref());
+        }
+        if let Some(thumbprints) = &self.thumbprints {
+            header["x5t"] = json!(thumbprints.sha1);
+            header["x5t#S256"] = json!(thumbprints.sha256);
+        }
+        header
+    }
+
     /// The algorithm it signs with.
     pub fn algorithm(&self) -> SigningAlgorithm {
         self.algorithm
@@ -229,6 +288,7 @@ impl SigningKey {
         let key = Self {
             algorithm,
             kid: kid.map(Arc::from),
+            thumbprints: None,
             pair: Arc::new(pair),
         };
         key.sign(b"tower-bearer key check")
@@ -260,6 +320,7 @@ impl fmt::Debug for SigningKey {
         f.debug_struct("SigningKey")
             .field("algorithm", &format_args!("{}", self.algorithm))
             .field("kid", &self.kid)
+            .field("x5t#S256", &self.x5t_sha256())
             .field("key", &Redacted)
             .finish()
     }
