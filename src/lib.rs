@@ -136,7 +136,10 @@ mod source;
 mod token;
 mod www_authenticate;
 
-pub use crate::cache::{CacheStats, CurrentToken, Generation, TokenCache, TokenCacheBuilder};
+pub use crate::cache::{
+    CacheStats, CurrentToken, EndpointGate, EndpointGateBuilder, GateStats, Generation, TokenCache,
+    TokenCacheBuilder,
+};
 pub use crate::classify::{DefaultClassifier, RejectionClassifier};
 pub use crate::error::{BearerAuthError, BoxError, CacheError, ErrorKind, TokenError};
 pub use crate::layer::BearerAuthLayer;

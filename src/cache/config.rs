@@ -1,15 +1,16 @@
 //! Tunables of the token cache, their defaults, and the builder that sets them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::TokenCache;
+use super::{Common, EndpointGate, TokenCache};
 use crate::source::{BoxTokenSource, TokenSource};
 
 // Defaults, stated again in the setter docs of `TokenCacheBuilder`.
 const DEFAULT_EXPIRY_SKEW: Duration = Duration::from_secs(10);
 const DEFAULT_REFRESH_AHEAD: Duration = Duration::from_secs(60);
-const DEFAULT_REFRESH_AHEAD_FRACTION: f64 = 0.25;
-const DEFAULT_REFRESH_JITTER: f64 = 0.2;
+pub(crate) const DEFAULT_REFRESH_AHEAD_FRACTION: f64 = 0.25;
+pub(crate) const DEFAULT_REFRESH_JITTER: f64 = 0.2;
 const DEFAULT_MIN_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,7 +23,7 @@ const DEFAULT_AUTH_SCHEME: &str = "Bearer";
 
 /// The shortest first backoff: zero doubled stays zero, which would switch
 /// backoff off by accident.
-const MIN_BACKOFF: Duration = Duration::from_millis(1);
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone)]
 pub(crate) struct CacheConfig {
@@ -61,6 +62,137 @@ impl Default for CacheConfig {
     }
 }
 
+/// The setters shared by [`TokenCacheBuilder`] and
+/// [`KeyedTokenCacheBuilder`](crate::KeyedTokenCacheBuilder): one set of
+/// settings, for one token or for each key.
+macro_rules! cache_settings {
+    () => {
+        /// How long before its expiry a token stops being handed out, so that it
+        /// does not expire in flight (clock skew, latency). At most 10 % of the
+        /// token's lifetime is given up, so that short-lived tokens stay usable.
+        /// Defaults to 10 seconds.
+        pub fn expiry_skew(mut self, skew: ::std::time::Duration) -> Self {
+            self.config.expiry_skew = skew;
+            self
+        }
+
+        /// How long before a token stops being handed out a request that uses it
+        /// starts a refresh in the background, while the token is still served.
+        /// Defaults to 60 seconds (Gloo's guidance), and is at most
+        /// [`refresh_ahead_fraction`](Self::refresh_ahead_fraction) of the usable
+        /// life. A token nobody uses is never refreshed ahead.
+        pub fn refresh_ahead(mut self, ahead: ::std::time::Duration) -> Self {
+            self.config.refresh_ahead = ahead;
+            self
+        }
+
+        /// The largest fraction of a token's usable life spent in the refresh-ahead
+        /// window, from 0 (no refresh ahead) to 1; a refresh never starts in the
+        /// first half of the usable life. Defaults to 0.25, so a 2 s token is
+        /// refreshed in its last 0.45 s.
+        pub fn refresh_ahead_fraction(mut self, fraction: f64) -> Self {
+            self.config.refresh_ahead_fraction = $crate::cache::config::clamp_fraction(
+                fraction,
+                $crate::cache::config::DEFAULT_REFRESH_AHEAD_FRACTION,
+            );
+            self
+        }
+
+        /// The random fraction of the refresh-ahead window added to spread
+        /// refreshes out, from 0 to 1, so that many processes sharing one client do
+        /// not refresh in lock step. Defaults to 0.2.
+        pub fn refresh_jitter(mut self, fraction: f64) -> Self {
+            self.config.refresh_jitter = $crate::cache::config::clamp_fraction(
+                fraction,
+                $crate::cache::config::DEFAULT_REFRESH_JITTER,
+            );
+            self
+        }
+
+        /// The shortest time between installing a token and refreshing it ahead of
+        /// expiry. A token that arrives with less life than this left is still
+        /// handed to the callers waiting for it, but counts as a failed fetch (the
+        /// next one backs off). Together they bound the fetch rate whatever a
+        /// source returns: a token built long ago, one about to expire, one with a
+        /// lifetime of a millisecond. Defaults to 500 milliseconds.
+        pub fn min_refresh_interval(mut self, interval: ::std::time::Duration) -> Self {
+            self.config.min_refresh_interval = interval;
+            self
+        }
+
+        /// The lifetime assumed for tokens that come without an expiry; `None`
+        /// treats them as never expiring. Defaults to one hour.
+        pub fn default_lifetime(mut self, lifetime: Option<::std::time::Duration>) -> Self {
+            self.config.default_lifetime = lifetime;
+            self
+        }
+
+        /// The longest a single fetch may take before it fails as transient, so
+        /// that no caller waits forever on a source that hangs. Defaults to 30
+        /// seconds.
+        pub fn fetch_timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.config.fetch_timeout = timeout;
+            self
+        }
+
+        /// The first and the longest delay between fetches after failures.
+        /// Defaults to 250 milliseconds, doubling up to 30 seconds; a permanent
+        /// failure waits the longest.
+        ///
+        /// `initial` is at least one millisecond, so that backoff can never be
+        /// switched off by accident (zero doubled stays zero).
+        pub fn backoff(
+            mut self,
+            initial: ::std::time::Duration,
+            max: ::std::time::Duration,
+        ) -> Self {
+            let initial = initial.max($crate::cache::config::MIN_BACKOFF);
+            self.config.initial_backoff = initial;
+            self.config.max_backoff = max.max(initial);
+            self
+        }
+
+        /// The longest `Retry-After` honoured; longer requests are cut to this.
+        /// Defaults to 10 minutes.
+        pub fn max_retry_after(mut self, max: ::std::time::Duration) -> Self {
+            self.config.max_retry_after = max;
+            self
+        }
+
+        /// How many freshly fetched tokens in a row the API may reject before the
+        /// cache stops fetching for a while (the rejection cool-down).
+        ///
+        /// One rejected fresh token is bad luck (a revocation, a replica that has
+        /// not seen the token yet) and is replaced at once. When the API keeps
+        /// rejecting tokens that were never accepted, refreshing cannot help: the
+        /// cache then fetches no token for a cool-down that starts at the initial
+        /// [`backoff`](Self::backoff) and doubles up to its maximum, and callers
+        /// fail fast with an error that says when the next attempt will be made.
+        /// Defaults to 2, so the third rejected fresh token in a row starts the
+        /// cool-down.
+        pub fn rejections_before_cooldown(mut self, rejections: u32) -> Self {
+            self.config.rejections_before_cooldown = rejections;
+            self
+        }
+
+        /// The largest access token accepted, in bytes. A larger one is refused
+        /// with a permanent error: sent in a header, it would make every request
+        /// fail (`431 Request Header Fields Too Large`) for its whole life.
+        /// Defaults to 16 KiB.
+        pub fn max_token_bytes(mut self, max: usize) -> Self {
+            self.config.max_token_bytes = max;
+            self
+        }
+
+        /// The scheme written before the token in the `Authorization` header.
+        /// Defaults to `Bearer`.
+        pub fn auth_scheme(mut self, scheme: impl Into<String>) -> Self {
+            self.config.auth_scheme = scheme.into();
+            self
+        }
+    };
+}
+
 /// Builds a [`TokenCache`] with non-default settings. Every setting has a
 /// default that suits most APIs; each setter says what it is.
 ///
@@ -81,6 +213,7 @@ impl Default for CacheConfig {
 pub struct TokenCacheBuilder {
     source: BoxTokenSource,
     config: CacheConfig,
+    gate: Option<EndpointGate>,
 }
 
 impl TokenCacheBuilder {
@@ -88,131 +221,29 @@ impl TokenCacheBuilder {
         Self {
             source: BoxTokenSource::new(source),
             config: CacheConfig::default(),
+            gate: None,
         }
     }
 
-    /// How long before its expiry a token stops being handed out, so that it
-    /// does not expire in flight (clock skew, latency). At most 10 % of the
-    /// token's lifetime is given up, so that short-lived tokens stay usable.
-    /// Defaults to 10 seconds.
-    pub fn expiry_skew(mut self, skew: Duration) -> Self {
-        self.config.expiry_skew = skew;
-        self
-    }
+    cache_settings!();
 
-    /// How long before a token stops being handed out a request that uses it
-    /// starts a refresh in the background, while the token is still served.
-    /// Defaults to 60 seconds (Gloo's guidance), and is at most
-    /// [`refresh_ahead_fraction`](Self::refresh_ahead_fraction) of the usable
-    /// life. A token nobody uses is never refreshed ahead.
-    pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
-        self.config.refresh_ahead = ahead;
-        self
-    }
-
-    /// The largest fraction of a token's usable life spent in the refresh-ahead
-    /// window, from 0 (no refresh ahead) to 1; a refresh never starts in the
-    /// first half of the usable life. Defaults to 0.25, so a 2 s token is
-    /// refreshed in its last 0.45 s.
-    pub fn refresh_ahead_fraction(mut self, fraction: f64) -> Self {
-        self.config.refresh_ahead_fraction =
-            clamp_fraction(fraction, DEFAULT_REFRESH_AHEAD_FRACTION);
-        self
-    }
-
-    /// The random fraction of the refresh-ahead window added to spread
-    /// refreshes out, from 0 to 1, so that many processes sharing one client do
-    /// not refresh in lock step. Defaults to 0.2.
-    pub fn refresh_jitter(mut self, fraction: f64) -> Self {
-        self.config.refresh_jitter = clamp_fraction(fraction, DEFAULT_REFRESH_JITTER);
-        self
-    }
-
-    /// The shortest time between installing a token and refreshing it ahead of
-    /// expiry. A token that arrives with less life than this left is still
-    /// handed to the callers waiting for it, but counts as a failed fetch (the
-    /// next one backs off). Together they bound the fetch rate whatever a
-    /// source returns: a token built long ago, one about to expire, one with a
-    /// lifetime of a millisecond. Defaults to 500 milliseconds.
-    pub fn min_refresh_interval(mut self, interval: Duration) -> Self {
-        self.config.min_refresh_interval = interval;
-        self
-    }
-
-    /// The lifetime assumed for tokens that come without an expiry; `None`
-    /// treats them as never expiring. Defaults to one hour.
-    pub fn default_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.config.default_lifetime = lifetime;
-        self
-    }
-
-    /// The longest a single fetch may take before it fails as transient, so
-    /// that no caller waits forever on a source that hangs. Defaults to 30
-    /// seconds.
-    pub fn fetch_timeout(mut self, timeout: Duration) -> Self {
-        self.config.fetch_timeout = timeout;
-        self
-    }
-
-    /// The first and the longest delay between fetches after failures.
-    /// Defaults to 250 milliseconds, doubling up to 30 seconds; a permanent
-    /// failure waits the longest.
-    ///
-    /// `initial` is at least one millisecond, so that backoff can never be
-    /// switched off by accident (zero doubled stays zero).
-    pub fn backoff(mut self, initial: Duration, max: Duration) -> Self {
-        let initial = initial.max(MIN_BACKOFF);
-        self.config.initial_backoff = initial;
-        self.config.max_backoff = max.max(initial);
-        self
-    }
-
-    /// The longest `Retry-After` honoured; longer requests are cut to this.
-    /// Defaults to 10 minutes.
-    pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.config.max_retry_after = max;
-        self
-    }
-
-    /// How many freshly fetched tokens in a row the API may reject before the
-    /// cache stops fetching for a while (the rejection cool-down).
-    ///
-    /// One rejected fresh token is bad luck (a revocation, a replica that has
-    /// not seen the token yet) and is replaced at once. When the API keeps
-    /// rejecting tokens that were never accepted, refreshing cannot help: the
-    /// cache then fetches no token for a cool-down that starts at the initial
-    /// [`backoff`](Self::backoff) and doubles up to its maximum, and callers
-    /// fail fast with an error that says when the next attempt will be made.
-    /// Defaults to 2, so the third rejected fresh token in a row starts the
-    /// cool-down.
-    pub fn rejections_before_cooldown(mut self, rejections: u32) -> Self {
-        self.config.rejections_before_cooldown = rejections;
-        self
-    }
-
-    /// The largest access token accepted, in bytes. A larger one is refused
-    /// with a permanent error: sent in a header, it would make every request
-    /// fail (`431 Request Header Fields Too Large`) for its whole life.
-    /// Defaults to 16 KiB.
-    pub fn max_token_bytes(mut self, max: usize) -> Self {
-        self.config.max_token_bytes = max;
-        self
-    }
-
-    /// The scheme written before the token in the `Authorization` header.
-    /// Defaults to `Bearer`.
-    pub fn auth_scheme(mut self, scheme: impl Into<String>) -> Self {
-        self.config.auth_scheme = scheme.into();
+    /// Fetches through `gate`, shared with the other caches that ask the
+    /// same token endpoint: they then respect one in-flight limit and pause
+    /// together when the endpoint is overloaded. By default a cache has no
+    /// gate (it never runs more than one fetch anyway).
+    pub fn gate(mut self, gate: EndpointGate) -> Self {
+        self.gate = Some(gate);
         self
     }
 
     /// Builds the cache. No token is fetched until one is first needed.
     pub fn build(self) -> TokenCache {
-        TokenCache::from_parts(self.source, self.config)
+        let common = Common::new(self.config, self.gate, false);
+        TokenCache::from_parts(self.source, Arc::new(common), None)
     }
 }
 
-fn clamp_fraction(value: f64, default: f64) -> f64 {
+pub(crate) fn clamp_fraction(value: f64, default: f64) -> f64 {
     if value.is_nan() {
         default
     } else {

@@ -72,6 +72,9 @@ pub(crate) struct SlowView {
     pub(crate) backoff_until: Option<Instant>,
     /// No fetch starts before this (after rejections of fresh tokens).
     pub(crate) cooldown_until: Option<Instant>,
+    /// No fetch starts before this: the token endpoint, shared with other
+    /// keys behind one [`EndpointGate`](super::EndpointGate), is overloaded.
+    pub(crate) paused_until: Option<Instant>,
     /// Tokens rejected in a row without having been accepted.
     pub(crate) streak: u32,
 }
@@ -107,6 +110,9 @@ pub(crate) enum Answer {
     /// An error at once: the API rejected fresh tokens in a row; the next
     /// fetch may start at this instant.
     CoolingDown(Instant),
+    /// An error at once: the token endpoint asked every key to slow down; the
+    /// next fetch may start at this instant.
+    Paused(Instant),
 }
 
 /// Decides what a caller gets and what the cache does for it.
@@ -119,7 +125,8 @@ pub(crate) enum Answer {
 ///   stale one (past its usable life, not expired) is served while it is
 ///   replaced.
 /// - Without a token that may be served, the caller waits for the fetch in
-///   flight, or starts one, or fails at once during a cool-down or backoff.
+///   flight, or starts one, or fails at once during a cool-down, a backoff
+///   or a pause of the endpoint (whichever of the last two ends later).
 pub(crate) fn decide(
     now: Instant,
     token: Option<TokenView>,
@@ -154,7 +161,9 @@ pub(crate) fn decide(
 
     let cooling = slow.cooldown_until.filter(|until| now < *until);
     let backing_off = slow.backoff_until.filter(|until| now < *until);
-    let may_fetch = !slow.fetching && cooling.is_none() && backing_off.is_none();
+    let paused = slow.paused_until.filter(|until| now < *until);
+    let may_fetch =
+        !slow.fetching && cooling.is_none() && backing_off.is_none() && paused.is_none();
     let (fetch, answer) = match phase {
         Some(Phase::Fresh) => (None, Answer::Serve),
         Some(Phase::RefreshDue) => (
@@ -172,10 +181,13 @@ pub(crate) fn decide(
                 (None, Answer::Wait)
             } else if let Some(until) = cooling {
                 (None, Answer::CoolingDown(until))
-            } else if let Some(until) = backing_off {
-                (None, Answer::BackingOff(until))
             } else {
-                (Some(reason), Answer::Wait)
+                match (backing_off, paused) {
+                    (Some(own), Some(shared)) if shared > own => (None, Answer::Paused(shared)),
+                    (Some(own), _) => (None, Answer::BackingOff(own)),
+                    (None, Some(shared)) => (None, Answer::Paused(shared)),
+                    (None, None) => (Some(reason), Answer::Wait),
+                }
             }
         }
     };
@@ -243,6 +255,25 @@ mod tests {
             ..idle
         };
         let streak = |n| SlowView { streak: n, ..idle };
+        let later_still = now + Duration::from_secs(5);
+        let paused = SlowView {
+            paused_until: Some(soon),
+            ..idle
+        };
+        let pause_over = SlowView {
+            paused_until: Some(past),
+            ..idle
+        };
+        let paused_longer_than_backoff = SlowView {
+            backoff_until: Some(soon),
+            paused_until: Some(later_still),
+            ..idle
+        };
+        let backoff_longer_than_pause = SlowView {
+            backoff_until: Some(later_still),
+            paused_until: Some(soon),
+            ..idle
+        };
         let rejected = |streak, cooldown_until| {
             Some(Rejection {
                 streak,
@@ -280,6 +311,16 @@ mod tests {
             ("rejection of a token already replaced: serve the new one", token(Fresh), idle, Want::Replace(OTHER), (None, None, Serve)),
             ("rejection of a token already dropped: join the fetch", token(Rejected), fetching, Want::Replace(G), (None, None, Wait)),
             ("rejection with no token at all: fetch", None, idle, Want::Replace(G), (None, Some(R::Empty), Wait)),
+            ("empty, endpoint paused: fail fast", None, paused, Want::Any, (None, None, Paused(soon))),
+            ("empty, pause over: fetch", None, pause_over, Want::Any, (None, Some(R::Empty), Wait)),
+            ("empty, paused longer than backing off: the pause", None, paused_longer_than_backoff, Want::Any, (None, None, Paused(later_still))),
+            ("empty, backing off longer than paused: the backoff", None, backoff_longer_than_pause, Want::Any, (None, None, BackingOff(later_still))),
+            ("fresh, endpoint paused: serve", token(Fresh), paused, Want::Any, (None, None, Serve)),
+            ("refresh due, endpoint paused: serve, no fetch", token(RefreshDue), paused, Want::Any, (None, None, Serve)),
+            ("stale, endpoint paused: serve, no fetch", token(Stale), paused, Want::Any, (None, None, Serve)),
+            ("expired, endpoint paused: fail fast", token(Expired), paused, Want::Any, (None, None, Paused(soon))),
+            ("rejection while the endpoint is paused: drop it, fail fast", token(Fresh), paused, Want::Replace(G), (rejected(1, None), None, Paused(soon))),
+            ("fetch in flight while paused: join it", None, SlowView { fetching: true, ..paused }, Want::Any, (None, None, Wait)),
         ];
         for (name, token, slow, want, (reject, fetch, answer)) in cases {
             let got = decide(now, token, slow, want, &CacheConfig::default());

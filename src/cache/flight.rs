@@ -10,6 +10,13 @@
 //! and try again. A panic in the fetch is caught and delivered as an error.
 //! A waiter that waits longer than the fetch could take (its runtime is alive
 //! but no longer driven) gives up on it too.
+//!
+//! A fetch goes through [`Stage`]s that its waiters see: spawned, queued (its
+//! task runs, but waits for its turn at an [`EndpointGate`](super::EndpointGate)),
+//! running (the source was called). A waiter's patience (the fetch timeout and
+//! a little more) restarts at each stage and does not run while the fetch is
+//! queued: a task that is alive and waiting its turn is not stalled, however
+//! long the queue, while one that is never polled still is.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -27,9 +34,22 @@ pub(crate) trait Owner: Send + Sync + 'static {
     fn abandoned(&self, id: u64);
 }
 
+/// How far a fetch has come, as its waiters see it.
+#[derive(Debug, Clone)]
+pub(crate) enum Stage<T> {
+    /// Its task was spawned and has not run yet.
+    Spawned,
+    /// Its task runs and waits for its turn at a gate.
+    Queued,
+    /// The source was called.
+    Running,
+    /// The result.
+    Done(T),
+}
+
 /// The slot: which fetch is in flight, and where its result will appear.
 pub(crate) struct Flights<T> {
-    current: Option<(u64, watch::Receiver<Option<T>>)>,
+    current: Option<(u64, watch::Receiver<Stage<T>>)>,
     last_id: u64,
 }
 
@@ -60,7 +80,7 @@ impl<T> Flights<T> {
     pub(crate) fn begin<O: Owner>(&mut self, owner: Arc<O>) -> (Ticket<T, O>, Flight<T>) {
         self.last_id += 1;
         let id = self.last_id;
-        let (tx, rx) = watch::channel(None);
+        let (tx, rx) = watch::channel(Stage::Spawned);
         self.current = Some((id, rx.clone()));
         (
             Ticket {
@@ -88,7 +108,7 @@ impl<T> Flights<T> {
 /// A waiter's view of one fetch.
 pub(crate) struct Flight<T> {
     pub(crate) id: u64,
-    rx: watch::Receiver<Option<T>>,
+    rx: watch::Receiver<Stage<T>>,
 }
 
 /// How a wait for a fetch ended.
@@ -102,22 +122,35 @@ pub(crate) enum Landed<T> {
 }
 
 impl<T: Clone> Flight<T> {
-    /// Waits for the result, at most `limit` when a tokio timer is at hand.
+    /// Waits for the result. Each stage but "queued" may last at most `limit`
+    /// when a tokio timer is at hand; past that the fetch is stalled.
     pub(crate) async fn land(mut self, limit: Duration) -> Landed<T> {
-        let wait = async {
-            match self.rx.wait_for(Option::is_some).await {
-                Ok(value) => value.clone().map_or(Landed::Abandoned, Landed::Delivered),
-                Err(_) => Landed::Abandoned,
-            }
-        };
         // Outside a tokio runtime (a caller polled by another executor that
         // joins a fetch started elsewhere) there is no timer to bound the wait.
-        if tokio::runtime::Handle::try_current().is_err() {
-            return wait.await;
+        let timed = tokio::runtime::Handle::try_current().is_ok();
+        loop {
+            let queued = match &*self.rx.borrow_and_update() {
+                Stage::Done(value) => return Landed::Delivered(value.clone()),
+                Stage::Queued => true,
+                Stage::Spawned | Stage::Running => false,
+            };
+            let changed = self.rx.changed();
+            let changed = if queued || !timed {
+                changed.await
+            } else {
+                match tokio::time::timeout(limit, changed).await {
+                    Ok(changed) => changed,
+                    Err(_) => return Landed::Stalled,
+                }
+            };
+            if changed.is_err() {
+                // The ticket is gone; it may have delivered just before.
+                return match &*self.rx.borrow() {
+                    Stage::Done(value) => Landed::Delivered(value.clone()),
+                    _ => Landed::Abandoned,
+                };
+            }
         }
-        tokio::time::timeout(limit, wait)
-            .await
-            .unwrap_or(Landed::Stalled)
     }
 }
 
@@ -125,14 +158,22 @@ impl<T: Clone> Flight<T> {
 pub(crate) struct Ticket<T, O: Owner> {
     owner: Arc<O>,
     pub(crate) id: u64,
-    tx: Option<watch::Sender<Option<T>>>,
+    tx: Option<watch::Sender<Stage<T>>>,
 }
 
 impl<T, O: Owner> Ticket<T, O> {
     /// Hands the result to every waiter. The owner has cleared the slot.
     pub(crate) fn deliver(mut self, result: T) {
         if let Some(tx) = self.tx.take() {
-            tx.send_replace(Some(result));
+            tx.send_replace(Stage::Done(result));
+        }
+    }
+
+    /// Tells the waiters how far the fetch has come (never [`Stage::Done`]:
+    /// that is [`deliver`](Self::deliver)).
+    pub(crate) fn reached(&self, stage: Stage<T>) {
+        if let Some(tx) = &self.tx {
+            tx.send_replace(stage);
         }
     }
 
@@ -233,6 +274,23 @@ mod tests {
             waiter.land(Duration::from_secs(5)).await,
             Landed::Stalled
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queued_fetch_is_waited_for_however_long_and_a_running_one_is_timed_again() {
+        let slot = Arc::new(Slot::default());
+        let (ticket, waiter) = slot.0.lock().unwrap().begin(Arc::clone(&slot));
+        let waiter = tokio::spawn(waiter.land(Duration::from_secs(5)));
+        tokio::task::yield_now().await;
+        ticket.reached(Stage::Queued);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!waiter.is_finished(), "queued at a gate: not stalled");
+        ticket.reached(Stage::Running);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!waiter.is_finished());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(matches!(waiter.await.unwrap(), Landed::Stalled));
+        drop(ticket);
     }
 
     #[tokio::test]

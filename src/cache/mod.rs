@@ -19,6 +19,13 @@
 //! dropping the caller that started it cancels nothing; every waiter gets its
 //! result. A fetch that never completes (its runtime shut down, its task
 //! never ran) frees its slot, and waiters start another.
+//!
+//! One cache is one [`Entry`]; what does not depend on the token (the
+//! settings, the [`EndpointGate`], the generation counter, a keyed cache's
+//! totals) lives in a [`Common`] that every key of a
+//! [`KeyedTokenCache`](crate::KeyedTokenCache) shares, so that an idle key
+//! costs a few hundred bytes and no task. Every fetch goes through one
+//! function, [`fetch_task`]: its turn at the gate, the source, the result.
 
 pub(crate) mod backoff;
 mod cached_token;
@@ -27,6 +34,8 @@ pub(crate) mod config;
 mod current_token;
 mod decide;
 mod flight;
+mod gate;
+mod overload;
 pub(crate) mod schedule;
 mod stats;
 
@@ -45,14 +54,15 @@ use tracing::Instrument;
 
 pub use config::TokenCacheBuilder;
 pub use current_token::{CurrentToken, Generation};
+pub use gate::{EndpointGate, EndpointGateBuilder, GateStats};
 pub use stats::CacheStats;
 
 use self::cached_token::CachedToken;
 use self::config::CacheConfig;
 use self::decide::{decide, later, Answer, Decision, FetchReason, SlowView, TokenView, Want};
-use self::flight::{CatchPanic, Flight, Flights, Landed, Owner, Ticket};
+use self::flight::{CatchPanic, Flight, Flights, Landed, Owner, Stage, Ticket};
 use self::schedule::Schedule;
-use self::stats::StatsCounters;
+pub(crate) use self::stats::StatsCounters;
 use crate::error::{CacheError, TokenError};
 use crate::source::{BoxTokenSource, TokenSource};
 use crate::token::AccessToken;
@@ -112,21 +122,46 @@ use crate::token::AccessToken;
 /// ```
 #[derive(Clone)]
 pub struct TokenCache {
-    shared: Arc<Shared>,
+    shared: Arc<Entry>,
 }
 
-pub(crate) struct Shared {
+/// The cache of one token: a [`TokenCache`], or one key of a keyed cache.
+pub(crate) struct Entry {
     current: ArcSwapOption<CachedToken>,
     slow: Mutex<SlowState>,
     source: BoxTokenSource,
-    config: CacheConfig,
+    common: Arc<Common>,
     stats: StatsCounters,
-    generations: AtomicU64,
     /// The current token's generation until a server first accepts it, then
     /// 0: read on every accepted response, written once per token.
     unconfirmed: AtomicU64,
     /// A rejection streak is running (the slow path's streak is not 0).
     streak_running: AtomicBool,
+    /// What tracing calls this entry's key; `None` for a single cache.
+    label: Option<Box<str>>,
+}
+
+/// What every entry of one cache shares.
+pub(crate) struct Common {
+    pub(crate) config: CacheConfig,
+    pub(crate) gate: Option<EndpointGate>,
+    /// Generations are unique across the keys of a keyed cache, so that a
+    /// rejection can never name another key's token, nor that of a key that
+    /// was evicted and fetched again.
+    generations: AtomicU64,
+    /// A keyed cache's counters over all its keys, evicted ones included.
+    pub(crate) totals: Option<StatsCounters>,
+}
+
+impl Common {
+    pub(crate) fn new(config: CacheConfig, gate: Option<EndpointGate>, keyed: bool) -> Self {
+        Self {
+            config,
+            gate,
+            generations: AtomicU64::new(0),
+            totals: keyed.then(StatsCounters::default),
+        }
+    }
 }
 
 type Outcome = Result<Arc<CachedToken>, TokenError>;
@@ -164,19 +199,29 @@ impl TokenCache {
         TokenCacheBuilder::new(source)
     }
 
-    pub(crate) fn from_parts(source: BoxTokenSource, config: CacheConfig) -> Self {
+    /// The cache of one token from `source`; `label` names its key in tracing.
+    pub(crate) fn from_parts(
+        source: BoxTokenSource,
+        common: Arc<Common>,
+        label: Option<Box<str>>,
+    ) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Entry {
                 current: ArcSwapOption::empty(),
                 slow: Mutex::new(SlowState::default()),
                 source,
-                config,
+                common,
                 stats: StatsCounters::default(),
-                generations: AtomicU64::new(0),
                 unconfirmed: AtomicU64::new(0),
                 streak_running: AtomicBool::new(false),
+                label,
             }),
         }
+    }
+
+    /// The token endpoint's gate this cache fetches through, if any.
+    pub fn gate(&self) -> Option<&EndpointGate> {
+        self.shared.common.gate.as_ref()
     }
 
     /// The token to send now, if there is one that may be sent without
@@ -192,7 +237,7 @@ impl TokenCache {
                 return Some(token.handout());
             }
         }
-        match Shared::step(&self.shared, Want::Any) {
+        match Entry::step(&self.shared, Want::Any) {
             Step::Serve(token) => Some(token.handout()),
             Step::Wait(_) | Step::Fail(_) => None,
         }
@@ -209,7 +254,7 @@ impl TokenCache {
         &self,
     ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
-        async move { Ok(Shared::acquire(shared, Want::Any).await?.handout()) }
+        async move { Ok(Entry::acquire(shared, Want::Any).await?.handout()) }
     }
 
     /// A server rejected the token of `rejected`: drops it if it is still
@@ -227,7 +272,7 @@ impl TokenCache {
     ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
         async move {
-            Ok(Shared::acquire(shared, Want::Replace(rejected))
+            Ok(Entry::acquire(shared, Want::Replace(rejected))
                 .await?
                 .handout())
         }
@@ -237,7 +282,7 @@ impl TokenCache {
     /// sent again: drops it if it is still current and starts its replacement,
     /// without waiting.
     pub fn reject(&self, rejected: Generation) {
-        let _ = Shared::step(&self.shared, Want::Replace(rejected));
+        let _ = Entry::step(&self.shared, Want::Replace(rejected));
     }
 
     /// A server accepted the token of `generation`.
@@ -258,7 +303,7 @@ impl TokenCache {
     /// needed, as [`acquire`](TokenCache::acquire) does.
     pub fn token(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
-        async move { Ok(Shared::acquire(shared, Want::Any).await?.token.clone()) }
+        async move { Ok(Entry::acquire(shared, Want::Any).await?.token.clone()) }
     }
 
     /// What the cache has done so far.
@@ -267,7 +312,7 @@ impl TokenCache {
     }
 
     pub(crate) fn record_retry(&self) {
-        StatsCounters::bump(&self.shared.stats.retries);
+        self.shared.count(|stats| &stats.retries);
     }
 }
 
@@ -279,13 +324,15 @@ impl fmt::Debug for TokenCache {
                 "current_generation",
                 &current.as_ref().map(|c| c.generation),
             )
-            .field("config", &self.shared.config)
+            .field("key", &self.shared.label)
+            .field("config", &self.shared.common.config)
+            .field("gate", &self.shared.common.gate)
             .field("stats", &self.stats())
             .finish()
     }
 }
 
-impl Shared {
+impl Entry {
     fn lock_slow(&self) -> MutexGuard<'_, SlowState> {
         // Nothing panics while holding this lock, but a poisoned lock must not
         // take every future request down with it.
@@ -304,18 +351,18 @@ impl Shared {
         let mut waited = false;
         let mut second_chance = true;
         loop {
-            let flight = match Shared::step(&self, want) {
+            let flight = match Entry::step(&self, want) {
                 Step::Serve(token) => return Ok(token),
                 Step::Fail(err) => return Err(err),
                 Step::Wait(flight) => flight,
             };
             if !std::mem::replace(&mut waited, true) {
-                StatsCounters::bump(&self.stats.waits);
+                self.count(|stats| &stats.waits);
             }
             let id = flight.id;
             // A little longer than the fetch itself may take, so that its own
             // timeout normally ends it first.
-            let limit = self.config.fetch_timeout + Duration::from_secs(1);
+            let limit = self.common.config.fetch_timeout + Duration::from_secs(1);
             match flight.land(limit).await {
                 Landed::Delivered(Ok(token)) => return Ok(token),
                 Landed::Delivered(Err(err)) => {
@@ -345,8 +392,10 @@ impl Shared {
     fn step(self: &Arc<Self>, want: Want) -> Step {
         // A fetch needs a runtime to run on; without one, none is started.
         let runtime = Handle::try_current().ok();
+        let _key = self.key_span().entered();
         let mut slow = self.lock_slow();
         let now = Instant::now();
+        let pause = self.common.gate.as_ref().and_then(|gate| gate.paused(now));
         let current = self.current.load_full();
         let view = current.as_deref().map(|token| TokenView {
             generation: token.generation,
@@ -357,17 +406,18 @@ impl Shared {
             fetching: slow.flights.busy(),
             backoff_until: slow.backoff_until,
             cooldown_until: slow.cooldown_until,
+            paused_until: pause.as_ref().map(|(until, _)| *until),
             streak: slow.streak,
         };
         let Decision {
             reject,
             fetch,
             answer,
-        } = decide(now, view, slow_view, want, &self.config);
+        } = decide(now, view, slow_view, want, &self.common.config);
 
         if let (Some(rejection), Some(token)) = (reject, &current) {
             token.mark_rejected();
-            StatsCounters::bump(&self.stats.invalidations);
+            self.count(|stats| &stats.invalidations);
             slow.streak = rejection.streak;
             self.streak_running
                 .store(rejection.streak > 0, Ordering::Relaxed);
@@ -378,7 +428,7 @@ impl Shared {
             );
             if let Some(until) = rejection.cooldown_until {
                 slow.cooldown_until = Some(until);
-                StatsCounters::bump(&self.stats.cooldowns);
+                self.count(|stats| &stats.cooldowns);
                 tracing::warn!(
                     rejected_in_a_row = rejection.streak,
                     cooldown_ms = until.saturating_duration_since(now).as_millis() as u64,
@@ -425,19 +475,34 @@ impl Shared {
                     })
                     .with_retry_after(until.saturating_duration_since(now)),
                 ),
+                Answer::Paused(until) => {
+                    let remaining = until.saturating_duration_since(now);
+                    tracing::debug!(
+                        retry_in_ms = remaining.as_millis() as u64,
+                        "token endpoint paused; failing fast"
+                    );
+                    let error = pause.map(|(_, error)| error).unwrap_or_else(|| {
+                        TokenError::transient("the token endpoint is overloaded")
+                    });
+                    Step::Fail(error.with_retry_after(remaining))
+                }
             };
         drop(slow);
 
         if let Some((reason, runtime, ticket, replacing)) = started {
-            StatsCounters::bump(&self.stats.fetches);
+            self.count(|stats| &stats.fetches);
             if reason == FetchReason::RefreshAhead {
-                StatsCounters::bump(&self.stats.refreshes_ahead);
+                self.count(|stats| &stats.refreshes_ahead);
             }
             let span = tracing::info_span!(
                 "tower_bearer.fetch",
                 fetch = ticket.id,
-                reason = reason.as_str()
+                reason = reason.as_str(),
+                key = tracing::field::Empty,
             );
+            if let Some(label) = &self.label {
+                span.record("key", &**label);
+            }
             // Outside the lock: a runtime that is shutting down drops the task
             // at once, and the ticket's drop takes the lock to free the slot.
             runtime.spawn(fetch_task(ticket, reason, replacing).instrument(span));
@@ -463,7 +528,7 @@ impl Shared {
                 Ok(still_valid.unwrap_or(token))
             }
             Ok(token) if token.too_short => {
-                StatsCounters::bump(&self.stats.fetch_failures);
+                self.count(|stats| &stats.fetch_failures);
                 let delay =
                     self.record_failure(&mut slow, CacheError::TokenTooShortLived.into(), now);
                 // A refresh must never make things worse: keep a token that is
@@ -487,7 +552,7 @@ impl Shared {
                 Ok(token)
             }
             Err(err) => {
-                StatsCounters::bump(&self.stats.fetch_failures);
+                self.count(|stats| &stats.fetch_failures);
                 let delay = self.record_failure(&mut slow, err.clone(), now);
                 if let Some(current) = still_valid {
                     current.serve_until_retry(delay);
@@ -513,8 +578,12 @@ impl Shared {
     /// Records a failed fetch; returns the backoff before the next one.
     fn record_failure(&self, slow: &mut SlowState, err: TokenError, now: Instant) -> Duration {
         slow.failures = slow.failures.saturating_add(1);
-        let delay =
-            backoff::delay_after_failure(slow.failures, &err, &self.config, backoff::jitter());
+        let delay = backoff::delay_after_failure(
+            slow.failures,
+            &err,
+            &self.common.config,
+            backoff::jitter(),
+        );
         slow.backoff_until = Some(later(now, delay));
         tracing::warn!(
             error = %err,
@@ -536,7 +605,8 @@ impl Shared {
         now: Instant,
     ) -> Outcome {
         let secret = token.secret();
-        let max = self.config.max_token_bytes;
+        let config = &self.common.config;
+        let max = config.max_token_bytes;
         if secret.len() > max {
             return Err(CacheError::TokenTooLarge {
                 len: secret.len(),
@@ -544,7 +614,7 @@ impl Shared {
             }
             .into());
         }
-        let scheme = &self.config.auth_scheme;
+        let scheme = &config.auth_scheme;
         let mut buf = BytesMut::with_capacity(scheme.len() + 1 + secret.len());
         buf.put_slice(scheme.as_bytes());
         buf.put_u8(b' ');
@@ -552,8 +622,8 @@ impl Shared {
         let mut header = HeaderValue::from_maybe_shared(buf.freeze())
             .map_err(|_| TokenError::from(CacheError::TokenNotHeaderSafe))?;
         header.set_sensitive(true);
-        let schedule = Schedule::for_token(&token, now, &self.config, backoff::jitter());
-        let generation = Generation(self.generations.fetch_add(1, Ordering::Relaxed) + 1);
+        let schedule = Schedule::for_token(&token, now, config, backoff::jitter());
+        let generation = Generation(self.common.generations.fetch_add(1, Ordering::Relaxed) + 1);
         Ok(Arc::new(CachedToken::new(
             header,
             generation,
@@ -561,7 +631,7 @@ impl Shared {
             reason,
             fetch,
             &schedule,
-            schedule.too_short(&self.config),
+            schedule.too_short(config),
         )))
     }
 
@@ -590,8 +660,46 @@ impl Shared {
     }
 }
 
-impl Owner for Shared {
+impl Entry {
+    /// Counts one event in this entry's counters and in its cache's totals.
+    fn count(&self, counter: fn(&StatsCounters) -> &AtomicU64) {
+        StatsCounters::bump(counter(&self.stats));
+        if let Some(totals) = &self.common.totals {
+            StatsCounters::bump(counter(totals));
+        }
+    }
+
+    /// The span naming this entry's key, around the events of its slow path;
+    /// none for a single cache.
+    fn key_span(&self) -> tracing::Span {
+        match &self.label {
+            Some(label) => tracing::info_span!("tower_bearer.key", key = &**label),
+            None => tracing::Span::none(),
+        }
+    }
+
+    /// Calls the source once, bounded by the fetch timeout, a panic caught.
+    async fn fetch_from_source(
+        &self,
+        replacing: Option<&AccessToken>,
+    ) -> Result<AccessToken, TokenError> {
+        let fetch = async {
+            match replacing {
+                Some(rejected) => self.source.fetch_replacing(rejected).await,
+                None => self.source.fetch().await,
+            }
+        };
+        match tokio::time::timeout(self.common.config.fetch_timeout, CatchPanic::new(fetch)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(())) => Err(CacheError::SourcePanicked.into()),
+            Err(_) => Err(CacheError::FetchTimedOut.into()),
+        }
+    }
+}
+
+impl Owner for Entry {
     fn abandoned(&self, id: u64) {
+        let _key = self.key_span().entered();
         let mut slow = self.lock_slow();
         if !slow.flights.end(id) {
             return;
@@ -609,26 +717,41 @@ impl Owner for Shared {
     }
 }
 
-/// Runs one fetch to completion, detached from every caller.
+/// Runs one fetch to completion, detached from every caller: the one place
+/// where an entry gets a token, so that a shared tier can wrap it.
+///
+/// With a gate, the fetch first waits for its turn here, inside its own task:
+/// the callers that need it have joined it already, so the key stays
+/// single-flight however long the queue. A fetch whose turn comes while the
+/// endpoint is paused fails without asking it.
 async fn fetch_task(
-    ticket: Ticket<Outcome, Shared>,
+    ticket: Ticket<Outcome, Entry>,
     reason: FetchReason,
     replacing: Option<AccessToken>,
 ) {
-    let shared = Arc::clone(ticket.owner());
-    tracing::debug!("fetching token");
-    let fetch = async {
-        match &replacing {
-            Some(rejected) => shared.source.fetch_replacing(rejected).await,
-            None => shared.source.fetch().await,
+    let entry = Arc::clone(ticket.owner());
+    let gate = entry.common.gate.as_ref();
+    let turn = match gate {
+        Some(gate) => Some(gate.admit(|| ticket.reached(Stage::Queued)).await),
+        None => None,
+    };
+    let paused = gate.and_then(|gate| Some((gate, gate.paused(Instant::now())?)));
+    let result = match paused {
+        Some((gate, (until, error))) => {
+            gate.held_back();
+            Err(error.with_retry_after(until.saturating_duration_since(Instant::now())))
+        }
+        None => {
+            ticket.reached(Stage::Running);
+            tracing::debug!("fetching token");
+            let result = entry.fetch_from_source(replacing.as_ref()).await;
+            if let Some(gate) = gate {
+                gate.observe(result.as_ref().map(|_| ()), Instant::now());
+            }
+            result
         }
     };
-    let fetch = CatchPanic::new(fetch);
-    let result = match tokio::time::timeout(shared.config.fetch_timeout, fetch).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(())) => Err(CacheError::SourcePanicked.into()),
-        Err(_) => Err(CacheError::FetchTimedOut.into()),
-    };
-    let outcome = shared.complete(ticket.id, reason, result);
+    drop(turn);
+    let outcome = entry.complete(ticket.id, reason, result);
     ticket.deliver(outcome);
 }
