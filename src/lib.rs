@@ -122,6 +122,7 @@
 mod cache;
 mod classify;
 mod error;
+mod keyed;
 mod layer;
 pub mod oauth2;
 mod origin;
@@ -142,6 +143,7 @@ pub use crate::cache::{
 };
 pub use crate::classify::{DefaultClassifier, RejectionClassifier};
 pub use crate::error::{BearerAuthError, BoxError, CacheError, ErrorKind, TokenError};
+pub use crate::keyed::{KeyedStats, KeyedTokenCache, KeyedTokenCacheBuilder};
 pub use crate::layer::BearerAuthLayer;
 pub use crate::origin::{InvalidOrigin, Origin};
 pub use crate::secret::Secret;

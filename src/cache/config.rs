@@ -192,6 +192,7 @@ macro_rules! cache_settings {
         }
     };
 }
+pub(crate) use cache_settings;
 
 /// Builds a [`TokenCache`] with non-default settings. Every setting has a
 /// default that suits most APIs; each setter says what it is.

@@ -137,6 +137,9 @@ pub(crate) struct Entry {
     unconfirmed: AtomicU64,
     /// A rejection streak is running (the slow path's streak is not 0).
     streak_running: AtomicBool,
+    /// A keyed cache's use bit: set by a lookup, cleared by the eviction
+    /// sweep (CLOCK, see `keyed/clock_ring.rs`).
+    pub(crate) used: AtomicBool,
     /// What tracing calls this entry's key; `None` for a single cache.
     label: Option<Box<str>>,
 }
@@ -214,9 +217,29 @@ impl TokenCache {
                 stats: StatsCounters::default(),
                 unconfirmed: AtomicU64::new(0),
                 streak_running: AtomicBool::new(false),
+                used: AtomicBool::new(false),
                 label,
             }),
         }
+    }
+
+    /// Marks the entry used for a keyed cache's eviction sweep: a load, and
+    /// a store only the first time after each sweep.
+    #[inline]
+    pub(crate) fn mark_used(&self) {
+        if !self.shared.used.load(Ordering::Relaxed) {
+            self.shared.used.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the use bit: `true` if the entry was used since the last take.
+    pub(crate) fn take_used(&self) -> bool {
+        self.shared.used.swap(false, Ordering::Relaxed)
+    }
+
+    /// `true` while a fetch is in flight.
+    pub(crate) fn is_fetching(&self) -> bool {
+        self.shared.lock_slow().flights.busy()
     }
 
     /// The token endpoint's gate this cache fetches through, if any.
@@ -501,7 +524,7 @@ impl Entry {
                 key = tracing::field::Empty,
             );
             if let Some(label) = &self.label {
-                span.record("key", &**label);
+                span.record("key", tracing::field::display(label));
             }
             // Outside the lock: a runtime that is shutting down drops the task
             // at once, and the ticket's drop takes the lock to free the slot.
@@ -673,7 +696,7 @@ impl Entry {
     /// none for a single cache.
     fn key_span(&self) -> tracing::Span {
         match &self.label {
-            Some(label) => tracing::info_span!("tower_bearer.key", key = &**label),
+            Some(label) => tracing::info_span!("tower_bearer.key", key = %label),
             None => tracing::Span::none(),
         }
     }

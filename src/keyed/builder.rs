@@ -1,0 +1,128 @@
+//! The builder of a keyed cache: how many keys, how long idle, how keys are
+//! named, which gate, and the settings of each key's cache.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::clock_ring::ClockRing;
+use super::stats::KeyCounters;
+use super::{Factory, Keyed, KeyedTokenCache, Labeler, Ring};
+use crate::cache::config::{cache_settings, CacheConfig};
+use crate::cache::{Common, EndpointGate};
+
+// Defaults, stated again in the setter docs.
+const DEFAULT_MAX_KEYS: usize = 10_000;
+
+/// Builds a [`KeyedTokenCache`]. The per-key settings (skew, refresh ahead,
+/// backoff, timeouts, …) are those of
+/// [`TokenCacheBuilder`](crate::TokenCacheBuilder), applied to every key.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_bearer::{EndpointGate, KeyedTokenCache, StaticToken};
+///
+/// let cache = KeyedTokenCache::builder(|tenant: &u64| StaticToken::new(format!("key-{tenant}")))
+///     .max_keys(50_000)
+///     .evict_idle_after(Duration::from_secs(3600))
+///     .label(|tenant| format!("tenant-{tenant}"))
+///     .gate(EndpointGate::new(32))
+///     .refresh_ahead(Duration::from_secs(120))
+///     .build();
+/// assert_eq!(cache.max_keys(), 50_000);
+/// assert_eq!(cache.gate().max_in_flight(), 32);
+/// ```
+pub struct KeyedTokenCacheBuilder<K> {
+    factory: Box<Factory<K>>,
+    labeler: Option<Box<Labeler<K>>>,
+    config: CacheConfig,
+    gate: Option<EndpointGate>,
+    max_keys: usize,
+    idle_after: Option<Duration>,
+}
+
+impl<K> KeyedTokenCacheBuilder<K>
+where
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    pub(super) fn new(factory: Box<Factory<K>>) -> Self {
+        Self {
+            factory,
+            labeler: None,
+            config: CacheConfig::default(),
+            gate: None,
+            max_keys: DEFAULT_MAX_KEYS,
+            idle_after: None,
+        }
+    }
+
+    /// The most keys held at once (at least 1); adding one more drops the
+    /// least recently used. Defaults to 10,000.
+    pub fn max_keys(mut self, max: usize) -> Self {
+        self.max_keys = max.max(1);
+        self
+    }
+
+    /// Drops keys not used for `idle` (and not fetching), when keys are added
+    /// or when [`evict_idle`](KeyedTokenCache::evict_idle) is called; a key
+    /// goes no sooner than `idle` after its last use, and, while keys keep
+    /// being added, no later than a quarter of `idle` after that. By default
+    /// keys are dropped only to stay within [`max_keys`](Self::max_keys).
+    pub fn evict_idle_after(mut self, idle: Duration) -> Self {
+        self.idle_after = Some(idle);
+        self
+    }
+
+    /// Names each key in tracing spans and events (`key = ...`), and in the
+    /// cache's `Debug`: a workspace id, a tenant name. Never put a secret in
+    /// a label. Called once when a key is added. By default keys are
+    /// numbered in the order they were added (`#1`, `#2`, …).
+    pub fn label(mut self, label: impl Fn(&K) -> String + Send + Sync + 'static) -> Self {
+        self.labeler = Some(Box::new(label));
+        self
+    }
+
+    /// Every key fetches through `gate` (which other caches asking the same
+    /// token endpoint may share). By default the cache has a gate of its own
+    /// allowing 16 fetches at once, with default pauses.
+    pub fn gate(mut self, gate: EndpointGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    cache_settings!();
+
+    /// Builds the cache. No source is made and no token fetched until a key
+    /// is first used.
+    pub fn build(self) -> KeyedTokenCache<K> {
+        let gate = self.gate.unwrap_or_else(|| EndpointGate::builder().build());
+        let common = Common::new(self.config, Some(gate.clone()), true);
+        KeyedTokenCache {
+            inner: Arc::new(Keyed {
+                map: papaya::HashMap::new(),
+                ring: Mutex::new(Ring {
+                    clock: ClockRing::new(),
+                    next_idle_pass: None,
+                }),
+                factory: self.factory,
+                labeler: self.labeler,
+                common: Arc::new(common),
+                gate,
+                max_keys: self.max_keys,
+                idle_after: self.idle_after,
+                counters: KeyCounters::default(),
+            }),
+        }
+    }
+}
+
+impl<K> fmt::Debug for KeyedTokenCacheBuilder<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedTokenCacheBuilder")
+            .field("config", &self.config)
+            .field("gate", &self.gate)
+            .field("max_keys", &self.max_keys)
+            .field("evict_idle_after", &self.idle_after)
+            .finish_non_exhaustive()
+    }
+}
