@@ -92,7 +92,10 @@ async fn a_hundred_thousand_idle_keys_cost_under_a_kilobyte_each_no_task_and_no_
         per_key + per_token,
     );
     assert_eq!(cache.len(), KEYS);
-    assert!(per_key + per_token <= 1024, "{per_key} + {per_token} bytes per key");
+    assert!(
+        per_key + per_token <= 1024,
+        "{per_key} + {per_token} bytes per key"
+    );
     assert_eq!(tasks, 0, "a key costs no task");
     assert_eq!(idle_fetches, 0, "an idle key is never refreshed");
     drop(cache);

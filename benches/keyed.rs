@@ -1,0 +1,131 @@
+//! Issue 10: the keyed (multi-tenant) cache.
+//!
+//! - `keyed/lookup`: the token for a request from a single-key cache against
+//!   a keyed cache holding 10,000 keys (hash, lock-free map lookup, use bit):
+//!   what choosing a key costs.
+//! - `keyed/cold_start`: 10,000 cold keys at once against the loopback Glue of
+//!   `examples/glue_workspaces.rs` (2 ms per token request), through gates of
+//!   16 and 64 fetches in flight: the time until every key has its token. The
+//!   most token requests the endpoint served at once is printed (and asserted
+//!   never to exceed the limit).
+//!
+//! ```text
+//! cargo bench --bench keyed -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+#[path = "../examples/glue_workspaces.rs"]
+#[allow(dead_code)]
+mod glue_workspaces;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use tower_bearer::{from_fn, AccessToken, EndpointGate, KeyedTokenCache, TokenCache};
+
+use glue_workspaces::{workspace_tokens, Fixture, Workspace};
+
+const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.bench-token-of-a-realistic-length.c2lnbmF0dXJl";
+const KEYS: usize = 10_000;
+const COLD_KEYS: usize = 10_000;
+const TOKEN_LATENCY: Duration = Duration::from_millis(2);
+
+fn source() -> impl tower_bearer::TokenSource {
+    from_fn(|| async { Ok(AccessToken::new(TOKEN).with_expires_in(Duration::from_secs(3600))) })
+}
+
+fn lookup(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let single = TokenCache::new(source());
+    rt.block_on(single.token()).unwrap();
+    let keyed = KeyedTokenCache::builder(|_: &Workspace| source())
+        .max_keys(KEYS)
+        .build();
+    let workspaces: Vec<Workspace> = (0..KEYS).map(Workspace::numbered).collect();
+    for workspace in &workspaces {
+        rt.block_on(keyed.acquire(workspace)).unwrap();
+    }
+    let key = workspaces[KEYS / 2].clone();
+
+    let mut group = c.benchmark_group("keyed/lookup");
+    group.bench_function("single_key_current", |b| {
+        b.iter(|| black_box(single.current()))
+    });
+    group.bench_function("keyed_current_of_10000", |b| {
+        b.iter(|| black_box(keyed.current(black_box(&key))))
+    });
+    group.finish();
+    assert_eq!(keyed.stats().tokens.fetches, KEYS as u64);
+}
+
+fn cold_start(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let glue = rt.block_on(Fixture::start(TOKEN_LATENCY));
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let workspaces: Arc<Vec<Workspace>> =
+        Arc::new((0..COLD_KEYS).map(Workspace::numbered).collect());
+
+    let mut group = c.benchmark_group("keyed/cold_start");
+    group.sample_size(10);
+    for limit in [16, 64] {
+        let gate = EndpointGate::new(limit);
+        let requests_before = glue.token_requests();
+        let mut iterations = 0u64;
+        group.bench_function(format!("10000_keys_limit_{limit}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let cache = workspace_tokens(&glue.base(), &http, gate.clone()).unwrap();
+                    let workspaces = Arc::clone(&workspaces);
+                    let started = Instant::now();
+                    rt.block_on(async move {
+                        let callers: Vec<_> = (0..COLD_KEYS)
+                            .map(|n| {
+                                let (cache, workspaces) = (cache.clone(), Arc::clone(&workspaces));
+                                tokio::spawn(async move { cache.acquire(&workspaces[n]).await })
+                            })
+                            .collect();
+                        for caller in callers {
+                            caller.await.unwrap().expect("every key gets its token");
+                        }
+                    });
+                    total += started.elapsed();
+                    iterations += 1;
+                }
+                total
+            })
+        });
+        let stats = gate.stats();
+        assert!(stats.peak_in_flight <= limit);
+        assert_eq!(
+            (glue.token_requests() - requests_before) as u64,
+            iterations * COLD_KEYS as u64,
+            "one token request per key and iteration"
+        );
+        println!(
+            "keyed cold start: limit {limit}: {iterations} iterations of {COLD_KEYS} keys, \
+             {} token requests, at most {} at once at the gate",
+            glue.token_requests() - requests_before,
+            stats.peak_in_flight,
+        );
+    }
+    group.finish();
+    println!(
+        "keyed cold start: the token endpoint served at most {} requests at once",
+        glue.peak_in_flight()
+    );
+    assert!(glue.peak_in_flight() <= 64);
+    assert_eq!(glue.wrong_workspace(), 0);
+}
+
+criterion_group!(benches, lookup, cold_start);
+criterion_main!(benches);
