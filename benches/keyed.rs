@@ -1,5 +1,10 @@
 //! Issue 10: the keyed (multi-tenant) cache.
 //!
+//! - `keyed/hot_path`: one request with a cached, valid token through the
+//!   bare service, tower-http's `AddAuthorization`, the single-key layer and
+//!   a layer on a keyed cache holding 10,000 keys (key read from a request
+//!   extension), in one group. Every row sends the same request, extension
+//!   included, so the differences are the layers'.
 //! - `keyed/lookup`: the token for a request from a single-key cache against
 //!   a keyed cache holding 10,000 keys (hash, lock-free map lookup, use bit):
 //!   what choosing a key costs.
@@ -13,26 +18,89 @@
 //! cargo bench --bench keyed -- --warm-up-time 1 --measurement-time 3
 //! ```
 
+mod common;
 #[path = "../examples/glue_workspaces.rs"]
 #[allow(dead_code)]
 mod glue_workspaces;
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::task::Context;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
-use tower_bearer::{from_fn, AccessToken, EndpointGate, KeyedTokenCache, TokenCache};
+use http::Request;
+use http_body_util::Full;
+use tower::Layer;
+use tower_bearer::{
+    from_fn, AccessToken, BearerAuthLayer, EndpointGate, KeyedTokenCache, TokenCache,
+};
+use tower_http::auth::AddAuthorizationLayer;
 
+use common::{noop_waker, send, warm_layer, Api, TOKEN};
 use glue_workspaces::{workspace_tokens, Fixture, Workspace};
-
-const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.bench-token-of-a-realistic-length.c2lnbmF0dXJl";
 const KEYS: usize = 10_000;
 const COLD_KEYS: usize = 10_000;
 const TOKEN_LATENCY: Duration = Duration::from_millis(2);
 
 fn source() -> impl tower_bearer::TokenSource {
     from_fn(|| async { Ok(AccessToken::new(TOKEN).with_expires_in(Duration::from_secs(3600))) })
+}
+
+/// The request of `hot_path`, for one workspace (set as an extension, as
+/// the application does).
+fn request(workspace: &Workspace) -> Request<Full<Bytes>> {
+    let mut request = common::request();
+    request.extensions_mut().insert(workspace.clone());
+    request
+}
+
+fn workspace_of(request: &Request<Full<Bytes>>) -> Option<Workspace> {
+    request.extensions().get::<Workspace>().cloned()
+}
+
+fn hot_path(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    let waker = noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let keyed = KeyedTokenCache::builder(|_: &Workspace| source())
+        .max_keys(KEYS)
+        .build();
+    let workspaces: Vec<Workspace> = (0..KEYS).map(Workspace::numbered).collect();
+    for workspace in &workspaces {
+        rt.block_on(keyed.acquire(workspace)).unwrap();
+    }
+    let workspace = &workspaces[KEYS / 2];
+
+    let mut bare = Api;
+    let mut add_auth = AddAuthorizationLayer::bearer(TOKEN).layer(Api);
+    let mut single = warm_layer(&rt).layer(Api);
+    let key: fn(&Request<Full<Bytes>>) -> Option<Workspace> = workspace_of;
+    let mut by_key = BearerAuthLayer::keyed(keyed.clone(), key).layer(Api);
+
+    let mut group = c.benchmark_group("keyed/hot_path");
+    group.bench_function("bare", |b| {
+        b.iter(|| send(&mut bare, &mut cx, request(workspace)))
+    });
+    group.bench_function("add_authorization", |b| {
+        b.iter(|| send(&mut add_auth, &mut cx, request(workspace)))
+    });
+    group.bench_function("bearer_auth", |b| {
+        b.iter(|| send(&mut single, &mut cx, request(workspace)))
+    });
+    group.bench_function("bearer_auth_keyed", |b| {
+        b.iter(|| send(&mut by_key, &mut cx, request(workspace)))
+    });
+    group.finish();
+    // Every request went out with a cached token: no fetch beyond the warm-up.
+    assert_eq!(single.cache().stats().fetches, 1);
+    assert_eq!(keyed.stats().tokens.fetches, KEYS as u64);
+    assert_eq!(keyed.stats_for(workspace).unwrap().waits, 1);
 }
 
 fn lookup(c: &mut Criterion) {
@@ -127,5 +195,5 @@ fn cold_start(c: &mut Criterion) {
     assert_eq!(glue.wrong_workspace(), 0);
 }
 
-criterion_group!(benches, lookup, cold_start);
+criterion_group!(benches, hot_path, lookup, cold_start);
 criterion_main!(benches);

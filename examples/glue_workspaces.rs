@@ -29,8 +29,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{ClientAuth, ClientCredentials, HttpClient, TokenEndpoint};
-use tower_bearer::{EndpointGate, KeyedTokenCache};
+use tower_bearer::{BearerAuthLayer, EndpointGate, KeyedTokenCache};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type HyperClient = Client<HttpConnector, Full<Bytes>>;
@@ -113,39 +114,45 @@ pub fn graphql(base: &str, workspace: &Workspace) -> Request<Full<Bytes>> {
     request
 }
 
+/// The workspace a request is for: set by the application as an extension.
+pub fn workspace_of(request: &Request<Full<Bytes>>) -> Option<Workspace> {
+    request.extensions().get::<Workspace>().cloned()
+}
+
 pub async fn run(glue: &Fixture, workspaces: usize, rounds: usize) -> Result<Outcome, BoxError> {
     let base = glue.base();
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    // At most 8 token requests at once, whatever the number of workspaces.
     let tokens = workspace_tokens(&base, &http, EndpointGate::new(8))?;
+    // One client for every workspace: each request gets its workspace's token.
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::keyed(tokens.clone(), workspace_of))
+        .service(http);
 
     let mut ok = 0;
     let mut api_requests = 0;
     for _ in 0..rounds {
         let calls: Vec<_> = (0..workspaces)
             .map(|n| {
-                let (tokens, http, base) = (tokens.clone(), http.clone(), base.clone());
-                tokio::spawn(async move {
-                    let workspace = Workspace::numbered(n);
-                    let token = tokens.acquire(&workspace).await?;
-                    let mut request = graphql(&base, &workspace);
-                    request
-                        .headers_mut()
-                        .insert(AUTHORIZATION, token.header_value().clone());
-                    let status = http.request(request).await?.status();
-                    if status == StatusCode::OK {
-                        tokens.accepted(&workspace, token.generation());
-                    }
-                    Ok::<_, BoxError>(status)
-                })
+                let request = graphql(&base, &Workspace::numbered(n));
+                tokio::spawn(client.clone().oneshot(request))
             })
             .collect();
         for call in calls {
             api_requests += 1;
-            if call.await?? == StatusCode::OK {
+            if call.await??.status() == StatusCode::OK {
                 ok += 1;
             }
         }
     }
+    let stats = tokens.stats();
+    println!(
+        "{} workspaces: {} token fetches, {} waits, gate {:?}",
+        stats.keys,
+        stats.tokens.fetches,
+        stats.tokens.waits,
+        tokens.gate().stats()
+    );
     Ok(Outcome {
         workspaces,
         api_requests,

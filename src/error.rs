@@ -232,6 +232,9 @@ pub enum CacheError {
     FetchAbandoned,
     /// No tokio runtime to run a fetch on: the cache was used from outside one.
     NoRuntime,
+    /// The request carries no key to choose its token by (a keyed cache's
+    /// key function returned `None`); it was not sent.
+    KeyMissing,
 }
 
 impl fmt::Display for CacheError {
@@ -262,6 +265,9 @@ impl fmt::Display for CacheError {
             CacheError::NoRuntime => {
                 f.write_str("no tokio runtime to fetch a token on; use the cache inside one")
             }
+            CacheError::KeyMissing => {
+                f.write_str("the request carries no key to choose its token by; it was not sent")
+            }
         }
     }
 }
@@ -272,9 +278,9 @@ impl CacheError {
     /// Whether trying again later can help.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            CacheError::TokenTooLarge { .. } | CacheError::TokenNotHeaderSafe => {
-                ErrorKind::Permanent
-            }
+            CacheError::TokenTooLarge { .. }
+            | CacheError::TokenNotHeaderSafe
+            | CacheError::KeyMissing => ErrorKind::Permanent,
             _ => ErrorKind::Transient,
         }
     }

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
+use http::Request;
 use tower_layer::Layer;
 
 use crate::cache::TokenCache;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
+use crate::keyed::KeyedTokenCache;
 use crate::origin::Origin;
 use crate::replay::{CloneBody, NoReplay};
+use crate::select::KeyedBy;
 use crate::service::BearerAuth;
 use crate::source::TokenSource;
 
@@ -15,7 +18,11 @@ use crate::source::TokenSource;
 ///
 /// `P` is the [`ReplayPolicy`](crate::replay::ReplayPolicy) that decides which requests
 /// can be sent a second time after a rejection ([`CloneBody`] by default), `C`
-/// the [`RejectionClassifier`] that recognises a rejection ([`DefaultClassifier`]).
+/// the [`RejectionClassifier`] that recognises a rejection ([`DefaultClassifier`]),
+/// `T` where tokens come from: one [`TokenCache`] ([`new`](Self::new),
+/// [`from_cache`](Self::from_cache)), or the cache of each request's key in a
+/// [`KeyedTokenCache`] ([`keyed`](Self::keyed)), or any
+/// [`CacheSelector`](crate::CacheSelector).
 ///
 /// ```
 /// use std::convert::Infallible;
@@ -42,8 +49,8 @@ use crate::source::TokenSource;
 /// # }
 /// ```
 #[derive(Clone, Debug)]
-pub struct BearerAuthLayer<P = CloneBody, C = DefaultClassifier> {
-    cache: TokenCache,
+pub struct BearerAuthLayer<P = CloneBody, C = DefaultClassifier, T = TokenCache> {
+    tokens: T,
     replay: P,
     classifier: C,
     scope: Option<Arc<[Origin]>>,
@@ -58,8 +65,68 @@ impl BearerAuthLayer {
     /// A layer reading from an existing cache (tuned with
     /// [`TokenCache::builder`], or shared with other layers).
     pub fn from_cache(cache: TokenCache) -> Self {
+        Self::with_tokens(cache)
+    }
+}
+
+impl<K, F> BearerAuthLayer<CloneBody, DefaultClassifier, KeyedBy<K, F>> {
+    /// A layer choosing, for each request, the token of its key in `cache`:
+    /// many tenants (workspaces, audiences, users) behind one client.
+    ///
+    /// `key` reads the key from the request (an extension, a header) on every
+    /// request, so it should be cheap. A request whose key it cannot find
+    /// (`None`) is not sent: the call fails with
+    /// [`CacheError::KeyMissing`](crate::CacheError::KeyMissing). The key's
+    /// cache serves the whole exchange, so a rejection invalidates that key's
+    /// token only, and the replay carries that key's fresh token. Replay
+    /// policies, classifiers and origins work as with one token.
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use bytes::Bytes;
+    /// use http::{Request, Response};
+    /// use http_body_util::Full;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    /// use tower_bearer::{BearerAuthLayer, KeyedTokenCache, StaticToken};
+    ///
+    /// /// The tenant a request is for, set by the application.
+    /// #[derive(Clone, PartialEq, Eq, Hash)]
+    /// struct Tenant(u32);
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let tenants = KeyedTokenCache::new(|t: &Tenant| StaticToken::new(format!("key-{}", t.0)));
+    /// let layer = BearerAuthLayer::keyed(tenants.clone(), |req: &Request<Full<Bytes>>| {
+    ///     req.extensions().get::<Tenant>().cloned()
+    /// });
+    /// let client = layer.layer(service_fn(|req: Request<Full<Bytes>>| async move {
+    ///     Ok::<_, Infallible>(Response::new(req.headers()["authorization"].clone()))
+    /// }));
+    ///
+    /// let mut request = Request::get("http://127.0.0.1/").body(Full::default()).unwrap();
+    /// request.extensions_mut().insert(Tenant(7));
+    /// let response = client.clone().oneshot(request).await.unwrap();
+    /// assert_eq!(response.body(), "Bearer key-7");
+    ///
+    /// // No tenant: not sent.
+    /// let request = Request::get("http://127.0.0.1/").body(Full::default()).unwrap();
+    /// assert!(client.oneshot(request).await.unwrap_err().token_error().is_some());
+    /// assert_eq!(tenants.stats().keys, 1);
+    /// # }
+    /// ```
+    pub fn keyed<B>(cache: KeyedTokenCache<K>, key: F) -> Self
+    where
+        F: Fn(&Request<B>) -> Option<K>,
+    {
+        Self::with_tokens(KeyedBy::new(cache, key))
+    }
+}
+
+impl<T> BearerAuthLayer<CloneBody, DefaultClassifier, T> {
+    /// A layer taking each request's token from the cache `tokens` chooses
+    /// for it ([`CacheSelector`](crate::CacheSelector)).
+    pub fn with_tokens(tokens: T) -> Self {
         Self {
-            cache,
+            tokens,
             replay: CloneBody,
             classifier: DefaultClassifier,
             scope: None,
@@ -67,12 +134,25 @@ impl BearerAuthLayer {
     }
 }
 
-impl<P, C> BearerAuthLayer<P, C> {
+impl<P, C> BearerAuthLayer<P, C, TokenCache> {
+    /// The cache the layer's services read from, for its [`stats`](TokenCache::stats).
+    pub fn cache(&self) -> &TokenCache {
+        &self.tokens
+    }
+}
+
+impl<P, C, T> BearerAuthLayer<P, C, T> {
+    /// Where the layer's services take tokens from: a [`TokenCache`], or a
+    /// keyed cache with its key function ([`KeyedBy`]).
+    pub fn tokens(&self) -> &T {
+        &self.tokens
+    }
+
     /// Uses another [`ReplayPolicy`](crate::replay::ReplayPolicy) to decide which
     /// requests can be retried after a rejection.
-    pub fn replay<P2>(self, replay: P2) -> BearerAuthLayer<P2, C> {
+    pub fn replay<P2>(self, replay: P2) -> BearerAuthLayer<P2, C, T> {
         BearerAuthLayer {
-            cache: self.cache,
+            tokens: self.tokens,
             replay,
             classifier: self.classifier,
             scope: self.scope,
@@ -81,14 +161,14 @@ impl<P, C> BearerAuthLayer<P, C> {
 
     /// Never retries. Needed for bodies that are neither `Clone` nor buffered;
     /// a rejected token is still replaced for the next request.
-    pub fn no_replay(self) -> BearerAuthLayer<NoReplay, C> {
+    pub fn no_replay(self) -> BearerAuthLayer<NoReplay, C, T> {
         self.replay(NoReplay)
     }
 
     /// Uses another [`RejectionClassifier`].
-    pub fn classifier<C2: RejectionClassifier>(self, classifier: C2) -> BearerAuthLayer<P, C2> {
+    pub fn classifier<C2: RejectionClassifier>(self, classifier: C2) -> BearerAuthLayer<P, C2, T> {
         BearerAuthLayer {
-            cache: self.cache,
+            tokens: self.tokens,
             replay: self.replay,
             classifier,
             scope: self.scope,
@@ -134,20 +214,15 @@ impl<P, C> BearerAuthLayer<P, C> {
         self.scope = Some(origins.into_iter().collect());
         self
     }
-
-    /// The cache the layer's services read from, for its [`stats`](TokenCache::stats).
-    pub fn cache(&self) -> &TokenCache {
-        &self.cache
-    }
 }
 
-impl<S, P: Clone, C: Clone> Layer<S> for BearerAuthLayer<P, C> {
-    type Service = BearerAuth<S, P, C>;
+impl<S, P: Clone, C: Clone, T: Clone> Layer<S> for BearerAuthLayer<P, C, T> {
+    type Service = BearerAuth<S, P, C, T>;
 
     fn layer(&self, inner: S) -> Self::Service {
         BearerAuth::from_parts(
             inner,
-            self.cache.clone(),
+            self.tokens.clone(),
             self.replay.clone(),
             self.classifier.clone(),
             self.scope.clone(),

@@ -129,6 +129,7 @@ mod origin;
 mod redact;
 pub mod replay;
 mod secret;
+mod select;
 mod service;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -147,6 +148,7 @@ pub use crate::keyed::{KeyedStats, KeyedTokenCache, KeyedTokenCacheBuilder};
 pub use crate::layer::BearerAuthLayer;
 pub use crate::origin::{InvalidOrigin, Origin};
 pub use crate::secret::Secret;
+pub use crate::select::{CacheSelector, KeyedBy};
 pub use crate::service::{BearerAuth, ResponseFuture};
 pub use crate::source::{
     from_fn, BoxFuture, BoxTokenSource, DynTokenSource, FnSource, StaticToken, TokenSource,

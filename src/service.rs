@@ -17,6 +17,7 @@ use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
 use crate::origin::Origin;
 use crate::replay::{CloneBody, ReplayPolicy};
+use crate::select::CacheSelector;
 use crate::source::BoxFuture;
 
 /// Adds `Authorization: Bearer <token>` to every request and retries once when
@@ -30,10 +31,15 @@ use crate::source::BoxFuture;
 /// [`only_for_origins`](crate::BearerAuthLayer::only_for_origins) scope, if set.
 /// A request is never sent without a token otherwise: if none can be had, the
 /// call fails with [`BearerAuthError::Token`].
+///
+/// `T` chooses the token cache of each request ([`CacheSelector`]): one
+/// [`TokenCache`], or a key's cache in a
+/// [`KeyedTokenCache`](crate::KeyedTokenCache) ([`KeyedBy`](crate::KeyedBy)).
+/// The chosen cache serves the whole exchange, replay included.
 #[derive(Clone, Debug)]
-pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier> {
+pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier, T = TokenCache> {
     inner: S,
-    cache: TokenCache,
+    tokens: T,
     replay: P,
     classifier: C,
     /// The origins the token may be sent to; `None`: every request.
@@ -67,17 +73,17 @@ impl<S> BearerAuth<S> {
     }
 }
 
-impl<S, P, C> BearerAuth<S, P, C> {
+impl<S, P, C, T> BearerAuth<S, P, C, T> {
     pub(crate) fn from_parts(
         inner: S,
-        cache: TokenCache,
+        tokens: T,
         replay: P,
         classifier: C,
         scope: Option<Arc<[Origin]>>,
     ) -> Self {
         Self {
             inner,
-            cache,
+            tokens,
             replay,
             classifier,
             scope,
@@ -93,9 +99,10 @@ impl<S, P, C> BearerAuth<S, P, C> {
         }
     }
 
-    /// The token cache this service reads from.
-    pub fn cache(&self) -> &TokenCache {
-        &self.cache
+    /// Where this service's tokens come from: a [`TokenCache`], or a keyed
+    /// cache with its key function ([`KeyedBy`](crate::KeyedBy)).
+    pub fn tokens(&self) -> &T {
+        &self.tokens
     }
 
     /// The wrapped service.
@@ -114,11 +121,19 @@ impl<S, P, C> BearerAuth<S, P, C> {
     }
 }
 
-impl<S, P, C, B, R> Service<Request<B>> for BearerAuth<S, P, C>
+impl<S, P, C> BearerAuth<S, P, C, TokenCache> {
+    /// The token cache this service reads from.
+    pub fn cache(&self) -> &TokenCache {
+        &self.tokens
+    }
+}
+
+impl<S, P, C, T, B, R> Service<Request<B>> for BearerAuth<S, P, C, T>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone,
     P: ReplayPolicy<B>,
     C: RejectionClassifier,
+    T: CacheSelector<B>,
 {
     type Response = Response<R>;
     type Error = BearerAuthError<S::Error>;
@@ -131,15 +146,22 @@ where
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if has_authorization(request.headers()) || !self.in_scope(request.uri()) {
             let future = self.inner.call(request);
-            return ResponseFuture::new(self, State::Passthrough { future });
+            return ResponseFuture::new(self, None, State::Passthrough { future });
         }
-        match self.cache.current() {
+        let cache = match self.tokens.select(&request) {
+            Ok(cache) => cache,
+            Err(error) => {
+                return ResponseFuture::new(self, None, State::Failed { error: Some(error) })
+            }
+        };
+        match cache.current() {
             Some(token) => {
                 let retry = keep_for_retry(&self.replay, &mut request, &self.inner);
                 request.headers_mut().insert(AUTHORIZATION, token.value);
                 let future = self.inner.call(request);
                 ResponseFuture::new(
                     self,
+                    Some(cache),
                     State::Sending {
                         future,
                         generation: token.generation,
@@ -151,9 +173,10 @@ where
                 // The ready service goes with the request; a clone stays behind.
                 let clone = self.inner.clone();
                 let service = mem::replace(&mut self.inner, clone);
-                let token = Box::pin(self.cache.acquire());
+                let token = Box::pin(cache.acquire());
                 ResponseFuture::new(
                     self,
+                    Some(cache),
                     State::AwaitToken {
                         token,
                         request: Some(request),
@@ -231,7 +254,9 @@ pin_project! {
     {
         #[pin]
         state: State<S, B, P>,
-        cache: TokenCache,
+        // The cache chosen for the request; none for a request passed
+        // through or refused.
+        cache: Option<TokenCache>,
         replay: P,
         classifier: C,
     }
@@ -249,6 +274,10 @@ pin_project! {
         Passthrough {
             #[pin]
             future: S::Future,
+        },
+        // No cache could be chosen for the request; it is not sent.
+        Failed {
+            error: Option<TokenError>,
         },
         // No usable token was cached; waiting for the fetch.
         AwaitToken {
@@ -295,6 +324,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             State::Passthrough { .. } => f.write_str("Passthrough"),
+            State::Failed { .. } => f.write_str("Failed"),
             State::AwaitToken { .. } => f.write_str("AwaitToken"),
             State::Sending {
                 generation, retry, ..
@@ -325,10 +355,14 @@ where
     P: ReplayPolicy<B>,
     C: Clone,
 {
-    fn new(service: &BearerAuth<S, P, C>, state: State<S, B, P>) -> Self {
+    fn new<T>(
+        service: &BearerAuth<S, P, C, T>,
+        cache: Option<TokenCache>,
+        state: State<S, B, P>,
+    ) -> Self {
         Self {
             state,
-            cache: service.cache.clone(),
+            cache,
             replay: service.replay.clone(),
             classifier: service.classifier.clone(),
         }
@@ -349,6 +383,10 @@ where
             match this.state.as_mut().project() {
                 StateProj::Passthrough { future } => {
                     return future.poll(cx).map_err(BearerAuthError::Service);
+                }
+                StateProj::Failed { error } => {
+                    let error = error.take().expect("polled after completion");
+                    return Poll::Ready(Err(BearerAuthError::Token(error)));
                 }
                 StateProj::AwaitToken {
                     token,
@@ -374,20 +412,24 @@ where
                 } => {
                     let response = ready!(future.poll(cx)).map_err(BearerAuthError::Service)?;
                     let generation = *generation;
+                    // Every state after the choice has its cache.
+                    let Some(cache) = this.cache.as_ref() else {
+                        return Poll::Ready(Ok(response));
+                    };
                     if !this
                         .classifier
                         .is_rejection(response.status(), response.headers())
                     {
-                        this.cache.accepted(generation);
+                        cache.accepted(generation);
                         return Poll::Ready(Ok(response));
                     }
                     let Some(retry) = retry.take() else {
                         // Cannot replay: hand the rejection back, but make sure
                         // the next request gets a fresh token.
-                        this.cache.reject(generation);
+                        cache.reject(generation);
                         return Poll::Ready(Ok(response));
                     };
-                    let token = Box::pin(this.cache.replace(generation));
+                    let token = Box::pin(cache.replace(generation));
                     this.state.set(State::AwaitFreshToken {
                         token,
                         rejected_generation: generation,
@@ -420,7 +462,9 @@ where
                     };
                     drop(rejected);
                     request.headers_mut().insert(AUTHORIZATION, fresh.value);
-                    this.cache.record_retry();
+                    if let Some(cache) = this.cache.as_ref() {
+                        cache.record_retry();
+                    }
                     tracing::debug!(
                         rejected_generation = %rejected_generation,
                         generation = %fresh.generation,
@@ -448,13 +492,13 @@ where
                     // A second rejection is returned as is: never loop. It
                     // still counts, so that no later request is sent with a
                     // token the cache knows was rejected.
-                    if this
+                    let rejected = this
                         .classifier
-                        .is_rejection(response.status(), response.headers())
-                    {
-                        this.cache.reject(*generation);
-                    } else {
-                        this.cache.accepted(*generation);
+                        .is_rejection(response.status(), response.headers());
+                    match this.cache.as_ref() {
+                        Some(cache) if rejected => cache.reject(*generation),
+                        Some(cache) => cache.accepted(*generation),
+                        None => {}
                     }
                     return Poll::Ready(Ok(response));
                 }

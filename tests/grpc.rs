@@ -280,3 +280,63 @@ async fn stream_that_ends_later_is_replayed() {
     assert_eq!(reply.received_bytes, 400);
     assert_eq!(layer.cache().stats().retries, 1);
 }
+
+/// A keyed layer over one `Channel` (issue 10): the tenant is read from a
+/// header each call carries; each tenant gets its own token, and a rejection
+/// replaces and replays (a streamed body included) for that tenant only.
+#[tokio::test]
+async fn a_keyed_layer_gives_each_tenant_its_token_and_replays_per_tenant() {
+    use http::HeaderValue;
+    use tower_bearer::KeyedTokenCache;
+
+    let issuer = Issuer::default();
+    let addr = serve(issuer.clone(), false).await.unwrap();
+    let tenants = {
+        let issuer = issuer.clone();
+        KeyedTokenCache::new(move |_tenant: &HeaderValue| {
+            let issuer = issuer.clone();
+            from_fn(move || {
+                let token = issuer.issue();
+                async move { Ok(token) }
+            })
+        })
+    };
+    let layer = BearerAuthLayer::keyed(tenants.clone(), |req: &http::Request<Body>| {
+        req.headers().get("x-tenant").cloned()
+    })
+    .replay(policy());
+    let channel = connect(addr).await.unwrap();
+    let client_for = |tenant: &'static str| {
+        let service = ServiceBuilder::new()
+            .map_request(move |mut req: http::Request<Body>| {
+                req.headers_mut()
+                    .insert("x-tenant", HeaderValue::from_static(tenant));
+                req
+            })
+            .layer(layer.clone())
+            .service(channel.clone());
+        DemoClient::new(service)
+    };
+    let (mut a, mut b) = (client_for("a"), client_for("b"));
+
+    assert_eq!(a.echo("1").await.unwrap().token, "token-1");
+    assert_eq!(b.echo("2").await.unwrap().token, "token-2");
+    assert_eq!(a.echo("3").await.unwrap().token, "token-1");
+
+    issuer.rotate();
+    // A streamed upload of tenant a is rejected, a's token replaced, and the
+    // upload replayed from its recording with a's new token.
+    let parts = tokio_stream::iter(vec![part("0", 100), part("1", 100)]);
+    let reply = a.upload(parts).await.unwrap();
+    assert_eq!(
+        (reply.token.as_str(), reply.received_bytes),
+        ("token-3", 200)
+    );
+    assert_eq!(b.echo("4").await.unwrap().token, "token-4");
+    assert_eq!(a.echo("5").await.unwrap().token, "token-3");
+
+    let stats = |t: &'static str| tenants.stats_for(&HeaderValue::from_static(t)).unwrap();
+    assert_eq!((stats("a").fetches, stats("a").retries), (2, 1));
+    assert_eq!((stats("b").fetches, stats("b").retries), (2, 1));
+    assert_eq!(issuer.rejections(), 2);
+}

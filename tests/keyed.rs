@@ -22,12 +22,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use glue_workspaces::{workspace_tokens, Fixture, Workspace};
-use http::StatusCode;
+use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tower::{Layer, ServiceExt};
 use tower_bearer::oauth2::{ExchangeError, OAuth2Error};
-use tower_bearer::{from_fn, AccessToken, CacheError, EndpointGate, KeyedTokenCache, TokenError};
+use tower_bearer::{
+    from_fn, AccessToken, BearerAuthError, BearerAuthLayer, CacheError, EndpointGate,
+    KeyedTokenCache, TokenError,
+};
 
 /// How long one caller may take before the test calls it a hang (virtual time).
 const CALL_BOUND: Duration = Duration::from_secs(600);
@@ -502,6 +506,173 @@ async fn a_temporarily_unavailable_from_a_plain_source_pauses_every_key() {
     tokio::time::advance(Duration::from_secs(2)).await;
     bounded(cache.acquire(&2)).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+// ---------------------------------------------------------------------------
+// Through BearerAuthLayer: a hyper-util client and the loopback Glue
+// ---------------------------------------------------------------------------
+
+type GlueClient = tower_bearer::BearerAuth<
+    glue_workspaces::HyperClient,
+    tower_bearer::replay::CloneBody,
+    tower_bearer::DefaultClassifier,
+    tower_bearer::KeyedBy<Workspace, fn(&Request<Full<Bytes>>) -> Option<Workspace>>,
+>;
+
+fn workspace_of_request(request: &Request<Full<Bytes>>) -> Option<Workspace> {
+    request.extensions().get::<Workspace>().cloned()
+}
+
+async fn glue_client(glue: &Fixture) -> (KeyedTokenCache<Workspace>, GlueClient) {
+    let http = hyper_client();
+    let tokens = workspace_tokens(&glue.base(), &http, EndpointGate::new(8)).unwrap();
+    let key: fn(&Request<Full<Bytes>>) -> Option<Workspace> = workspace_of_request;
+    let client = BearerAuthLayer::keyed(tokens.clone(), key).layer(http);
+    (tokens, client)
+}
+
+async fn call(client: &GlueClient, glue: &Fixture, workspace: &Workspace) -> StatusCode {
+    let request = glue_workspaces::graphql(&glue.base(), workspace);
+    bounded(client.clone().oneshot(request))
+        .await
+        .expect("the call succeeds")
+        .status()
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_request_carries_its_own_workspaces_token() {
+    let glue = Fixture::start(Duration::from_millis(5)).await;
+    let (tokens, client) = glue_client(&glue).await;
+    let calls: Vec<_> = (0..200)
+        .flat_map(|n| [n; 5])
+        .map(|n| {
+            let (client, glue) = (client.clone(), glue.clone());
+            tokio::spawn(async move { call(&client, &glue, &Workspace::numbered(n)).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(
+        glue.wrong_workspace(),
+        0,
+        "no request carried another workspace's token"
+    );
+    assert_eq!(glue.unknown_token(), 0);
+    assert_eq!(glue.api_requests(), 1_000);
+    assert_eq!(glue.token_requests(), 200);
+    assert_eq!(tokens.stats().tokens.fetches, 200);
+    assert!(glue.peak_in_flight() <= 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_without_a_workspace_fails_typed_and_is_never_sent() {
+    let glue = Fixture::start(Duration::ZERO).await;
+    let (tokens, client) = glue_client(&glue).await;
+    let mut request = glue_workspaces::graphql(&glue.base(), &Workspace::numbered(1));
+    request.extensions_mut().remove::<Workspace>();
+    let err = bounded(client.oneshot(request)).await.unwrap_err();
+    let BearerAuthError::Token(err) = err else {
+        panic!("not a token error: {err}");
+    };
+    assert_eq!(
+        err.cause().and_then(|c| c.downcast_ref::<CacheError>()),
+        Some(&CacheError::KeyMissing)
+    );
+    assert!(err.is_permanent());
+    assert_eq!(glue.api_requests(), 0, "never sent");
+    assert_eq!(glue.token_requests(), 0);
+    assert!(tokens.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_token_is_replaced_and_replayed_for_its_workspace_only() {
+    let glue = Fixture::start(Duration::from_millis(5)).await;
+    let (tokens, client) = glue_client(&glue).await;
+    let (a, b) = (Workspace::numbered(1), Workspace::numbered(2));
+    assert_eq!(call(&client, &glue, &a).await, StatusCode::OK);
+    assert_eq!(call(&client, &glue, &b).await, StatusCode::OK);
+    let a_token = tokens.current(&a).unwrap();
+    glue.revoke(&a_token.header_value().to_str().unwrap()["Bearer ".len()..]);
+
+    let calls: Vec<_> = [&a, &b]
+        .into_iter()
+        .flat_map(|w| std::iter::repeat_n(w.clone(), 10))
+        .map(|w| {
+            let (client, glue) = (client.clone(), glue.clone());
+            tokio::spawn(async move { call(&client, &glue, &w).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(
+        glue.unknown_token(),
+        10,
+        "A's ten first attempts were refused"
+    );
+    assert_eq!(
+        glue.api_requests(),
+        2 + 10 + 10 + 10,
+        "each of A's requests replayed once"
+    );
+    assert_eq!(
+        (glue.token_requests_for(&a), glue.token_requests_for(&b)),
+        (2, 1)
+    );
+    let (sa, sb) = (tokens.stats_for(&a).unwrap(), tokens.stats_for(&b).unwrap());
+    assert_eq!((sa.invalidations, sa.retries), (1, 10));
+    assert_eq!((sb.invalidations, sb.retries), (0, 0));
+    assert_eq!(glue.wrong_workspace(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_replay_and_a_custom_classifier_work_per_key() {
+    let glue = Fixture::start(Duration::ZERO).await;
+    let http = hyper_client();
+    let tokens = workspace_tokens(&glue.base(), &http, EndpointGate::new(8)).unwrap();
+    let classified = Arc::new(AtomicUsize::new(0));
+    let client = {
+        let classified = Arc::clone(&classified);
+        BearerAuthLayer::keyed(tokens.clone(), workspace_of_request)
+            .no_replay()
+            .classifier(move |status: StatusCode, _: &http::HeaderMap| {
+                classified.fetch_add(1, Ordering::SeqCst);
+                status == StatusCode::UNAUTHORIZED
+            })
+            .layer(http)
+    };
+    let (a, b) = (Workspace::numbered(1), Workspace::numbered(2));
+    let send = |w: &Workspace| {
+        let request = glue_workspaces::graphql(&glue.base(), w);
+        let client = client.clone();
+        async move { bounded(client.oneshot(request)).await.unwrap().status() }
+    };
+    assert_eq!(send(&a).await, StatusCode::OK);
+    assert_eq!(send(&b).await, StatusCode::OK);
+    let a_token = tokens.current(&a).unwrap();
+    glue.revoke(&a_token.header_value().to_str().unwrap()["Bearer ".len()..]);
+    // Not replayed: the 401 comes back, and A's next request has a new token.
+    assert_eq!(send(&a).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(send(&a).await, StatusCode::OK);
+    assert_eq!(send(&b).await, StatusCode::OK);
+    assert_eq!(classified.load(Ordering::SeqCst), 5);
+    assert_eq!(
+        (glue.token_requests_for(&a), glue.token_requests_for(&b)),
+        (2, 1)
+    );
+    assert_eq!(tokens.stats_for(&a).unwrap().retries, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_example_serves_a_thousand_workspaces_from_one_client() {
+    let glue = Fixture::start(Duration::from_millis(20)).await;
+    let outcome = glue_workspaces::run(&glue, 1_000, 3).await.unwrap();
+    assert_eq!((outcome.api_requests, outcome.ok), (3_000, 3_000));
+    assert_eq!(outcome.wrong_workspace, 0);
+    assert_eq!(outcome.token_requests, 1_000);
+    assert_eq!(outcome.peak_token_requests_at_once, 8);
+    assert_eq!(outcome.keys_held, 1_000);
 }
 
 // ---------------------------------------------------------------------------
