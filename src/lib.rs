@@ -57,6 +57,16 @@
 //! # }
 //! ```
 //!
+//! # Many tenants
+//!
+//! One client serving many tenants, each with its own token (a workspace, an
+//! audience, a user), keeps a [`KeyedTokenCache`]: the key comes from the
+//! request ([`BearerAuthLayer::keyed`]), a factory makes each key's source,
+//! every single-token guarantee holds per key, memory is bounded (least
+//! recently used and idle keys go, no task per key), and an [`EndpointGate`]
+//! caps the token requests in flight across keys and pauses every key when
+//! the endpoint answers `429` or `temporarily_unavailable`.
+//!
 //! # Stacking with timeouts and retries
 //!
 //! Put `BearerAuthLayer` **inside** (after) tower's retry and timeout layers:
