@@ -152,8 +152,9 @@ pub(crate) struct Common {
     /// rejection can never name another key's token, nor that of a key that
     /// was evicted and fetched again.
     generations: AtomicU64,
-    /// A keyed cache's counters over all its keys, evicted ones included.
-    pub(crate) totals: Option<StatsCounters>,
+    /// A keyed cache's counters over all its keys, evicted ones included
+    /// (boxed: a single cache does without them at the cost of a pointer).
+    pub(crate) totals: Option<Box<StatsCounters>>,
 }
 
 impl Common {
@@ -162,7 +163,7 @@ impl Common {
             config,
             gate,
             generations: AtomicU64::new(0),
-            totals: keyed.then(StatsCounters::default),
+            totals: keyed.then(Box::default),
         }
     }
 }
