@@ -29,7 +29,7 @@ use std::task::Context;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use http::Request;
 use http_body_util::Full;
 use tower::Layer;
@@ -143,7 +143,8 @@ fn cold_start(c: &mut Criterion) {
         Arc::new((0..COLD_KEYS).map(Workspace::numbered).collect());
 
     let mut group = c.benchmark_group("keyed/cold_start");
-    group.sample_size(10);
+    // One run takes about a second: ten runs, not criterion's growing series.
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
     for limit in [16, 64] {
         let gate = EndpointGate::new(limit);
         let requests_before = glue.token_requests();
