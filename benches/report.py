@@ -667,9 +667,14 @@ def splice_fleet():
     path = os.path.join(ROOT, "BENCHMARKS.md")
     with open(path) as f:
         doc = f.read()
+    import keyed_report
+    # Section 7 (the keyed cache, benches/keyed_report.py) follows; keep it.
+    keyed = doc[doc.index(keyed_report.BEGIN):] if keyed_report.BEGIN in doc else ""
     start = doc.find("\n## 6. ")
     doc = doc if start < 0 else doc[:start + 1]
     doc = doc.rstrip("\n") + "\n\n" + fleet_section(read_json("fleet.json"), read_json("env.json"))
+    if keyed:
+        doc = doc.rstrip("\n") + "\n\n" + keyed
     with open(path, "w") as f:
         f.write(doc)
     print("wrote section 6 of BENCHMARKS.md", file=sys.stderr)
