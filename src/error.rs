@@ -1,4 +1,11 @@
 //! Errors: why a token could not be had, and whether trying again can help.
+//!
+//! One rule for every error type of the crate (the Rust API guidelines'): an
+//! error's `Display` says what went wrong at its own level and does **not**
+//! repeat its cause, which [`source`](std::error::Error::source) returns.
+//! Printed as a chain (`anyhow`'s `{:#}`, `eyre`, a `tracing` error field
+//! walked by the subscriber), each message appears once:
+//! `no access token: token endpoint unreachable: client error (Connect): …`.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -28,6 +35,17 @@ pub enum ErrorKind {
 /// every caller that was waiting for it. Never contains a secret: sources build
 /// their messages from status codes and error codes, not from credentials.
 ///
+/// An error built from a message and a cause ([`with_source`](Self::with_source))
+/// displays the message, and [`source`](std::error::Error::source) returns the
+/// cause. One that *is* its cause (the crate's own errors: an
+/// [`OAuth2Error`](crate::oauth2::OAuth2Error), an
+/// [`ExchangeError`](crate::oauth2::ExchangeError), a [`CacheError`]) is
+/// transparent: it displays the cause's message, and `source` continues with
+/// the cause's own source, so that no message is printed twice; reach the
+/// cause itself with [`cause`](Self::cause). Behind other layers (a tower
+/// timeout, a retry) the error is a [`BoxError`]; [`TokenError::find_in`]
+/// finds it there.
+///
 /// ```
 /// use tower_bearer::{ErrorKind, TokenError};
 ///
@@ -48,34 +66,47 @@ struct Inner {
     retry_after: Option<Duration>,
     // Shared, so that a copy with another `retry_after` keeps the cause itself.
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
+    /// The message is the cause's own: `source()` skips the cause, so that
+    /// its message is not printed twice.
+    transparent: bool,
 }
 
 impl TokenError {
     /// A transient error with a message.
     pub fn transient(message: impl Into<String>) -> Self {
-        Self::build(ErrorKind::Transient, message.into(), None, None)
+        Self::build(ErrorKind::Transient, message.into(), None, None, false)
     }
 
     /// A permanent error with a message.
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self::build(ErrorKind::Permanent, message.into(), None, None)
+        Self::build(ErrorKind::Permanent, message.into(), None, None, false)
     }
 
-    /// An error of the given kind caused by another error.
+    /// An error of the given kind caused by another error. `message` says
+    /// what failed, without repeating the cause: `Display` shows the message,
+    /// [`source`](std::error::Error::source) returns the cause.
     ///
     /// ```
+    /// use std::error::Error;
     /// use tower_bearer::{ErrorKind, TokenError};
     ///
     /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
     /// let err = TokenError::with_source(ErrorKind::Transient, "token endpoint unreachable", io);
-    /// assert!(std::error::Error::source(&err).is_some());
+    /// assert_eq!(err.to_string(), "token endpoint unreachable");
+    /// assert_eq!(err.source().unwrap().to_string(), "refused");
     /// ```
     pub fn with_source(
         kind: ErrorKind,
         message: impl Into<String>,
         source: impl Into<BoxError>,
     ) -> Self {
-        Self::build(kind, message.into(), None, Some(Arc::from(source.into())))
+        Self::build(
+            kind,
+            message.into(),
+            None,
+            Some(Arc::from(source.into())),
+            false,
+        )
     }
 
     /// Returns a copy of this error that asks the cache to wait at least `delay`
@@ -96,13 +127,20 @@ impl TokenError {
         }
     }
 
-    /// An error whose message is its cause's, for error types that already
-    /// describe themselves (the OAuth2 errors).
+    /// An error that is its cause, for error types that already describe
+    /// themselves (the OAuth2 and cache errors): transparent, see the type's
+    /// documentation.
     pub(crate) fn from_cause<E>(kind: ErrorKind, cause: E, retry_after: Option<Duration>) -> Self
     where
         E: StdError + Send + Sync + 'static,
     {
-        Self::build(kind, cause.to_string(), retry_after, Some(Arc::new(cause)))
+        Self::build(
+            kind,
+            cause.to_string(),
+            retry_after,
+            Some(Arc::new(cause)),
+            true,
+        )
     }
 
     fn build(
@@ -110,6 +148,7 @@ impl TokenError {
         message: String,
         retry_after: Option<Duration>,
         source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
+        transparent: bool,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -117,8 +156,41 @@ impl TokenError {
                 message,
                 retry_after,
                 source,
+                transparent,
             }),
         }
+    }
+
+    /// Finds a `TokenError` anywhere in an error's chain: the error itself,
+    /// or any of its [`source`](std::error::Error::source)s.
+    ///
+    /// Behind tower's timeout or retry layers, or in an `anyhow::Error`, the
+    /// error of a [`BearerAuth`](crate::BearerAuth) service is a [`BoxError`]
+    /// of a type that names the inner service's error; this finds the token
+    /// error without naming that type.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::{BearerAuthError, BoxError, TokenError};
+    ///
+    /// let err: BoxError = Box::new(BearerAuthError::<std::io::Error>::Token(
+    ///     TokenError::transient("rate limited").with_retry_after(Duration::from_secs(3)),
+    /// ));
+    /// let token_error = TokenError::find_in(&*err).unwrap();
+    /// assert_eq!(token_error.retry_after(), Some(Duration::from_secs(3)));
+    ///
+    /// let other: BoxError = "connection reset".into();
+    /// assert!(TokenError::find_in(&*other).is_none());
+    /// ```
+    pub fn find_in<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a TokenError> {
+        let mut next = Some(err);
+        while let Some(err) = next {
+            if let Some(found) = err.downcast_ref::<TokenError>() {
+                return Some(found);
+            }
+            next = err.source();
+        }
+        None
     }
 
     /// Transient or permanent.
@@ -178,10 +250,29 @@ impl fmt::Display for TokenError {
 
 impl StdError for TokenError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.inner
-            .source
-            .as_deref()
-            .map(|s| s as &(dyn StdError + 'static))
+        let cause = self.inner.source.as_deref()?;
+        if self.inner.transparent {
+            cause.source()
+        } else {
+            Some(cause)
+        }
+    }
+}
+
+/// Shows an error and each of its sources, separated by `: ` (as `anyhow`'s
+/// `{:#}` does), for log lines: under the crate's rule a `Display` alone
+/// says only what failed at its own level.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.0, f)?;
+        let mut next = self.0.source();
+        while let Some(err) = next {
+            write!(f, ": {err}")?;
+            next = err.source();
+        }
+        Ok(())
     }
 }
 
@@ -297,12 +388,17 @@ impl From<CacheError> for TokenError {
 ///
 /// A request is never sent without credentials because a fetch failed.
 ///
+/// Its `Display` says which of the two it is; the error itself is its
+/// [`source`](std::error::Error::source) (see [`TokenError`] for the rule).
+///
 /// ```
+/// use std::error::Error;
 /// use tower_bearer::{BearerAuthError, TokenError};
 ///
 /// let err: BearerAuthError<std::io::Error> = BearerAuthError::Token(TokenError::transient("down"));
 /// assert!(err.token_error().is_some());
-/// assert_eq!(err.to_string(), "no access token: down");
+/// assert_eq!(err.to_string(), "no access token");
+/// assert_eq!(err.source().unwrap().to_string(), "down");
 /// ```
 #[derive(Debug)]
 pub enum BearerAuthError<E> {
@@ -330,11 +426,11 @@ impl<E> BearerAuthError<E> {
     }
 }
 
-impl<E: fmt::Display> fmt::Display for BearerAuthError<E> {
+impl<E> fmt::Display for BearerAuthError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BearerAuthError::Token(err) => write!(f, "no access token: {err}"),
-            BearerAuthError::Service(err) => write!(f, "inner service error: {err}"),
+            BearerAuthError::Token(_) => f.write_str("no access token"),
+            BearerAuthError::Service(_) => f.write_str("the inner service failed"),
         }
     }
 }
@@ -365,5 +461,49 @@ mod tests {
             .downcast_ref::<std::io::Error>()
             .is_some());
         assert_eq!(shared.retry_after(), None, "the original is unchanged");
+    }
+
+    /// Each message once when the chain is printed, whichever way the error
+    /// was built (the rule of the Rust API guidelines).
+    #[test]
+    fn a_chain_prints_each_message_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let wrapped = TokenError::with_source(ErrorKind::Transient, "unreachable", io);
+        let transparent = TokenError::from(CacheError::FetchTimedOut);
+        let service: BearerAuthError<std::io::Error> = BearerAuthError::Service(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+        );
+        let table: [(&(dyn StdError + 'static), &str); 5] = [
+            (&wrapped, "unreachable: refused"),
+            (&transparent, "the token fetch timed out"),
+            (
+                &BearerAuthError::<std::io::Error>::Token(wrapped.clone()),
+                "no access token: unreachable: refused",
+            ),
+            (
+                &BearerAuthError::<std::io::Error>::Token(transparent.clone()),
+                "no access token: the token fetch timed out",
+            ),
+            (&service, "the inner service failed: timed out"),
+        ];
+        for (err, chain) in table {
+            assert_eq!(Chain(err).to_string(), chain);
+        }
+    }
+
+    #[test]
+    fn find_in_reaches_through_wrappers() {
+        let token = TokenError::permanent("bad secret");
+        let wrapped: BearerAuthError<std::io::Error> = BearerAuthError::Token(token);
+        let outer = TokenError::with_source(ErrorKind::Transient, "outer", wrapped);
+        let found = TokenError::find_in(&outer).unwrap();
+        assert_eq!(
+            found.to_string(),
+            "outer",
+            "the outermost one is found first"
+        );
+        let service: BearerAuthError<std::io::Error> =
+            BearerAuthError::Service(std::io::Error::other("x"));
+        assert!(TokenError::find_in(&service).is_none());
     }
 }

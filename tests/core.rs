@@ -424,7 +424,7 @@ async fn a_rejected_static_token_is_fetched_again_twice_then_cooled_down() {
     for id in 0..5 {
         outcomes.push(match client.clone().oneshot(get(&api.url("/"), id)).await {
             Ok(res) => res.status().as_u16().to_string(),
-            Err(err) => err.to_string(),
+            Err(err) => TokenError::find_in(&err).unwrap().to_string(),
         });
     }
     assert!(api.seen().iter().all(|a| a == "Bearer api-key"));
@@ -432,7 +432,7 @@ async fn a_rejected_static_token_is_fetched_again_twice_then_cooled_down() {
     // again (its second rejection starts the third fetch); the second request
     // is rejected with that third key, which starts the cool-down: no replay,
     // no more fetches, and it and the requests after it fail fast.
-    let cooling = "no access token: the API rejected 3 freshly fetched tokens in a row; \
+    let cooling = "the API rejected 3 freshly fetched tokens in a row; \
                    no new token until the cool-down ends";
     assert_eq!(outcomes, ["401", cooling, cooling, cooling, cooling]);
     let stats = cache.stats();

@@ -63,7 +63,7 @@ use self::decide::{decide, later, Answer, Decision, FetchReason, SlowView, Token
 use self::flight::{CatchPanic, Flight, Flights, Landed, Owner, Stage, Ticket};
 use self::schedule::Schedule;
 pub(crate) use self::stats::StatsCounters;
-use crate::error::{CacheError, TokenError};
+use crate::error::{CacheError, Chain, TokenError};
 use crate::source::{BoxTokenSource, TokenSource};
 use crate::token::AccessToken;
 
@@ -610,7 +610,7 @@ impl Entry {
         );
         slow.backoff_until = Some(later(now, delay));
         tracing::warn!(
-            error = %err,
+            error = %Chain(&err),
             kind = ?err.kind(),
             failures = slow.failures,
             backoff_ms = delay.as_millis() as u64,

@@ -19,7 +19,7 @@ use super::error::{BuildError, ExchangeError};
 use super::http_client::{HttpBody, HttpClient};
 use super::response::{parse_fields, TokenResponse};
 use super::secure_url;
-use crate::error::TokenError;
+use crate::error::{Chain, TokenError};
 use crate::redact;
 use crate::secret::Secret;
 
@@ -141,14 +141,14 @@ impl TokenEndpoint {
                 .http
                 .send(request)
                 .await
-                .map_err(ExchangeError::Transport)?;
+                .map_err(ExchangeError::transport)?;
             let (parts, body) = response.into_parts();
             let body = read_capped(body, &parts, inner.max_response_bytes).await?;
             Ok((parts, body))
         };
         let (parts, body) = match tokio::time::timeout(inner.timeout, exchange).await {
             Ok(result) => result.inspect_err(|err: &ExchangeError| {
-                tracing::debug!(endpoint = %inner.url_for_logs, error = %err, "token request failed");
+                tracing::debug!(endpoint = %inner.url_for_logs, error = %Chain(err), "token request failed");
             })?,
             Err(_) => {
                 tracing::debug!(endpoint = %inner.url_for_logs, "token request timed out");
@@ -224,7 +224,7 @@ pub(super) async fn read_capped(
     }
     let mut collected = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(ExchangeError::Transport)?;
+        let frame = frame.map_err(ExchangeError::transport)?;
         if let Ok(data) = frame.into_data() {
             if collected.len() + data.len() > limit {
                 return Err(too_large());

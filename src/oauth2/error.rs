@@ -114,8 +114,16 @@ impl From<BuildError> for TokenError {
 pub enum ExchangeError {
     /// The endpoint did not answer in time.
     Timeout(Duration),
-    /// The request could not be sent or the response not read.
+    /// The request could not be sent or the response not read; the cause is
+    /// the error's [`source`](std::error::Error::source).
     Transport(BoxError),
+    /// The TLS handshake failed over a certificate: the endpoint's was not
+    /// trusted (unknown issuer, expired, another name) or the endpoint did
+    /// not accept the client's. Permanent: trying again cannot help until the
+    /// trusted roots, the client certificate or the endpoint change. Holds
+    /// the TLS library's verdict (`invalid peer certificate: UnknownIssuer`),
+    /// the root cause of the failure.
+    Certificate(String),
     /// The response body was larger than the cap.
     ResponseTooLarge {
         /// The response status.
@@ -173,8 +181,18 @@ pub enum ExchangeError {
 }
 
 impl ExchangeError {
+    /// A transport failure: a certificate failure found anywhere in its chain
+    /// becomes [`ExchangeError::Certificate`], anything else stays a
+    /// [`ExchangeError::Transport`].
+    pub(crate) fn transport(err: BoxError) -> Self {
+        match super::tls_failure::certificate_failure(&*err) {
+            Some(reason) => ExchangeError::Certificate(reason),
+            None => ExchangeError::Transport(err),
+        }
+    }
+
     /// Transient for timeouts, transport errors and 5xx/429/408 responses;
-    /// permanent for everything else.
+    /// permanent for everything else, certificate failures included.
     pub fn kind(&self) -> ErrorKind {
         match self {
             ExchangeError::Timeout(_) | ExchangeError::Transport(_) => ErrorKind::Transient,
@@ -191,7 +209,11 @@ impl fmt::Display for ExchangeError {
             ExchangeError::Timeout(limit) => {
                 write!(f, "token endpoint did not answer within {limit:?}")
             }
-            ExchangeError::Transport(err) => write!(f, "token endpoint unreachable: {err}"),
+            // The cause is the source, not repeated here.
+            ExchangeError::Transport(_) => f.write_str("token endpoint unreachable"),
+            ExchangeError::Certificate(reason) => {
+                write!(f, "TLS certificate failure with the token endpoint: {reason}")
+            }
             ExchangeError::ResponseTooLarge { status, limit } => write!(
                 f,
                 "token endpoint response (HTTP {}) is larger than {limit} bytes",

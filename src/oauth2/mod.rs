@@ -128,6 +128,7 @@ mod token_type;
 mod uri_reference;
 #[cfg(feature = "jwt")]
 mod wall_clock;
+mod tls_failure;
 
 pub use self::authorization_code::AuthorizationCode;
 pub use self::authorization_request::AuthorizationRequest;
