@@ -46,6 +46,17 @@ pub enum BuildError {
     },
     /// No HTTP client was given and the `rustls` feature is off.
     NoHttpClient,
+    /// The TLS settings of an [`HttpClientBuilder`](super::HttpClientBuilder)
+    /// cannot be used: a certificate bundle or key that cannot be read, a
+    /// certificate that does not fit its key, no root to trust.
+    Tls(String),
+    /// A proxy URL that cannot be used.
+    InvalidProxy {
+        /// The URL as given, redacted.
+        url: String,
+        /// Why not.
+        reason: &'static str,
+    },
     /// A PKCE verifier length outside the 43 to 128 characters of RFC 7636 §4.1.
     VerifierLength(usize),
     /// A client authentication method without what it needs: `private_key_jwt`
@@ -73,6 +84,10 @@ impl fmt::Display for BuildError {
             BuildError::NoHttpClient => f.write_str(
                 "no HTTP client for the token endpoint: pass one with http_client() or enable the `rustls` feature",
             ),
+            BuildError::Tls(reason) => write!(f, "TLS settings refused: {reason}"),
+            BuildError::InvalidProxy { url, reason } => {
+                write!(f, "invalid proxy URL `{url}`: {reason}")
+            }
             BuildError::VerifierLength(len) => write!(
                 f,
                 "a PKCE verifier has 43 to 128 characters (RFC 7636 §4.1), not {len}"

@@ -127,11 +127,15 @@ impl HttpClient {
 
     /// A ready HTTPS client: hyper-util's pooled `Client` over hyper-rustls
     /// (the `ring` provider, Mozilla's root certificates from `webpki-roots`),
-    /// HTTP/1.1 and HTTP/2. Plain `http://` is possible too, but a
-    /// [`TokenEndpoint`](super::TokenEndpoint) only uses it for loopback hosts or
-    /// when explicitly allowed.
+    /// HTTP/1.1 and HTTP/2, through the proxies of the usual environment
+    /// variables (`https_proxy`, `no_proxy`, …). Plain `http://` is possible
+    /// too, but a [`TokenEndpoint`](super::TokenEndpoint) only uses it for
+    /// loopback hosts or when explicitly allowed.
     ///
-    /// It can be built anywhere; requests must be sent from within a Tokio runtime.
+    /// The same as `HttpClient::builder().build()`; use the
+    /// [builder](Self::builder) for other roots, a client certificate or a
+    /// proxy set in code. It can be built anywhere; requests must be sent
+    /// from within a Tokio runtime.
     ///
     /// ```
     /// let client = tower_bearer::oauth2::HttpClient::https();
@@ -140,18 +144,27 @@ impl HttpClient {
     #[cfg(feature = "rustls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub fn https() -> Self {
-        use hyper_util::client::legacy::Client;
-        use hyper_util::rt::TokioExecutor;
+        Self::builder()
+            .build()
+            .expect("the default settings need no file and no valid proxy URL")
+    }
 
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .expect("the ring provider supports the default TLS versions")
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
-        Self::new(client)
+    /// Configures the default HTTPS client: extra roots, platform roots, a
+    /// rustls `ClientConfig`, a client certificate, a proxy.
+    ///
+    /// ```
+    /// use tower_bearer::oauth2::HttpClient;
+    ///
+    /// let client = HttpClient::builder()
+    ///     .no_proxy()
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = client;
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn builder() -> super::HttpClientBuilder {
+        super::HttpClientBuilder::new()
     }
 
     /// Sends a request and returns the response with its body unread.

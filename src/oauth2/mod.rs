@@ -109,7 +109,11 @@ mod key_error;
 #[cfg(feature = "jwt")]
 mod pem_key;
 mod pending_authorization;
+#[cfg(feature = "rustls")]
+mod http_client_builder;
 mod pkce;
+#[cfg(feature = "rustls")]
+mod proxy;
 mod random;
 mod refresh_token;
 mod response;
@@ -155,6 +159,9 @@ pub use self::jwt_bearer::JwtBearer;
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::key_error::KeyError;
 pub use self::pending_authorization::PendingAuthorization;
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use self::http_client_builder::HttpClientBuilder;
 pub use self::pkce::{PkceChallenge, PkceVerifier};
 pub use self::refresh_token::RefreshTokenSource;
 pub use self::response::TokenResponse;

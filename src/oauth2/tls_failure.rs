@@ -14,27 +14,46 @@ use std::error::Error as StdError;
 pub(super) fn certificate_failure(err: &(dyn StdError + 'static)) -> Option<String> {
     let mut next = Some(err);
     while let Some(err) = next {
-        if let Some(reason) = verdict(err) {
+        if let Some(reason) = verdict(err).or_else(|| alert_text(err)) {
             return Some(reason);
         }
         // `io::Error` displays its inner error but does not return it as
-        // its source; look inside.
-        if let Some(inner) = err
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            if let Some(reason) = verdict(inner) {
-                return Some(reason);
-            }
-        }
-        next = err.source();
+        // its source (it returns the inner error's source): look inside.
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn StdError + 'static)),
+                None => err.source(),
+            },
+            None => err.source(),
+        };
     }
     None
 }
 
+/// The TLS alerts by which a server says it did not accept the client's
+/// certificate (or its absence), as rustls names them.
+const CERTIFICATE_ALERTS: [&str; 7] = [
+    "BadCertificate",
+    "UnsupportedCertificate",
+    "CertificateRevoked",
+    "CertificateExpired",
+    "CertificateUnknown",
+    "UnknownCA",
+    "CertificateRequired",
+];
+
+/// A fatal alert that reached the client after the handshake (TLS 1.3
+/// checks the client's certificate then) arrives as text: tokio-rustls
+/// turns the rustls error into an `io::Error` message on that path.
+fn alert_text(err: &(dyn StdError + 'static)) -> Option<String> {
+    let text = err.to_string();
+    let alert = text.strip_prefix("received fatal alert: ")?;
+    CERTIFICATE_ALERTS.contains(&alert).then_some(text)
+}
+
 #[cfg(feature = "rustls")]
 fn verdict(err: &(dyn StdError + 'static)) -> Option<String> {
-    use rustls::{AlertDescription, Error};
+    use rustls::Error;
 
     let err = err.downcast_ref::<Error>()?;
     let certificate = match err {
@@ -42,16 +61,7 @@ fn verdict(err: &(dyn StdError + 'static)) -> Option<String> {
         | Error::NoCertificatesPresented
         | Error::InvalidCertRevocationList(_) => true,
         // The server's answer to our certificate (mTLS), or to none.
-        Error::AlertReceived(alert) => matches!(
-            alert,
-            AlertDescription::BadCertificate
-                | AlertDescription::UnsupportedCertificate
-                | AlertDescription::CertificateRevoked
-                | AlertDescription::CertificateExpired
-                | AlertDescription::CertificateUnknown
-                | AlertDescription::UnknownCA
-                | AlertDescription::CertificateRequired
-        ),
+        Error::AlertReceived(alert) => CERTIFICATE_ALERTS.contains(&format!("{alert:?}").as_str()),
         _ => false,
     };
     certificate.then(|| err.to_string())
@@ -129,6 +139,30 @@ mod tests {
                 None => assert_eq!(found, None, "{shown}"),
             }
         }
+    }
+
+    #[test]
+    fn nested_io_errors_and_alerts_as_text_are_looked_into() {
+        let nested = Wrapper(Box::new(std::io::Error::other(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        ))));
+        assert_eq!(
+            certificate_failure(&nested).as_deref(),
+            Some("invalid peer certificate: UnknownIssuer")
+        );
+        let as_text = |alert: &str| {
+            let io = std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("received fatal alert: {alert}"),
+            );
+            certificate_failure(&Wrapper(Box::new(io)))
+        };
+        assert_eq!(
+            as_text("CertificateRequired").as_deref(),
+            Some("received fatal alert: CertificateRequired")
+        );
+        assert_eq!(as_text("HandshakeFailure"), None);
     }
 
     #[test]
