@@ -138,6 +138,9 @@ pub mod oauth2;
 mod origin;
 mod redact;
 pub mod replay;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 mod secret;
 mod select;
 mod service;

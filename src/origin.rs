@@ -106,6 +106,20 @@ impl Origin {
                 .is_some_and(|host| host.eq_ignore_ascii_case(&self.host))
             && uri.port_u16().or_else(|| default_port(scheme)) == Some(self.port)
     }
+
+    /// `true` if a URL of this scheme, host and port (the scheme's default
+    /// filled in) is for this origin: for URL types other than `http::Uri`.
+    #[cfg(feature = "reqwest-middleware")]
+    pub(crate) fn matches_parts(
+        &self,
+        scheme: &str,
+        host: Option<&str>,
+        port: Option<u16>,
+    ) -> bool {
+        scheme == self.scheme.as_str()
+            && host.is_some_and(|host| host.eq_ignore_ascii_case(&self.host))
+            && port == Some(self.port)
+    }
 }
 
 fn default_port(scheme: &Scheme) -> Option<u16> {
