@@ -20,6 +20,7 @@ const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 const DEFAULT_REJECTIONS_BEFORE_COOLDOWN: u32 = 2;
 const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
 const DEFAULT_AUTH_SCHEME: &str = "Bearer";
+const DEFAULT_NAME: &str = "default";
 
 /// The shortest first backoff: zero doubled stays zero, which would switch
 /// backoff off by accident.
@@ -40,6 +41,7 @@ pub(crate) struct CacheConfig {
     pub(crate) rejections_before_cooldown: u32,
     pub(crate) max_token_bytes: usize,
     pub(crate) auth_scheme: String,
+    pub(crate) name: Arc<str>,
 }
 
 impl Default for CacheConfig {
@@ -58,6 +60,7 @@ impl Default for CacheConfig {
             rejections_before_cooldown: DEFAULT_REJECTIONS_BEFORE_COOLDOWN,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             auth_scheme: DEFAULT_AUTH_SCHEME.to_owned(),
+            name: Arc::from(DEFAULT_NAME),
         }
     }
 }
@@ -234,6 +237,22 @@ impl TokenCacheBuilder {
     /// gate (it never runs more than one fetch anyway).
     pub fn gate(mut self, gate: EndpointGate) -> Self {
         self.gate = Some(gate);
+        self
+    }
+
+    /// The cache's name, to tell caches apart in telemetry: every
+    /// `tower_bearer.fetch` tracing span carries it as `cache`, and with the
+    /// `metrics` feature every metric has it as its `cache` label (the
+    /// metrics are listed in the README). Defaults to `default`.
+    ///
+    /// ```
+    /// use tower_bearer::{StaticToken, TokenCache};
+    ///
+    /// let billing = TokenCache::builder(StaticToken::new("k")).name("billing-api").build();
+    /// # drop(billing);
+    /// ```
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Arc::from(name.into());
         self
     }
 

@@ -35,6 +35,7 @@ mod current_token;
 mod decide;
 mod flight;
 mod gate;
+mod metrics;
 mod overload;
 pub(crate) mod schedule;
 mod stats;
@@ -63,9 +64,10 @@ use self::decide::{decide, later, Answer, Decision, FetchReason, SlowView, Token
 use self::flight::{CatchPanic, Flight, Flights, Landed, Owner, Stage, Ticket};
 use self::schedule::Schedule;
 pub(crate) use self::stats::StatsCounters;
+use self::stats::{Event, FetchOutcome};
 use crate::error::{CacheError, Chain, TokenError};
 use crate::source::{BoxTokenSource, TokenSource};
-use crate::token::AccessToken;
+use crate::token::{AccessToken, Expiry};
 
 /// Caches the token of one [`TokenSource`] and refreshes it.
 ///
@@ -336,7 +338,7 @@ impl TokenCache {
     }
 
     pub(crate) fn record_retry(&self) {
-        self.shared.count(|stats| &stats.retries);
+        self.shared.count(Event::Retry);
     }
 }
 
@@ -381,7 +383,7 @@ impl Entry {
                 Step::Wait(flight) => flight,
             };
             if !std::mem::replace(&mut waited, true) {
-                self.count(|stats| &stats.waits);
+                self.count(Event::Wait);
             }
             let id = flight.id;
             // A little longer than the fetch itself may take, so that its own
@@ -441,7 +443,7 @@ impl Entry {
 
         if let (Some(rejection), Some(token)) = (reject, &current) {
             token.mark_rejected();
-            self.count(|stats| &stats.invalidations);
+            self.count(Event::Invalidation);
             slow.streak = rejection.streak;
             self.streak_running
                 .store(rejection.streak > 0, Ordering::Relaxed);
@@ -452,7 +454,7 @@ impl Entry {
             );
             if let Some(until) = rejection.cooldown_until {
                 slow.cooldown_until = Some(until);
-                self.count(|stats| &stats.cooldowns);
+                self.count(Event::Cooldown);
                 tracing::warn!(
                     rejected_in_a_row = rejection.streak,
                     cooldown_ms = until.saturating_duration_since(now).as_millis() as u64,
@@ -514,12 +516,13 @@ impl Entry {
         drop(slow);
 
         if let Some((reason, runtime, ticket, replacing)) = started {
-            self.count(|stats| &stats.fetches);
+            self.count(Event::Fetch);
             if reason == FetchReason::RefreshAhead {
-                self.count(|stats| &stats.refreshes_ahead);
+                self.count(Event::RefreshAhead);
             }
             let span = tracing::info_span!(
                 "tower_bearer.fetch",
+                cache = &*self.common.config.name,
                 fetch = ticket.id,
                 reason = reason.as_str(),
                 key = tracing::field::Empty,
@@ -552,7 +555,7 @@ impl Entry {
                 Ok(still_valid.unwrap_or(token))
             }
             Ok(token) if token.too_short => {
-                self.count(|stats| &stats.fetch_failures);
+                self.count(Event::FetchFailure);
                 let delay =
                     self.record_failure(&mut slow, CacheError::TokenTooShortLived.into(), now);
                 // A refresh must never make things worse: keep a token that is
@@ -576,7 +579,7 @@ impl Entry {
                 Ok(token)
             }
             Err(err) => {
-                self.count(|stats| &stats.fetch_failures);
+                self.count(Event::FetchFailure);
                 let delay = self.record_failure(&mut slow, err.clone(), now);
                 if let Some(current) = still_valid {
                     current.serve_until_retry(delay);
@@ -591,6 +594,12 @@ impl Entry {
         self.unconfirmed
             .store(token.generation.0, Ordering::Relaxed);
         self.current.store(Some(Arc::clone(token)));
+        let expires_in = match token.token.expiry() {
+            Expiry::At(at) => Some(at.saturating_duration_since(Instant::now())),
+            Expiry::Unknown => self.common.config.default_lifetime,
+            Expiry::Never => None,
+        };
+        metrics::token_installed(&self.common.config.name, expires_in);
         tracing::debug!(
             generation = %token.generation,
             reason = token.reason.as_str(),
@@ -686,11 +695,12 @@ impl Entry {
 
 impl Entry {
     /// Counts one event in this entry's counters and in its cache's totals.
-    fn count(&self, counter: fn(&StatsCounters) -> &AtomicU64) {
-        StatsCounters::bump(counter(&self.stats));
+    fn count(&self, event: Event) {
+        StatsCounters::bump(self.stats.counter(event));
         if let Some(totals) = &self.common.totals {
-            StatsCounters::bump(counter(totals));
+            StatsCounters::bump(totals.counter(event));
         }
+        metrics::event(&self.common.config.name, event);
     }
 
     /// The span naming this entry's key, around the events of its slow path;
@@ -728,7 +738,8 @@ impl Owner for Entry {
         if !slow.flights.end(id) {
             return;
         }
-        StatsCounters::bump(&self.stats.fetch_failures);
+        self.count(Event::FetchFailure);
+        metrics::fetch_abandoned(&self.common.config.name);
         tracing::debug!(
             fetch = id,
             "token fetch abandoned; the next caller starts another"
@@ -768,7 +779,14 @@ async fn fetch_task(
         None => {
             ticket.reached(Stage::Running);
             tracing::debug!("fetching token");
+            let started = Instant::now();
             let result = entry.fetch_from_source(replacing.as_ref()).await;
+            metrics::fetch_finished(
+                &entry.common.config.name,
+                reason,
+                FetchOutcome::of(&result),
+                started.elapsed(),
+            );
             if let Some(gate) = gate {
                 gate.observe(result.as_ref().map(|_| ()), Instant::now());
             }

@@ -1,6 +1,11 @@
-//! Counters that show what the cache did: how often it fetched, waited, retried.
+//! What the cache did: the counters behind [`TokenCache::stats`](super::TokenCache::stats),
+//! and how a fetch ended. With the `metrics` feature the same events are
+//! also pushed through the `metrics` facade (`metrics.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{CacheError, TokenError};
+use crate::token::AccessToken;
 
 /// A snapshot of a cache's counters since it was built.
 ///
@@ -37,6 +42,57 @@ pub struct CacheStats {
     pub cooldowns: u64,
 }
 
+/// How a fetch ended, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FetchOutcome {
+    Ok,
+    TransientError,
+    PermanentError,
+    Timeout,
+    Panicked,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    Abandoned,
+}
+
+impl FetchOutcome {
+    /// What the source's result says about the fetch.
+    pub(crate) fn of(result: &Result<AccessToken, TokenError>) -> Self {
+        let Err(err) = result else {
+            return FetchOutcome::Ok;
+        };
+        match err.cause().and_then(|c| c.downcast_ref::<CacheError>()) {
+            Some(CacheError::FetchTimedOut) => FetchOutcome::Timeout,
+            Some(CacheError::SourcePanicked) => FetchOutcome::Panicked,
+            _ if err.is_permanent() => FetchOutcome::PermanentError,
+            _ => FetchOutcome::TransientError,
+        }
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            FetchOutcome::Ok => "ok",
+            FetchOutcome::TransientError => "transient_error",
+            FetchOutcome::PermanentError => "permanent_error",
+            FetchOutcome::Timeout => "timeout",
+            FetchOutcome::Panicked => "panicked",
+            FetchOutcome::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// Something the cache counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    Fetch,
+    RefreshAhead,
+    FetchFailure,
+    Invalidation,
+    Wait,
+    Retry,
+    Cooldown,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct StatsCounters {
     pub(crate) fetches: AtomicU64,
@@ -53,6 +109,19 @@ impl StatsCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The counter of `event`.
+    pub(crate) fn counter(&self, event: Event) -> &AtomicU64 {
+        match event {
+            Event::Fetch => &self.fetches,
+            Event::RefreshAhead => &self.refreshes_ahead,
+            Event::FetchFailure => &self.fetch_failures,
+            Event::Invalidation => &self.invalidations,
+            Event::Wait => &self.waits,
+            Event::Retry => &self.retries,
+            Event::Cooldown => &self.cooldowns,
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> CacheStats {
         let read = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CacheStats {
@@ -63,6 +132,47 @@ impl StatsCounters {
             waits: read(&self.waits),
             retries: read(&self.retries),
             cooldowns: read(&self.cooldowns),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_follow_the_sources_result() {
+        let table = [
+            (Ok(AccessToken::new("t")), FetchOutcome::Ok, "ok"),
+            (
+                Err(TokenError::transient("503")),
+                FetchOutcome::TransientError,
+                "transient_error",
+            ),
+            (
+                Err(TokenError::permanent("invalid_client")),
+                FetchOutcome::PermanentError,
+                "permanent_error",
+            ),
+            (
+                Err(CacheError::FetchTimedOut.into()),
+                FetchOutcome::Timeout,
+                "timeout",
+            ),
+            (
+                Err(CacheError::SourcePanicked.into()),
+                FetchOutcome::Panicked,
+                "panicked",
+            ),
+            (
+                Err(CacheError::TokenTooLarge { len: 2, max: 1 }.into()),
+                FetchOutcome::PermanentError,
+                "permanent_error",
+            ),
+        ];
+        for (result, outcome, label) in table {
+            assert_eq!(FetchOutcome::of(&result), outcome, "{result:?}");
+            assert_eq!(outcome.as_str(), label);
         }
     }
 }

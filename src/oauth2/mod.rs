@@ -97,6 +97,8 @@ mod form_urlencoded;
 #[cfg(feature = "jwt")]
 mod google_service_account;
 mod http_client;
+#[cfg(feature = "rustls")]
+mod http_client_builder;
 mod issuer_check;
 #[cfg(feature = "jwt")]
 mod jwk;
@@ -109,8 +111,6 @@ mod key_error;
 #[cfg(feature = "jwt")]
 mod pem_key;
 mod pending_authorization;
-#[cfg(feature = "rustls")]
-mod http_client_builder;
 mod pkce;
 #[cfg(feature = "rustls")]
 mod proxy;
@@ -126,13 +126,13 @@ mod service_account_key;
 mod signing_algorithm;
 #[cfg(feature = "jwt")]
 mod signing_key;
+mod tls_failure;
 mod token_exchange;
 mod token_file;
 mod token_type;
 mod uri_reference;
 #[cfg(feature = "jwt")]
 mod wall_clock;
-mod tls_failure;
 
 pub use self::authorization_code::AuthorizationCode;
 pub use self::authorization_request::AuthorizationRequest;
@@ -149,6 +149,9 @@ pub use self::error::{BuildError, DiscoveryError, ErrorCode, ExchangeError, OAut
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::google_service_account::{GoogleServiceAccount, GoogleServiceAccountBuilder};
 pub use self::http_client::{HttpBody, HttpClient};
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use self::http_client_builder::HttpClientBuilder;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::jwt_assertion::{JwtAssertion, JwtAssertionBuilder, DEFAULT_ASSERTION_LIFETIME};
@@ -159,9 +162,6 @@ pub use self::jwt_bearer::JwtBearer;
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::key_error::KeyError;
 pub use self::pending_authorization::PendingAuthorization;
-#[cfg(feature = "rustls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-pub use self::http_client_builder::HttpClientBuilder;
 pub use self::pkce::{PkceChallenge, PkceVerifier};
 pub use self::refresh_token::RefreshTokenSource;
 pub use self::response::TokenResponse;
