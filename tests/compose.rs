@@ -2,6 +2,10 @@
 //! hyper-util client → hyper server on 127.0.0.1. Each layer does its own job.
 
 mod core_support;
+/// The stack users copy: its retry policy is tested here.
+#[path = "../examples/stack.rs"]
+#[allow(dead_code)]
+mod stack;
 
 use std::future;
 use std::time::Duration;
@@ -112,5 +116,89 @@ async fn token_errors_surface_through_the_stack_typed() {
         .downcast_ref::<BearerAuthError<hyper_util::client::legacy::Error>>()
         .expect("the bearer layer's typed error");
     assert!(err.token_error().unwrap().is_transient());
+    assert_eq!(api.requests(), 0);
+}
+
+/// A server on 127.0.0.1 that accepts connections and closes them at once
+/// (a transport error for the client), counting them.
+async fn hanging_up_server() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn the_example_policy_retries_transport_errors_of_idempotent_requests_only() {
+    use std::sync::atomic::Ordering;
+    let (addr, accepted) = hanging_up_server().await;
+    let client = ServiceBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .retry(stack::RetryServerErrors::new(2))
+        .layer(BearerAuthLayer::new(tower_bearer::StaticToken::new("k")))
+        .service(http_client());
+    let request = |method: http::Method| {
+        Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}/"))
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+
+    let err = client
+        .clone()
+        .oneshot(request(http::Method::GET))
+        .await
+        .unwrap_err();
+    assert!(tower_bearer::TokenError::find_in(&*err).is_none(), "{err}");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        3,
+        "a GET is tried 1 + 2 times"
+    );
+
+    client
+        .clone()
+        .oneshot(request(http::Method::POST))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        4,
+        "a POST is not sent twice"
+    );
+}
+
+#[tokio::test]
+async fn the_example_policy_leaves_token_errors_alone() {
+    let tokens = TokenEndpoint::start(Duration::from_secs(3600), Duration::ZERO).await;
+    tokens.set_failing(true);
+    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    // Backoff shorter than the policy's first delay: a retry would fetch again.
+    let cache = tower_bearer::TokenCache::builder(tokens.source())
+        .backoff(Duration::from_millis(1), Duration::from_millis(1))
+        .build();
+    let client = ServiceBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .retry(stack::RetryServerErrors::new(2))
+        .layer(BearerAuthLayer::from_cache(cache.clone()))
+        .service(http_client());
+    let err: BoxError = client.oneshot(get(&api.url("/"), 1)).await.unwrap_err();
+    // Found without naming the inner service's error type.
+    let token_error = tower_bearer::TokenError::find_in(&*err).expect("a token error");
+    assert!(token_error.is_transient());
+    assert_eq!(tokens.attempts(), 1, "one token request: the policy did not retry");
+    assert_eq!(cache.stats().fetches, 1);
     assert_eq!(api.requests(), 0);
 }
