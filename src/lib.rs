@@ -73,12 +73,16 @@
 //!
 //! ```text
 //! ServiceBuilder::new()
-//!     .timeout(total)          // bounds everything: token wait, both attempts, retries
-//!     .retry(policy_for_5xx)   // each attempt passes through BearerAuth again, so a
-//!                              // retried request picks up the current token
+//!     .timeout(total)                    // bounds everything: token wait, attempts, backoff
+//!     .retry(RetryServerErrors::new(2))  // each attempt passes through BearerAuth again, so
+//!                                        // a retried request picks up the current token
 //!     .layer(BearerAuthLayer::new(source))
 //!     .service(client)
 //! ```
+//!
+//! `examples/stack.rs` is this stack, ready to copy, with its
+//! `RetryServerErrors` policy (5xx, and transport errors of idempotent
+//! requests).
 //!
 //! The timeout outermost bounds the caller's total wait, including a token
 //! fetch. The retry layer above `BearerAuthLayer` makes each 5xx retry read the
@@ -167,3 +171,14 @@ pub use crate::source::{
     from_fn, BoxFuture, BoxTokenSource, DynTokenSource, FnSource, StaticToken, TokenSource,
 };
 pub use crate::token::{AccessToken, Expiry};
+
+/// The README's Rust snippets, compiled by `cargo test --all-features` so
+/// that what users copy builds.
+#[cfg(all(
+    doctest,
+    feature = "rustls",
+    feature = "reqwest-middleware",
+    feature = "metrics"
+))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
