@@ -6,6 +6,7 @@ use http::Request;
 use tower_layer::Layer;
 
 use crate::cache::TokenCache;
+use crate::caller_authorization::CallerAuthorization;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::keyed::KeyedTokenCache;
 use crate::origin::Origin;
@@ -54,6 +55,7 @@ pub struct BearerAuthLayer<P = CloneBody, C = DefaultClassifier, T = TokenCache>
     replay: P,
     classifier: C,
     scope: Option<Arc<[Origin]>>,
+    caller_authorization: CallerAuthorization,
 }
 
 impl BearerAuthLayer {
@@ -130,6 +132,7 @@ impl<T> BearerAuthLayer<CloneBody, DefaultClassifier, T> {
             replay: CloneBody,
             classifier: DefaultClassifier,
             scope: None,
+            caller_authorization: CallerAuthorization::Replace,
         }
     }
 }
@@ -156,6 +159,7 @@ impl<P, C, T> BearerAuthLayer<P, C, T> {
             replay,
             classifier: self.classifier,
             scope: self.scope,
+            caller_authorization: self.caller_authorization,
         }
     }
 
@@ -172,6 +176,7 @@ impl<P, C, T> BearerAuthLayer<P, C, T> {
             replay: self.replay,
             classifier,
             scope: self.scope,
+            caller_authorization: self.caller_authorization,
         }
     }
 
@@ -214,6 +219,15 @@ impl<P, C, T> BearerAuthLayer<P, C, T> {
         self.scope = Some(origins.into_iter().collect());
         self
     }
+
+    /// What to do with a request that already has an `Authorization`
+    /// header: replace it with the layer's token (the default, and what a
+    /// proxy forwarding its callers' requests needs), or send it as it is,
+    /// without a token, a fetch or a replay. See [`CallerAuthorization`].
+    pub fn caller_authorization(mut self, choice: CallerAuthorization) -> Self {
+        self.caller_authorization = choice;
+        self
+    }
 }
 
 impl<S, P: Clone, C: Clone, T: Clone> Layer<S> for BearerAuthLayer<P, C, T> {
@@ -227,5 +241,6 @@ impl<S, P: Clone, C: Clone, T: Clone> Layer<S> for BearerAuthLayer<P, C, T> {
             self.classifier.clone(),
             self.scope.clone(),
         )
+        .with_caller_authorization(self.caller_authorization)
     }
 }

@@ -122,6 +122,10 @@
 //! appear in tracing events, and the `Authorization` header value is marked
 //! sensitive.
 //!
+//! A request that arrives with an `Authorization` header of its own gets the
+//! layer's token instead ([`CallerAuthorization`]): a proxy never forwards
+//! its callers' credentials upstream (`examples/proxy.rs`).
+//!
 //! The token goes to every request that passes through the layer. If some
 //! requests may go elsewhere (a redirect-following layer outside this one, a
 //! client shared between APIs), restrict it with
@@ -134,6 +138,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
+mod caller_authorization;
 mod classify;
 mod error;
 mod keyed;
@@ -159,6 +164,7 @@ pub use crate::cache::{
     CacheStats, CurrentToken, EndpointGate, EndpointGateBuilder, GateStats, Generation, TokenCache,
     TokenCacheBuilder,
 };
+pub use crate::caller_authorization::CallerAuthorization;
 pub use crate::classify::{DefaultClassifier, RejectionClassifier};
 pub use crate::error::{BearerAuthError, BoxError, CacheError, ErrorKind, TokenError};
 pub use crate::keyed::{KeyedStats, KeyedTokenCache, KeyedTokenCacheBuilder};

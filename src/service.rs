@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::cache::{CurrentToken, Generation, TokenCache};
+use crate::caller_authorization::CallerAuthorization;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
 use crate::origin::Origin;
@@ -26,9 +27,12 @@ use crate::source::BoxFuture;
 /// policy, the classifier and the origins; [`BearerAuth::new`] builds one with
 /// the defaults.
 ///
-/// A request that already has an `Authorization` header is passed through as is,
-/// and so is one for an origin outside the layer's
-/// [`only_for_origins`](crate::BearerAuthLayer::only_for_origins) scope, if set.
+/// A request that already has an `Authorization` header gets the token
+/// instead, unless the layer was told to keep the caller's
+/// ([`CallerAuthorization::Keep`](crate::CallerAuthorization::Keep)); one for
+/// an origin outside the layer's
+/// [`only_for_origins`](crate::BearerAuthLayer::only_for_origins) scope, if
+/// set, is passed through as is.
 /// A request is never sent without a token otherwise: if none can be had, the
 /// call fails with [`BearerAuthError::Token`].
 ///
@@ -44,6 +48,7 @@ pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier, T = TokenCache> {
     classifier: C,
     /// The origins the token may be sent to; `None`: every request.
     scope: Option<Arc<[Origin]>>,
+    caller_authorization: CallerAuthorization,
 }
 
 impl<S> BearerAuth<S> {
@@ -87,7 +92,13 @@ impl<S, P, C, T> BearerAuth<S, P, C, T> {
             replay,
             classifier,
             scope,
+            caller_authorization: CallerAuthorization::Replace,
         }
+    }
+
+    pub(crate) fn with_caller_authorization(mut self, choice: CallerAuthorization) -> Self {
+        self.caller_authorization = choice;
+        self
     }
 
     /// `false` if a scope is set and `uri` is not for one of its origins.
@@ -144,7 +155,11 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if has_authorization(request.headers()) || !self.in_scope(request.uri()) {
+        if self
+            .caller_authorization
+            .passes_through(|| has_authorization(request.headers()))
+            || !self.in_scope(request.uri())
+        {
             let future = self.inner.call(request);
             return ResponseFuture::new(self, None, State::Passthrough { future });
         }
@@ -269,8 +284,8 @@ pin_project! {
         S: Service<Request<B>>,
         P: ReplayPolicy<B>,
     {
-        // A request passed through: it carried its own Authorization header,
-        // or is for an origin outside the scope.
+        // The request carried its own Authorization header and the layer
+        // keeps it, or is for an origin outside the scope.
         Passthrough {
             #[pin]
             future: S::Future,

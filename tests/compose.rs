@@ -2,6 +2,10 @@
 //! hyper-util client → hyper server on 127.0.0.1. Each layer does its own job.
 
 mod core_support;
+/// The proxy example: its outcome is checked here.
+#[path = "../examples/proxy.rs"]
+#[allow(dead_code)]
+mod proxy;
 /// The stack users copy: its retry policy is tested here.
 #[path = "../examples/stack.rs"]
 #[allow(dead_code)]
@@ -198,7 +202,27 @@ async fn the_example_policy_leaves_token_errors_alone() {
     // Found without naming the inner service's error type.
     let token_error = tower_bearer::TokenError::find_in(&*err).expect("a token error");
     assert!(token_error.is_transient());
-    assert_eq!(tokens.attempts(), 1, "one token request: the policy did not retry");
+    assert_eq!(
+        tokens.attempts(),
+        1,
+        "one token request: the policy did not retry"
+    );
     assert_eq!(cache.stats().fetches, 1);
     assert_eq!(api.requests(), 0);
+}
+
+#[tokio::test]
+async fn the_proxy_example_never_forwards_the_callers_credentials() {
+    let outcome = proxy::run().await.unwrap();
+    assert_eq!(outcome.status, StatusCode::OK);
+    let body = r#"{"month":"2026-11"}"#.to_owned();
+    assert_eq!(
+        outcome.upstream_saw,
+        [
+            ("Bearer service-token-1".to_owned(), body.clone()),
+            // Replayed from BufferBody's recording after the rejection.
+            ("Bearer service-token-2".to_owned(), body),
+        ]
+    );
+    assert_eq!(outcome.fetches, 2);
 }

@@ -13,8 +13,8 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::{
-    from_fn, AccessToken, BearerAuthLayer, CacheError, ErrorKind, StaticToken, TokenCache,
-    TokenError,
+    from_fn, AccessToken, BearerAuthLayer, CacheError, CallerAuthorization, ErrorKind, StaticToken,
+    TokenCache, TokenError,
 };
 
 const LATENCY: Duration = Duration::from_millis(50);
@@ -321,10 +321,40 @@ async fn forbidden_is_not_retried_and_keeps_the_token() {
 }
 
 #[tokio::test]
-async fn a_request_with_its_own_authorization_is_left_alone() {
+async fn a_callers_authorization_is_replaced_by_default() {
+    let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
+    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(tokens.source()))
+        .service(http_client());
+
+    // A forwarded request, with the end user's credentials (twice, even).
+    let mut req = get(&api.url("/"), 1);
+    req.headers_mut()
+        .insert("authorization", "Bearer end-user-session".parse().unwrap());
+    req.headers_mut()
+        .append("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+    let res = client.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(api.seen(), vec!["Bearer tok-1".to_owned()]);
+
+    // A replay after a rejection carries the fresh token, not the caller's.
+    tokens.revoke("tok-1");
+    let mut req = get(&api.url("/"), 2);
+    req.headers_mut()
+        .insert("authorization", "Bearer end-user-session".parse().unwrap());
+    let res = client.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(api.seen()[1..], ["Bearer tok-1", "Bearer tok-2"]);
+    assert_eq!(tokens.minted(), 2);
+}
+
+#[tokio::test]
+async fn a_request_with_its_own_authorization_is_left_alone_when_asked() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
     let api = Api::start(tokens.clone(), ApiMode::RejectAll).await;
-    let layer = BearerAuthLayer::new(tokens.source());
+    let layer =
+        BearerAuthLayer::new(tokens.source()).caller_authorization(CallerAuthorization::Keep);
     let client = ServiceBuilder::new().layer(layer).service(http_client());
 
     let mut req = get(&api.url("/"), 1);

@@ -17,7 +17,8 @@ use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::reqwest::{BearerAuthMiddleware, ReqwestService};
 use tower_bearer::{
-    from_fn, AccessToken, BearerAuthLayer, BoxError, ErrorKind, Origin, TokenCache, TokenError,
+    from_fn, AccessToken, BearerAuthLayer, BoxError, CallerAuthorization, ErrorKind, Origin,
+    TokenCache, TokenError,
 };
 
 /// Tokens `t1`, `t2`, … one per fetch.
@@ -299,4 +300,31 @@ async fn reqwest_errors_come_through_the_tower_layer() {
         chain.starts_with("the inner service failed: error sending request"),
         "{chain}"
     );
+}
+
+#[tokio::test]
+async fn middleware_replaces_a_callers_authorization_unless_told_to_keep_it() {
+    let api = Api::start(&[]).await;
+    let (cache, fetches) = numbered_tokens();
+    let replacing = middleware_client(BearerAuthMiddleware::from_cache(cache.clone()));
+    replacing
+        .get(api.url("/"))
+        .header("authorization", "Bearer end-user-session")
+        .send()
+        .await
+        .unwrap();
+    let keeping = middleware_client(
+        BearerAuthMiddleware::from_cache(cache).caller_authorization(CallerAuthorization::Keep),
+    );
+    keeping
+        .get(api.url("/"))
+        .header("authorization", "Bearer end-user-session")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        api.seen(),
+        seen(&[("Bearer t1", ""), ("Bearer end-user-session", "")])
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
 }

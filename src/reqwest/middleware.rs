@@ -10,6 +10,7 @@ use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
 use crate::cache::{CurrentToken, Generation, TokenCache};
+use crate::caller_authorization::CallerAuthorization;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
 use crate::origin::Origin;
@@ -33,8 +34,10 @@ use crate::source::TokenSource;
 ///   with a `reqwest_middleware::Error::Middleware` whose chain holds the
 ///   [`TokenError`] ([`TokenError::find_in`] finds it).
 ///
-/// A request that already has an `Authorization` header, or whose origin is
-/// outside [`only_for_origins`](Self::only_for_origins), passes through
+/// A request that already has an `Authorization` header gets the token
+/// instead, unless [`caller_authorization`](Self::caller_authorization)
+/// says to keep it (see [`CallerAuthorization`]); a request whose origin is
+/// outside [`only_for_origins`](Self::only_for_origins) passes through
 /// untouched.
 ///
 /// Put it last (innermost) among token-unaware middlewares such as a retry
@@ -67,6 +70,7 @@ pub struct BearerAuthMiddleware<C = DefaultClassifier> {
     classifier: C,
     replay: bool,
     scope: Option<Arc<[Origin]>>,
+    caller_authorization: CallerAuthorization,
 }
 
 impl BearerAuthMiddleware {
@@ -84,6 +88,7 @@ impl BearerAuthMiddleware {
             classifier: DefaultClassifier,
             replay: true,
             scope: None,
+            caller_authorization: CallerAuthorization::Replace,
         }
     }
 }
@@ -96,6 +101,7 @@ impl<C> BearerAuthMiddleware<C> {
             classifier,
             replay: self.replay,
             scope: self.scope,
+            caller_authorization: self.caller_authorization,
         }
     }
 
@@ -111,6 +117,13 @@ impl<C> BearerAuthMiddleware<C> {
     /// a fetch. See [`BearerAuthLayer::only_for_origins`](crate::BearerAuthLayer::only_for_origins).
     pub fn only_for_origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
         self.scope = Some(origins.into_iter().collect());
+        self
+    }
+
+    /// What to do with a request that already has an `Authorization`
+    /// header: replace it with the token (the default), or send it as it is.
+    pub fn caller_authorization(mut self, choice: CallerAuthorization) -> Self {
+        self.caller_authorization = choice;
         self
     }
 
@@ -152,7 +165,11 @@ impl<C: RejectionClassifier> Middleware for BearerAuthMiddleware<C> {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if request.headers().contains_key(AUTHORIZATION) || !self.in_scope(request.url()) {
+        if self
+            .caller_authorization
+            .passes_through(|| request.headers().contains_key(AUTHORIZATION))
+            || !self.in_scope(request.url())
+        {
             return next.run(request, extensions).await;
         }
         let token = match self.cache.current() {
@@ -209,6 +226,7 @@ impl<C> fmt::Debug for BearerAuthMiddleware<C> {
             .field("cache", &self.cache)
             .field("replay", &self.replay)
             .field("scope", &self.scope)
+            .field("caller_authorization", &self.caller_authorization)
             .finish_non_exhaustive()
     }
 }

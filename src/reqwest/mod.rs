@@ -14,7 +14,7 @@
 //! A rejected request is sent again only if it can be: the middleware
 //! replays what [`reqwest::Request::try_clone`](::reqwest::Request::try_clone)
 //! can copy (bodies from bytes, strings and JSON; not streams), and under the
-//! Tower layer the layer's [`ReplayPolicy`](crate::ReplayPolicy) decides, as
+//! Tower layer the layer's [`ReplayPolicy`](crate::replay::ReplayPolicy) decides, as
 //! for any other client.
 //!
 //! Errors: a request that could not get a token fails before it is sent.

@@ -20,8 +20,8 @@ use crate::source::BoxFuture;
 ///
 /// The request body may be any `http_body::Body` of bytes. Which ones are
 /// replayed after a rejection is the layer's choice, as for any client:
-/// `Full<Bytes>`, `String` and `Empty` with the default [`CloneBody`](crate::CloneBody),
-/// streams with [`BufferBody`](crate::BufferBody).
+/// `Full<Bytes>`, `String` and `Empty` with the default [`CloneBody`](crate::replay::CloneBody),
+/// streams with [`BufferBody`](crate::replay::BufferBody).
 ///
 /// ```
 /// use bytes::Bytes;
