@@ -67,6 +67,10 @@ impl<B: fmt::Debug> fmt::Debug for ClonedRequest<B> {
     }
 }
 
+// Report a body that is not `Clone` as "`CloneBody` cannot replay …" (the
+// trait's own message, which says what to use instead), not as a bare
+// `B: Clone` deep in the service's bounds.
+#[diagnostic::do_not_recommend]
 impl<B> ReplayPolicy<B> for CloneBody
 where
     B: Clone + Send + 'static,

@@ -79,6 +79,39 @@ pub use self::tee_body::TeeBody;
 /// let mut post = Request::post("http://127.0.0.1/").body(()).unwrap();
 /// assert!(GetsOnly.keep(&mut post).is_none());
 /// ```
+///
+/// A body the policy cannot keep is a compile error that says what to use
+/// instead ("`CloneBody` cannot replay requests with a body of type …: for a
+/// streaming body use `BufferBody`, or `no_replay()`") wherever the compiler
+/// checks the service against a request type: a function or client that
+/// requires `Service<Request<B>>`, `Service::call(&mut client, request)`,
+/// tonic's generated clients. Through a method call (`client.oneshot(..)`,
+/// `client.call(..)`) rustc reports E0599 ("the method exists … but its
+/// trait bounds were not satisfied") without naming the cause: it is the
+/// same one.
+///
+/// ```compile_fail,E0277
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use tower::{service_fn, Layer, Service};
+/// use tower_bearer::{BearerAuthLayer, StaticToken};
+///
+/// /// A body that is not `Clone`.
+/// struct Upload(std::fs::File);
+///
+/// // Anything that takes a service for these requests: a client, a router.
+/// fn send_uploads<S: Service<Request<Upload>>>(_client: S) {}
+///
+/// let api = service_fn(|_: Request<Upload>| async { Ok::<_, Infallible>(Response::new(())) });
+/// send_uploads(BearerAuthLayer::new(StaticToken::new("k")).layer(api));
+/// // error[E0277]: `CloneBody` cannot replay requests with a body of type `Upload`
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot replay requests with a body of type `{B}`",
+    label = "requests with this body cannot be kept for a replay",
+    note = "the default `CloneBody` needs a body that is `Clone` (`Full<Bytes>`, `String`, `Empty`)",
+    note = "for a streaming body use `.replay(BufferBody::new(..))`; to never replay, `BearerAuthLayer::no_replay()`"
+)]
 pub trait ReplayPolicy<B>: Clone + Send + Sync + 'static {
     /// What is kept of the request while the first attempt is in flight.
     type Kept: Send + 'static;
