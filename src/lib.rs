@@ -114,6 +114,25 @@
 //! (under a lease), the others read, and every process's cache stays its hot
 //! path. See the module for how it works and how it fails safe.
 //!
+//! # Other clients, TLS, errors and metrics
+//!
+//! - **reqwest**: `reqwest::BearerAuthMiddleware` for reqwest-middleware
+//!   (feature `reqwest-middleware`), `reqwest::ReqwestService` to put a
+//!   plain `reqwest::Client` under the layer (feature `reqwest`).
+//! - **Any client**: the [`TokenCache`] protocol (`current`, `acquire`,
+//!   `replace`, `reject`, `accepted`).
+//! - **TLS and proxies for the token endpoint**: [`oauth2::HttpClient::builder`]
+//!   (extra roots, platform roots, a rustls `ClientConfig`, a client
+//!   certificate, proxies from the environment or set in code). A
+//!   certificate failure is a permanent error that names its cause.
+//! - **Errors**: `Display` never repeats the source, so chains print each
+//!   message once; [`TokenError::find_in`] finds the token error in any
+//!   error chain (a tower `BoxError`, an `anyhow::Error`).
+//! - **Metrics** (feature `metrics`): counters, a fetch-latency histogram
+//!   and expiry gauges through the `metrics` facade, labelled with the
+//!   cache's [name](TokenCacheBuilder::name), which also goes on the
+//!   `tower_bearer.fetch` tracing span.
+//!
 //! # Secrets
 //!
 //! Tokens, client secrets, refresh tokens, PKCE verifiers, authorization

@@ -29,7 +29,7 @@ use crate::redact::Redacted;
 /// is one call:
 ///
 /// - **Roots**: [`add_root_certificates_pem`](Self::add_root_certificates_pem)
-///   (a corporate CA, trusted in addition), [`platform_roots`](Self::platform_roots)
+///   (a corporate CA, trusted in addition), `platform_roots`
 ///   (the operating system's store, honouring `SSL_CERT_FILE` and
 ///   `SSL_CERT_DIR`; feature `native-roots`), [`webpki_roots`](Self::webpki_roots)
 ///   to drop the bundled ones.
