@@ -625,12 +625,15 @@ impl fmt::Display for DiscoveryError {
 }
 
 impl StdError for DiscoveryError {
+    // The crate's rule: `Display` does not repeat the source. These variants
+    // display their cause's message as their own, so they continue with the
+    // cause's source rather than print it twice.
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
             DiscoveryError::Build(err) | DiscoveryError::InvalidEndpoint { error: err, .. } => {
-                Some(err)
+                err.source()
             }
-            DiscoveryError::Fetch(err) => Some(err),
+            DiscoveryError::Fetch(err) => err.source(),
             _ => None,
         }
     }
@@ -666,6 +669,20 @@ fn status_kind(status: Option<StatusCode>) -> ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The crate's rule holds for discovery errors too: each message once.
+    #[test]
+    fn discovery_errors_print_each_message_once() {
+        use crate::error::Chain;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let fetch = DiscoveryError::Fetch(ExchangeError::Transport(Box::new(io)));
+        assert_eq!(
+            Chain(&fetch).to_string(),
+            "authorization server discovery failed: token endpoint unreachable: refused"
+        );
+        let build = DiscoveryError::Build(BuildError::NoHttpClient);
+        assert_eq!(Chain(&build).to_string(), build.to_string());
+    }
 
     #[test]
     fn classification() {
