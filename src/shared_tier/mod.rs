@@ -806,11 +806,12 @@ fn parse_lease_answer(reply: &[redis::Value]) -> Option<LeaseAnswer> {
     }
 }
 
-/// A failure as the fleet keeps it: its kind, then its message (which never
-/// holds a secret: token errors are built without them).
+/// A failure as the fleet keeps it: its kind, then its message with its
+/// causes (a `Display` says only what failed at its own level; the chain
+/// never holds a secret: token errors are built without them).
 fn encode_failure(err: &TokenError) -> String {
     let kind = if err.is_permanent() { 'p' } else { 't' };
-    format!("{kind}|{err}")
+    format!("{kind}|{}", crate::error::Chain(err))
 }
 
 /// The error a process gets when another one's fetch failed moments ago.
