@@ -639,7 +639,7 @@ impl Replica {
                         let status = tokio::time::timeout(Duration::from_secs(30), call)
                             .await
                             .expect("a request hung for 30 s");
-                        statuses.push(status.map(|r| r.status()).map_err(|e| e.to_string()));
+                        statuses.push(status.map(|r| r.status()).map_err(|e| chain(&e)));
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                     statuses
@@ -661,7 +661,7 @@ impl Replica {
                 tokio::spawn(async move {
                     match tokio::time::timeout(Duration::from_secs(30), call).await {
                         Ok(Ok(status)) => Ok(status),
-                        Ok(Err(err)) => Err(err.to_string()),
+                        Ok(Err(err)) => Err(chain(&err)),
                         Err(_) => panic!("a request hung for 30 s"),
                     }
                 })
@@ -845,4 +845,17 @@ pub fn serve_as_member(orders: MemberOrders) {
         tier.served_shared,
         tier.waits,
     );
+}
+
+/// An error and its causes, `: `-separated (as `anyhow`'s `{:#}`): each
+/// error's `Display` says only what failed at its own level.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut shown = err.to_string();
+    let mut next = err.source();
+    while let Some(cause) = next {
+        shown.push_str(": ");
+        shown.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    shown
 }
