@@ -193,6 +193,25 @@ macro_rules! cache_settings {
             self.config.auth_scheme = scheme.into();
             self
         }
+
+        /// The cache's name, to tell caches apart in telemetry: every
+        /// `tower_bearer.fetch` tracing span carries it as `cache`, and with the
+        /// `metrics` feature every metric has it as its `cache` label (the
+        /// metrics are listed in the README). The keys of a keyed cache share
+        /// its name (each key's label is on the span as `key`, never in a
+        /// metric's labels, whose number must stay bounded). Defaults to
+        /// `default`.
+        ///
+        /// ```
+        /// use tower_bearer::{StaticToken, TokenCache};
+        ///
+        /// let billing = TokenCache::builder(StaticToken::new("k")).name("billing-api").build();
+        /// # drop(billing);
+        /// ```
+        pub fn name(mut self, name: impl Into<String>) -> Self {
+            self.config.name = ::std::sync::Arc::from(name.into());
+            self
+        }
     };
 }
 pub(crate) use cache_settings;
@@ -237,22 +256,6 @@ impl TokenCacheBuilder {
     /// gate (it never runs more than one fetch anyway).
     pub fn gate(mut self, gate: EndpointGate) -> Self {
         self.gate = Some(gate);
-        self
-    }
-
-    /// The cache's name, to tell caches apart in telemetry: every
-    /// `tower_bearer.fetch` tracing span carries it as `cache`, and with the
-    /// `metrics` feature every metric has it as its `cache` label (the
-    /// metrics are listed in the README). Defaults to `default`.
-    ///
-    /// ```
-    /// use tower_bearer::{StaticToken, TokenCache};
-    ///
-    /// let billing = TokenCache::builder(StaticToken::new("k")).name("billing-api").build();
-    /// # drop(billing);
-    /// ```
-    pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.config.name = Arc::from(name.into());
         self
     }
 

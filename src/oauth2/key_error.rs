@@ -75,9 +75,8 @@ impl fmt::Display for KeyError {
             ),
             KeyError::Rejected(reason) => write!(f, "the private key was refused: {reason}"),
             KeyError::KeyFile(reason) => write!(f, "unusable key file: {reason}"),
-            KeyError::Io { path, source } => {
-                write!(f, "cannot read key file {}: {source}", path.display())
-            }
+            // The I/O error is the source, not repeated here.
+            KeyError::Io { path, .. } => write!(f, "cannot read key file {}", path.display()),
             KeyError::Signing => f.write_str(
                 "signing failed: the operating system's random number generator did not answer",
             ),

@@ -75,8 +75,9 @@ impl TokenFileError {
 impl fmt::Display for TokenFileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TokenFileError::Io { path, source } => {
-                write!(f, "cannot read token file {}: {source}", path.display())
+            // The I/O error is the source, not repeated here.
+            TokenFileError::Io { path, .. } => {
+                write!(f, "cannot read token file {}", path.display())
             }
             TokenFileError::Empty { path } => write!(f, "token file {} is empty", path.display()),
             TokenFileError::TooLarge { path } => write!(
