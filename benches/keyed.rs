@@ -33,9 +33,9 @@ use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
 use http::Request;
 use http_body_util::Full;
 use tower::Layer;
-use tower_bearer::{
-    from_fn, AccessToken, BearerAuthLayer, EndpointGate, KeyedTokenCache, TokenCache,
-};
+use tower_bearer::cache::EndpointGate;
+use tower_bearer::keyed::KeyedTokenCache;
+use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, TokenCache};
 use tower_http::auth::AddAuthorizationLayer;
 
 use common::{noop_waker, send, warm_layer, Api, TOKEN};

@@ -30,8 +30,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use tower::{ServiceBuilder, ServiceExt};
+use tower_bearer::cache::EndpointGate;
+use tower_bearer::keyed::KeyedTokenCache;
 use tower_bearer::oauth2::{ClientAuth, ClientCredentials, HttpClient, TokenEndpoint};
-use tower_bearer::{BearerAuthLayer, EndpointGate, KeyedTokenCache};
+use tower_bearer::BearerAuthLayer;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type HyperClient = Client<HttpConnector, Full<Bytes>>;

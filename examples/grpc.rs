@@ -47,8 +47,9 @@ use tonic::transport::{Channel, Server};
 use tonic::{Code, Request, Response, Status};
 use tonic_prost::ProstCodec;
 use tower::{service_fn, ServiceBuilder};
+use tower_bearer::cache::CacheStats;
 use tower_bearer::replay::BufferBody;
-use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, CacheStats};
+use tower_bearer::{from_fn, AccessToken, BearerAuthLayer};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

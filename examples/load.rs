@@ -61,8 +61,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tower::{Layer, Service, ServiceExt};
+use tower_bearer::cache::CacheStats;
 use tower_bearer::oauth2::{ClientCredentials, HttpClient, TokenEndpoint};
-use tower_bearer::{BearerAuthError, BearerAuthLayer, CacheStats, TokenCache};
+use tower_bearer::{BearerAuthError, BearerAuthLayer, TokenCache};
 
 const USAGE: &str = "\
 load: refresh under concurrent load

@@ -24,8 +24,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
+use tower_bearer::cache::CacheStats;
 use tower_bearer::oauth2::{ClientCredentials, TokenEndpoint};
-use tower_bearer::{BearerAuthLayer, CacheStats};
+use tower_bearer::BearerAuthLayer;
 
 const TOKEN_LIFETIME: Duration = Duration::from_secs(2);
 const TOKEN_LATENCY: Duration = Duration::from_millis(50);

@@ -45,7 +45,7 @@ where
 ///
 /// ```
 /// use http::{header::WWW_AUTHENTICATE, HeaderMap, HeaderValue, StatusCode};
-/// use tower_bearer::{DefaultClassifier, RejectionClassifier};
+/// use tower_bearer::classify::{DefaultClassifier, RejectionClassifier};
 ///
 /// let c = DefaultClassifier;
 /// let mut headers = HeaderMap::new();

@@ -60,10 +60,10 @@
 //! # Many tenants
 //!
 //! One client serving many tenants, each with its own token (a workspace, an
-//! audience, a user), keeps a [`KeyedTokenCache`]: the key comes from the
+//! audience, a user), keeps a [`KeyedTokenCache`](keyed::KeyedTokenCache): the key comes from the
 //! request ([`BearerAuthLayer::keyed`]), a factory makes each key's source,
 //! every single-token guarantee holds per key, memory is bounded (least
-//! recently used and idle keys go, no task per key), and an [`EndpointGate`]
+//! recently used and idle keys go, no task per key), and an [`EndpointGate`](cache::EndpointGate)
 //! caps the token requests in flight across keys and pauses every key when
 //! the endpoint answers `429` or `temporarily_unavailable`.
 //!
@@ -142,7 +142,7 @@
 //! sensitive.
 //!
 //! A request that arrives with an `Authorization` header of its own gets the
-//! layer's token instead ([`CallerAuthorization`]): a proxy never forwards
+//! layer's token instead ([`CallerAuthorization`](layer::CallerAuthorization)): a proxy never forwards
 //! its callers' credentials upstream (`examples/proxy.rs`).
 //!
 //! The token goes to every request that passes through the layer. If some
@@ -156,46 +156,35 @@
 #![deny(missing_docs, unsafe_code, unreachable_pub)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cache;
-mod caller_authorization;
-mod classify;
-mod error;
-mod keyed;
-mod layer;
+pub mod cache;
+pub mod classify;
+pub mod error;
+pub mod keyed;
+pub mod layer;
 pub mod oauth2;
-mod origin;
+pub mod origin;
 mod redact;
 pub mod replay;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
 mod secret;
-mod select;
-mod service;
+pub mod service;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod shared_tier;
-mod source;
-mod token;
+pub mod source;
+pub mod token;
 mod www_authenticate;
 
-pub use crate::cache::{
-    CacheStats, CurrentToken, EndpointGate, EndpointGateBuilder, GateStats, Generation, TokenCache,
-    TokenCacheBuilder,
-};
-pub use crate::caller_authorization::CallerAuthorization;
-pub use crate::classify::{DefaultClassifier, RejectionClassifier};
+pub use crate::cache::{TokenCache, TokenCacheBuilder};
 pub use crate::error::{BearerAuthError, BoxError, CacheError, ErrorKind, TokenError};
-pub use crate::keyed::{KeyedStats, KeyedTokenCache, KeyedTokenCacheBuilder};
 pub use crate::layer::BearerAuthLayer;
-pub use crate::origin::{InvalidOrigin, Origin};
+pub use crate::origin::Origin;
 pub use crate::secret::Secret;
-pub use crate::select::{CacheSelector, KeyedBy};
-pub use crate::service::{BearerAuth, ResponseFuture};
-pub use crate::source::{
-    from_fn, BoxFuture, BoxTokenSource, DynTokenSource, FnSource, StaticToken, TokenSource,
-};
-pub use crate::token::{AccessToken, Expiry};
+pub use crate::service::BearerAuth;
+pub use crate::source::{from_fn, StaticToken, TokenSource};
+pub use crate::token::AccessToken;
 
 /// The README's Rust snippets, compiled by `cargo test --all-features` so
 /// that what users copy builds.

@@ -13,12 +13,12 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::cache::{CurrentToken, Generation, TokenCache};
-use crate::caller_authorization::CallerAuthorization;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
+use crate::keyed::CacheSelector;
+use crate::layer::CallerAuthorization;
 use crate::origin::Origin;
 use crate::replay::{CloneBody, ReplayPolicy};
-use crate::select::CacheSelector;
 use crate::source::BoxFuture;
 
 /// Adds `Authorization: Bearer <token>` to every request and retries once when
@@ -29,7 +29,7 @@ use crate::source::BoxFuture;
 ///
 /// A request that already has an `Authorization` header gets the token
 /// instead, unless the layer was told to keep the caller's
-/// ([`CallerAuthorization::Keep`](crate::CallerAuthorization::Keep)); one for
+/// ([`CallerAuthorization::Keep`]); one for
 /// an origin outside the layer's
 /// [`only_for_origins`](crate::BearerAuthLayer::only_for_origins) scope, if
 /// set, is passed through as is.
@@ -38,7 +38,7 @@ use crate::source::BoxFuture;
 ///
 /// `T` chooses the token cache of each request ([`CacheSelector`]): one
 /// [`TokenCache`], or a key's cache in a
-/// [`KeyedTokenCache`](crate::KeyedTokenCache) ([`KeyedBy`](crate::KeyedBy)).
+/// [`KeyedTokenCache`](crate::keyed::KeyedTokenCache) ([`KeyedBy`](crate::keyed::KeyedBy)).
 /// The chosen cache serves the whole exchange, replay included.
 #[derive(Clone, Debug)]
 pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier, T = TokenCache> {
@@ -111,7 +111,7 @@ impl<S, P, C, T> BearerAuth<S, P, C, T> {
     }
 
     /// Where this service's tokens come from: a [`TokenCache`], or a keyed
-    /// cache with its key function ([`KeyedBy`](crate::KeyedBy)).
+    /// cache with its key function ([`KeyedBy`](crate::keyed::KeyedBy)).
     pub fn tokens(&self) -> &T {
         &self.tokens
     }

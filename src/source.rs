@@ -83,7 +83,8 @@ impl<T: TokenSource> DynTokenSource for T {
 /// A type-erased, cheaply cloneable token source.
 ///
 /// ```
-/// use tower_bearer::{BoxTokenSource, StaticToken, TokenSource};
+/// use tower_bearer::{StaticToken, TokenSource};
+/// use tower_bearer::source::BoxTokenSource;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let source = BoxTokenSource::new(StaticToken::new("abc"));
@@ -136,7 +137,8 @@ impl<T: TokenSource> TokenSource for Arc<T> {
 /// A token that never changes: an API key or a long-lived personal token.
 ///
 /// ```
-/// use tower_bearer::{Expiry, StaticToken, TokenSource};
+/// use tower_bearer::{StaticToken, TokenSource};
+/// use tower_bearer::token::Expiry;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let source = StaticToken::new("my-api-key");

@@ -21,7 +21,7 @@ pub enum Expiry {
 /// An access token: the secret, its expiry, and its scope.
 ///
 /// The secret never appears in `Debug` output. Expiry is a monotonic
-/// [`Instant`](tokio::time::Instant) (tokio's, so tests can pause time), computed
+/// [`Instant`] (tokio's, so tests can pause time), computed
 /// once when the token is received; lifetimes too large to represent, such as an
 /// `expires_in` of `u64::MAX` seconds, saturate to [`Expiry::Never`] instead of
 /// overflowing.
@@ -39,7 +39,7 @@ pub enum Expiry {
 ///
 /// // Huge lifetimes do not overflow.
 /// let forever = AccessToken::new("k").with_expires_in(Duration::from_secs(u64::MAX));
-/// assert_eq!(forever.expiry(), tower_bearer::Expiry::Never);
+/// assert_eq!(forever.expiry(), tower_bearer::token::Expiry::Never);
 /// ```
 #[derive(Clone)]
 pub struct AccessToken {

@@ -12,9 +12,10 @@ use core_support::{get, h2_client, http_client, Api, ApiMode, TokenEndpoint};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bearer::layer::CallerAuthorization;
 use tower_bearer::{
-    from_fn, AccessToken, BearerAuthLayer, CacheError, CallerAuthorization, ErrorKind, StaticToken,
-    TokenCache, TokenError,
+    from_fn, AccessToken, BearerAuthLayer, CacheError, ErrorKind, StaticToken, TokenCache,
+    TokenError,
 };
 
 const LATENCY: Duration = Duration::from_millis(50);
@@ -491,7 +492,7 @@ fn secrets_are_absent_from_debug_output() {
         format!("{:?}", layer.cache()),
         format!(
             "{:?}",
-            tower_bearer::BoxTokenSource::new(StaticToken::new(secret))
+            tower_bearer::source::BoxTokenSource::new(StaticToken::new(secret))
         ),
         format!("{:?}", TokenCache::builder(StaticToken::new(secret))),
     ];

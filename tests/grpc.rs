@@ -17,8 +17,9 @@ use tonic::body::Body;
 use tonic::transport::Channel;
 use tonic::Code;
 use tower::ServiceBuilder;
+use tower_bearer::classify::{DefaultClassifier, RejectionClassifier};
 use tower_bearer::replay::{BufferBody, TeeBody};
-use tower_bearer::{from_fn, BearerAuth, BearerAuthLayer, DefaultClassifier, RejectionClassifier};
+use tower_bearer::{from_fn, BearerAuth, BearerAuthLayer};
 
 type Policy = BufferBody<fn(TeeBody<Body>) -> Body>;
 
@@ -287,7 +288,7 @@ async fn stream_that_ends_later_is_replayed() {
 #[tokio::test]
 async fn a_keyed_layer_gives_each_tenant_its_token_and_replays_per_tenant() {
     use http::HeaderValue;
-    use tower_bearer::KeyedTokenCache;
+    use tower_bearer::keyed::KeyedTokenCache;
 
     let issuer = Issuer::default();
     let addr = serve(issuer.clone(), false).await.unwrap();

@@ -27,10 +27,11 @@ use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
+use tower_bearer::cache::EndpointGate;
+use tower_bearer::keyed::KeyedTokenCache;
 use tower_bearer::oauth2::{ExchangeError, OAuth2Error};
 use tower_bearer::{
-    from_fn, AccessToken, BearerAuthError, BearerAuthLayer, CacheError, EndpointGate,
-    KeyedTokenCache, TokenError,
+    from_fn, AccessToken, BearerAuthError, BearerAuthLayer, CacheError, TokenError,
 };
 
 /// How long one caller may take before the test calls it a hang (virtual time).
@@ -63,8 +64,8 @@ impl Fetches {
         latency: Duration,
         lifetime: Duration,
         tune: impl FnOnce(
-            tower_bearer::KeyedTokenCacheBuilder<String>,
-        ) -> tower_bearer::KeyedTokenCacheBuilder<String>,
+            tower_bearer::keyed::KeyedTokenCacheBuilder<String>,
+        ) -> tower_bearer::keyed::KeyedTokenCacheBuilder<String>,
     ) -> KeyedTokenCache<String> {
         let fetches = self.clone();
         tune(KeyedTokenCache::builder(move |key: &String| {
@@ -515,8 +516,8 @@ async fn a_temporarily_unavailable_from_a_plain_source_pauses_every_key() {
 type GlueClient = tower_bearer::BearerAuth<
     glue_workspaces::HyperClient,
     tower_bearer::replay::CloneBody,
-    tower_bearer::DefaultClassifier,
-    tower_bearer::KeyedBy<Workspace, fn(&Request<Full<Bytes>>) -> Option<Workspace>>,
+    tower_bearer::classify::DefaultClassifier,
+    tower_bearer::keyed::KeyedBy<Workspace, fn(&Request<Full<Bytes>>) -> Option<Workspace>>,
 >;
 
 fn workspace_of_request(request: &Request<Full<Bytes>>) -> Option<Workspace> {

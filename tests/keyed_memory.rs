@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tower_bearer::{from_fn, AccessToken, KeyedTokenCache};
+use tower_bearer::keyed::KeyedTokenCache;
+use tower_bearer::{from_fn, AccessToken};
 
 struct Counting;
 

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tower_bearer::{from_fn, AccessToken, KeyedTokenCache, TokenError};
+use tower_bearer::keyed::KeyedTokenCache;
+use tower_bearer::{from_fn, AccessToken, TokenError};
 
 async fn bounded<T>(call: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(600), call)

@@ -15,10 +15,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
+use tower_bearer::layer::CallerAuthorization;
 use tower_bearer::reqwest::{BearerAuthMiddleware, ReqwestService};
 use tower_bearer::{
-    from_fn, AccessToken, BearerAuthLayer, BoxError, CallerAuthorization, ErrorKind, Origin,
-    TokenCache, TokenError,
+    from_fn, AccessToken, BearerAuthLayer, BoxError, ErrorKind, Origin, TokenCache, TokenError,
 };
 
 /// Tokens `t1`, `t2`, … one per fetch.

@@ -66,7 +66,7 @@ impl Default for CacheConfig {
 }
 
 /// The setters shared by [`TokenCacheBuilder`] and
-/// [`KeyedTokenCacheBuilder`](crate::KeyedTokenCacheBuilder): one set of
+/// [`KeyedTokenCacheBuilder`](crate::keyed::KeyedTokenCacheBuilder): one set of
 /// settings, for one token or for each key.
 macro_rules! cache_settings {
     () => {

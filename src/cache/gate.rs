@@ -22,7 +22,7 @@ const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 /// Protects one token endpoint from every cache that uses it: at most
 /// `max_in_flight` token requests at a time, and one view of its health.
 ///
-/// A [`KeyedTokenCache`](crate::KeyedTokenCache) has one (by default its own,
+/// A [`KeyedTokenCache`](crate::keyed::KeyedTokenCache) has one (by default its own,
 /// allowing 16 fetches at once); [`TokenCache`](crate::TokenCache)s can share
 /// one too ([`TokenCacheBuilder::gate`](crate::TokenCacheBuilder::gate)),
 /// and so can several caches that ask the same endpoint with different
@@ -46,7 +46,9 @@ const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_bearer::{from_fn, AccessToken, EndpointGate, KeyedTokenCache};
+/// use tower_bearer::{from_fn, AccessToken};
+/// use tower_bearer::cache::EndpointGate;
+/// use tower_bearer::keyed::KeyedTokenCache;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let gate = EndpointGate::builder()
@@ -101,7 +103,7 @@ struct Pause {
 /// What an [`EndpointGate`] has seen.
 ///
 /// ```
-/// use tower_bearer::EndpointGate;
+/// use tower_bearer::cache::EndpointGate;
 ///
 /// let stats = EndpointGate::new(8).stats();
 /// assert_eq!((stats.in_flight, stats.peak_in_flight, stats.admitted), (0, 0, 0));
@@ -287,7 +289,7 @@ impl Drop for Counted<'_> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_bearer::EndpointGate;
+/// use tower_bearer::cache::EndpointGate;
 ///
 /// let gate = EndpointGate::builder()
 ///     .max_in_flight(32)

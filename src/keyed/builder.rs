@@ -20,7 +20,9 @@ const DEFAULT_MAX_KEYS: usize = 10_000;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_bearer::{EndpointGate, KeyedTokenCache, StaticToken};
+/// use tower_bearer::StaticToken;
+/// use tower_bearer::cache::EndpointGate;
+/// use tower_bearer::keyed::KeyedTokenCache;
 ///
 /// let cache = KeyedTokenCache::builder(|tenant: &u64| StaticToken::new(format!("key-{tenant}")))
 ///     .max_keys(50_000)

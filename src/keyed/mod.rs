@@ -11,6 +11,7 @@
 
 mod builder;
 mod clock_ring;
+mod select;
 mod stats;
 
 use std::fmt;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use self::builder::KeyedTokenCacheBuilder;
+pub use self::select::{CacheSelector, KeyedBy};
 pub use self::stats::KeyedStats;
 
 use self::clock_ring::{ClockRing, Tracked};
@@ -73,7 +75,8 @@ type Labeler<K> = dyn Fn(&K) -> String + Send + Sync;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_bearer::{from_fn, AccessToken, KeyedTokenCache};
+/// use tower_bearer::{from_fn, AccessToken};
+/// use tower_bearer::keyed::KeyedTokenCache;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// // One token per workspace (in real use, `ClientCredentials` with a `subject`).

@@ -4,13 +4,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::CacheStats;
 
-/// A snapshot of a [`KeyedTokenCache`](crate::KeyedTokenCache)'s keys and
+/// A snapshot of a [`KeyedTokenCache`](crate::keyed::KeyedTokenCache)'s keys and
 /// of its token counters summed over every key it ever held.
 ///
-/// Per key: [`KeyedTokenCache::stats_for`](crate::KeyedTokenCache::stats_for).
+/// Per key: [`KeyedTokenCache::stats_for`](crate::keyed::KeyedTokenCache::stats_for).
 ///
 /// ```
-/// use tower_bearer::{from_fn, AccessToken, KeyedTokenCache};
+/// use tower_bearer::{from_fn, AccessToken};
+/// use tower_bearer::keyed::KeyedTokenCache;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let cache = KeyedTokenCache::builder(|user: &u64| {
@@ -38,7 +39,7 @@ pub struct KeyedStats {
     pub evicted: u64,
     /// Keys dropped after being idle for the idle time.
     pub expired: u64,
-    /// Keys dropped by [`remove`](crate::KeyedTokenCache::remove).
+    /// Keys dropped by [`remove`](crate::keyed::KeyedTokenCache::remove).
     pub removed: u64,
     /// Token counters summed over every key, dropped ones included.
     pub tokens: CacheStats,

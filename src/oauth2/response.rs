@@ -374,7 +374,7 @@ mod tests {
         let token = TokenResponse::from_json(body.as_bytes())
             .unwrap()
             .to_access_token();
-        assert_eq!(token.expiry(), crate::Expiry::Never);
+        assert_eq!(token.expiry(), crate::token::Expiry::Never);
     }
 
     #[test]

@@ -10,9 +10,9 @@ use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
 use crate::cache::{CurrentToken, Generation, TokenCache};
-use crate::caller_authorization::CallerAuthorization;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
+use crate::layer::CallerAuthorization;
 use crate::origin::Origin;
 use crate::source::TokenSource;
 

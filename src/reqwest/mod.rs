@@ -4,7 +4,7 @@
 //! and with the same guarantees as [`BearerAuthLayer`](crate::BearerAuthLayer)
 //! (the current token without waiting, one fetch for all concurrent callers,
 //! invalidation by generation, at most one replay, the same
-//! [`RejectionClassifier`](crate::RejectionClassifier)):
+//! [`RejectionClassifier`](crate::classify::RejectionClassifier)):
 //!
 //! | you have | use | feature |
 //! | --- | --- | --- |

@@ -17,7 +17,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
-use tower_bearer::{from_fn, AccessToken, BoxTokenSource, TokenError};
+use tower_bearer::source::BoxTokenSource;
+use tower_bearer::{from_fn, AccessToken, TokenError};
 
 #[path = "../loopback/mod.rs"]
 mod loopback;

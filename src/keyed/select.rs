@@ -24,7 +24,8 @@ use crate::keyed::KeyedTokenCache;
 ///
 /// ```
 /// use http::Request;
-/// use tower_bearer::{CacheSelector, StaticToken, TokenCache, TokenError};
+/// use tower_bearer::{StaticToken, TokenCache, TokenError};
+/// use tower_bearer::keyed::CacheSelector;
 ///
 /// /// Internal hosts get one token, everything else another.
 /// #[derive(Clone)]
@@ -67,7 +68,8 @@ impl<B> CacheSelector<B> for TokenCache {
 ///
 /// ```
 /// use http::Request;
-/// use tower_bearer::{CacheSelector, KeyedBy, KeyedTokenCache, StaticToken};
+/// use tower_bearer::StaticToken;
+/// use tower_bearer::keyed::{CacheSelector, KeyedBy, KeyedTokenCache};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let tenants = KeyedTokenCache::new(|tenant: &u32| StaticToken::new(format!("t{tenant}")));

@@ -25,7 +25,8 @@
 /// use http::{Request, Response};
 /// use http_body_util::Full;
 /// use tower::{service_fn, Layer, ServiceExt};
-/// use tower_bearer::{BearerAuthLayer, CallerAuthorization, StaticToken};
+/// use tower_bearer::{BearerAuthLayer, StaticToken};
+/// use tower_bearer::layer::CallerAuthorization;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let upstream = service_fn(|req: Request<Full<Bytes>>| async move {

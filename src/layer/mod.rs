@@ -1,17 +1,18 @@
-//! `BearerAuthLayer`: the entry point.
+//! `BearerAuthLayer`, the entry point, and its settings.
+
+mod caller_authorization;
 
 use std::sync::Arc;
 
 use http::Request;
 use tower_layer::Layer;
 
+pub use self::caller_authorization::CallerAuthorization;
 use crate::cache::TokenCache;
-use crate::caller_authorization::CallerAuthorization;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
-use crate::keyed::KeyedTokenCache;
+use crate::keyed::{KeyedBy, KeyedTokenCache};
 use crate::origin::Origin;
 use crate::replay::{CloneBody, NoReplay};
-use crate::select::KeyedBy;
 use crate::service::BearerAuth;
 use crate::source::TokenSource;
 
@@ -23,7 +24,7 @@ use crate::source::TokenSource;
 /// `T` where tokens come from: one [`TokenCache`] ([`new`](Self::new),
 /// [`from_cache`](Self::from_cache)), or the cache of each request's key in a
 /// [`KeyedTokenCache`] ([`keyed`](Self::keyed)), or any
-/// [`CacheSelector`](crate::CacheSelector).
+/// [`CacheSelector`](crate::keyed::CacheSelector).
 ///
 /// ```
 /// use std::convert::Infallible;
@@ -89,7 +90,8 @@ impl<K, F> BearerAuthLayer<CloneBody, DefaultClassifier, KeyedBy<K, F>> {
     /// use http::{Request, Response};
     /// use http_body_util::Full;
     /// use tower::{service_fn, Layer, ServiceExt};
-    /// use tower_bearer::{BearerAuthLayer, KeyedTokenCache, StaticToken};
+    /// use tower_bearer::{BearerAuthLayer, StaticToken};
+    /// use tower_bearer::keyed::KeyedTokenCache;
     ///
     /// /// The tenant a request is for, set by the application.
     /// #[derive(Clone, PartialEq, Eq, Hash)]
@@ -125,7 +127,7 @@ impl<K, F> BearerAuthLayer<CloneBody, DefaultClassifier, KeyedBy<K, F>> {
 
 impl<T> BearerAuthLayer<CloneBody, DefaultClassifier, T> {
     /// A layer taking each request's token from the cache `tokens` chooses
-    /// for it ([`CacheSelector`](crate::CacheSelector)).
+    /// for it ([`CacheSelector`](crate::keyed::CacheSelector)).
     pub fn with_tokens(tokens: T) -> Self {
         Self {
             tokens,
