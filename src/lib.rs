@@ -154,6 +154,7 @@
 //! every failure of a token endpoint or an API, and the test that shows it.
 
 #![deny(missing_docs, unsafe_code, unreachable_pub)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
