@@ -3,7 +3,7 @@
 //! bodies past the cap, or not yet sent to their end when the 401 came, are
 //! not.
 
-#[path = "loopback/mod.rs"]
+#[path = "../examples/support/loopback.rs"]
 mod loopback;
 
 use std::net::SocketAddr;

@@ -3,7 +3,7 @@
 //! through `ReqwestService`. Exact counts of fetches, requests and replays.
 #![cfg(feature = "reqwest-middleware")]
 
-#[path = "loopback/mod.rs"]
+#[path = "../examples/support/loopback.rs"]
 mod loopback;
 
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@
 //! request that reaches the endpoint went through the proxy.
 #![cfg(feature = "rustls")]
 
-#[path = "loopback/mod.rs"]
+#[path = "../examples/support/loopback.rs"]
 mod loopback;
 
 mod tls_support;

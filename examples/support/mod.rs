@@ -9,20 +9,19 @@
 
 #![allow(dead_code)]
 
+#[path = "loopback.rs"]
+mod loopback;
+
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use http::{Response, StatusCode};
+use http_body_util::Full;
 use ring::signature::{
     RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256,
     RSA_PSS_2048_8192_SHA256,
@@ -150,33 +149,9 @@ pub fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
         .unwrap()
 }
 
-pub type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
+pub use loopback::Handler;
 
-/// Serves `handler` over HTTP/1.1 on 127.0.0.1, on a port of the OS's choosing.
+/// Serves `handler`, given the request head and its whole body, on 127.0.0.1.
 pub async fn serve(handler: Handler) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    Ok::<_, Infallible>(handler(parts, body))
-                }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
+    loopback::serve_collected(move |parts, body| handler(parts, body)).await
 }

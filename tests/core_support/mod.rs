@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tower_bearer::source::BoxTokenSource;
 use tower_bearer::{from_fn, AccessToken, TokenError};
 
-#[path = "../loopback/mod.rs"]
+#[path = "../../examples/support/loopback.rs"]
 mod loopback;
 pub use loopback::serve;
 

@@ -12,7 +12,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-#[path = "../loopback/mod.rs"]
+#[path = "../../examples/support/loopback.rs"]
 mod loopback;
 pub use loopback::serve as serve_hyper;
 

@@ -11,7 +11,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-#[path = "../loopback/mod.rs"]
+#[path = "../../examples/support/loopback.rs"]
 mod loopback;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -1,42 +1,25 @@
 //! Loopback HTTP servers for the OAuth2 tests.
 #![allow(dead_code)]
 
-#[path = "../loopback/mod.rs"]
+#[path = "../../examples/support/loopback.rs"]
 mod loopback;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
+use http_body_util::Full;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower_bearer::oauth2::HttpClient;
 
-pub type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
-
 /// Serves `handler`, given the request head and its whole body, on 127.0.0.1.
 pub async fn serve(
     handler: impl Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync + 'static,
 ) -> SocketAddr {
-    let handler: Handler = Arc::new(handler);
-    loopback::serve(move |req: Request<Incoming>| {
-        let handler = handler.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            handler(parts, body)
-        }
-    })
-    .await
+    loopback::serve_collected(handler).await
 }
 
 pub fn plain_client() -> Client<HttpConnector, Full<Bytes>> {

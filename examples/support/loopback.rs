@@ -1,12 +1,20 @@
-//! The one loopback HTTP server the test suites share.
+//! The one loopback HTTP server that the examples and the test suites share.
+//!
+//! Not an example itself: examples and tests include it with
+//! `#[path = ".../examples/support/loopback.rs"] mod loopback;`.
+
+#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+use http::request::Parts;
 use http::{Request, Response};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -38,4 +46,27 @@ where
         }
     });
     addr
+}
+
+/// A handler that sees the request head and its whole body.
+pub type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
+
+/// Serves `handler`, given the request head and its whole body, on 127.0.0.1.
+pub async fn serve_collected(
+    handler: impl Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync + 'static,
+) -> SocketAddr {
+    let handler: Handler = Arc::new(handler);
+    serve(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            handler(parts, body)
+        }
+    })
+    .await
 }
