@@ -1,6 +1,7 @@
 //! The client-credentials grant (RFC 6749 §4.4).
 
 use super::endpoint::TokenEndpoint;
+use super::grant_params::GrantParams;
 use crate::error::TokenError;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
@@ -35,11 +36,7 @@ use crate::token::AccessToken;
 #[derive(Debug, Clone)]
 pub struct ClientCredentials {
     endpoint: TokenEndpoint,
-    /// Space-separated, as sent.
-    scope: String,
-    audience: Option<String>,
-    resources: Vec<String>,
-    params: Vec<(String, String)>,
+    params: GrantParams,
 }
 
 impl ClientCredentials {
@@ -47,37 +44,31 @@ impl ClientCredentials {
     pub fn new(endpoint: TokenEndpoint) -> Self {
         Self {
             endpoint,
-            scope: String::new(),
-            audience: None,
-            resources: Vec::new(),
-            params: Vec::new(),
+            params: GrantParams::default(),
         }
     }
 
     /// Adds a scope; scopes are sent space-separated in one `scope` parameter.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        if !self.scope.is_empty() {
-            self.scope.push(' ');
-        }
-        self.scope.push_str(&scope.into());
+        self.params.add_scope(scope);
         self
     }
 
     /// Sets `audience` (Auth0-style APIs such as Blooma's).
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
+        self.params.set_audience(audience);
         self
     }
 
     /// Adds a `resource` indicator (RFC 8707); may be given more than once.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.resources.push(resource.into());
+        self.params.add_resource(resource);
         self
     }
 
     /// Adds any other parameter (`subject`, `redirect_uri`, …).
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((key.into(), value.into()));
+        self.params.add(key, value);
         self
     }
 
@@ -89,14 +80,7 @@ impl ClientCredentials {
     /// The parameters sent (without client authentication), borrowed.
     fn params(&self) -> Vec<(&str, &str)> {
         let mut params = vec![("grant_type", "client_credentials")];
-        if !self.scope.is_empty() {
-            params.push(("scope", &self.scope));
-        }
-        if let Some(audience) = &self.audience {
-            params.push(("audience", audience));
-        }
-        params.extend(self.resources.iter().map(|r| ("resource", r.as_str())));
-        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.params.append_to(&mut params);
         params
     }
 }

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::endpoint::TokenEndpoint;
+use super::grant_params::GrantParams;
 use super::jwt_assertion::JwtAssertion;
 use crate::error::TokenError;
 use crate::source::TokenSource;
@@ -41,8 +42,7 @@ const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 pub struct JwtBearer {
     endpoint: TokenEndpoint,
     assertion: JwtAssertion,
-    scope: String,
-    params: Vec<(String, String)>,
+    params: GrantParams,
 }
 
 impl JwtBearer {
@@ -51,23 +51,19 @@ impl JwtBearer {
         Self {
             endpoint,
             assertion,
-            scope: String::new(),
-            params: Vec::new(),
+            params: GrantParams::default(),
         }
     }
 
     /// Adds a scope; scopes are sent space-separated in one `scope` parameter.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        if !self.scope.is_empty() {
-            self.scope.push(' ');
-        }
-        self.scope.push_str(&scope.into());
+        self.params.add_scope(scope);
         self
     }
 
     /// Adds any other parameter (`audience`, `resource`, …).
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((key.into(), value.into()));
+        self.params.add(key, value);
         self
     }
 
@@ -84,10 +80,7 @@ impl TokenSource for JwtBearer {
             ("grant_type", JWT_BEARER_GRANT),
             ("assertion", assertion.expose()),
         ];
-        if !self.scope.is_empty() {
-            params.push(("scope", &self.scope));
-        }
-        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.params.append_to(&mut params);
         let response = self.endpoint.request(&params).await?;
         Ok(response.to_access_token())
     }
@@ -98,7 +91,7 @@ impl fmt::Debug for JwtBearer {
         f.debug_struct("JwtBearer")
             .field("endpoint", &self.endpoint)
             .field("assertion", &self.assertion)
-            .field("scope", &self.scope)
+            .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }

@@ -96,6 +96,7 @@ mod error;
 mod form_urlencoded;
 #[cfg(feature = "jwt")]
 mod google_service_account;
+mod grant_params;
 mod http_client;
 #[cfg(feature = "rustls")]
 mod http_client_builder;

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use super::endpoint::TokenEndpoint;
+use super::grant_params::GrantParams;
 use super::security_token::SecurityToken;
 use super::token_type::TokenType;
 use crate::error::TokenError;
@@ -15,8 +16,8 @@ const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-excha
 
 /// Obtains access tokens by token exchange (RFC 8693 §2.1): each fetch reads
 /// the subject token (and the actor token, if any) afresh and sends them
-/// with their types, the `audience`s, `resource`s, `scope` and
-/// `requested_token_type` asked for. Client authentication is the token
+/// with their types, the `requested_token_type`, then the `scope`,
+/// `audience`s and `resource`s asked for. Client authentication is the token
 /// endpoint's, as for any grant.
 ///
 /// The issued token must be usable as a bearer access token: a response
@@ -47,11 +48,8 @@ pub struct TokenExchange {
     endpoint: TokenEndpoint,
     subject: SecurityToken,
     actor: Option<SecurityToken>,
-    audiences: Vec<String>,
-    resources: Vec<String>,
-    scope: String,
     requested_token_type: Option<TokenType>,
-    params: Vec<(String, String)>,
+    params: GrantParams,
 }
 
 impl TokenExchange {
@@ -61,34 +59,28 @@ impl TokenExchange {
             endpoint,
             subject,
             actor: None,
-            audiences: Vec::new(),
-            resources: Vec::new(),
-            scope: String::new(),
             requested_token_type: None,
-            params: Vec::new(),
+            params: GrantParams::default(),
         }
     }
 
     /// Adds an `audience`: the logical name of a service the token is for;
     /// may be given more than once.
     pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.audiences.push(audience.into());
+        self.params.add_audience(audience);
         self
     }
 
     /// Adds a `resource`: the URI of a service the token is for; may be
     /// given more than once.
     pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.resources.push(resource.into());
+        self.params.add_resource(resource);
         self
     }
 
     /// Adds a scope; scopes are sent space-separated in one `scope` parameter.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        if !self.scope.is_empty() {
-            self.scope.push(' ');
-        }
-        self.scope.push_str(&scope.into());
+        self.params.add_scope(scope);
         self
     }
 
@@ -108,7 +100,7 @@ impl TokenExchange {
 
     /// Adds any other parameter.
     pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((key.into(), value.into()));
+        self.params.add(key, value);
         self
     }
 
@@ -137,12 +129,7 @@ impl TokenSource for TokenExchange {
         if let Some(requested) = &self.requested_token_type {
             params.push(("requested_token_type", requested.as_str()));
         }
-        params.extend(self.audiences.iter().map(|a| ("audience", a.as_str())));
-        params.extend(self.resources.iter().map(|r| ("resource", r.as_str())));
-        if !self.scope.is_empty() {
-            params.push(("scope", &self.scope));
-        }
-        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.params.append_to(&mut params);
         let response = self.endpoint.request(&params).await?;
         Ok(response.to_access_token())
     }
@@ -154,10 +141,8 @@ impl fmt::Debug for TokenExchange {
             .field("endpoint", &self.endpoint)
             .field("subject", &self.subject)
             .field("actor", &self.actor)
-            .field("audiences", &self.audiences)
-            .field("resources", &self.resources)
-            .field("scope", &self.scope)
             .field("requested_token_type", &self.requested_token_type)
+            .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }
