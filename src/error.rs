@@ -47,12 +47,28 @@ pub enum ErrorKind {
 /// finds it there.
 ///
 /// ```
-/// use tower_bearer::{ErrorKind, TokenError};
+/// use std::error::Error;
+/// use std::time::Duration;
+/// use tower_bearer::{BearerAuthError, BoxError, ErrorKind, TokenError};
 ///
 /// let err = TokenError::transient("token endpoint answered 503");
 /// assert_eq!(err.kind(), ErrorKind::Transient);
 /// assert!(err.is_transient());
 /// assert_eq!(err.to_string(), "token endpoint answered 503");
+///
+/// // A cause is returned by `source`, not repeated by `Display`.
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let err = TokenError::with_source(ErrorKind::Transient, "token endpoint unreachable", io);
+/// assert_eq!(err.to_string(), "token endpoint unreachable");
+/// assert_eq!(err.source().unwrap().to_string(), "refused");
+///
+/// // Behind other layers the error is boxed; `find_in` finds it in the chain.
+/// let err: BoxError = Box::new(BearerAuthError::<std::io::Error>::Token(
+///     TokenError::transient("rate limited").with_retry_after(Duration::from_secs(3)),
+/// ));
+/// let token_error = TokenError::find_in(&*err).unwrap();
+/// assert_eq!(token_error.retry_after(), Some(Duration::from_secs(3)));
+/// assert!(TokenError::find_in(&*BoxError::from("connection reset")).is_none());
 /// ```
 #[derive(Clone)]
 pub struct TokenError {
@@ -85,16 +101,6 @@ impl TokenError {
     /// An error of the given kind caused by another error. `message` says
     /// what failed, without repeating the cause: `Display` shows the message,
     /// [`source`](std::error::Error::source) returns the cause.
-    ///
-    /// ```
-    /// use std::error::Error;
-    /// use tower_bearer::{ErrorKind, TokenError};
-    ///
-    /// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-    /// let err = TokenError::with_source(ErrorKind::Transient, "token endpoint unreachable", io);
-    /// assert_eq!(err.to_string(), "token endpoint unreachable");
-    /// assert_eq!(err.source().unwrap().to_string(), "refused");
-    /// ```
     pub fn with_source(
         kind: ErrorKind,
         message: impl Into<String>,
@@ -111,14 +117,6 @@ impl TokenError {
 
     /// Returns a copy of this error that asks the cache to wait at least `delay`
     /// before the next fetch (an HTTP `Retry-After`).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_bearer::TokenError;
-    ///
-    /// let err = TokenError::transient("rate limited").with_retry_after(Duration::from_secs(7));
-    /// assert_eq!(err.retry_after(), Some(Duration::from_secs(7)));
-    /// ```
     pub fn with_retry_after(self, delay: Duration) -> Self {
         let mut inner = Inner::clone(&self.inner);
         inner.retry_after = Some(delay);
@@ -168,20 +166,6 @@ impl TokenError {
     /// error of a [`BearerAuth`](crate::BearerAuth) service is a [`BoxError`]
     /// of a type that names the inner service's error; this finds the token
     /// error without naming that type.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use tower_bearer::{BearerAuthError, BoxError, TokenError};
-    ///
-    /// let err: BoxError = Box::new(BearerAuthError::<std::io::Error>::Token(
-    ///     TokenError::transient("rate limited").with_retry_after(Duration::from_secs(3)),
-    /// ));
-    /// let token_error = TokenError::find_in(&*err).unwrap();
-    /// assert_eq!(token_error.retry_after(), Some(Duration::from_secs(3)));
-    ///
-    /// let other: BoxError = "connection reset".into();
-    /// assert!(TokenError::find_in(&*other).is_none());
-    /// ```
     pub fn find_in<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a TokenError> {
         let mut next = Some(err);
         while let Some(err) = next {

@@ -278,7 +278,7 @@ impl TokenEndpointBuilder {
     }
 
     /// How long each client assertion is valid (`exp` − `iat`). Defaults to
-    /// [`DEFAULT_ASSERTION_LIFETIME`](super::DEFAULT_ASSERTION_LIFETIME), 60 s.
+    /// 60 seconds.
     #[cfg(feature = "jwt")]
     #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
     pub fn assertion_lifetime(mut self, lifetime: Duration) -> Self {

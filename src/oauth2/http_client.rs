@@ -81,13 +81,16 @@ where
 /// use tower::service_fn;
 /// use tower_bearer::oauth2::HttpClient;
 ///
-/// // Any `tower::Service` will do; here, a canned answer.
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // Any `tower::Service` will do (a hyper-util `Client` in production);
+/// // here, a canned answer.
 /// let client = HttpClient::new(service_fn(|_req: Request<Full<Bytes>>| async {
-///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
-///         br#"{"access_token":"t","token_type":"Bearer"}"#,
-///     ))))
+///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"pong"))))
 /// }));
-/// # let _ = client;
+/// let req = Request::get("http://127.0.0.1/ping").body(Full::default()).unwrap();
+/// let res = client.send(req).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct HttpClient {
@@ -98,18 +101,6 @@ impl HttpClient {
     /// Wraps a Tower HTTP service. It is cloned for each request (cheap for
     /// hyper-util's `Client`, which shares its connection pool), and its
     /// readiness is awaited before each call.
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use http_body_util::Full;
-    /// use hyper_util::client::legacy::Client;
-    /// use hyper_util::rt::TokioExecutor;
-    /// use tower_bearer::oauth2::HttpClient;
-    ///
-    /// let hyper_client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    /// let client = HttpClient::new(hyper_client);
-    /// # let _ = client;
-    /// ```
     pub fn new<S, B>(service: S) -> Self
     where
         S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
@@ -136,11 +127,6 @@ impl HttpClient {
     /// [builder](Self::builder) for other roots, a client certificate or a
     /// proxy set in code. It can be built anywhere; requests must be sent
     /// from within a Tokio runtime.
-    ///
-    /// ```
-    /// let client = tower_bearer::oauth2::HttpClient::https();
-    /// # let _ = client;
-    /// ```
     #[cfg(feature = "rustls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub fn https() -> Self {
@@ -151,16 +137,6 @@ impl HttpClient {
 
     /// Configures the default HTTPS client: extra roots, platform roots, a
     /// rustls `ClientConfig`, a client certificate, a proxy.
-    ///
-    /// ```
-    /// use tower_bearer::oauth2::HttpClient;
-    ///
-    /// let client = HttpClient::builder()
-    ///     .no_proxy()
-    ///     .build()
-    ///     .unwrap();
-    /// # let _ = client;
-    /// ```
     #[cfg(feature = "rustls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
     pub fn builder() -> super::HttpClientBuilder {
@@ -171,24 +147,6 @@ impl HttpClient {
     ///
     /// The token endpoint client adds its timeout and size cap around this;
     /// custom exchanges should prefer [`TokenEndpoint::request_fields`](super::TokenEndpoint::request_fields).
-    ///
-    /// ```
-    /// use std::convert::Infallible;
-    /// use bytes::Bytes;
-    /// use http::{Request, Response};
-    /// use http_body_util::Full;
-    /// use tower::service_fn;
-    /// use tower_bearer::oauth2::HttpClient;
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let client = HttpClient::new(service_fn(|_req: Request<Full<Bytes>>| async {
-    ///     Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"pong"))))
-    /// }));
-    /// let req = Request::get("http://127.0.0.1/ping").body(Full::default()).unwrap();
-    /// let res = client.send(req).await.unwrap();
-    /// assert_eq!(res.status(), 200);
-    /// # }
-    /// ```
     pub async fn send(
         &self,
         request: Request<Full<Bytes>>,

@@ -137,7 +137,9 @@ impl HttpClientBuilder {
     }
 
     /// Sends every request through this `http://` proxy (credentials, if
-    /// any, in the URL), whatever the environment says.
+    /// any, in the URL), whatever the environment says. By default the
+    /// proxy comes from the environment (`https_proxy`, `http_proxy`,
+    /// `all_proxy` and `no_proxy`, either case).
     pub fn proxy(mut self, url: impl Into<String>) -> Self {
         let exceptions = match self.proxy {
             ProxyConfig::Explicit { exceptions, .. } => exceptions,
@@ -173,7 +175,8 @@ impl HttpClientBuilder {
 
     /// How long connecting (TCP, without TLS) may take. The token endpoint's
     /// own [timeout](super::TokenEndpointBuilder::timeout) bounds the whole
-    /// request anyway; this fails faster on unreachable hosts.
+    /// request anyway; this fails faster on unreachable hosts. By default
+    /// connecting is bounded only by that timeout.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self

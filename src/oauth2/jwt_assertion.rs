@@ -21,7 +21,7 @@ use crate::secret::Secret;
 /// intercepted one is soon useless and servers keep its `jti` (to refuse a
 /// replay) briefly; long enough for a modest clock skew, which servers
 /// tolerate on top (oidc-provider 15 s, Okta and Entra ID 5 minutes).
-pub const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_ASSERTION_LIFETIME: Duration = Duration::from_secs(60);
 
 /// Random bytes in each `jti`: 192 bits, unguessable and never repeated.
 const JTI_BYTES: usize = 24;
@@ -263,7 +263,8 @@ impl JwtAssertionBuilder {
     }
 
     /// How long each assertion is valid (`exp` − `iat`, whole seconds rounded
-    /// up). Defaults to [`DEFAULT_ASSERTION_LIFETIME`] (60 s). Google allows
+    /// up). Defaults to 60 seconds: short, so that an intercepted assertion
+    /// is soon useless, long enough for a modest clock skew. Google allows
     /// at most an hour.
     pub fn lifetime(mut self, lifetime: Duration) -> Self {
         self.lifetime = lifetime;

@@ -155,7 +155,7 @@ pub use self::http_client::{HttpBody, HttpClient};
 pub use self::http_client_builder::HttpClientBuilder;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::jwt_assertion::{JwtAssertion, JwtAssertionBuilder, DEFAULT_ASSERTION_LIFETIME};
+pub use self::jwt_assertion::{JwtAssertion, JwtAssertionBuilder};
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::jwt_bearer::JwtBearer;

@@ -78,7 +78,10 @@ const DEFAULT_MAX_BYTES: usize = 64 * 1024;
 ///     let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
 ///     async move { Ok(AccessToken::new(format!("token-{n}"))) }
 /// });
-/// let layer = BearerAuthLayer::new(source).replay(BufferBody::new(Body::new));
+/// // Records up to 64 KiB of each body unless told otherwise.
+/// let policy = BufferBody::new(Body::new).max_bytes(1 << 20);
+/// assert_eq!(policy.cap(), 1 << 20);
+/// let layer = BearerAuthLayer::new(source).replay(policy);
 /// let cache = layer.cache().clone();
 ///
 /// // The server only accepts the second token, and echoes the body it read.
@@ -106,18 +109,6 @@ pub struct BufferBody<F> {
 impl<F> BufferBody<F> {
     /// A policy that turns the recording body into the inner service's body
     /// type with `convert`, and records up to 64 KiB of each body.
-    ///
-    /// ```
-    /// use std::convert::Infallible;
-    /// use bytes::Bytes;
-    /// use http_body_util::combinators::BoxBody;
-    /// use tower_bearer::replay::BufferBody;
-    /// use tower_bearer::{BearerAuthLayer, StaticToken};
-    ///
-    /// let layer = BearerAuthLayer::new(StaticToken::new("k"))
-    ///     .replay(BufferBody::new(BoxBody::<Bytes, Infallible>::new));
-    /// # drop(layer);
-    /// ```
     pub fn new<B>(convert: F) -> Self
     where
         F: Fn(TeeBody<B>) -> B,
@@ -131,16 +122,6 @@ impl<F> BufferBody<F> {
     /// Records at most `max_bytes` of body data; a larger body is sent once.
     /// `0` records only bodies without data (trailers alone, or empty).
     /// Defaults to 64 KiB.
-    ///
-    /// ```
-    /// use std::convert::Infallible;
-    /// use bytes::Bytes;
-    /// use http_body_util::combinators::BoxBody;
-    /// use tower_bearer::replay::BufferBody;
-    ///
-    /// let policy = BufferBody::new(BoxBody::<Bytes, Infallible>::new).max_bytes(1 << 20);
-    /// assert_eq!(policy.cap(), 1 << 20);
-    /// ```
     pub fn max_bytes(mut self, max_bytes: usize) -> Self {
         self.max_bytes = max_bytes;
         self
@@ -148,16 +129,6 @@ impl<F> BufferBody<F> {
 
     /// The most body data recorded for a replay, as set by
     /// [`max_bytes`](BufferBody::max_bytes): 64 KiB unless set.
-    ///
-    /// ```
-    /// use std::convert::Infallible;
-    /// use bytes::Bytes;
-    /// use http_body_util::combinators::BoxBody;
-    /// use tower_bearer::replay::BufferBody;
-    ///
-    /// let policy = BufferBody::new(BoxBody::<Bytes, Infallible>::new);
-    /// assert_eq!(policy.cap(), 64 * 1024);
-    /// ```
     pub fn cap(&self) -> usize {
         self.max_bytes
     }

@@ -170,21 +170,24 @@ impl SharedTierBuilder {
     /// The [`TokenCacheBuilder::expiry_skew`](crate::TokenCacheBuilder::expiry_skew)
     /// of the caches in front of this tier. Set the same value on both (the
     /// defaults agree): each entry records the moment the first cache of the
-    /// fleet will want a new token, computed with these settings.
+    /// fleet will want a new token, computed with these settings. Defaults
+    /// to 10 seconds, as the cache's.
     pub fn expiry_skew(mut self, skew: Duration) -> Self {
         self.config.timing.expiry_skew = skew;
         self
     }
 
     /// The caches' [`refresh_ahead`](crate::TokenCacheBuilder::refresh_ahead);
-    /// see [`expiry_skew`](Self::expiry_skew).
+    /// see [`expiry_skew`](Self::expiry_skew). Defaults to 60 seconds, as
+    /// the cache's.
     pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
         self.config.timing.refresh_ahead = ahead;
         self
     }
 
     /// The caches' [`refresh_ahead_fraction`](crate::TokenCacheBuilder::refresh_ahead_fraction);
-    /// see [`expiry_skew`](Self::expiry_skew).
+    /// see [`expiry_skew`](Self::expiry_skew). Defaults to 0.25, as the
+    /// cache's.
     pub fn refresh_ahead_fraction(mut self, fraction: f64) -> Self {
         if !fraction.is_nan() {
             self.config.timing.refresh_ahead_fraction = fraction.clamp(0.0, 1.0);
@@ -193,7 +196,8 @@ impl SharedTierBuilder {
     }
 
     /// The caches' [`refresh_jitter`](crate::TokenCacheBuilder::refresh_jitter);
-    /// see [`expiry_skew`](Self::expiry_skew).
+    /// see [`expiry_skew`](Self::expiry_skew). Defaults to 0.2, as the
+    /// cache's.
     pub fn refresh_jitter(mut self, fraction: f64) -> Self {
         if !fraction.is_nan() {
             self.config.timing.refresh_jitter = fraction.clamp(0.0, 1.0);
