@@ -16,7 +16,7 @@ use crate::cache::{CurrentToken, Generation, TokenCache};
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
 use crate::keyed::CacheSelector;
-use crate::layer::CallerAuthorization;
+use crate::layer::caller_authorization::CallerAuthorization;
 use crate::origin::Origin;
 use crate::replay::{CloneBody, ReplayPolicy};
 use crate::source::BoxFuture;

@@ -1,6 +1,6 @@
 //! `BearerAuthLayer`, the entry point, and its settings.
 
-mod caller_authorization;
+pub(crate) mod caller_authorization;
 
 use std::sync::Arc;
 

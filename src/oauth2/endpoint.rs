@@ -19,6 +19,10 @@ use super::error::{BuildError, ExchangeError};
 use super::http_client::{HttpBody, HttpClient};
 use super::response::{parse_fields, TokenResponse};
 use super::secure_url;
+#[cfg(feature = "jwt")]
+use super::signing_key::SigningKey;
+#[cfg(feature = "jwt")]
+use super::wall_clock::WallClock;
 use crate::error::{Chain, TokenError};
 use crate::redact;
 use crate::secret::Secret;
@@ -381,6 +385,68 @@ impl TokenEndpointBuilder {
                 headers: self.headers,
             }),
         })
+    }
+}
+
+/// The settings of signed client assertions, on the endpoint's builder.
+#[cfg(feature = "jwt")]
+impl TokenEndpointBuilder {
+    /// `private_key_jwt` client authentication (RFC 7523 §2.2, OpenID
+    /// Connect Core §9) with `key`: each token request, whatever its grant,
+    /// carries a new JWT signed with it (`iss` and `sub` the client id, `aud`
+    /// the token endpoint URL unless [set](Self::assertion_audience), a new
+    /// `jti`, `exp` a [minute](Self::assertion_lifetime) away), and the
+    /// `client_id`. Sets [`ClientAuth::PrivateKeyJwt`]; needs a client id.
+    ///
+    /// ```
+    /// use tower_bearer::oauth2::{ClientCredentials, SigningAlgorithm, SigningKey, TokenEndpoint};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let pem = std::fs::read_to_string("tests/fixtures/keys/rsa.pkcs8.pem")?;
+    /// let key = SigningKey::from_pem(SigningAlgorithm::Rs256, &pem)?.with_kid("2026-11");
+    /// let endpoint = TokenEndpoint::builder("https://login.microsoftonline.com/TENANT/oauth2/v2.0/token")
+    ///     .client_id("00000000-0000-0000-0000-000000000000")
+    ///     .private_key_jwt(key)
+    ///     .build()?;
+    /// let source = ClientCredentials::new(endpoint).scope("https://graph.microsoft.com/.default");
+    /// # let _ = source; Ok(()) }
+    /// ```
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn private_key_jwt(mut self, key: SigningKey) -> Self {
+        self.auth = ClientAuth::PrivateKeyJwt;
+        self.assertion.key = Some(key);
+        self
+    }
+
+    /// The `aud` of client assertions (`private_key_jwt`,
+    /// `client_secret_jwt`). Defaults to the token endpoint URL as given,
+    /// which OpenID Connect names and Okta, Entra ID and Google expect; some
+    /// servers want their issuer identifier instead (Auth0, FAPI 2.0
+    /// profiles, servers that applied the 2025 audience fix).
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn assertion_audience(mut self, audience: impl Into<String>) -> Self {
+        self.assertion.audience = Some(audience.into());
+        self
+    }
+
+    /// How long each client assertion is valid (`exp` − `iat`). Defaults to
+    /// 60 seconds.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn assertion_lifetime(mut self, lifetime: Duration) -> Self {
+        self.assertion.lifetime = Some(lifetime);
+        self
+    }
+
+    /// The clock client assertions take `iat`, `nbf` and `exp` from.
+    /// Defaults to the system's.
+    #[cfg(feature = "jwt")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+    pub fn assertion_clock(mut self, clock: WallClock) -> Self {
+        self.assertion.clock = clock;
+        self
     }
 }
 

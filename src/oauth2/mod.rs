@@ -83,7 +83,6 @@
 //! ```
 
 mod authorization_code;
-mod authorization_request;
 mod authorize_url;
 mod body_format;
 mod callback;
@@ -135,8 +134,8 @@ mod uri_reference;
 #[cfg(feature = "jwt")]
 mod wall_clock;
 
-pub use self::authorization_code::AuthorizationCode;
-pub use self::authorization_request::AuthorizationRequest;
+pub use self::authorization_code::{AuthorizationCode, AuthorizationRequest};
+
 pub use self::authorize_url::AuthorizeUrl;
 pub use self::body_format::BodyFormat;
 pub use self::callback::Callback;

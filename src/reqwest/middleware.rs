@@ -12,7 +12,7 @@ use reqwest_middleware::{Middleware, Next};
 use crate::cache::{CurrentToken, Generation, TokenCache};
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
-use crate::layer::CallerAuthorization;
+use crate::layer::caller_authorization::CallerAuthorization;
 use crate::origin::Origin;
 use crate::source::TokenSource;
 
