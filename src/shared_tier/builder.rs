@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use super::encryption::{EncryptionKey, Keyring};
 use super::error::SharedTierBuildError;
-use super::keys::{check_namespace, Keys};
+use super::keyed::KeyedSharedTier;
+use super::keys::check_namespace;
 use super::redis_link::RedisLink;
-use super::{Inner, SharedTier, Upstream};
+use super::{Fleet, SharedTier, Upstream};
 use crate::cache::config::CacheConfig;
 use crate::oauth2::RefreshTokenSource;
 use crate::redact;
@@ -217,7 +218,9 @@ impl SharedTierBuilder {
     /// a closure, any [`TokenSource`]): one process of the fleet fetches, the
     /// others read.
     pub fn build(self, source: impl TokenSource) -> Result<SharedTier, SharedTierBuildError> {
-        self.finish(Upstream::Source(BoxTokenSource::new(source)), true)
+        Ok(self
+            .fleet()?
+            .single(Upstream::Source(BoxTokenSource::new(source))))
     }
 
     /// Builds a tier around a refresh-token grant whose refresh token lives
@@ -235,14 +238,20 @@ impl SharedTierBuilder {
         self,
         source: impl Into<Arc<RefreshTokenSource>>,
     ) -> Result<SharedTier, SharedTierBuildError> {
-        self.finish(Upstream::Refreshing(source.into()), false)
+        Ok(self.fleet()?.single(Upstream::Refreshing(source.into())))
     }
 
-    fn finish(
-        self,
-        upstream: Upstream,
-        fallback_by_default: bool,
-    ) -> Result<SharedTier, SharedTierBuildError> {
+    /// Builds the fleet side of a [`KeyedTokenCache`](crate::keyed::KeyedTokenCache):
+    /// one tier per key, all on one Redis connection with these settings,
+    /// each key's entries under `{namespace}:{key}`. See
+    /// [`KeyedSharedTier`].
+    pub fn build_keyed(self) -> Result<KeyedSharedTier, SharedTierBuildError> {
+        Ok(KeyedSharedTier::new(self.fleet()?))
+    }
+
+    /// Builds what tiers share: one link to Redis (nothing connects yet),
+    /// the keyring, the settings.
+    fn fleet(self) -> Result<Fleet, SharedTierBuildError> {
         let url_for_logs = redact::url(self.url.expose());
         let client = redis::Client::open(self.url.expose()).map_err(|err| {
             SharedTierBuildError::InvalidRedisUrl {
@@ -261,17 +270,13 @@ impl SharedTierBuilder {
             .sealing
             .ok_or(SharedTierBuildError::MissingEncryptionKey)?;
         let keyring = Keyring::new(sealing, self.opening)?;
-        let mut config = self.config;
-        config.local_fallback = Some(config.local_fallback.unwrap_or(fallback_by_default));
-        Ok(SharedTier::from_inner(Inner::new(
+        Ok(Fleet::new(
             RedisLink::new(client, password, self.redis_timeout, self.redis_backoff),
             url_for_logs,
-            Keys::new(&self.namespace),
             self.namespace,
             keyring,
-            upstream,
-            config,
-        )))
+            self.config,
+        ))
     }
 }
 

@@ -88,6 +88,7 @@ mod encryption;
 mod entry;
 mod error;
 mod freshness;
+mod keyed;
 mod keys;
 mod lease;
 mod redis_link;
@@ -107,6 +108,7 @@ use tokio::time::Instant;
 pub use self::builder::SharedTierBuilder;
 pub use self::encryption::EncryptionKey;
 pub use self::error::SharedTierBuildError;
+pub use self::keyed::KeyedSharedTier;
 pub use self::stats::SharedTierStats;
 
 use self::builder::TierConfig;
@@ -188,15 +190,15 @@ pub(crate) enum Upstream {
 }
 
 pub(crate) struct Inner {
-    link: RedisLink,
+    link: Arc<RedisLink>,
     redis_for_logs: String,
     keys: Keys,
     namespace: String,
     keyring: Keyring,
-    scripts: Scripts,
+    scripts: Arc<Scripts>,
     upstream: Upstream,
     pub(crate) config: TierConfig,
-    stats: Counters,
+    stats: Arc<Counters>,
     /// The latest tokens handed out, with their entries' versions.
     handed_out: Mutex<VecDeque<(AccessToken, u64)>>,
 }
@@ -281,30 +283,79 @@ impl fmt::Debug for SharedTier {
     }
 }
 
-impl Inner {
+/// What every tier made by one builder shares: the connection to Redis, the
+/// encryption keys, the settings and the counters. A
+/// [`KeyedSharedTier`] makes one tier per key from it.
+#[derive(Clone)]
+pub(crate) struct Fleet {
+    link: Arc<RedisLink>,
+    redis_for_logs: String,
+    namespace: String,
+    keyring: Keyring,
+    scripts: Arc<Scripts>,
+    /// `local_fallback` as the user set it: `None` means "by the kind of
+    /// tier" (yes for a plain source, no for rotating refresh tokens).
+    config: TierConfig,
+    stats: Arc<Counters>,
+}
+
+impl Fleet {
     pub(crate) fn new(
         link: RedisLink,
         redis_for_logs: String,
-        keys: Keys,
         namespace: String,
         keyring: Keyring,
-        upstream: Upstream,
         config: TierConfig,
     ) -> Self {
         Self {
-            link,
+            link: Arc::new(link),
             redis_for_logs,
-            keys,
             namespace,
             keyring,
-            scripts: Scripts::new(),
-            upstream,
+            scripts: Arc::new(Scripts::new()),
             config,
-            stats: Counters::default(),
-            handed_out: Mutex::new(VecDeque::with_capacity(REMEMBERED_TOKENS)),
+            stats: Arc::default(),
         }
     }
 
+    /// The tier whose entries live under `namespace`.
+    pub(crate) fn tier(&self, namespace: String, upstream: Upstream) -> SharedTier {
+        let mut config = self.config.clone();
+        let fallback_by_default = matches!(upstream, Upstream::Source(_));
+        config.local_fallback = Some(config.local_fallback.unwrap_or(fallback_by_default));
+        SharedTier::from_inner(Inner {
+            link: Arc::clone(&self.link),
+            redis_for_logs: self.redis_for_logs.clone(),
+            keys: Keys::new(&namespace),
+            namespace,
+            keyring: self.keyring.clone(),
+            scripts: Arc::clone(&self.scripts),
+            upstream,
+            config,
+            stats: Arc::clone(&self.stats),
+            handed_out: Mutex::new(VecDeque::with_capacity(REMEMBERED_TOKENS)),
+        })
+    }
+
+    /// The tier of the whole namespace (one shared token).
+    pub(crate) fn single(&self, upstream: Upstream) -> SharedTier {
+        self.tier(self.namespace.clone(), upstream)
+    }
+
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub(crate) fn redis_for_logs(&self) -> &str {
+        &self.redis_for_logs
+    }
+
+    pub(crate) fn stats(&self) -> SharedTierStats {
+        self.stats.snapshot()
+    }
+}
+
+impl Inner {
     /// A token for the cache: shared through Redis, or from the source when
     /// Redis cannot be used.
     async fn fetch(

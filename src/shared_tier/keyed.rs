@@ -1,0 +1,142 @@
+//! The shared tier of a keyed cache: one shared token per key (a tenant, a
+//! workspace, a user), all keys on one Redis connection.
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use super::stats::SharedTierStats;
+use super::{Fleet, SharedTier, Upstream};
+use crate::oauth2::RefreshTokenSource;
+use crate::source::{BoxTokenSource, TokenSource};
+
+/// Makes the [`SharedTier`] of each key of a
+/// [`KeyedTokenCache`](crate::keyed::KeyedTokenCache), so that a fleet
+/// fetches one token per key per token lifetime instead of one per key per
+/// process. Built by [`SharedTierBuilder::build_keyed`](super::SharedTierBuilder::build_keyed).
+///
+/// Every tier it makes shares one Redis connection, the encryption keys, the
+/// settings and the counters ([`stats`](Self::stats) adds up all keys); each
+/// key has its own entry, lease, fencing counter and channel, under
+/// `{namespace}:{key}`, so keys never wait for one another and a rejection
+/// of one key's token refreshes that key only. Making a tier costs no Redis
+/// command, and a key whose tier is dropped (the keyed cache evicted it)
+/// leaves nothing behind but its entry, which expires with its token.
+///
+/// Any string is a key: characters that Redis Cluster's hash tags or a
+/// reader of `redis-cli` output would trip on (braces, spaces, control
+/// characters, `%`, anything outside printable ASCII) are written
+/// percent-encoded, so two different keys never share an entry.
+///
+/// ```no_run
+/// use tower_bearer::keyed::KeyedTokenCache;
+/// use tower_bearer::oauth2::{ClientCredentials, TokenEndpoint};
+/// use tower_bearer::shared_tier::{EncryptionKey, SharedTier};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let endpoint = TokenEndpoint::builder("https://login.example.com/oauth/token")
+///     .client_id("glue-bot")
+///     .client_secret(std::env::var("CLIENT_SECRET")?)
+///     .build()?;
+/// let key = EncryptionKey::from_base64("2026-11", &std::env::var("TOKEN_KEY")?)?;
+/// let fleet = SharedTier::builder(std::env::var("REDIS_URL")?)
+///     .namespace("glue:prod")
+///     .encryption_key(key)
+///     .build_keyed()?;
+/// // One token per workspace, shared by every replica.
+/// let tokens = KeyedTokenCache::builder(move |workspace: &String| {
+///     let source = ClientCredentials::new(endpoint.clone()).param("subject", workspace.as_str());
+///     fleet.tier(workspace, source)
+/// })
+/// .build();
+/// # let _ = tokens; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct KeyedSharedTier {
+    fleet: Fleet,
+}
+
+impl KeyedSharedTier {
+    pub(crate) fn new(fleet: Fleet) -> Self {
+        Self { fleet }
+    }
+
+    /// The tier of `key`, sharing the tokens of `source` through Redis.
+    pub fn tier(&self, key: &str, source: impl TokenSource) -> SharedTier {
+        self.fleet.tier(
+            self.namespace_of(key),
+            Upstream::Source(BoxTokenSource::new(source)),
+        )
+    }
+
+    /// The tier of `key` for a refresh-token grant whose refresh token lives
+    /// in Redis (per-user tokens across a fleet); see
+    /// [`SharedTierBuilder::build_refreshing`](super::SharedTierBuilder::build_refreshing).
+    pub fn refreshing_tier(
+        &self,
+        key: &str,
+        source: impl Into<Arc<RefreshTokenSource>>,
+    ) -> SharedTier {
+        self.fleet
+            .tier(self.namespace_of(key), Upstream::Refreshing(source.into()))
+    }
+
+    /// What the tiers of all keys have done so far, added up.
+    pub fn stats(&self) -> SharedTierStats {
+        self.fleet.stats()
+    }
+
+    fn namespace_of(&self, key: &str) -> String {
+        key_namespace(self.fleet.namespace(), key)
+    }
+}
+
+impl fmt::Debug for KeyedSharedTier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedSharedTier")
+            .field("redis", &self.fleet.redis_for_logs())
+            .field("namespace", &self.fleet.namespace())
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The namespace of `key`'s entries: `{namespace}:{key}`, the key
+/// percent-encoded where it is not printable ASCII or is one of `{`, `}`
+/// (they would move the entry out of its hash slot) and `%` (so that the
+/// encoding is one-to-one).
+fn key_namespace(namespace: &str, key: &str) -> String {
+    let mut out = String::with_capacity(namespace.len() + 1 + key.len());
+    out.push_str(namespace);
+    out.push(':');
+    for byte in key.bytes() {
+        if byte.is_ascii_graphic() && !matches!(byte, b'{' | b'}' | b'%') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_namespace;
+
+    #[test]
+    fn keys_are_written_one_to_one_and_inside_the_hash_tag() {
+        let cases = [
+            ("wks_32kb", "app:wks_32kb"),
+            ("https://api.example/", "app:https://api.example/"),
+            ("a b", "app:a%20b"),
+            ("a%20b", "app:a%2520b"),
+            ("{x}", "app:%7Bx%7D"),
+            ("naïve", "app:na%C3%AFve"),
+            ("line\nbreak", "app:line%0Abreak"),
+            ("", "app:"),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(key_namespace("app", key), expected, "key {key:?}");
+        }
+    }
+}
