@@ -181,12 +181,15 @@ async fn a_document_for_another_issuer_is_refused_and_nothing_else_is_asked() {
 }
 
 #[tokio::test]
-async fn a_server_error_stops_discovery_as_transient() {
+async fn a_server_error_stops_discovery_as_transient_with_its_retry_after() {
     let (issuer, seen) = server("", "/.well-known/openid-configuration", |_| {
-        json(
+        let mut busy = json(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"error": "temporarily_unavailable"}),
-        )
+        );
+        busy.headers_mut()
+            .insert("retry-after", http::HeaderValue::from_static("7"));
+        busy
     })
     .await;
     let err = discovery(&issuer).fetch().await.unwrap_err();
@@ -195,8 +198,11 @@ async fn a_server_error_stops_discovery_as_transient() {
         matches!(&err, DiscoveryError::Fetch(ExchangeError::UnexpectedResponse { status, .. }) if *status == 503)
     );
     assert_eq!(seen.lock().unwrap().len(), 1);
-    // Callers inside a token source can use `?`: it is a transient TokenError.
-    assert!(tower_bearer::TokenError::from(err).is_transient());
+    // Callers inside a token source can use `?`: it is a transient TokenError
+    // that keeps the server's Retry-After for the cache's backoff.
+    let token_error = tower_bearer::TokenError::from(err);
+    assert!(token_error.is_transient());
+    assert_eq!(token_error.retry_after(), Some(Duration::from_secs(7)));
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! OpenID Connect Discovery §4), at the well-known locations both define.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::ACCEPT;
@@ -12,6 +12,7 @@ use http_body_util::Full;
 use super::endpoint::read_capped;
 use super::error::{BuildError, DiscoveryError, ExchangeError};
 use super::http_client::HttpClient;
+use super::response::retry_after;
 use super::secure_url;
 use super::server_metadata::AuthorizationServerMetadata;
 use super::uri_reference::UriReference;
@@ -123,7 +124,7 @@ impl Discovery {
             let shown = redact::url(&location);
             tracing::debug!(issuer = %redact::url(&self.issuer), location = %shown, "discovery");
             let fetched = tokio::time::timeout(self.timeout, self.get(&http, &location)).await;
-            let (status, body) = match fetched {
+            let (status, retry_after, body) = match fetched {
                 Ok(result) => result.map_err(DiscoveryError::Fetch)?,
                 Err(_) => return Err(DiscoveryError::Fetch(ExchangeError::Timeout(self.timeout))),
             };
@@ -142,7 +143,7 @@ impl Discovery {
                         status,
                         reason: format!("{reason} ({shown})"),
                         excerpt: Some(redact::excerpt(&body, &[])),
-                        retry_after: None,
+                        retry_after,
                     }))
                 }
             }
@@ -167,7 +168,7 @@ impl Discovery {
         &self,
         http: &HttpClient,
         location: &str,
-    ) -> Result<(StatusCode, Vec<u8>), ExchangeError> {
+    ) -> Result<(StatusCode, Option<Duration>, Vec<u8>), ExchangeError> {
         let mut request = Request::new(Full::new(Bytes::new()));
         *request.method_mut() = Method::GET;
         *request.uri_mut() = location
@@ -183,8 +184,9 @@ impl Discovery {
             .insert(ACCEPT, HeaderValue::from_static("application/json"));
         let response = http.send(request).await.map_err(ExchangeError::Transport)?;
         let (parts, body) = response.into_parts();
+        let retry_after = retry_after(&parts.headers, SystemTime::now());
         let body = read_capped(body, &parts, self.max_document_bytes).await?;
-        Ok((parts.status, body))
+        Ok((parts.status, retry_after, body))
     }
 }
 
