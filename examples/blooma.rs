@@ -13,8 +13,12 @@
 //! the JSON body and once with the form body. Run it with
 //! `cargo run --example blooma`.
 
+#[path = "support/mod.rs"]
+// tests/providers.rs compiles the providers together, each with its own copy.
+#[allow(clippy::duplicate_mod)]
+mod support;
+
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -23,10 +27,10 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use support::{bad_request, bearer_token, form_map, header, json_response, serve_collected};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{BodyFormat, ClientAuth, ClientCredentials, HttpClient, TokenEndpoint};
 use tower_bearer::BearerAuthLayer;
@@ -112,10 +116,10 @@ impl Fixture {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        let api = serve(Arc::new(move |parts, _body| api(&shared, parts))).await;
+        let api = serve_collected(move |parts, _body| api(&shared, parts)).await;
         state.lock().unwrap().audience = format!("http://{api}/api/");
         let shared = state.clone();
-        let login = serve(Arc::new(move |parts, body| token(&shared, parts, body))).await;
+        let login = serve_collected(move |parts, body| token(&shared, parts, body)).await;
         Self { login, api, state }
     }
 
@@ -150,7 +154,7 @@ fn token(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes
             }
             _ => ("json", None),
         },
-        Some("application/x-www-form-urlencoded") => ("form", form(&body)),
+        Some("application/x-www-form-urlencoded") => ("form", form_map(&body)),
         _ => {
             return bad_request(
                 "content-type must be application/json or application/x-www-form-urlencoded",
@@ -187,7 +191,7 @@ fn token(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes
 }
 
 fn api(state: &Mutex<State>, parts: Parts) -> Response<Full<Bytes>> {
-    let token = header(&parts, AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
+    let token = bearer_token(&parts);
     if !token.is_some_and(|t| state.lock().unwrap().tokens.iter().any(|v| v == t)) {
         return json_response(StatusCode::UNAUTHORIZED, json!({"message": "Unauthorized"}));
     }
@@ -197,62 +201,4 @@ fn api(state: &Mutex<State>, parts: Parts) -> Response<Full<Bytes>> {
         }
         _ => json_response(StatusCode::NOT_FOUND, json!({})),
     }
-}
-
-fn form(body: &[u8]) -> Option<BTreeMap<String, String>> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
-    let len = pairs.len();
-    let map: BTreeMap<_, _> = pairs.into_iter().collect();
-    (map.len() == len).then_some(map)
-}
-
-fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.headers.get(name)?.to_str().ok()
-}
-
-fn bad_request(why: &str) -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        json!({"error": "invalid_request", "error_description": why}),
-    )
-}
-
-fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::from(body.to_string()))
-        .unwrap()
-}
-
-type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
-
-/// Serves `handler` over HTTP/1.1 on 127.0.0.1, on a port of the OS's choosing.
-async fn serve(handler: Handler) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    Ok::<_, Infallible>(handler(parts, body))
-                }
-            });
-            tokio::spawn(async move {
-                let io = TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
-    addr
 }

@@ -16,8 +16,11 @@
 //! challenge), and calls the chat API through `BearerAuthLayer`. Run it with
 //! `cargo run --example glama`.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
+#[path = "support/mod.rs"]
+// tests/providers.rs compiles the providers together, each with its own copy.
+#[allow(clippy::duplicate_mod)]
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -27,11 +30,11 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use support::{bad_request, header, json_response, query_map, serve_collected};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
     AuthorizeUrl, BodyFormat, Callback, ClientAuth, HttpClient, PkceVerifier, TokenEndpoint,
@@ -159,7 +162,7 @@ impl Fixture {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        let addr = serve(Arc::new(move |parts, body| handle(&shared, parts, body))).await;
+        let addr = serve_collected(move |parts, body| handle(&shared, parts, body)).await;
         Self { addr, state }
     }
 
@@ -175,7 +178,7 @@ impl Fixture {
 fn handle(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Bytes>> {
     match (&parts.method, parts.uri.path()) {
         (&Method::GET, "/oauth/authorize") => {
-            let Some(query) = form(parts.uri.query().unwrap_or("").as_bytes()) else {
+            let Some(query) = query_map(&parts) else {
                 return bad_request("bad query");
             };
             let keys: Vec<&str> = query.keys().map(String::as_str).collect();
@@ -244,62 +247,4 @@ fn handle(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Byte
         }
         _ => json_response(StatusCode::NOT_FOUND, json!({})),
     }
-}
-
-fn form(body: &[u8]) -> Option<BTreeMap<String, String>> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
-    let len = pairs.len();
-    let map: BTreeMap<_, _> = pairs.into_iter().collect();
-    (map.len() == len).then_some(map)
-}
-
-fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.headers.get(name)?.to_str().ok()
-}
-
-fn bad_request(why: &str) -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        json!({"error": "invalid_request", "error_description": why}),
-    )
-}
-
-fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::from(body.to_string()))
-        .unwrap()
-}
-
-type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
-
-/// Serves `handler` over HTTP/1.1 on 127.0.0.1, on a port of the OS's choosing.
-async fn serve(handler: Handler) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    Ok::<_, Infallible>(handler(parts, body))
-                }
-            });
-            tokio::spawn(async move {
-                let io = TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
-    addr
 }

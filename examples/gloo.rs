@@ -11,21 +11,26 @@
 //! request not shaped exactly that way, and calls it through
 //! `BearerAuthLayer`. Run it with `cargo run --example gloo`.
 
+#[path = "support/mod.rs"]
+// tests/providers.rs compiles the providers together, each with its own copy.
+#[allow(clippy::duplicate_mod)]
+mod support;
+
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use support::{
+    bad_request, basic_credentials, bearer_token, form_map, header, json_response, serve_collected,
+};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{ClientCredentials, HttpClient, TokenEndpoint};
 use tower_bearer::BearerAuthLayer;
@@ -143,7 +148,7 @@ impl Fixture {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        let addr = serve(Arc::new(move |parts, body| handle(&shared, parts, body))).await;
+        let addr = serve_collected(move |parts, body| handle(&shared, parts, body)).await;
         Self { addr, state }
     }
 
@@ -199,7 +204,7 @@ fn token(state: &Mutex<State>, parts: &Parts, body: &Bytes) -> Response<Full<Byt
         ("grant_type".to_owned(), "client_credentials".to_owned()),
         ("scope".to_owned(), "api/access".to_owned()),
     ]);
-    if form(body) != Some(expected) {
+    if form_map(body) != Some(expected) {
         return bad_request("body must be exactly grant_type=client_credentials&scope=api/access");
     }
     let mut state = state.lock().unwrap();
@@ -213,79 +218,6 @@ fn token(state: &Mutex<State>, parts: &Parts, body: &Bytes) -> Response<Full<Byt
 }
 
 fn authorized(state: &Mutex<State>, parts: &Parts) -> bool {
-    let token = header(parts, AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
+    let token = bearer_token(parts);
     token.is_some_and(|t| state.lock().unwrap().valid.iter().any(|v| v == t))
-}
-
-/// Decodes `Authorization: Basic`, then form-decodes id and secret (RFC 6749 §2.3.1).
-fn basic_credentials(parts: &Parts) -> Option<(String, String)> {
-    let encoded = header(parts, AUTHORIZATION.as_str())?.strip_prefix("Basic ")?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (id, secret) = decoded.split_once(':')?;
-    let unescape = |s: &str| {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(&format!("v={s}")).ok()?;
-        pairs.into_iter().next().map(|(_, v)| v)
-    };
-    Some((unescape(id)?, unescape(secret)?))
-}
-
-fn form(body: &[u8]) -> Option<BTreeMap<String, String>> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
-    let len = pairs.len();
-    let map: BTreeMap<_, _> = pairs.into_iter().collect();
-    (map.len() == len).then_some(map)
-}
-
-fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.headers.get(name)?.to_str().ok()
-}
-
-fn bad_request(why: &str) -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        json!({"error": "invalid_request", "error_description": why}),
-    )
-}
-
-fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::from(body.to_string()))
-        .unwrap()
-}
-
-type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
-
-/// Serves `handler` over HTTP/1.1 on 127.0.0.1, on a port of the OS's choosing.
-async fn serve(handler: Handler) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    Ok::<_, Infallible>(handler(parts, body))
-                }
-            });
-            tokio::spawn(async move {
-                let io = TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
-    addr
 }

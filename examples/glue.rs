@@ -17,8 +17,11 @@
 //! request not shaped that way, and drives both flows through
 //! `BearerAuthLayer`. Run it with `cargo run --example glue`.
 
-use std::collections::BTreeMap;
-use std::convert::Infallible;
+#[path = "support/mod.rs"]
+// tests/providers.rs compiles the providers together, each with its own copy.
+#[allow(clippy::duplicate_mod)]
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -27,11 +30,13 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
+use support::{
+    bad_request, bearer_token, form_map, header, json_response, query_map, serve_collected,
+};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
     AuthorizationCode, Callback, ClientAuth, ClientCredentials, HttpClient, TokenEndpoint,
@@ -185,7 +190,7 @@ impl Fixture {
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
-        let addr = serve(Arc::new(move |parts, body| handle(&shared, parts, body))).await;
+        let addr = serve_collected(move |parts, body| handle(&shared, parts, body)).await;
         Self { addr, state }
     }
 
@@ -212,8 +217,7 @@ fn handle(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Byte
         (&Method::GET, "/oauth/authorize") => authorize(state, &parts),
         (&Method::POST, "/oauth/token") => token(state, &parts, &body),
         (&Method::POST, "/public/graphql") => {
-            let token =
-                header(&parts, AUTHORIZATION.as_str()).and_then(|v| v.strip_prefix("Bearer "));
+            let token = bearer_token(&parts);
             let valid =
                 token.is_some_and(|t| state.lock().unwrap().access_tokens.iter().any(|v| v == t));
             if !valid {
@@ -238,7 +242,7 @@ fn handle(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Byte
 }
 
 fn authorize(state: &Mutex<State>, parts: &Parts) -> Response<Full<Bytes>> {
-    let Some(query) = form(parts.uri.query().unwrap_or("").as_bytes()) else {
+    let Some(query) = query_map(parts) else {
         return bad_request("bad query");
     };
     let keys: Vec<&str> = query.keys().map(String::as_str).collect();
@@ -281,7 +285,7 @@ fn token(state: &Mutex<State>, parts: &Parts, body: &Bytes) -> Response<Full<Byt
     if parts.headers.contains_key(AUTHORIZATION) {
         return bad_request("credentials go in the body");
     }
-    let Some(fields) = form(body) else {
+    let Some(fields) = form_map(body) else {
         return bad_request("bad form body");
     };
     if fields.get("client_id").map(String::as_str) != Some(CLIENT_ID)
@@ -357,62 +361,4 @@ fn token(state: &Mutex<State>, parts: &Parts, body: &Bytes) -> Response<Full<Byt
         response["refresh_token"] = json!(refresh_token);
     }
     json_response(StatusCode::OK, response)
-}
-
-fn form(body: &[u8]) -> Option<BTreeMap<String, String>> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
-    let len = pairs.len();
-    let map: BTreeMap<_, _> = pairs.into_iter().collect();
-    (map.len() == len).then_some(map)
-}
-
-fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.headers.get(name)?.to_str().ok()
-}
-
-fn bad_request(why: &str) -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::BAD_REQUEST,
-        json!({"error": "invalid_request", "error_description": why}),
-    )
-}
-
-fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::from(body.to_string()))
-        .unwrap()
-}
-
-type Handler = Arc<dyn Fn(Parts, Bytes) -> Response<Full<Bytes>> + Send + Sync>;
-
-/// Serves `handler` over HTTP/1.1 on 127.0.0.1, on a port of the OS's choosing.
-async fn serve(handler: Handler) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let handler = handler.clone();
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map(|b| b.to_bytes())
-                        .unwrap_or_default();
-                    Ok::<_, Infallible>(handler(parts, body))
-                }
-            });
-            tokio::spawn(async move {
-                let io = TokioIo::new(stream);
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(io, service)
-                    .await;
-            });
-        }
-    });
-    addr
 }

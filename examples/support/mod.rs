@@ -1,155 +1,29 @@
-//! What the credential examples' loopback identity providers share: a JWS
-//! verifier that checks signed assertions the way an authorization server
-//! does (with the registered public key, independently of the crate's
-//! signing code), form parsing, and a server on 127.0.0.1.
+//! What the examples' loopback identity providers and APIs share, one concept
+//! per file: the server on 127.0.0.1 (`loopback.rs`), the token-endpoint and
+//! API plumbing (`oauth_server.rs`: forms, headers, JSON and OAuth error
+//! responses) and a JWS verifier that checks signed assertions the way an
+//! authorization server does (`jws.rs`).
 //!
-//! Not an example itself: `examples/private_key_jwt.rs`,
-//! `examples/google_service_account.rs` and `examples/token_exchange.rs`
-//! include it, and so does `tests/credentials.rs`.
+//! Not an example itself: the examples include it, and so do
+//! `tests/credentials.rs` and `tests/providers.rs` (through the examples).
 
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
+#[path = "jws.rs"]
+mod jws;
 #[path = "loopback.rs"]
-mod loopback;
+pub mod loopback;
+#[path = "oauth_server.rs"]
+mod oauth_server;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::request::Parts;
-use http::{Response, StatusCode};
-use http_body_util::Full;
-use ring::signature::{
-    RsaPublicKeyComponents, UnparsedPublicKey, ECDSA_P256_SHA256_FIXED, RSA_PKCS1_2048_8192_SHA256,
-    RSA_PSS_2048_8192_SHA256,
+pub use jws::{verify, verify_hs256, Verified};
+pub use loopback::{serve_collected, Handler};
+pub use oauth_server::{
+    bad_request, basic_credentials, bearer_token, form, form_map, header, json_response,
+    oauth_error, query_map, unique_fields,
 };
-use serde_json::{json, Value};
-
-/// A JWS whose signature checked out: its header and claims.
-#[derive(Debug, Clone)]
-pub struct Verified {
-    pub header: Value,
-    pub claims: Value,
-}
-
-/// Verifies a compact JWS signed with RS256, PS256 or ES256 by one of the
-/// public keys of `jwks` (`{"keys": [...]}`): the one its `kid` names, or,
-/// without a `kid`, any that verifies.
-pub fn verify(jws: &str, jwks: &Value) -> Result<Verified, String> {
-    let (input, header, claims, signature) = split(jws)?;
-    let alg = header["alg"].as_str().ok_or("no alg")?;
-    let keys = jwks["keys"].as_array().ok_or("no keys")?;
-    let candidates: Vec<&Value> = match header.get("kid").and_then(Value::as_str) {
-        Some(kid) => keys.iter().filter(|k| k["kid"] == kid).collect(),
-        None => keys.iter().collect(),
-    };
-    if candidates.is_empty() {
-        return Err(format!("no key with kid {}", header["kid"]));
-    }
-    for key in candidates {
-        let ok = match (alg, key["kty"].as_str()) {
-            ("RS256" | "PS256", Some("RSA")) => {
-                let public = RsaPublicKeyComponents {
-                    n: b64(&key["n"])?,
-                    e: b64(&key["e"])?,
-                };
-                let scheme = if alg == "RS256" {
-                    &RSA_PKCS1_2048_8192_SHA256
-                } else {
-                    &RSA_PSS_2048_8192_SHA256
-                };
-                public.verify(scheme, input.as_bytes(), &signature).is_ok()
-            }
-            ("ES256", Some("EC")) if key["crv"] == "P-256" => {
-                let mut point = vec![4];
-                point.extend(b64(&key["x"])?);
-                point.extend(b64(&key["y"])?);
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
-                    .verify(input.as_bytes(), &signature)
-                    .is_ok()
-            }
-            _ => false,
-        };
-        if ok {
-            return Ok(Verified { header, claims });
-        }
-    }
-    Err(format!("no registered key verifies this {alg} signature"))
-}
-
-/// Verifies a compact JWS signed with HS256 and `secret` (`client_secret_jwt`).
-pub fn verify_hs256(jws: &str, secret: &str) -> Result<Verified, String> {
-    let (input, header, claims, signature) = split(jws)?;
-    if header["alg"] != "HS256" {
-        return Err(format!("alg {} is not HS256", header["alg"]));
-    }
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
-    ring::hmac::verify(&key, input.as_bytes(), &signature)
-        .map_err(|_| "the HS256 signature does not verify".to_owned())?;
-    Ok(Verified { header, claims })
-}
-
-/// The signing input, header, claims and signature of a compact JWS.
-fn split(jws: &str) -> Result<(String, Value, Value, Vec<u8>), String> {
-    let parts: Vec<&str> = jws.split('.').collect();
-    let [header, claims, signature] = parts[..] else {
-        return Err(format!("{} parts, not 3", parts.len()));
-    };
-    let json = |part: &str| -> Result<Value, String> {
-        let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|e| e.to_string())?;
-        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
-    };
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|e| e.to_string())?;
-    Ok((
-        format!("{header}.{claims}"),
-        json(header)?,
-        json(claims)?,
-        signature,
-    ))
-}
-
-fn b64(member: &Value) -> Result<Vec<u8>, String> {
-    let text = member.as_str().ok_or("a key member is not a string")?;
-    URL_SAFE_NO_PAD.decode(text).map_err(|e| e.to_string())
-}
-
-/// A form body's fields, in order; `None` if it is not a form.
-pub fn form(body: &[u8]) -> Option<Vec<(String, String)>> {
-    serde_urlencoded::from_bytes(body).ok()
-}
-
-/// The fields of a form as a map, or `None` if a field repeats.
-pub fn unique_fields(fields: &[(String, String)]) -> Option<BTreeMap<String, String>> {
-    let map: BTreeMap<_, _> = fields.iter().cloned().collect();
-    (map.len() == fields.len()).then_some(map)
-}
-
-pub fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
-    parts.headers.get(name)?.to_str().ok()
-}
-
-/// An RFC 6749 §5.2 error response.
-pub fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Full<Bytes>> {
-    json_response(
-        status,
-        json!({"error": error, "error_description": description}),
-    )
-}
-
-pub fn json_response(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::from(body.to_string()))
-        .unwrap()
-}
-
-pub use loopback::Handler;
 
 /// Serves `handler`, given the request head and its whole body, on 127.0.0.1.
 pub async fn serve(handler: Handler) -> SocketAddr {
