@@ -248,6 +248,7 @@ impl DemoServer {
         self.issuer.check(metadata).await
     }
 
+    /// A unary call: authorize on the metadata, then answer.
     fn echo(
         &self,
     ) -> impl tower::Service<
@@ -256,17 +257,34 @@ impl DemoServer {
         Error = Status,
         Future = impl Future + Send,
     > + Send {
+        self.authorized(|token, request: EchoRequest| EchoReply {
+            received_bytes: request.payload.len() as u64,
+            message: request.message,
+            token,
+        })
+    }
+
+    /// A call that takes one message: authorize on its metadata, then let
+    /// `respond` answer with the token and the message.
+    fn authorized<R, F>(
+        &self,
+        respond: F,
+    ) -> impl tower::Service<
+        Request<EchoRequest>,
+        Response = Response<R>,
+        Error = Status,
+        Future = impl Future + Send,
+    > + Send
+    where
+        F: Fn(String, EchoRequest) -> R + Clone + Send + 'static,
+        R: Send,
+    {
         let server = self.clone();
         service_fn(move |request: Request<EchoRequest>| {
-            let server = server.clone();
+            let (server, respond) = (server.clone(), respond.clone());
             async move {
                 let token = server.authorize(request.metadata()).await?;
-                let request = request.into_inner();
-                Ok(Response::new(EchoReply {
-                    message: request.message,
-                    token,
-                    received_bytes: request.payload.len() as u64,
-                }))
+                Ok(Response::new(respond(token, request.into_inner())))
             }
         })
     }
@@ -302,6 +320,7 @@ impl DemoServer {
         })
     }
 
+    /// A server-streaming call: authorize, then one reply per payload byte.
     #[allow(clippy::type_complexity)]
     fn watch(
         &self,
@@ -311,22 +330,15 @@ impl DemoServer {
         Error = Status,
         Future = impl Future + Send,
     > + Send {
-        let server = self.clone();
-        service_fn(move |request: Request<EchoRequest>| {
-            let server = server.clone();
-            async move {
-                let token = server.authorize(request.metadata()).await?;
-                let request = request.into_inner();
-                let count = request.payload.len();
-                let replies = (0..count).map(move |i| {
-                    Ok(EchoReply {
-                        message: format!("{} #{i}", request.message),
-                        token: token.clone(),
-                        received_bytes: 1024,
-                    })
-                });
-                Ok(Response::new(tokio_stream::iter(replies)))
-            }
+        self.authorized(|token: String, request: EchoRequest| {
+            let count = request.payload.len();
+            tokio_stream::iter((0..count).map(move |i| {
+                Ok(EchoReply {
+                    message: format!("{} #{i}", request.message),
+                    token: token.clone(),
+                    received_bytes: 1024,
+                })
+            }))
         })
     }
 }
