@@ -43,6 +43,9 @@
 //! requests should wait for a token only at start-up (at most one per task);
 //! the `waits_check` field says whether that held (`--strict` exits 2 if not).
 
+#[path = "support/cli.rs"]
+mod cli;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::IsTerminal;
@@ -408,16 +411,9 @@ fn api_client() -> Client<HttpConnector, Full<Bytes>> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
+    let args = match cli::flags_or_usage(parse_args(), USAGE) {
         Ok(args) => args,
-        Err(msg) if msg.is_empty() => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(msg) => {
-            eprintln!("error: {msg}\n\n{USAGE}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match run(args).await {
         Ok(code) => code,
