@@ -17,22 +17,20 @@
 mod common;
 
 use std::hint::black_box;
-use std::task::Context;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower::Layer;
 use tower_http::auth::AddAuthorizationLayer;
 
-use common::{noop_waker, request, request_with_more_headers, send, warm_layer, Api, TOKEN};
+use common::{
+    current_thread_runtime, noop_context, request, request_with_more_headers, send, warm_layer,
+    Api, TOKEN,
+};
 
 fn hot_path(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let _guard = rt.enter();
-    let waker = noop_waker();
-    let mut cx = Context::from_waker(&waker);
+    let mut cx = noop_context();
 
     let mut bare = Api;
     let mut add_auth = AddAuthorizationLayer::bearer(TOKEN).layer(Api);

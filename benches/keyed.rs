@@ -25,7 +25,6 @@ mod glue_workspaces;
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::task::Context;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -38,7 +37,7 @@ use tower_bearer::keyed::KeyedTokenCache;
 use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, TokenCache};
 use tower_http::auth::AddAuthorizationLayer;
 
-use common::{noop_waker, send, warm_layer, Api, TOKEN};
+use common::{current_thread_runtime, noop_context, send, warm_layer, Api, TOKEN};
 use glue_workspaces::{workspace_tokens, Fixture, Workspace};
 const KEYS: usize = 10_000;
 const COLD_KEYS: usize = 10_000;
@@ -46,6 +45,19 @@ const TOKEN_LATENCY: Duration = Duration::from_millis(2);
 
 fn source() -> impl tower_bearer::TokenSource {
     from_fn(|| async { Ok(AccessToken::new(TOKEN).with_expires_in(Duration::from_secs(3600))) })
+}
+
+/// A keyed cache holding a valid token for each of [`KEYS`] workspaces, and
+/// those workspaces.
+fn warm_keyed(rt: &tokio::runtime::Runtime) -> (KeyedTokenCache<Workspace>, Vec<Workspace>) {
+    let keyed = KeyedTokenCache::builder(|_: &Workspace| source())
+        .max_keys(KEYS)
+        .build();
+    let workspaces: Vec<Workspace> = (0..KEYS).map(Workspace::numbered).collect();
+    for workspace in &workspaces {
+        rt.block_on(keyed.acquire(workspace)).unwrap();
+    }
+    (keyed, workspaces)
 }
 
 /// The request of `hot_path`, for one workspace (set as an extension, as
@@ -61,20 +73,10 @@ fn workspace_of(request: &Request<Full<Bytes>>) -> Option<Workspace> {
 }
 
 fn hot_path(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let _guard = rt.enter();
-    let waker = noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    let keyed = KeyedTokenCache::builder(|_: &Workspace| source())
-        .max_keys(KEYS)
-        .build();
-    let workspaces: Vec<Workspace> = (0..KEYS).map(Workspace::numbered).collect();
-    for workspace in &workspaces {
-        rt.block_on(keyed.acquire(workspace)).unwrap();
-    }
+    let mut cx = noop_context();
+    let (keyed, workspaces) = warm_keyed(&rt);
     let workspace = &workspaces[KEYS / 2];
 
     let mut bare = Api;
@@ -104,20 +106,11 @@ fn hot_path(c: &mut Criterion) {
 }
 
 fn lookup(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = current_thread_runtime();
     let _guard = rt.enter();
     let single = TokenCache::new(source());
     rt.block_on(single.token()).unwrap();
-    let keyed = KeyedTokenCache::builder(|_: &Workspace| source())
-        .max_keys(KEYS)
-        .build();
-    let workspaces: Vec<Workspace> = (0..KEYS).map(Workspace::numbered).collect();
-    for workspace in &workspaces {
-        rt.block_on(keyed.acquire(workspace)).unwrap();
-    }
+    let (keyed, workspaces) = warm_keyed(&rt);
     let key = workspaces[KEYS / 2].clone();
 
     let mut group = c.benchmark_group("keyed/lookup");

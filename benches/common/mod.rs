@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
@@ -91,14 +91,26 @@ pub fn warm_layer(rt: &tokio::runtime::Runtime) -> BearerAuthLayer {
     BearerAuthLayer::from_cache(cache)
 }
 
+/// A current-thread runtime for the hot-path benchmarks: one thread, as a
+/// request's own task sees it.
+pub fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A task context that never wakes anything: on the hot path nothing waits.
+pub fn noop_context() -> Context<'static> {
+    // `Waker::noop` is newer than the crate's MSRV.
+    static NOOP: OnceLock<Waker> = OnceLock::new();
+    Context::from_waker(NOOP.get_or_init(|| Waker::from(Arc::new(NoopWaker))))
+}
+
 struct NoopWaker;
 
 impl Wake for NoopWaker {
     fn wake(self: Arc<Self>) {}
-}
-
-pub fn noop_waker() -> Waker {
-    Waker::from(Arc::new(NoopWaker))
 }
 
 /// One request through `svc`, polled by hand: on the hot path the answer is
