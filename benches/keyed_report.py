@@ -13,7 +13,6 @@ target/bench-report-keyed/. `benches/report.py` includes this section when it
 rewrites the whole file.
 """
 
-import glob
 import json
 import os
 import re
@@ -22,11 +21,11 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench_report import (CRITERION_ARGS, ROOT, criterion_estimates, finish_run,
+                          instructions_per_call, loadavg, newest_bench_binary, sh)
+
 OUT = os.path.join(ROOT, "target", "bench-report-keyed")
 TMP = OUT + ".tmp"
-CRITERION = os.path.join(ROOT, "target", "criterion")
-CRITERION_ARGS = ["--warm-up-time", "1", "--measurement-time", "3"]
 BEGIN, END = "<!-- keyed:begin -->", "<!-- keyed:end -->"
 # Runs of the per-request groups; each function's fastest is kept.
 FAST_RUNS = 3
@@ -39,32 +38,9 @@ HOT_PATH = [
 ]
 
 
-def sh(cmd, **kw):
-    print("+", " ".join(cmd), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, cwd=ROOT, check=True, **kw)
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return f.read().split()[0]
-
-
-def criterion_results(prefix):
-    results = {}
-    for path in glob.glob(os.path.join(CRITERION, "**", "new", "benchmark.json"), recursive=True):
-        with open(path) as f:
-            meta = json.load(f)
-        if not meta["group_id"].startswith(prefix):
-            continue
-        with open(os.path.join(os.path.dirname(path), "estimates.json")) as f:
-            est = json.load(f)
-        mean = est["mean"]
-        results[meta["group_id"] + "|" + meta["function_id"]] = {
-            "mean": mean["point_estimate"],
-            "lo": mean["confidence_interval"]["lower_bound"],
-            "hi": mean["confidence_interval"]["upper_bound"],
-        }
-    return results
+def criterion_results_by_name(prefix):
+    """Criterion's estimates of the groups starting with `prefix`, by "group|function"."""
+    return {f"{group}|{fn}": v for (group, fn, _), v in criterion_estimates(prefix).items()}
 
 
 def run():
@@ -79,14 +55,14 @@ def run():
         before = loadavg()
         out = bench(["keyed/hot_path|keyed/lookup"], f"bench-fast-{i + 1}.txt")
         env["loadavg"][f"hot path #{i + 1}"] = [before, loadavg()]
-        for key, value in criterion_results("keyed/").items():
+        for key, value in criterion_results_by_name("keyed/").items():
             if key.split("|")[0] in ("keyed/hot_path", "keyed/lookup"):
                 if key not in best or value["mean"] < best[key]["mean"]:
                     best[key] = value
     before = loadavg()
     bench(["keyed/cold_start"], "bench.txt")
     env["loadavg"]["cold start"] = [before, loadavg()]
-    for key, value in criterion_results("keyed/cold_start").items():
+    for key, value in criterion_results_by_name("keyed/cold_start").items():
         best[key] = value
     with open(os.path.join(TMP, "criterion-keyed.json"), "w") as f:
         json.dump(best, f, indent=2)
@@ -99,31 +75,18 @@ def run():
     if memory.returncode != 0:
         sys.exit("the keyed memory test failed; see target/bench-report-keyed.tmp/memory.txt")
     env["fast_runs"] = FAST_RUNS
-    if subprocess.run(["which", "valgrind"], capture_output=True).returncode == 0:
-        env["callgrind"] = callgrind()
-    with open(os.path.join(TMP, "env.json"), "w") as f:
-        json.dump(env, f, indent=2)
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.rename(TMP, OUT)
+    finish_run(TMP, OUT, env, callgrind)
 
 
 def callgrind():
     """Instructions per request through each service of `keyed/hot_path`:
     deterministic, unlike time on a shared machine."""
-    from report import per_call
-
-    bins = [b for b in glob.glob(os.path.join(ROOT, "target", "release", "deps", "keyed-*"))
-            if os.access(b, os.X_OK) and not b.endswith(".d")]
-    binary = max(bins, key=os.path.getmtime)
+    binary = newest_bench_binary("keyed")
     counts = {}
     for fn, _ in HOT_PATH:
         out = os.path.join(TMP, f"callgrind-{fn}.out")
-        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary,
-                        "--bench", "--profile-time", "1", f"keyed/hot_path/{fn}$"],
-                       capture_output=True, check=True)
-        text = subprocess.run(["callgrind_annotate", "--tree=caller", "--inclusive=yes", out],
-                              capture_output=True, text=True, check=True).stdout
-        counts[fn] = per_call(text, "keyed::common::send")
+        counts[fn] = instructions_per_call(binary, f"keyed/hot_path/{fn}$", out,
+                                           "keyed::common::send")
     return counts
 
 

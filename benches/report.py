@@ -21,13 +21,13 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench_report import (CRITERION_ARGS, ROOT, criterion_estimates, finish_run,
+                          instructions_per_call, loadavg, newest_bench_binary, sh)
+
 OUT = os.path.join(ROOT, "target", "bench-report")
 # A run writes here and replaces OUT only when it completes, so a failed run
 # never leaves results of two runs mixed.
 TMP = OUT + ".tmp"
-CRITERION = os.path.join(ROOT, "target", "criterion")
-CRITERION_ARGS = ["--warm-up-time", "1", "--measurement-time", "3"]
 # The hot path is run this many times and each service's fastest run is kept:
 # other builds on a shared machine only ever add time, so the minimum is the
 # least disturbed estimate, and the ratios are taken between minima.
@@ -67,19 +67,9 @@ FLEET_ARGS = ["--processes", "8", "--concurrency", "4", "--duration", "30",
               "--token-lifetime", "2", "--token-latency", "20"]
 
 
-def sh(cmd, **kw):
-    print("+", " ".join(cmd), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, cwd=ROOT, check=True, **kw)
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return f.read().split()[0]
-
-
 def snapshot(group_prefix, name):
     """Keeps criterion's estimates of one benchmark run under TMP."""
-    runs = {"|".join(str(p) for p in k): v for k, v in criterion_results().items()
+    runs = {"|".join(str(p) for p in k): v for k, v in criterion_estimates().items()
             if k[0].startswith(group_prefix)}
     with open(os.path.join(TMP, name), "w") as f:
         json.dump(runs, f, indent=2)
@@ -117,48 +107,20 @@ def run():
            + ["--json", os.path.join(TMP, f"load-{name}.json")])
         env["loadavg"][f"load-{name}"] = [before, loadavg()]
     run_fleet(TMP, env)
-    if subprocess.run(["which", "valgrind"], capture_output=True).returncode == 0:
-        env["callgrind"] = callgrind()
-    with open(os.path.join(TMP, "env.json"), "w") as f:
-        json.dump(env, f, indent=2)
-    shutil.rmtree(OUT, ignore_errors=True)
-    os.rename(TMP, OUT)
+    finish_run(TMP, OUT, env, callgrind)
 
 
 def callgrind():
     """Instructions per request through each service (deterministic, unlike time)."""
-    bins = [b for b in glob.glob(os.path.join(ROOT, "target", "release", "deps", "hot_path-*"))
-            if os.access(b, os.X_OK) and not b.endswith(".d")]
-    binary = max(bins, key=os.path.getmtime)
+    binary = newest_bench_binary("hot_path")
     counts = {}
     for group in HOT_PATH_GROUPS:
         counts[group] = {}
         for fn in ["bare", "add_authorization", "bearer_auth", "bearer_auth_no_replay"]:
             out = os.path.join(TMP, f"callgrind-{group}-{fn}.out")
-            subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary,
-                            "--bench", "--profile-time", "1", f"{group}/{fn}$"],
-                           capture_output=True, check=True)
-            text = subprocess.run(["callgrind_annotate", "--tree=caller", "--inclusive=yes", out],
-                                  capture_output=True, text=True, check=True).stdout
-            counts[group][fn] = per_call(text, "hot_path::common::send")
+            counts[group][fn] = instructions_per_call(binary, f"{group}/{fn}$", out,
+                                                      "hot_path::common::send")
     return counts
-
-
-def per_call(text, function):
-    """Inclusive instructions per call of `function` in callgrind_annotate's caller tree."""
-    calls = 0
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if "*  ???:" + function + " " in line:
-            total = int(line.split()[0].replace(",", ""))
-            j = i - 1
-            while j >= 0 and "<" in lines[j]:
-                m = re.search(r"\(([\d,]+)x\)", lines[j])
-                if m:
-                    calls += int(m.group(1).replace(",", ""))
-                j -= 1
-            return round(total / calls) if calls else None
-    return None
 
 
 # ---- reading results ---------------------------------------------------------------
@@ -176,24 +138,6 @@ def stored_results():
                 # Several runs of one benchmark: keep the fastest.
                 if key not in results or v["mean"] < results[key]["mean"]:
                     results[key] = v
-    return results
-
-
-def criterion_results():
-    results = {}
-    for path in glob.glob(os.path.join(CRITERION, "**", "new", "benchmark.json"), recursive=True):
-        with open(path) as f:
-            meta = json.load(f)
-        with open(os.path.join(os.path.dirname(path), "estimates.json")) as f:
-            est = json.load(f)
-        key = (meta["group_id"], meta["function_id"], meta.get("value_str"))
-        mean = est["mean"]
-        results[key] = {
-            "mean": mean["point_estimate"],
-            "lo": mean["confidence_interval"]["lower_bound"],
-            "hi": mean["confidence_interval"]["upper_bound"],
-            "median": est["median"]["point_estimate"],
-        }
     return results
 
 
