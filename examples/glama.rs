@@ -21,8 +21,7 @@
 #[allow(clippy::duplicate_mod)]
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -34,7 +33,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::{bad_request, header, json_response, query_map, serve_collected};
+use support::{bad_request, header, json_response, query_map, StandIn};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
     AuthorizeUrl, BodyFormat, Callback, ClientAuth, HttpClient, PkceVerifier, TokenEndpoint,
@@ -146,13 +145,10 @@ pub async fn run(glama: &Fixture) -> Result<Outcome, BoxError> {
 }
 
 /// A loopback stand-in for Glama (site and gateway on one port).
-pub struct Fixture {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-}
+pub type Fixture = StandIn<State>;
 
 #[derive(Default)]
-struct State {
+pub struct State {
     /// Issued codes and the challenge each was issued for.
     codes: Vec<(String, String)>,
     exchanges: usize,
@@ -160,18 +156,11 @@ struct State {
 
 impl Fixture {
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
-        let shared = state.clone();
-        let addr = serve_collected(move |parts, body| handle(&shared, parts, body)).await;
-        Self { addr, state }
-    }
-
-    pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        Self::serve(handle).await
     }
 
     pub fn exchanges(&self) -> usize {
-        self.state.lock().unwrap().exchanges
+        self.state().exchanges
     }
 }
 

@@ -17,8 +17,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -29,7 +28,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use support::{
-    bad_request, basic_credentials, bearer_token, form_map, header, json_response, serve_collected,
+    bad_request, basic_credentials, bearer_token, form_map, header, json_response, StandIn,
 };
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{ClientCredentials, HttpClient, TokenEndpoint};
@@ -133,35 +132,25 @@ pub async fn run(gloo: &Fixture) -> Result<Outcome, BoxError> {
 }
 
 /// A loopback stand-in for Gloo AI.
-pub struct Fixture {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-}
+pub type Fixture = StandIn<State>;
 
 #[derive(Default)]
-struct State {
+pub struct State {
     issued: usize,
     valid: Vec<String>,
 }
 
 impl Fixture {
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
-        let shared = state.clone();
-        let addr = serve_collected(move |parts, body| handle(&shared, parts, body)).await;
-        Self { addr, state }
-    }
-
-    pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        Self::serve(handle).await
     }
 
     pub fn revoke_tokens(&self) {
-        self.state.lock().unwrap().valid.clear();
+        self.state().valid.clear();
     }
 
     pub fn token_requests(&self) -> usize {
-        self.state.lock().unwrap().issued
+        self.state().issued
     }
 }
 

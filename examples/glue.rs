@@ -22,7 +22,6 @@
 #[allow(clippy::duplicate_mod)]
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -34,9 +33,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use support::{
-    bad_request, bearer_token, form_map, header, json_response, query_map, serve_collected,
-};
+use support::{bad_request, bearer_token, form_map, header, json_response, query_map, StandIn};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
     AuthorizationCode, Callback, ClientAuth, ClientCredentials, HttpClient, TokenEndpoint,
@@ -172,13 +169,10 @@ pub async fn run(glue: &Fixture) -> Result<Outcome, BoxError> {
 }
 
 /// A loopback stand-in for Glue.
-pub struct Fixture {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-}
+pub type Fixture = StandIn<State>;
 
 #[derive(Default)]
-struct State {
+pub struct State {
     issued: usize,
     access_tokens: Vec<String>,
     codes: Vec<String>,
@@ -188,27 +182,20 @@ struct State {
 
 impl Fixture {
     pub async fn start() -> Self {
-        let state = Arc::new(Mutex::new(State::default()));
-        let shared = state.clone();
-        let addr = serve_collected(move |parts, body| handle(&shared, parts, body)).await;
-        Self { addr, state }
-    }
-
-    pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        Self::serve(handle).await
     }
 
     pub fn revoke_access_tokens(&self) {
-        self.state.lock().unwrap().access_tokens.clear();
+        self.state().access_tokens.clear();
     }
 
     pub fn refresh_requests(&self) -> usize {
-        self.state.lock().unwrap().refresh_requests
+        self.state().refresh_requests
     }
 
     /// The refresh token the server currently accepts.
     pub fn current_refresh_token(&self) -> Option<String> {
-        self.state.lock().unwrap().refresh_token.clone()
+        self.state().refresh_token.clone()
     }
 }
 

@@ -1,7 +1,8 @@
 //! What the examples' loopback identity providers and APIs share, one concept
 //! per file: the server on 127.0.0.1 (`loopback.rs`), the token-endpoint and
 //! API plumbing (`oauth_server.rs`: forms, headers, JSON and OAuth error
-//! responses) and a JWS verifier that checks signed assertions the way an
+//! responses), a provider's state behind a server
+//! (`stand_in.rs`) and a JWS verifier that checks signed assertions the way an
 //! authorization server does (`jws.rs`).
 //!
 //! Not an example itself: the examples include it, and so do
@@ -15,6 +16,8 @@ mod jws;
 pub mod loopback;
 #[path = "oauth_server.rs"]
 mod oauth_server;
+#[path = "stand_in.rs"]
+mod stand_in;
 
 use std::net::SocketAddr;
 
@@ -24,6 +27,7 @@ pub use oauth_server::{
     bad_request, basic_credentials, bearer_token, form, form_map, header, json_response,
     oauth_error, query_map, unique_fields,
 };
+pub use stand_in::StandIn;
 
 /// Serves `handler`, given the request head and its whole body, on 127.0.0.1.
 pub async fn serve(handler: Handler) -> SocketAddr {
