@@ -43,12 +43,11 @@ pub const CLIENT_SECRET: &str = "bl00ma/secret+1";
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let blooma = Fixture::start().await;
-    let outcome = run(&blooma).await?;
-    println!("{outcome:#?}");
-    Ok(())
+    support::print_outcome(run(&blooma).await)
 }
 
-/// What the run observed.
+/// What the run observed: the API's answers with each body encoding, and
+/// the token requests Blooma saw.
 #[derive(Debug)]
 pub struct Outcome {
     pub json_body: StatusCode,

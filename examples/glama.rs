@@ -48,12 +48,11 @@ pub const API_KEY: &str = "glama-api-key-0001";
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let glama = Fixture::start().await;
-    let outcome = run(&glama).await?;
-    println!("{outcome:#?}");
-    Ok(())
+    support::print_outcome(run(&glama).await)
 }
 
-/// What the run observed.
+/// What the run observed: the PKCE verifier, the chat call, and how often
+/// the code was exchanged for the key.
 #[derive(Debug)]
 pub struct Outcome {
     pub verifier_len: usize,

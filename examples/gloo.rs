@@ -43,12 +43,11 @@ pub const CLIENT_SECRET: &str = "gl00 s3cret:+/%&=?";
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let gloo = Fixture::start().await;
-    let outcome = run(&gloo).await?;
-    println!("{outcome:#?}");
-    Ok(())
+    support::print_outcome(run(&gloo).await)
 }
 
-/// What the run observed.
+/// What the run observed: the API's answers, fetches and retries, and the
+/// token requests Gloo saw.
 #[derive(Debug)]
 pub struct Outcome {
     pub first: StatusCode,

@@ -54,12 +54,10 @@ const TEN_YEARS: u64 = 315_705_599;
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let glue = Fixture::start().await;
-    let outcome = run(&glue).await?;
-    println!("{outcome:#?}");
-    Ok(())
+    support::print_outcome(run(&glue).await)
 }
 
-/// What the run observed.
+/// What the run observed: both grants, and the refresh tokens Glue rotated.
 #[derive(Debug)]
 pub struct Outcome {
     /// Client credentials: the GraphQL answer and the tokens fetched.

@@ -19,6 +19,7 @@ mod oauth_server;
 #[path = "stand_in.rs"]
 mod stand_in;
 
+use std::fmt::Debug;
 use std::net::SocketAddr;
 
 pub use jws::{verify, verify_hs256, Verified};
@@ -32,4 +33,11 @@ pub use stand_in::StandIn;
 /// Serves `handler`, given the request head and its whole body, on 127.0.0.1.
 pub async fn serve(handler: Handler) -> SocketAddr {
     loopback::serve_collected(move |parts, body| handler(parts, body)).await
+}
+
+/// Prints what an example observed, or passes its error on: the end of an
+/// example's `main`.
+pub fn print_outcome<T: Debug, E>(outcome: Result<T, E>) -> Result<(), E> {
+    println!("{:#?}", outcome?);
+    Ok(())
 }
