@@ -26,9 +26,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::header::AUTHORIZATION;
 use http::{Request, Response, StatusCode};
+use http_body_util::Full;
 use tokio::sync::Barrier;
 use tower::{Layer, Service, ServiceExt};
 use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, TokenCache};
@@ -60,19 +62,30 @@ async fn stampede(cold: bool) -> Duration {
         cache.token().await.unwrap();
     }
     let svc = layer.layer(Api);
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..STAMPEDE)
-        .map(|_| tokio::spawn(svc.clone().oneshot(request())))
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap().status(), StatusCode::OK);
-    }
-    let elapsed = start.elapsed();
+    let elapsed = all_answered(svc, STAMPEDE).await;
     let stats = cache.stats();
     assert_eq!(stats.fetches, 1, "a stampede must cause exactly one fetch");
     let waits = if cold { STAMPEDE as u64 } else { 1 };
     assert_eq!(stats.waits, waits);
     elapsed
+}
+
+/// Sends `count` requests through `svc` at once, each on its own task, and
+/// returns the time until every one has been answered 200.
+async fn all_answered<S>(svc: S, count: usize) -> Duration
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<()>> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug + Send,
+    S::Future: Send,
+{
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..count)
+        .map(|_| tokio::spawn(svc.clone().oneshot(request())))
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+    start.elapsed()
 }
 
 /// Rejects `rejected` once all `STORM` requests carrying it are in flight
@@ -117,14 +130,7 @@ async fn storm() -> Duration {
         gate: Arc::new(Barrier::new(STORM)),
     };
     let svc = BearerAuthLayer::from_cache(cache.clone()).layer(api);
-    let start = Instant::now();
-    let tasks: Vec<_> = (0..STORM)
-        .map(|_| tokio::spawn(svc.clone().oneshot(request())))
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap().status(), StatusCode::OK);
-    }
-    let elapsed = start.elapsed();
+    let elapsed = all_answered(svc, STORM).await;
     let stats = cache.stats();
     assert_eq!(stats.fetches, 2, "1,000 rejections must cause one refresh");
     assert_eq!(stats.invalidations, 1);
