@@ -33,10 +33,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use support::{bad_request, header, json_response, query_map, StandIn};
+use support::{bad_request, follow_authorization, header, json_response, query_map, StandIn};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
-    AuthorizeUrl, BodyFormat, Callback, ClientAuth, HttpClient, PkceVerifier, TokenEndpoint,
+    AuthorizeUrl, BodyFormat, ClientAuth, HttpClient, PkceVerifier, TokenEndpoint,
 };
 use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, StaticToken, TokenError, TokenSource};
 
@@ -77,16 +77,7 @@ pub async fn run(glama: &Fixture) -> Result<Outcome, BoxError> {
         .build();
     println!("authorize at {url}");
     // Stands in for the browser: Glama redirects to the callback URL.
-    let res = http
-        .request(Request::get(&url).body(Full::default())?)
-        .await?;
-    let location = res
-        .headers()
-        .get(LOCATION)
-        .ok_or("no redirect")?
-        .to_str()?
-        .to_owned();
-    let callback = Callback::from_url(&location)?;
+    let callback = follow_authorization(&http, &url).await?;
     let code = callback.code().ok_or("no code")?.clone();
 
     // 2. The custom exchange, as a closure: JSON in, `{apiKey}` out, through

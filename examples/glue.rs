@@ -33,10 +33,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use support::{bad_request, bearer_token, form_map, header, json_response, query_map, StandIn};
+use support::{
+    bad_request, bearer_token, follow_authorization, form_map, header, json_response, query_map,
+    StandIn,
+};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
-    AuthorizationCode, Callback, ClientAuth, ClientCredentials, HttpClient, TokenEndpoint,
+    AuthorizationCode, ClientAuth, ClientCredentials, HttpClient, TokenEndpoint,
 };
 use tower_bearer::{BearerAuthLayer, Secret};
 
@@ -50,12 +53,6 @@ pub const REDIRECT_URI: &str = "http://localhost:3000/oauth/callback";
 pub const USER_ID: &str = "usr_uxRTYG32kbzWHxtQvfVEgwEdQdu";
 const SCOPES: &str = "workspaces:read,chats:write";
 const TEN_YEARS: u64 = 315_705_599;
-
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    let glue = Fixture::start().await;
-    support::print_outcome(run(&glue).await)
-}
 
 /// What the run observed: both grants, and the refresh tokens Glue rotated.
 #[derive(Debug)]
@@ -127,16 +124,7 @@ pub async fn run(glue: &Fixture) -> Result<Outcome, BoxError> {
     let request = flow.start();
     println!("authorize at {}", request.url());
     // Stands in for the browser: Glue redirects to the redirect URI.
-    let res = http
-        .request(Request::get(request.url()).body(Full::default())?)
-        .await?;
-    let location = res
-        .headers()
-        .get(LOCATION)
-        .ok_or("no redirect")?
-        .to_str()?
-        .to_owned();
-    let callback = Callback::from_url(&location)?;
+    let callback = follow_authorization(&http, request.url()).await?;
 
     let rotated = Arc::new(Mutex::new(Vec::new()));
     let persisted = rotated.clone();
@@ -164,6 +152,12 @@ pub async fn run(glue: &Fixture) -> Result<Outcome, BoxError> {
         refresh_requests: glue.refresh_requests(),
         rotated_refresh_tokens,
     })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let glue = Fixture::start().await;
+    support::print_outcome(run(&glue).await)
 }
 
 /// A loopback stand-in for Glue.

@@ -1,5 +1,6 @@
 //! What the examples' loopback identity providers and APIs share, one concept
-//! per file: the server on 127.0.0.1 (`loopback.rs`), the token-endpoint and
+//! per file: a browser's part in an authorization-code flow (`browser.rs`),
+//! the server on 127.0.0.1 (`loopback.rs`), the token-endpoint and
 //! API plumbing (`oauth_server.rs`: forms, headers, JSON and OAuth error
 //! responses), a provider's state behind a server
 //! (`stand_in.rs`) and a JWS verifier that checks signed assertions the way an
@@ -10,6 +11,8 @@
 
 #![allow(dead_code, unused_imports)]
 
+#[path = "browser.rs"]
+mod browser;
 #[path = "jws.rs"]
 mod jws;
 #[path = "loopback.rs"]
@@ -22,6 +25,7 @@ mod stand_in;
 use std::fmt::Debug;
 use std::net::SocketAddr;
 
+pub use browser::follow_authorization;
 pub use jws::{verify, verify_hs256, Verified};
 pub use loopback::{serve_collected, Handler};
 pub use oauth_server::{
