@@ -14,6 +14,11 @@
 //! flight, and prints what happened. Run it with
 //! `cargo run --example glue_workspaces`.
 
+#[path = "support/loopback.rs"]
+// Tests that include this example may include the server too.
+#[allow(clippy::duplicate_mod)]
+mod loopback;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +32,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::cache::EndpointGate;
@@ -199,26 +204,12 @@ impl Fixture {
     pub async fn start(latency: Duration) -> Self {
         let state = Arc::new(State::default());
         *state.latency.lock().unwrap() = latency;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let server_state = Arc::clone(&state);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = Arc::clone(&server_state);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = Arc::clone(&state);
-                        async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let addr = loopback::serve(move |req| {
+            let state = Arc::clone(&server_state);
+            async move { state.handle(req).await }
+        })
+        .await;
         Self { addr, state }
     }
 
