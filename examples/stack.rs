@@ -16,7 +16,11 @@
 //! starts an API on 127.0.0.1 that answers 503 twice, then revokes a token,
 //! and prints what each layer did.
 
-use std::convert::Infallible;
+#[path = "support/loopback.rs"]
+// Tests that include this example may include the server too.
+#[allow(clippy::duplicate_mod)]
+mod loopback;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,8 +31,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 use tower::retry::Policy;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_bearer::{from_fn, AccessToken, BearerAuthError, BearerAuthLayer, TokenError};
@@ -165,44 +168,26 @@ impl TestApi {
 /// `/flaky` answers 503 to its first two requests; `/revoke-t1` rejects the
 /// token `t1`; both need a bearer token.
 async fn start_api() -> TestApi {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let addr = listener.local_addr().expect("an address");
     let attempts = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&attempts);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let counted = Arc::clone(&counted);
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let counted = Arc::clone(&counted);
-                async move {
-                    let auth = req.headers().get("authorization").cloned();
-                    let status = match (req.uri().path(), auth) {
-                        (_, None) => StatusCode::UNAUTHORIZED,
-                        ("/flaky", _) if counted.fetch_add(1, Ordering::SeqCst) < 2 => {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        }
-                        ("/revoke-t1", Some(auth)) if auth == "Bearer t1" => {
-                            StatusCode::UNAUTHORIZED
-                        }
-                        _ => StatusCode::OK,
-                    };
-                    let response = Response::builder()
-                        .status(status)
-                        .body(Full::<Bytes>::default());
-                    Ok::<_, Infallible>(response.expect("a valid response"))
+    let addr = loopback::serve(move |req: Request<Incoming>| {
+        let counted = Arc::clone(&counted);
+        async move {
+            let auth = req.headers().get("authorization").cloned();
+            let status = match (req.uri().path(), auth) {
+                (_, None) => StatusCode::UNAUTHORIZED,
+                ("/flaky", _) if counted.fetch_add(1, Ordering::SeqCst) < 2 => {
+                    StatusCode::SERVICE_UNAVAILABLE
                 }
-            });
-            tokio::spawn(
-                hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned(),
-            );
+                ("/revoke-t1", Some(auth)) if auth == "Bearer t1" => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::OK,
+            };
+            let response = Response::builder()
+                .status(status)
+                .body(Full::<Bytes>::default());
+            response.expect("a valid response")
         }
-    });
+    })
+    .await;
     TestApi { addr, attempts }
 }
