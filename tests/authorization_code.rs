@@ -12,7 +12,7 @@ use base64::Engine as _;
 use http::StatusCode;
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::{form, http_client, json, serve};
+use support::oauth2::{form, http_client, json, serve};
 use tower_bearer::oauth2::{
     AuthorizationCode, Callback, ExchangeError, PendingAuthorization, TokenEndpoint,
 };
@@ -70,7 +70,7 @@ fn pairs(fields: &[(&str, &str)]) -> Vec<(String, String)> {
 fn url_param(url: &str, key: &str) -> String {
     let query = url.split_once('?').unwrap().1;
     let fields: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap();
-    support::field(&fields, key).unwrap().to_owned()
+    support::oauth2::field(&fields, key).unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -97,7 +97,7 @@ async fn a_saved_authorization_is_finished_by_a_fresh_flow_with_exact_parameters
     let source = flow(endpoint).finish(&pending, &callback).await.unwrap();
 
     let exchange = requests.lock().unwrap()[0].clone();
-    let verifier = support::field(&exchange, "code_verifier")
+    let verifier = support::oauth2::field(&exchange, "code_verifier")
         .unwrap()
         .to_owned();
     assert_eq!(

@@ -1,7 +1,6 @@
 //! `BearerAuthLayer` in a real stack: timeout → retry (5xx) → bearer auth →
 //! hyper-util client → hyper server on 127.0.0.1. Each layer does its own job.
 
-mod core_support;
 /// The proxy example: its outcome is checked here.
 #[path = "../examples/proxy.rs"]
 #[allow(dead_code)]
@@ -10,14 +9,16 @@ mod proxy;
 #[path = "../examples/stack.rs"]
 #[allow(dead_code)]
 mod stack;
+mod support;
 
 use std::future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use core_support::{get, http_client, Api, ApiMode, TokenEndpoint};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use support::api::{get, Api, ApiMode};
+use support::token_endpoint::{http_client, TokenEndpoint};
 use tower::retry::Policy;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_bearer::{BearerAuthError, BearerAuthLayer};

@@ -1,16 +1,17 @@
 //! The core promises of the layer, shown against real servers on 127.0.0.1:
 //! single-flight, refresh-ahead, one retry on rejection, backoff, composition.
 
-mod core_support;
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use core_support::{get, h2_client, http_client, Api, ApiMode, TokenEndpoint};
 use http::{Request, StatusCode};
 use http_body_util::Full;
+use support::api::{get, Api, ApiMode};
+use support::token_endpoint::{h2_client, http_client, TokenEndpoint};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bearer::layer::CallerAuthorization;
 use tower_bearer::{

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
-use support::{form, http_client, json, response, serve};
+use support::oauth2::{form, http_client, json, response, serve};
 use tower::service_fn;
 use tower_bearer::oauth2::{
     ClientAuth, ClientCredentials, Discovery, DiscoveryError, ExchangeError, HttpClient,

@@ -13,7 +13,7 @@
 //! Time is tokio's paused clock: backoff, expiry and timeouts pass in virtual
 //! time, and nothing here sleeps to synchronise.
 
-mod fault_support;
+mod support;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -22,8 +22,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fault_support::*;
 use http::StatusCode;
+use support::recording_api::*;
+use support::sources::*;
+use support::stack::*;
+use support::token_server::*;
 use tokio::time::{sleep, sleep_until, Instant};
 use tower::ServiceExt;
 use tower_bearer::oauth2::{ClientCredentials, ErrorCode, HttpClient, OAuth2Error, TokenEndpoint};

@@ -4,10 +4,9 @@
 //! loopback token endpoint and API. The token endpoint counts every request.
 //!
 //! Needs `redis-server` on the PATH (`.ci/run` installs it); without it these
-//! tests fail, they never skip. Real time (see `fleet_support`).
+//! tests fail, they never skip. Real time (see `support::fleet`).
 
-#[path = "fleet_support/mod.rs"]
-mod fleet_support;
+mod support;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -15,7 +14,8 @@ use std::time::Duration;
 use http::StatusCode;
 use tower_bearer::shared_tier::SharedTierBuilder;
 
-use fleet_support::*;
+use support::fleet::*;
+use support::redis::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;

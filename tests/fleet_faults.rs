@@ -5,17 +5,17 @@
 //! or fallbacks, and bounds how long callers wait.
 //!
 //! Needs `redis-server` on the PATH (`.ci/run` installs it). Real time (see
-//! `fleet_support`).
+//! `support::fleet`).
 
-#[path = "fleet_support/mod.rs"]
-mod fleet_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
 use tower_bearer::shared_tier::SharedTierBuilder;
 
-use fleet_support::*;
+use support::fleet::*;
+use support::redis::*;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;

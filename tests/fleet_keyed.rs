@@ -8,8 +8,7 @@
 
 #![cfg(feature = "redis")]
 
-#[path = "fleet_support/mod.rs"]
-mod fleet_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +18,8 @@ use tower_bearer::keyed::KeyedTokenCache;
 use tower_bearer::shared_tier::{KeyedSharedTier, SharedTier};
 use tower_bearer::{from_fn, AccessToken};
 
-use fleet_support::{key, RedisServer};
+use support::fleet::key;
+use support::redis::RedisServer;
 
 const KEYS: [&str; 3] = ["alpha", "beta", "gamma delta"];
 

@@ -891,8 +891,7 @@ where
 }
 
 #[cfg(feature = "redis")]
-#[path = "fleet_support/mod.rs"]
-mod fleet_support;
+mod support;
 
 /// The shared tier: four replicas seeded with the same code exchange, each
 /// with its own runtime, cache and tier on one Redis, rotation on, 3 s tokens
@@ -901,7 +900,8 @@ mod fleet_support;
 #[cfg(feature = "redis")]
 #[test]
 fn four_replicas_rotating_refresh_tokens_through_the_shared_tier_never_see_invalid_grant() {
-    use fleet_support::{key, together, total, RedisServer, Replica};
+    use support::fleet::{key, together, total, Replica};
+    use support::redis::RedisServer;
     use tower_bearer::shared_tier::SharedTier;
 
     let server = AuthServer::start(3);

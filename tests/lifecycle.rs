@@ -5,7 +5,7 @@
 //! Each test here failed before the cache was reworked for it; the comment on
 //! each says what happened then.
 
-mod core_support;
+mod support;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -16,9 +16,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use core_support::{get, http_client, Api, ApiMode, TokenEndpoint};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
+use support::api::{get, Api, ApiMode};
+use support::token_endpoint::{http_client, TokenEndpoint};
 use tokio::runtime::Runtime;
 use tokio::time::sleep;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};

@@ -6,9 +6,9 @@
 //! races with no other thread reading the environment.
 #![cfg(feature = "native-roots")]
 
-mod tls_support;
+mod support;
 
-use tls_support::{fetch, Ca, TlsEndpoint};
+use support::tls::{fetch, Ca, TlsEndpoint};
 use tower_bearer::oauth2::HttpClient;
 
 #[test]

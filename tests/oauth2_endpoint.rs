@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
-use support::{field, form, http_client, json, response, serve};
+use support::oauth2::{field, form, http_client, json, response, serve};
 use tower::service_fn;
 use tower_bearer::oauth2::{
     AuthorizationCode, BodyFormat, BuildError, Callback, ClientAuth, ClientCredentials, CsrfState,

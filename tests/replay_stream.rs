@@ -3,8 +3,9 @@
 //! bodies past the cap, or not yet sent to their end when the 401 came, are
 //! not.
 
-#[path = "../examples/support/loopback.rs"]
-mod loopback;
+mod support;
+
+use support::loopback;
 
 use std::net::SocketAddr;
 use std::pin::Pin;

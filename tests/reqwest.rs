@@ -3,8 +3,9 @@
 //! through `ReqwestService`. Exact counts of fetches, requests and replays.
 #![cfg(feature = "reqwest-middleware")]
 
-#[path = "../examples/support/loopback.rs"]
-mod loopback;
+mod support;
+
+use support::loopback;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,7 +4,7 @@
 //! redirect to another origin; token endpoints must be `https://`; and the
 //! parsers that read what servers send never panic.
 
-mod fault_support;
+mod support;
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use fault_support::*;
 use http::header::{AUTHORIZATION, LOCATION};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use proptest::prelude::*;
+use support::recording_api::*;
+use support::stack::*;
+use support::token_server::*;
 use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
     AuthorizationCode, AuthorizeUrl, BodyFormat, BuildError, Callback, ClientAuth,
@@ -654,7 +656,7 @@ async fn origins() -> Origins {
             .push((req.uri().path().to_owned(), auth));
     }
     let seen_b: Seen = Arc::default();
-    let b = serve_hyper({
+    let b = support::loopback::serve({
         let seen = Arc::clone(&seen_b);
         move |req| {
             record(&seen, &req);
@@ -663,7 +665,7 @@ async fn origins() -> Origins {
     })
     .await;
     let seen_a: Seen = Arc::default();
-    let a = serve_hyper({
+    let a = support::loopback::serve({
         let seen = Arc::clone(&seen_a);
         move |req| {
             record(&seen, &req);
@@ -952,7 +954,7 @@ mod signed_credentials {
             let html = Arc::new(AtomicBool::new(false));
             let bodies = Arc::new(Mutex::new(Vec::new()));
             let (mode, log) = (html.clone(), bodies.clone());
-            let addr = serve_hyper(move |req: Request<hyper::body::Incoming>| {
+            let addr = support::loopback::serve(move |req: Request<hyper::body::Incoming>| {
                 let (mode, log) = (mode.clone(), log.clone());
                 async move {
                     let body = req.into_body().collect().await.unwrap().to_bytes();

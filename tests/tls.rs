@@ -8,10 +8,7 @@
 //! request that reaches the endpoint went through the proxy.
 #![cfg(feature = "rustls")]
 
-#[path = "../examples/support/loopback.rs"]
-mod loopback;
-
-mod tls_support;
+mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -22,7 +19,8 @@ use http_body_util::Full;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::RootCertStore;
-use tls_support::{certificate_reason, fetch, provider, Ca, TlsEndpoint, TOKEN_RESPONSE};
+use support::loopback;
+use support::tls::{certificate_reason, fetch, provider, Ca, TlsEndpoint, TOKEN_RESPONSE};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tower_bearer::oauth2::{BuildError, HttpClient, TokenEndpoint};

@@ -1,6 +1,5 @@
 //! A CA, server and client certificates generated at test time, and a token
 //! endpoint served over TLS on 127.0.0.1: shared by the TLS test suites.
-#![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
