@@ -164,6 +164,14 @@ impl Recorder {
         TokenEndpoint::builder(&self.url).http_client(plain())
     }
 
+    /// The endpoint for a public client: no client authentication.
+    fn public_endpoint(&self) -> TokenEndpoint {
+        self.endpoint()
+            .client_auth(ClientAuth::None)
+            .build()
+            .unwrap()
+    }
+
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
@@ -177,53 +185,31 @@ fn keys_load_alike_from_pkcs8_pkcs1_sec1_and_jwk_and_their_signatures_verify() {
     let registered = public_jwks();
     let rsa = &registered["keys"][0];
     let ec = &registered["keys"][1];
+    // (PEM algorithm, or None for a JWK; file; the JWS `alg`): a key's id
+    // and registered public half follow from its family (the file's prefix).
     let cases = [
-        (
-            SigningKey::from_pem(SigningAlgorithm::Rs256, fixture("rsa.pkcs8.pem"))
-                .unwrap()
-                .with_kid("rsa-1"),
-            rsa,
-            "RS256",
-        ),
-        (
-            SigningKey::from_pem(SigningAlgorithm::Rs256, fixture("rsa.pkcs1.pem"))
-                .unwrap()
-                .with_kid("rsa-1"),
-            rsa,
-            "RS256",
-        ),
-        (
-            SigningKey::from_pem(SigningAlgorithm::Ps256, fixture("rsa.pkcs8.pem"))
-                .unwrap()
-                .with_kid("rsa-1"),
-            rsa,
-            "PS256",
-        ),
-        (
-            SigningKey::from_jwk(&fixture("rsa.jwk.json")).unwrap(),
-            rsa,
-            "RS256",
-        ),
-        (
-            SigningKey::from_pem(SigningAlgorithm::Es256, fixture("ec.pkcs8.pem"))
-                .unwrap()
-                .with_kid("ec-1"),
-            ec,
-            "ES256",
-        ),
-        (
-            SigningKey::from_pem(SigningAlgorithm::Es256, fixture("ec.sec1.pem"))
-                .unwrap()
-                .with_kid("ec-1"),
-            ec,
-            "ES256",
-        ),
-        (
-            SigningKey::from_jwk(&fixture("ec.jwk.json")).unwrap(),
-            ec,
-            "ES256",
-        ),
+        (Some(SigningAlgorithm::Rs256), "rsa.pkcs8.pem", "RS256"),
+        (Some(SigningAlgorithm::Rs256), "rsa.pkcs1.pem", "RS256"),
+        (Some(SigningAlgorithm::Ps256), "rsa.pkcs8.pem", "PS256"),
+        (None, "rsa.jwk.json", "RS256"),
+        (Some(SigningAlgorithm::Es256), "ec.pkcs8.pem", "ES256"),
+        (Some(SigningAlgorithm::Es256), "ec.sec1.pem", "ES256"),
+        (None, "ec.jwk.json", "ES256"),
     ];
+    let cases = cases.map(|(pem_algorithm, file, alg)| {
+        let (kid, expected) = if file.starts_with("rsa") {
+            ("rsa-1", rsa)
+        } else {
+            ("ec-1", ec)
+        };
+        let key = match pem_algorithm {
+            Some(algorithm) => SigningKey::from_pem(algorithm, fixture(file))
+                .unwrap()
+                .with_kid(kid),
+            None => SigningKey::from_jwk(&fixture(file)).unwrap(),
+        };
+        (key, expected, alg)
+    });
     for (i, (key, expected, alg)) in cases.into_iter().enumerate() {
         assert_eq!(key.algorithm().as_str(), alg, "case {i}");
         // The public half, as it is registered.
@@ -945,11 +931,7 @@ async fn subject_token_files_that_cannot_be_used_are_typed_and_recovered_from() 
     let file = token_exchange::TokenFile::new().unwrap();
     let source = || {
         TokenExchange::new(
-            recorder
-                .endpoint()
-                .client_auth(ClientAuth::None)
-                .build()
-                .unwrap(),
+            recorder.public_endpoint(),
             SecurityToken::from_file(&file.0, TokenType::JWT),
         )
     };
@@ -1010,11 +992,7 @@ async fn an_issued_token_that_is_not_an_access_token_is_refused() {
     })
     .await;
     let source = TokenExchange::new(
-        recorder
-            .endpoint()
-            .client_auth(ClientAuth::None)
-            .build()
-            .unwrap(),
+        recorder.public_endpoint(),
         SecurityToken::new("subject", TokenType::JWT),
     )
     .requested_token_type(TokenType::ID_TOKEN);
@@ -1030,11 +1008,7 @@ async fn an_issued_token_that_is_not_an_access_token_is_refused() {
     let failing =
         from_fn(|| async { Err::<AccessToken, _>(TokenError::permanent("upstream refused")) });
     let source = TokenExchange::new(
-        recorder
-            .endpoint()
-            .client_auth(ClientAuth::None)
-            .build()
-            .unwrap(),
+        recorder.public_endpoint(),
         SecurityToken::from_source(failing, TokenType::ACCESS_TOKEN),
     );
     let err = source.fetch().await.unwrap_err();

@@ -128,11 +128,33 @@ async fn run_fault_scenario(stack: &Stack, fault: &Fault) {
     );
 }
 
+/// One paused-clock test per named fault, each running the whole scenario
+/// (the future after the colon) on its own clock and stack.
+macro_rules! scenario_tests {
+    ($($name:ident: $scenario:expr;)*) => {
+        $(
+            #[tokio::test(start_paused = true)]
+            async fn $name() {
+                $scenario.await;
+            }
+        )*
+    };
+}
+
 async fn scripted_stack(script: Script) -> (Scripted, Stack) {
     let scripted = Scripted::new(script);
     let cache = cache_for(scripted.source());
     let api = Api::start(ApiMode::AcceptAny).await;
     (scripted, Stack::new(cache, api))
+}
+
+/// Runs the fault scenario with a scripted source that turns to `fault`;
+/// returns the source and stack for what a test checks afterwards.
+async fn run_source_fault(fault: Script, kind: ErrorKind) -> (Scripted, Stack) {
+    let (scripted, stack) = scripted_stack(Script::Ok(Duration::from_secs(3600))).await;
+    let fault = scripted_fault(&scripted, fault, kind);
+    run_fault_scenario(&stack, &fault).await;
+    (scripted, stack)
 }
 
 fn scripted_fault(scripted: &Scripted, fault: Script, kind: ErrorKind) -> Fault {
@@ -155,26 +177,23 @@ fn scripted_fault(scripted: &Scripted, fault: Script, kind: ErrorKind) -> Fault 
 // Source-side faults (any `TokenSource`)
 // ---------------------------------------------------------------------------
 
-#[tokio::test(start_paused = true)]
-async fn source_transient_error_backs_off_serves_valid_token_and_recovers() {
-    let (scripted, stack) = scripted_stack(Script::Ok(Duration::from_secs(3600))).await;
-    let fault = scripted_fault(
-        &scripted,
+scenario_tests! {
+    source_transient_error_backs_off_serves_valid_token_and_recovers: run_source_fault(
         Script::Fail(TokenError::transient("token endpoint answered 503")),
         ErrorKind::Transient,
     );
-    run_fault_scenario(&stack, &fault).await;
+    source_hang_is_cut_by_fetch_timeout: run_source_fault(Script::Hang, ErrorKind::Transient);
+    source_panic_fails_waiters_and_cache_recovers:
+        run_source_fault(Script::Panic, ErrorKind::Transient);
 }
 
 #[tokio::test(start_paused = true)]
 async fn source_permanent_error_is_not_hammered() {
-    let (scripted, stack) = scripted_stack(Script::Ok(Duration::from_secs(3600))).await;
-    let fault = scripted_fault(
-        &scripted,
+    let (scripted, stack) = run_source_fault(
         Script::Fail(TokenError::permanent("invalid_client")),
         ErrorKind::Permanent,
-    );
-    run_fault_scenario(&stack, &fault).await;
+    )
+    .await;
 
     // A permanent failure waits the full maximum backoff (30 s) before the
     // next fetch, however many callers ask.
@@ -188,20 +207,6 @@ async fn source_permanent_error_is_not_hammered() {
         sleep(Duration::from_secs(1)).await;
     }
     assert_eq!(scripted.calls() - calls, 1, "10 s of callers: one fetch");
-}
-
-#[tokio::test(start_paused = true)]
-async fn source_hang_is_cut_by_fetch_timeout() {
-    let (scripted, stack) = scripted_stack(Script::Ok(Duration::from_secs(3600))).await;
-    let fault = scripted_fault(&scripted, Script::Hang, ErrorKind::Transient);
-    run_fault_scenario(&stack, &fault).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn source_panic_fails_waiters_and_cache_recovers() {
-    let (scripted, stack) = scripted_stack(Script::Ok(Duration::from_secs(3600))).await;
-    let fault = scripted_fault(&scripted, Script::Panic, ErrorKind::Transient);
-    run_fault_scenario(&stack, &fault).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -680,19 +685,13 @@ async fn endpoint_connection_refused() {
     run_fault_scenario(&stack, &fault).await;
 }
 
-#[tokio::test(start_paused = true)]
-async fn endpoint_accepts_but_never_answers() {
-    endpoint_scenario(Endpoint::Hang, ErrorKind::Transient).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn endpoint_answers_one_byte_per_second() {
-    endpoint_scenario(Endpoint::Trickle, ErrorKind::Transient).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn endpoint_closes_the_connection() {
-    endpoint_scenario(Endpoint::Close, ErrorKind::Transient).await;
+scenario_tests! {
+    endpoint_accepts_but_never_answers: endpoint_scenario(Endpoint::Hang, ErrorKind::Transient);
+    endpoint_answers_one_byte_per_second:
+        endpoint_scenario(Endpoint::Trickle, ErrorKind::Transient);
+    endpoint_closes_the_connection: endpoint_scenario(Endpoint::Close, ErrorKind::Transient);
+    endpoint_429_without_retry_after_backs_off:
+        endpoint_scenario(Endpoint::status(429), ErrorKind::Transient);
 }
 
 #[tokio::test(start_paused = true)]
@@ -736,11 +735,6 @@ async fn endpoint_429_retry_after_is_honoured() {
     assert_all_ok_with(&outcomes, "tok-1");
     assert_eq!(server.requests(), 2);
     stack.api.assert_invariants();
-}
-
-#[tokio::test(start_paused = true)]
-async fn endpoint_429_without_retry_after_backs_off() {
-    endpoint_scenario(Endpoint::status(429), ErrorKind::Transient).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -14,8 +14,11 @@ use std::time::Duration;
 use http::StatusCode;
 use tower_bearer::shared_tier::SharedTierBuilder;
 
+use support::captured_log::Captured;
 use support::fleet::*;
 use support::redis::*;
+use tracing::Level;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -313,15 +316,8 @@ fn encryption_keys_rotate_without_token_requests() {
     );
 }
 
-/// Not a test of its own: the entry point of the fleet member processes that
-/// the tests below start (the test binary run again with orders in its
-/// environment). Run alone, without orders, it fails.
-#[test]
-#[ignore = "a fleet member process, started by the tests that need one"]
-fn fleet_member() {
-    let orders = MemberOrders::from_env().expect("fleet_member runs only as a member process");
-    serve_as_member(orders);
-}
+// The entry point of the fleet member processes the tests below start.
+fleet_member_entry_point!();
 
 #[test]
 fn a_fleet_of_processes_makes_one_token_request() {
@@ -329,15 +325,9 @@ fn a_fleet_of_processes_makes_one_token_request() {
     let servers = Servers::start(S(60), MS(300));
     let mut members: Vec<Member> = (0..3)
         .map(|i| {
-            MemberOrders {
-                name: format!("p{i}"),
-                redis_url: redis.url(),
-                token_url: servers.token_url(),
-                api_url: servers.api_url(),
-                burst: 20,
-                lease_ttl: S(5),
-            }
-            .spawn("fleet_member")
+            servers
+                .member_orders(&redis, &format!("p{i}"), 20, S(5))
+                .spawn("fleet_member")
         })
         .collect();
     let reports: Vec<_> = members.iter_mut().map(Member::report).collect();
@@ -359,19 +349,6 @@ fn a_fleet_of_processes_makes_one_token_request() {
     assert_eq!(servers.senders()["tok-1"].len(), 3);
 }
 
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_redis_password_and_the_tokens_never_show() {
     use tower_bearer::shared_tier::SharedTier;
@@ -383,16 +360,7 @@ fn the_redis_password_and_the_tokens_never_show() {
     let redis = RedisServer::start_with(&["--requirepass", PASSWORD]);
     let url = |password: &str| format!("redis://:{password}@127.0.0.1:{}", redis.port());
 
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start(Level::TRACE, FmtSpan::NONE);
     // A runtime on this thread, so that every event is captured.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -432,7 +400,7 @@ fn the_redis_password_and_the_tokens_never_show() {
     });
     drop(_guard);
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = captured.text();
     assert!(
         logs.contains("Redis failed"),
         "the fallback is logged:\n{logs}"

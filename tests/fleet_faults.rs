@@ -251,27 +251,15 @@ fn a_lease_holder_dying_mid_fetch_is_taken_over_once_its_lease_expires() {
     );
 }
 
-/// The entry point of the member processes of the test below.
-#[test]
-#[ignore = "a fleet member process, started by the tests that need one"]
-fn fleet_member() {
-    let orders = MemberOrders::from_env().expect("fleet_member runs only as a member process");
-    serve_as_member(orders);
-}
+// The entry point of the fleet member processes the tests below start.
+fleet_member_entry_point!();
 
 #[test]
 fn a_killed_lease_holder_process_is_taken_over_once_its_lease_expires() {
     let redis = RedisServer::start();
     let servers = Servers::start(S(60), MS(10));
     servers.hang_next(1);
-    let orders = |name: &str| MemberOrders {
-        name: name.into(),
-        redis_url: redis.url(),
-        token_url: servers.token_url(),
-        api_url: servers.api_url(),
-        burst: 5,
-        lease_ttl: S(2),
-    };
+    let orders = |name: &str| servers.member_orders(&redis, name, 5, S(2));
     let mut holder = orders("holder").spawn("fleet_member");
     servers.wait_token_requests(1);
     let started = Instant::now();

@@ -218,6 +218,21 @@ fn oauth2_error(err: &TokenError) -> &OAuth2Error {
         .unwrap_or_else(|| panic!("not an OAuth2Error: {err:?}"))
 }
 
+/// Fetches with `source`, which the server refuses: a permanent error whose
+/// cause is `invalid_client` with a 401, and whose Debug and Display never
+/// show `hidden` (the secret, or the assertion, that was refused).
+async fn assert_refused_as_invalid_client(source: ClientCredentials, hidden: &str) {
+    let err = source.fetch().await.unwrap_err();
+    assert!(err.is_permanent(), "{err:?}");
+    let cause = oauth2_error(&err);
+    assert_eq!(cause.code(), &ErrorCode::InvalidClient);
+    assert_eq!(cause.status(), Some(StatusCode::UNAUTHORIZED));
+    assert!(
+        !format!("{err:?} {err}").contains(hidden),
+        "{hidden} shown: {err:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The browser, played by a cookie jar that follows redirects
 
@@ -352,15 +367,7 @@ async fn a_wrong_secret_is_a_typed_invalid_client() {
             "cc-post"
         };
         let source = ClientCredentials::new(server.endpoint(client_id, "p@ss w0rd:+/%&=!", auth));
-        let err = source.fetch().await.unwrap_err();
-        assert!(err.is_permanent(), "{err:?}");
-        let cause = oauth2_error(&err);
-        assert_eq!(cause.code(), &ErrorCode::InvalidClient);
-        assert_eq!(cause.status(), Some(StatusCode::UNAUTHORIZED));
-        assert!(
-            !format!("{err:?} {err}").contains("w0rd"),
-            "the secret leaked: {err:?}"
-        );
+        assert_refused_as_invalid_client(source, "w0rd").await;
     }
 }
 
@@ -1105,15 +1112,8 @@ mod signed_client_auth {
                     .build()
                     .unwrap(),
             );
-            let err = source.fetch().await.unwrap_err();
-            assert!(err.is_permanent(), "{err:?}");
-            let cause = oauth2_error(&err);
-            assert_eq!(cause.code(), &ErrorCode::InvalidClient);
-            assert_eq!(cause.status(), Some(StatusCode::UNAUTHORIZED));
-            assert!(
-                !format!("{err} {err:?}").contains("eyJ"),
-                "an assertion shown: {err:?}"
-            );
+            // "eyJ": the start of any JWT, so of an assertion.
+            assert_refused_as_invalid_client(source, "eyJ").await;
         }
     }
 

@@ -5,38 +5,16 @@
 //! runs alone in this binary so that nothing else allocates meanwhile. Run
 //! with `--nocapture` to see the figures (BENCHMARKS.md quotes them).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+#[path = "support/live_bytes.rs"]
+mod live_bytes;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use live_bytes::live;
 use tower_bearer::keyed::KeyedTokenCache;
 use tower_bearer::{from_fn, AccessToken};
-
-struct Counting;
-
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        System.alloc(layout)
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn live() -> isize {
-    LIVE_BYTES.load(Ordering::Relaxed)
-}
 
 const KEYS: usize = 100_000;
 const HOUR: Duration = Duration::from_secs(3600);

@@ -6,11 +6,15 @@
 //! caches each callsite's interest), and this test asserts events that must
 //! appear, not only secrets that must not.
 
+mod support;
+
 use std::future::Future;
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+use support::captured_log::Captured;
+use tracing::Level;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 use tower_bearer::keyed::KeyedTokenCache;
 use tower_bearer::{from_fn, AccessToken, TokenError};
@@ -21,31 +25,9 @@ async fn bounded<T>(call: impl Future<Output = T>) -> T {
         .expect("a caller hung")
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn spans_and_events_name_the_key_by_its_label_never_by_its_token() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start(Level::TRACE, FmtSpan::NONE);
 
     let attempts = Arc::new(AtomicUsize::new(0));
     let cache = {
@@ -76,7 +58,7 @@ async fn spans_and_events_name_the_key_by_its_label_never_by_its_token() {
         .await
         .unwrap();
 
-    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let text = captured.text();
     let line = |needle: &str| {
         text.lines()
             .find(|l| l.contains(needle))

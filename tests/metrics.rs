@@ -3,12 +3,16 @@
 //! the fetch span. Tokio's paused clock makes every value exact.
 #![cfg(feature = "metrics")]
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+use support::captured_log::Captured;
+use tracing::Level;
+use tracing_subscriber::fmt::format::FmtSpan;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -207,37 +211,15 @@ async fn fetches_cut_by_the_timeout_and_failures_are_counted_by_outcome() {
     assert_eq!(cache.stats().fetch_failures, 2);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn the_fetch_span_carries_the_cache_name() {
-    let captured = Captured::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer({
-            let captured = captured.clone();
-            move || captured.clone()
-        })
-        .finish();
-    let _tracing = tracing::subscriber::set_default(subscriber);
+    let (captured, _tracing) = Captured::start(Level::DEBUG, FmtSpan::NONE);
 
     let (cache, fetches) = slow_tokens("billing-api");
     cache.acquire().await.unwrap();
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
 
-    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let text = captured.text();
     let in_span: Vec<&str> = text
         .lines()
         .filter(|line| line.contains("tower_bearer.fetch{"))

@@ -109,6 +109,16 @@ fn seen(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Asserts that the API saw `body` rejected with `t1`, then once more with
+/// `t2`, and that the cache fetched exactly those two tokens: one replay.
+fn assert_replayed_once_with_t2(api: &Api, fetches: &AtomicUsize, body: &str) {
+    assert_eq!(
+        api.seen(),
+        seen(&[("Bearer t1", body), ("Bearer t2", body)])
+    );
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+}
+
 #[tokio::test]
 async fn middleware_sends_the_cached_token_and_fetches_once() {
     let api = Api::start(&[]).await;
@@ -141,14 +151,7 @@ async fn middleware_replays_a_rejected_request_once_with_its_body() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        api.seen(),
-        seen(&[
-            ("Bearer t1", r#"{"name":"x"}"#),
-            ("Bearer t2", r#"{"name":"x"}"#)
-        ])
-    );
-    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_replayed_once_with_t2(&api, &fetches, r#"{"name":"x"}"#);
     let stats = cache.stats();
     assert_eq!((stats.invalidations, stats.retries), (1, 1), "{stats:?}");
 
@@ -269,14 +272,7 @@ async fn a_plain_reqwest_client_under_the_tower_layer_replays_once() {
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(body, "Bearer t2");
-    assert_eq!(
-        api.seen(),
-        seen(&[
-            ("Bearer t1", r#"{"name":"x"}"#),
-            ("Bearer t2", r#"{"name":"x"}"#)
-        ])
-    );
-    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+    assert_replayed_once_with_t2(&api, &fetches, r#"{"name":"x"}"#);
     assert_eq!(cache.stats().retries, 1);
 }
 

@@ -7,7 +7,6 @@
 mod support;
 
 use std::convert::Infallible;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use http::header::{AUTHORIZATION, LOCATION};
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use proptest::prelude::*;
+use support::captured_log::Captured;
 use support::recording_api::*;
 use support::stack::*;
 use support::token_server::*;
@@ -301,41 +301,6 @@ async fn authorization_header_is_sensitive_on_first_send_and_retry() {
 // ---------------------------------------------------------------------------
 // Tracing
 // ---------------------------------------------------------------------------
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Captures every event and span at TRACE on this thread (where the
-    /// tests' current-thread runtime runs every task) while the guard lives.
-    fn trace() -> (Self, tracing::subscriber::DefaultGuard) {
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-            .with_ansi(false)
-            .with_writer({
-                let captured = captured.clone();
-                move || captured.clone()
-            })
-            .finish();
-        (captured, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn tracing_at_trace_level_shows_no_secret() {

@@ -22,40 +22,26 @@ async fn login_callback_session_and_api_calls_with_each_users_token() {
     let outcome = web_app::run().await.unwrap();
     let log = outcome.log.join("\n");
 
-    assert_eq!(
-        outcome.alice_signed_in,
-        page(StatusCode::OK, "hello alice"),
-        "{log}"
-    );
-    // Bob's callback landed on an instance that never saw his login.
-    assert_eq!(
-        outcome.bob_signed_in,
-        page(StatusCode::OK, "hello bob"),
-        "{log}"
-    );
-    assert!(
-        log.contains("instance 1: session 2: sign-in started"),
-        "{log}"
-    );
-    assert!(log.contains("instance 2: session 2: signed in"), "{log}");
-    // Alice's token source, gone with instance 1, came back from the store.
-    assert_eq!(
-        outcome.alice_after_restart,
-        page(StatusCode::OK, "hello alice")
-    );
-    assert!(
-        log.contains("instance 2: session 1: no token source in memory: rebuilt"),
-        "{log}"
-    );
-    // Revoked: one refresh, the request replayed once.
-    assert_eq!(
-        outcome.alice_after_revocation,
-        page(StatusCode::OK, "hello alice")
-    );
-    assert!(
-        log.contains("token source fetches 1, requests replayed 1"),
-        "{log}"
-    );
+    let pages = [
+        ("alice signed in", &outcome.alice_signed_in, "hello alice"),
+        // Bob's callback landed on an instance that never saw his login.
+        ("bob signed in", &outcome.bob_signed_in, "hello bob"),
+        // Alice's token source, gone with instance 1, came back from the store.
+        ("restart", &outcome.alice_after_restart, "hello alice"),
+        // Revoked: one refresh, the request replayed once.
+        ("revocation", &outcome.alice_after_revocation, "hello alice"),
+    ];
+    for (what, got, body) in pages {
+        assert_eq!(*got, page(StatusCode::OK, body), "{what}\n{log}");
+    }
+    for line in [
+        "instance 1: session 2: sign-in started",
+        "instance 2: session 2: signed in",
+        "instance 2: session 1: no token source in memory: rebuilt",
+        "token source fetches 1, requests replayed 1",
+    ] {
+        assert!(log.contains(line), "{line} not in\n{log}");
+    }
     // The mix-up is refused by the app, before any token request.
     assert_eq!(outcome.mixed_up_callback.status, StatusCode::BAD_REQUEST);
     assert!(

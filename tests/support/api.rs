@@ -16,9 +16,10 @@ use super::loopback;
 use super::token_endpoint::TokenEndpoint;
 
 /// How the protected API answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ApiMode {
     /// 200 for tokens the endpoint says are valid, 401 `invalid_token` otherwise.
+    #[default]
     CheckTokens,
     /// 401 for every request.
     RejectAll,
@@ -35,6 +36,7 @@ pub struct Api {
     state: Arc<ApiState>,
 }
 
+#[derive(Default)]
 struct ApiState {
     mode: Mutex<ApiMode>,
     requests: AtomicUsize,
@@ -49,10 +51,7 @@ impl Api {
     pub async fn start(tokens: TokenEndpoint, mode: ApiMode) -> Self {
         let state = Arc::new(ApiState {
             mode: Mutex::new(mode),
-            requests: AtomicUsize::new(0),
-            rejected: AtomicUsize::new(0),
-            attempts: Mutex::new(HashMap::new()),
-            seen: Mutex::new(Vec::new()),
+            ..ApiState::default()
         });
         let handler_state = Arc::clone(&state);
         let addr = loopback::serve(move |req: Request<Incoming>| {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::loopback;
+use super::redis::RedisServer;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -42,9 +43,10 @@ pub fn key(id: &str, byte: u8) -> EncryptionKey {
 // The token endpoint and the API every replica shares
 
 /// What the token endpoint does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mint {
     /// Issues `tok-N`, valid for the lifetime.
+    #[default]
     Ok,
     /// Answers this status with `temporarily_unavailable`.
     Fail(u16),
@@ -67,6 +69,11 @@ struct EndpointState {
     api_requests: AtomicU64,
     rejected: AtomicU64,
     expired: AtomicU64,
+    lifetime: Mutex<Duration>,
+    latency: Mutex<Duration>,
+    mode: Mutex<Mint>,
+    /// Requests to hang before answering again (for a holder that dies).
+    hang_next: AtomicUsize,
 }
 
 /// A client-credentials token endpoint and an API on 127.0.0.1, in a runtime
@@ -76,11 +83,6 @@ pub struct Servers {
     state: Arc<EndpointState>,
     token_addr: SocketAddr,
     api_addr: SocketAddr,
-    lifetime: Arc<Mutex<Duration>>,
-    latency: Arc<Mutex<Duration>>,
-    mode: Arc<Mutex<Mint>>,
-    /// Requests to hang before answering again (for a holder that dies).
-    hang_next: Arc<AtomicUsize>,
 }
 
 impl Servers {
@@ -90,42 +92,31 @@ impl Servers {
             .enable_all()
             .build()
             .unwrap();
-        let state = Arc::new(EndpointState::default());
-        let lifetime = Arc::new(Mutex::new(lifetime));
-        let latency = Arc::new(Mutex::new(latency));
-        let mode = Arc::new(Mutex::new(Mint::Ok));
-        let hang_next = Arc::new(AtomicUsize::new(0));
+        let state = Arc::new(EndpointState {
+            lifetime: Mutex::new(lifetime),
+            latency: Mutex::new(latency),
+            ..EndpointState::default()
+        });
         let token_addr = {
-            let (state, lifetime, latency, mode, hang_next) = (
-                state.clone(),
-                lifetime.clone(),
-                latency.clone(),
-                mode.clone(),
-                hang_next.clone(),
-            );
+            let state = state.clone();
             runtime.block_on(loopback::serve(move |_req: Request<Incoming>| {
-                let (state, lifetime, latency, mode, hang_next) = (
-                    state.clone(),
-                    lifetime.clone(),
-                    latency.clone(),
-                    mode.clone(),
-                    hang_next.clone(),
-                );
+                let state = state.clone();
                 async move {
                     let n = state.requests.fetch_add(1, Ordering::SeqCst) + 1;
-                    let hang = hang_next
+                    let hang = state
+                        .hang_next
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| h.checked_sub(1))
                         .is_ok();
-                    let mode = *mode.lock().unwrap();
+                    let mode = *state.mode.lock().unwrap();
                     if hang || mode == Mint::Hang {
                         std::future::pending::<()>().await;
                     }
-                    let delay = *latency.lock().unwrap();
+                    let delay = *state.latency.lock().unwrap();
                     tokio::time::sleep(delay).await;
                     if let Mint::Fail(status) = mode {
                         return json(status, r#"{"error":"temporarily_unavailable"}"#.into());
                     }
-                    let lifetime = *lifetime.lock().unwrap();
+                    let lifetime = *state.lifetime.lock().unwrap();
                     let token = format!("tok-{n}");
                     state.issued.lock().unwrap().push((
                         token.clone(),
@@ -195,10 +186,25 @@ impl Servers {
             state,
             token_addr,
             api_addr,
-            lifetime,
-            latency,
-            mode,
-            hang_next,
+        }
+    }
+
+    /// Orders for a member process `name` that uses these servers and
+    /// `redis`, sends `burst` requests and leases for `lease_ttl`.
+    pub fn member_orders(
+        &self,
+        redis: &RedisServer,
+        name: &str,
+        burst: usize,
+        lease_ttl: Duration,
+    ) -> MemberOrders {
+        MemberOrders {
+            name: name.into(),
+            redis_url: redis.url(),
+            token_url: self.token_url(),
+            api_url: self.api_url(),
+            burst,
+            lease_ttl,
         }
     }
 
@@ -227,16 +233,16 @@ impl Servers {
     }
 
     pub fn set_mode(&self, mode: Mint) {
-        *self.mode.lock().unwrap() = mode;
+        *self.state.mode.lock().unwrap() = mode;
     }
 
     /// Hangs the next `n` token requests for ever.
     pub fn hang_next(&self, n: usize) {
-        self.hang_next.store(n, Ordering::SeqCst);
+        self.state.hang_next.store(n, Ordering::SeqCst);
     }
 
     pub fn set_latency(&self, latency: Duration) {
-        *self.latency.lock().unwrap() = latency;
+        *self.state.latency.lock().unwrap() = latency;
     }
 
     /// The API rejects `token` from now on.
@@ -454,6 +460,25 @@ impl Replica {
         results
     }
 }
+
+/// Declares, at the root of a fleet suite, the `fleet_member` entry point
+/// that [`MemberOrders::spawn`] runs (the test binary run again with orders in
+/// its environment). Run alone, without orders, it fails.
+// Unused in suites that start no member process.
+#[allow(unused_macros)]
+macro_rules! fleet_member_entry_point {
+    () => {
+        #[test]
+        #[ignore = "a fleet member process, started by the tests that need one"]
+        fn fleet_member() {
+            let orders = $crate::support::fleet::MemberOrders::from_env()
+                .expect("fleet_member runs only as a member process");
+            $crate::support::fleet::serve_as_member(orders);
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use fleet_member_entry_point;
 
 /// Runs `f` on every replica at once, each on its own runtime; returns what
 /// each returned, in order.

@@ -7,6 +7,7 @@
 pub mod loopback;
 
 pub mod api;
+pub mod captured_log;
 #[cfg(feature = "redis")]
 pub mod fleet;
 pub mod oauth2;

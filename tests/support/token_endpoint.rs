@@ -40,6 +40,7 @@ pub struct TokenEndpoint {
     state: Arc<TokenState>,
 }
 
+#[derive(Default)]
 struct TokenState {
     minted: AtomicUsize,
     attempts: AtomicUsize,
@@ -53,13 +54,9 @@ struct TokenState {
 impl TokenEndpoint {
     pub async fn start(lifetime: Duration, latency: Duration) -> Self {
         let state = Arc::new(TokenState {
-            minted: AtomicUsize::new(0),
-            attempts: AtomicUsize::new(0),
             lifetime,
             latency,
-            failing: AtomicBool::new(false),
-            issued: Mutex::new(HashMap::new()),
-            revoked: Mutex::new(HashSet::new()),
+            ..TokenState::default()
         });
         let handler_state = Arc::clone(&state);
         let addr = loopback::serve(move |_req| {
