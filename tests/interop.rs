@@ -511,6 +511,7 @@ async fn refresh_tokens_rotate_and_the_old_one_is_refused() {
     let c = source.fetch().await.unwrap();
     assert_ne!(c.secret(), a.secret());
     assert_eq!(rotations.load(Ordering::SeqCst), 2);
+    assert_eq!(server.introspect(c.secret()).await["active"], true);
 
     // The original refresh token was spent: reusing it is invalid_grant.
     let endpoint = server.endpoint("app", APP_SECRET, ClientAuth::Basic);
@@ -518,7 +519,20 @@ async fn refresh_tokens_rotate_and_the_old_one_is_refused() {
     let err = stale.fetch().await.unwrap_err();
     assert!(err.is_permanent());
     assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
-    assert!(server.log().contains("already used"), "{}", server.log());
+    // Refused as reused, not merely as unknown: a reuse revokes the whole
+    // grant before the server answers (INTEROP.md), so the newest access and
+    // refresh tokens die with it. (The server's log says "already used" too,
+    // but its stderr reaches the test on another thread, after the answer, so
+    // the log is not asserted: that raced.)
+    assert_eq!(server.introspect(c.secret()).await["active"], false);
+    let err = source.fetch().await.unwrap_err();
+    assert!(err.is_permanent(), "{err:?}");
+    assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
+    assert_eq!(
+        rotations.load(Ordering::SeqCst),
+        2,
+        "no rotation on a refusal"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -881,7 +895,20 @@ async fn four_replicas_rotating_refresh_tokens_on_their_own_revoke_the_grant_haz
         })
         .count();
     assert!(refused >= 1, "{results:?}");
-    assert!(server.log().contains("grant.error"), "{}", server.log());
+    // The hazard: a reuse revoked the whole grant before the server answered
+    // (INTEROP.md), so even the refresh tokens the winner rotated to are dead.
+    // (Asserted through the server's answers, not its log, which reaches the
+    // test on another thread after the answer.)
+    let rotated = rotations.lock().unwrap().clone();
+    assert!(!rotated.is_empty(), "{results:?}");
+    for refresh_token in rotated {
+        let endpoint = server.endpoint("app", APP_SECRET, ClientAuth::Basic);
+        let err = RefreshTokenSource::new(endpoint, refresh_token)
+            .fetch()
+            .await
+            .unwrap_err();
+        assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
+    }
 }
 
 async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
@@ -1078,15 +1105,13 @@ mod signed_client_auth {
         let client = "cc-private-key-jwt-issuer-aud";
         let rsa = || key(SigningAlgorithm::Rs256, "rsa.pkcs8.pem", "rsa-1");
         // The token endpoint URL (the default) is not what this client's
-        // server wants: a typed invalid_client.
+        // server wants: a typed invalid_client. That the audience was the
+        // reason shows below, where only the audience changes and the same
+        // key is accepted (the server's log says so too, but it reaches the
+        // test on another thread, after the answer: asserting it raced).
         let source = ClientCredentials::new(endpoint(&server, client, rsa()).build().unwrap());
         let err = source.fetch().await.unwrap_err();
         assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidClient);
-        assert!(
-            server.log().contains("issuer identifier"),
-            "{}",
-            server.log()
-        );
 
         let issuer = server.url("");
         let source = ClientCredentials::new(
