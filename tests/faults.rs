@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
+use hyper::body::Incoming;
 use support::recording_api::*;
 use support::sources::*;
 use support::stack::*;
@@ -30,7 +31,7 @@ use support::token_server::*;
 use tokio::time::{sleep, sleep_until, Instant};
 use tower::ServiceExt;
 use tower_bearer::oauth2::{ClientCredentials, ErrorCode, HttpClient, OAuth2Error, TokenEndpoint};
-use tower_bearer::{ErrorKind, TokenCache, TokenError};
+use tower_bearer::{BearerAuthError, ErrorKind, TokenCache, TokenError};
 
 const BURST: usize = 50;
 
@@ -451,6 +452,39 @@ async fn api_rejecting_a_stale_token_while_the_source_fails_does_not_reuse_it() 
 // Cancellation, aborts, leaks
 // ---------------------------------------------------------------------------
 
+type Caller = tokio::task::JoinHandle<
+    Result<http::Response<Incoming>, BearerAuthError<hyper_util::client::legacy::Error>>,
+>;
+
+/// Starts `n` callers, each request carrying a clone of `marker` (so that
+/// what is left of them shows in its count), and returns once all `n` wait
+/// on the cache.
+async fn waiting_callers(stack: &Stack, marker: &Arc<()>, n: usize) -> Vec<Caller> {
+    let waits_before = stack.cache.stats().waits;
+    let callers: Vec<Caller> = (0..n)
+        .map(|_| {
+            let mut request = stack.request();
+            request.extensions_mut().insert(Arc::clone(marker));
+            let client = stack.client.clone();
+            tokio::spawn(async move { client.oneshot(request).await })
+        })
+        .collect();
+    while stack.cache.stats().waits < waits_before + n as u64 {
+        tokio::task::yield_now().await;
+    }
+    callers
+}
+
+/// Cancels every caller, and checks that each ended cancelled.
+async fn cancel(callers: Vec<Caller>) {
+    for caller in &callers {
+        caller.abort();
+    }
+    for caller in callers {
+        assert!(caller.await.unwrap_err().is_cancelled());
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn thousands_of_cancelled_waiters_leak_nothing() {
     let (scripted, stack) = scripted_stack(Script::Gate(Duration::from_secs(3600))).await;
@@ -459,26 +493,11 @@ async fn thousands_of_cancelled_waiters_leak_nothing() {
     let marker = Arc::new(());
 
     const N: usize = 3000;
-    let handles: Vec<_> = (0..N)
-        .map(|_| {
-            let mut request = stack.request();
-            request.extensions_mut().insert(Arc::clone(&marker));
-            let client = stack.client.clone();
-            tokio::spawn(async move { client.oneshot(request).await })
-        })
-        .collect();
-    while stack.cache.stats().waits < N as u64 {
-        tokio::task::yield_now().await;
-    }
+    let callers = waiting_callers(&stack, &marker, N).await;
     assert_eq!(Arc::strong_count(&marker), N + 1);
     assert_eq!(scripted.calls(), 1);
 
-    for h in &handles {
-        h.abort();
-    }
-    for h in handles {
-        assert!(h.await.unwrap_err().is_cancelled());
-    }
+    cancel(callers).await;
     // Every request (and its copy kept for a retry) is gone; only the fetch
     // task is left, and it still runs for later callers.
     assert_eq!(Arc::strong_count(&marker), 1);
@@ -511,25 +530,7 @@ async fn callers_cancelled_while_waiting_for_a_replacement_leak_nothing() {
         .api
         .set(ApiMode::Reject(HashSet::from(["tok-1".to_owned()])));
     let marker = Arc::new(());
-    let waits_before = stack.cache.stats().waits;
-    const N: usize = 500;
-    let handles: Vec<_> = (0..N)
-        .map(|_| {
-            let mut request = stack.request();
-            request.extensions_mut().insert(Arc::clone(&marker));
-            let client = stack.client.clone();
-            tokio::spawn(async move { client.oneshot(request).await })
-        })
-        .collect();
-    while stack.cache.stats().waits < waits_before + N as u64 {
-        tokio::task::yield_now().await;
-    }
-    for h in &handles {
-        h.abort();
-    }
-    for h in handles {
-        assert!(h.await.unwrap_err().is_cancelled());
-    }
+    cancel(waiting_callers(&stack, &marker, 500).await).await;
     assert_eq!(Arc::strong_count(&marker), 1);
 
     scripted.open();

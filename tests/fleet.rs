@@ -11,9 +11,6 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use http::StatusCode;
-use tower_bearer::shared_tier::SharedTierBuilder;
-
 use support::captured_log::Captured;
 use support::fleet::*;
 use support::redis::*;
@@ -23,35 +20,15 @@ use tracing_subscriber::fmt::format::FmtSpan;
 const S: fn(u64) -> Duration = Duration::from_secs;
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
-fn fleet(
-    n: usize,
-    servers: &Servers,
-    redis: &RedisServer,
-    tier: impl Fn(SharedTierBuilder) -> SharedTierBuilder,
-) -> Vec<Replica> {
-    (0..n)
-        .map(|i| Replica::new(format!("r{i}"), servers, &redis.url(), &tier, |c| c))
-        .collect()
-}
-
-fn all_ok(results: &[Vec<Result<StatusCode, String>>]) {
-    for (i, results) in results.iter().enumerate() {
-        for result in results {
-            assert_eq!(
-                result.as_ref().ok(),
-                Some(&StatusCode::OK),
-                "replica {i}: {result:?}"
-            );
-        }
-    }
-}
+// The entry point of the fleet member processes that tests start.
+fleet_member_entry_point!();
 
 #[test]
 fn a_cold_fleet_makes_one_token_request() {
     let redis = RedisServer::start();
     // A slow token endpoint: every replica asks while the first one fetches.
     let servers = Servers::start(S(60), MS(300));
-    let replicas = fleet(4, &servers, &redis, |t| t);
+    let replicas = fleet(4, &servers, &redis.url(), |t| t);
 
     let results = together(&replicas, |r| r.burst(50));
     all_ok(&results);
@@ -85,7 +62,7 @@ fn a_cold_fleet_makes_one_token_request() {
 fn the_hot_path_never_touches_redis() {
     let redis = RedisServer::start();
     let servers = Servers::start(S(60), MS(10));
-    let replicas = fleet(4, &servers, &redis, |t| t);
+    let replicas = fleet(4, &servers, &redis.url(), |t| t);
     all_ok(&together(&replicas, |r| r.burst(1)));
     let commands = redis.commands();
     let tiers: Vec<_> = replicas.iter().map(|r| r.tier.stats()).collect();
@@ -115,7 +92,7 @@ fn one_token_request_per_token_generation_under_load() {
     let redis = RedisServer::start();
     // 2 s tokens: refreshed ahead from 1.26 s into their life.
     let servers = Servers::start(S(2), MS(20));
-    let replicas = fleet(4, &servers, &redis, |t| t);
+    let replicas = fleet(4, &servers, &redis.url(), |t| t);
 
     let results = together(&replicas, |r| r.load(8, S(5)));
     all_ok(&results);
@@ -162,7 +139,7 @@ fn one_token_request_per_token_generation_under_load() {
 fn a_rejection_seen_by_every_replica_causes_one_refresh() {
     let redis = RedisServer::start();
     let servers = Servers::start(S(60), MS(50));
-    let replicas = fleet(4, &servers, &redis, |t| t);
+    let replicas = fleet(4, &servers, &redis.url(), |t| t);
     all_ok(&together(&replicas, |r| r.burst(1)));
     assert_eq!(servers.token_requests(), 1);
 
@@ -236,7 +213,7 @@ fn a_failed_fetch_is_held_for_the_fleet_instead_of_repeated() {
 fn redis_holds_nothing_in_the_clear_and_only_under_its_namespace() {
     let redis = RedisServer::start();
     let servers = Servers::start(S(60), MS(10));
-    let replicas = fleet(2, &servers, &redis, |t| t);
+    let replicas = fleet(2, &servers, &redis.url(), |t| t);
     all_ok(&together(&replicas, |r| r.burst(3)));
     let dump = redis.dump();
     assert!(!dump.is_empty());
@@ -315,9 +292,6 @@ fn encryption_keys_rotate_without_token_requests() {
         "the entry is still the one sealed with k2"
     );
 }
-
-// The entry point of the fleet member processes the tests below start.
-fleet_member_entry_point!();
 
 #[test]
 fn a_fleet_of_processes_makes_one_token_request() {

@@ -11,9 +11,6 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
-use tower_bearer::shared_tier::SharedTierBuilder;
-
 use support::fleet::*;
 use support::redis::*;
 
@@ -24,35 +21,19 @@ const MS: fn(u64) -> Duration = Duration::from_millis;
 /// timeouts they use, far less than "hangs".
 const BOUND: Duration = Duration::from_secs(3);
 
-fn fleet(
-    n: usize,
-    servers: &Servers,
-    url: &str,
-    tier: impl Fn(SharedTierBuilder) -> SharedTierBuilder,
-) -> Vec<Replica> {
-    (0..n)
-        .map(|i| Replica::new(format!("r{i}"), servers, url, &tier, |c| c))
-        .collect()
-}
-
 /// Runs a burst of `n` on every replica; asserts every request succeeded
 /// within [`BOUND`].
 fn burst_ok(replicas: &[Replica], n: usize) -> Duration {
     let started = Instant::now();
     let results = together(replicas, |r| r.burst(n));
     let took = started.elapsed();
-    for (i, results) in results.iter().enumerate() {
-        for result in results {
-            assert_eq!(
-                result.as_ref().ok(),
-                Some(&StatusCode::OK),
-                "replica {i}: {result:?}"
-            );
-        }
-    }
+    all_ok(&results);
     assert!(took < BOUND, "the burst took {took:?}");
     took
 }
+
+// The entry point of the fleet member processes that tests start.
+fleet_member_entry_point!();
 
 #[test]
 fn redis_down_each_replica_falls_back_once_and_leaves_redis_alone() {
@@ -250,9 +231,6 @@ fn a_lease_holder_dying_mid_fetch_is_taken_over_once_its_lease_expires() {
         "{stats:?}"
     );
 }
-
-// The entry point of the fleet member processes the tests below start.
-fleet_member_entry_point!();
 
 #[test]
 fn a_killed_lease_holder_process_is_taken_over_once_its_lease_expires() {

@@ -36,17 +36,6 @@ pub struct Api {
     state: Arc<ApiState>,
 }
 
-#[derive(Default)]
-struct ApiState {
-    mode: Mutex<ApiMode>,
-    requests: AtomicUsize,
-    rejected: AtomicUsize,
-    /// How often each `x-request-id` arrived.
-    attempts: Mutex<HashMap<String, usize>>,
-    /// Authorization values seen, in order.
-    seen: Mutex<Vec<String>>,
-}
-
 impl Api {
     pub async fn start(tokens: TokenEndpoint, mode: ApiMode) -> Self {
         let state = Arc::new(ApiState {
@@ -157,6 +146,17 @@ impl Api {
     pub fn seen(&self) -> Vec<String> {
         self.state.seen.lock().unwrap().clone()
     }
+}
+
+#[derive(Default)]
+struct ApiState {
+    mode: Mutex<ApiMode>,
+    requests: AtomicUsize,
+    rejected: AtomicUsize,
+    /// How often each `x-request-id` arrived.
+    attempts: Mutex<HashMap<String, usize>>,
+    /// Authorization values seen, in order.
+    seen: Mutex<Vec<String>>,
 }
 
 /// A GET request to `url` tagged with `x-request-id: id`.

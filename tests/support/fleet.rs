@@ -480,6 +480,33 @@ macro_rules! fleet_member_entry_point {
 #[allow(unused_imports)]
 pub(crate) use fleet_member_entry_point;
 
+/// `n` replicas, `r0`, `r1`, …, of the servers' fleet on the Redis at `url`,
+/// each tier set up by `tier`.
+pub fn fleet(
+    n: usize,
+    servers: &Servers,
+    url: &str,
+    tier: impl Fn(SharedTierBuilder) -> SharedTierBuilder,
+) -> Vec<Replica> {
+    (0..n)
+        .map(|i| Replica::new(format!("r{i}"), servers, url, &tier, |c| c))
+        .collect()
+}
+
+/// Asserts that every request of every replica (as [`together`] returns
+/// them) was answered 200.
+pub fn all_ok(results: &[Vec<Result<StatusCode, String>>]) {
+    for (i, results) in results.iter().enumerate() {
+        for result in results {
+            assert_eq!(
+                result.as_ref().ok(),
+                Some(&StatusCode::OK),
+                "replica {i}: {result:?}"
+            );
+        }
+    }
+}
+
 /// Runs `f` on every replica at once, each on its own runtime; returns what
 /// each returned, in order.
 pub fn together<'a, T, F, Fut>(replicas: &'a [Replica], f: F) -> Vec<T>
