@@ -299,7 +299,7 @@ async fn expired_token_from_a_refresh_does_not_replace_a_valid_one() {
 }
 
 /// Huge lifetimes (ten years, too large for the clock) are
-/// `core::huge_and_missing_lifetimes_do_not_overflow`.
+/// `layer_promises::huge_and_missing_lifetimes_do_not_overflow`.
 #[tokio::test(start_paused = true)]
 async fn a_zero_lifetime_behaves_like_a_token_expired_on_arrival() {
     let (scripted, stack) = scripted_stack(Script::Ok(Duration::ZERO)).await;
@@ -349,7 +349,7 @@ async fn reject_every_token_for_ten_seconds(lifetime: Duration) -> usize {
 }
 
 /// With hour-long tokens, and for a minute of sequential requests up to the
-/// longest cool-down, this is `core::an_api_that_rejects_every_token_causes_no_loop_and_few_refreshes`.
+/// longest cool-down, this is `layer_promises::an_api_that_rejects_every_token_causes_no_loop_and_few_refreshes`.
 #[tokio::test(start_paused = true)]
 async fn api_rejecting_every_short_lived_token_follows_the_same_cooldown() {
     // Three fresh tokens are tried at once, then one after each cool-down
