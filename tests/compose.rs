@@ -59,7 +59,7 @@ impl<B, E> Policy<Request<Full<Bytes>>, Response<B>, E> for RetryServerErrors {
 #[tokio::test]
 async fn each_layer_does_its_job() {
     let tokens = TokenEndpoint::start(Duration::from_secs(3600), Duration::ZERO).await;
-    let api = Api::start(tokens.clone(), ApiMode::FlakyThenCheck).await;
+    let api = Api::start(ApiMode::FlakyThenCheck(tokens.clone())).await;
     let layer = BearerAuthLayer::new(tokens.source());
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new()
@@ -81,7 +81,7 @@ async fn each_layer_does_its_job() {
     // Bearer layer: a revoked token is replaced and the request replayed once,
     // beneath the retry layer (which sees a single successful response).
     tokens.revoke("tok-1");
-    api.set_mode(ApiMode::CheckTokens);
+    api.set(ApiMode::CheckTokens(tokens.clone()));
     let res = client.clone().oneshot(get(&api.url("/"), 2)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(api.attempts_of("2"), 2);
@@ -94,7 +94,7 @@ async fn each_layer_does_its_job() {
 #[tokio::test(start_paused = true)]
 async fn the_outer_timeout_bounds_a_slow_token_fetch() {
     let tokens = TokenEndpoint::start(Duration::from_secs(3600), Duration::from_secs(60)).await;
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     let client = ServiceBuilder::new()
         .timeout(Duration::from_secs(2))
         .retry(RetryServerErrors { remaining: 2 })
@@ -110,7 +110,7 @@ async fn the_outer_timeout_bounds_a_slow_token_fetch() {
 async fn token_errors_surface_through_the_stack_typed() {
     let tokens = TokenEndpoint::start(Duration::from_secs(3600), Duration::ZERO).await;
     tokens.set_failing(true);
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     let client = ServiceBuilder::new()
         .timeout(Duration::from_secs(5))
         .layer(BearerAuthLayer::new(tokens.source()))
@@ -189,7 +189,7 @@ async fn the_example_policy_retries_transport_errors_of_idempotent_requests_only
 async fn the_example_policy_leaves_token_errors_alone() {
     let tokens = TokenEndpoint::start(Duration::from_secs(3600), Duration::ZERO).await;
     tokens.set_failing(true);
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     // Backoff shorter than the policy's first delay: a retry would fetch again.
     let cache = tower_bearer::TokenCache::builder(tokens.source())
         .backoff(Duration::from_millis(1), Duration::from_millis(1))

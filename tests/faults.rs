@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use hyper::body::Incoming;
-use support::recording_api::*;
+use support::api::*;
 use support::sources::*;
 use support::stack::*;
 use support::token_server::*;

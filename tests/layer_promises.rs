@@ -25,7 +25,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cold_start_stampede_fetches_once() {
     let tokens = TokenEndpoint::start(HOUR, LATENCY).await;
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     let layer = BearerAuthLayer::new(tokens.source());
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(h2_client());
@@ -46,7 +46,7 @@ async fn cold_start_stampede_fetches_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejection_storm_refreshes_once_and_sends_each_request_at_most_twice() {
     let tokens = TokenEndpoint::start(HOUR, LATENCY).await;
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     let layer = BearerAuthLayer::new(tokens.source());
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(h2_client());
@@ -75,7 +75,7 @@ async fn rejection_storm_refreshes_once_and_sends_each_request_at_most_twice() {
 async fn refresh_ahead_keeps_callers_from_waiting() {
     let lifetime = Duration::from_secs(2);
     let tokens = TokenEndpoint::start(lifetime, LATENCY).await;
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     let layer = BearerAuthLayer::new(tokens.source());
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(http_client());
@@ -207,7 +207,7 @@ async fn failing_source_backs_off_and_callers_get_typed_errors() {
 async fn still_valid_token_is_served_while_refresh_fails_then_recovers() {
     let lifetime = Duration::from_secs(2);
     let tokens = TokenEndpoint::start(lifetime, Duration::ZERO).await;
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     let layer = BearerAuthLayer::new(tokens.source());
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(http_client());
@@ -262,7 +262,7 @@ async fn still_valid_token_is_served_while_refresh_fails_then_recovers() {
 #[tokio::test]
 async fn without_replay_a_rejection_is_returned_and_the_next_request_gets_a_fresh_token() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     let layer = BearerAuthLayer::new(tokens.source()).no_replay();
     let cache = layer.cache().clone();
     let mut client = ServiceBuilder::new().layer(layer).service(http_client());
@@ -303,7 +303,7 @@ async fn without_replay_a_rejection_is_returned_and_the_next_request_gets_a_fres
 #[tokio::test]
 async fn forbidden_is_not_retried_and_keeps_the_token() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let api = Api::start(tokens.clone(), ApiMode::Forbidden).await;
+    let api = Api::start(ApiMode::Forbidden).await;
     let layer = BearerAuthLayer::new(tokens.source());
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(http_client());
@@ -325,7 +325,7 @@ async fn forbidden_is_not_retried_and_keeps_the_token() {
 #[tokio::test]
 async fn a_callers_authorization_is_replaced_by_default() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     let client = ServiceBuilder::new()
         .layer(BearerAuthLayer::new(tokens.source()))
         .service(http_client());
@@ -354,7 +354,7 @@ async fn a_callers_authorization_is_replaced_by_default() {
 #[tokio::test]
 async fn a_request_with_its_own_authorization_is_left_alone_when_asked() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let api = Api::start(tokens.clone(), ApiMode::RejectAll).await;
+    let api = Api::start(ApiMode::RejectAll).await;
     let layer =
         BearerAuthLayer::new(tokens.source()).caller_authorization(CallerAuthorization::Keep);
     let client = ServiceBuilder::new().layer(layer).service(http_client());
@@ -372,7 +372,7 @@ async fn a_request_with_its_own_authorization_is_left_alone_when_asked() {
 #[tokio::test(start_paused = true)]
 async fn an_api_that_rejects_every_token_causes_no_loop_and_few_refreshes() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let api = Api::start(tokens.clone(), ApiMode::RejectAll).await;
+    let api = Api::start(ApiMode::RejectAll).await;
     let layer = BearerAuthLayer::new(tokens.source());
     let client = ServiceBuilder::new().layer(layer).service(http_client());
 
@@ -447,8 +447,7 @@ async fn huge_and_missing_lifetimes_do_not_overflow() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rejected_static_token_is_fetched_again_twice_then_cooled_down() {
-    let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let api = Api::start(tokens.clone(), ApiMode::RejectAll).await;
+    let api = Api::start(ApiMode::RejectAll).await;
     let layer = BearerAuthLayer::new(StaticToken::new("api-key"));
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(http_client());

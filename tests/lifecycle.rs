@@ -236,7 +236,7 @@ fn one_cache_serves_six_runtimes_in_turn_without_sending_an_expired_token() {
         .unwrap();
     let (tokens, api) = servers.block_on(async {
         let tokens = TokenEndpoint::start(Duration::from_secs(2), Duration::ZERO).await;
-        let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+        let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
         (tokens, api)
     });
     let layer = BearerAuthLayer::new(tokens.source());
@@ -379,7 +379,7 @@ async fn tiny_lifetimes_cause_no_background_fetch_and_a_bounded_rate() {
 #[tokio::test(start_paused = true)]
 async fn fresh_tokens_revoked_on_first_use_are_replaced_and_never_sent_again() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let api = Api::start(tokens.clone(), ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
     let layer = BearerAuthLayer::new(tokens.source());
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(http_client());
@@ -471,7 +471,7 @@ async fn the_cooldown_error_says_when_the_next_fetch_will_be() {
 #[tokio::test(start_paused = true)]
 async fn an_oversized_token_is_refused_and_never_sent() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let api = Api::start(tokens, ApiMode::CheckTokens).await;
+    let api = Api::start(ApiMode::CheckTokens(tokens)).await;
     let calls = Arc::new(Mutex::new(0));
     let counter = Arc::clone(&calls);
     let layer = BearerAuthLayer::new(from_fn(move || {

@@ -1,35 +1,75 @@
-//! A protected API on 127.0.0.1 that checks tokens against a
-//! [`TokenEndpoint`](super::token_endpoint::TokenEndpoint), in one of a few
-//! modes, counting requests and attempts per request id.
+//! The one fake protected API on 127.0.0.1 (hyper, HTTP/1). Its [`ApiMode`]
+//! says how it treats tokens: accept any, check them against the tokens a
+//! [`TokenEndpoint`] issued, reject some or all, answer 403 or a first 503, or
+//! hold requests until released. Whatever the mode, it records what arrived
+//! (for counts per request id and the `Authorization` values in order) and
+//! every attempt it answered (for [`Api::assert_invariants`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use tokio::sync::Notify;
 
 use super::loopback;
+use super::stack::REQUEST_ID;
 use super::token_endpoint::TokenEndpoint;
 
-/// How the protected API answers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+/// How the API treats the tokens it sees. A request without a bearer token is
+/// rejected with 401 in every mode that looks at tokens.
+#[derive(Clone)]
 pub enum ApiMode {
-    /// 200 for tokens the endpoint says are valid, 401 `invalid_token` otherwise.
-    #[default]
-    CheckTokens,
-    /// 401 for every request.
+    /// Any bearer token is fine.
+    AcceptAny,
+    /// 200 for tokens this endpoint says are valid, 401 `invalid_token` otherwise.
+    CheckTokens(TokenEndpoint),
+    /// Every request is rejected with 401 `invalid_token`.
     RejectAll,
+    /// These tokens are rejected; others accepted.
+    Reject(HashSet<String>),
+    /// The first `n` requests bearing this token are held until
+    /// [`Api::release`], then rejected with 401; later ones bearing it are
+    /// rejected at once; others are accepted.
+    HoldThenReject(String, usize),
     /// 403 `insufficient_scope` for every request.
     Forbidden,
     /// 503 for the first attempt of each request id, then as `CheckTokens`.
-    FlakyThenCheck,
+    FlakyThenCheck(TokenEndpoint),
 }
 
-/// A protected API on 127.0.0.1 that validates tokens against a [`TokenEndpoint`].
+/// One attempt the API answered.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub request_id: Option<String>,
+    pub token: Option<String>,
+    pub status: StatusCode,
+}
+
+/// What arrived, counted before the API decides anything.
+struct Arrival {
+    request_id: String,
+    authorization: String,
+}
+
+struct ApiState {
+    mode: Mutex<ApiMode>,
+    arrivals: Mutex<Vec<Arrival>>,
+    attempts: Mutex<Vec<Attempt>>,
+    held: AtomicUsize,
+    held_changed: Notify,
+    release: Notify,
+    released: AtomicBool,
+}
+
+/// A protected API on 127.0.0.1. It answers 200 with the request's body and
+/// the token it saw in `x-seen-token`, or 401 with
+/// `WWW-Authenticate: Bearer error="invalid_token"`.
 #[derive(Clone)]
 pub struct Api {
     pub addr: SocketAddr,
@@ -37,132 +77,222 @@ pub struct Api {
 }
 
 impl Api {
-    pub async fn start(tokens: TokenEndpoint, mode: ApiMode) -> Self {
+    pub async fn start(mode: ApiMode) -> Self {
         let state = Arc::new(ApiState {
             mode: Mutex::new(mode),
-            ..ApiState::default()
+            arrivals: Mutex::new(Vec::new()),
+            attempts: Mutex::new(Vec::new()),
+            held: AtomicUsize::new(0),
+            held_changed: Notify::new(),
+            release: Notify::new(),
+            released: AtomicBool::new(false),
         });
-        let handler_state = Arc::clone(&state);
-        let addr = loopback::serve(move |req: Request<Incoming>| {
-            let state = Arc::clone(&handler_state);
-            let tokens = tokens.clone();
-            async move {
-                state.requests.fetch_add(1, Ordering::SeqCst);
-                let id = req
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                let attempt = {
-                    let mut attempts = state.attempts.lock().unwrap();
-                    let n = attempts.entry(id).or_insert(0);
-                    *n += 1;
-                    *n
-                };
-                let auth = req
-                    .headers()
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
-                state.seen.lock().unwrap().push(auth.clone());
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
-                let mode = *state.mode.lock().unwrap();
-                let token_ok = auth
-                    .strip_prefix("Bearer ")
-                    .is_some_and(|t| tokens.is_valid(t));
-                let reject = || {
-                    state.rejected.fetch_add(1, Ordering::SeqCst);
-                    Response::builder()
-                        .status(StatusCode::UNAUTHORIZED)
-                        .header("www-authenticate", r#"Bearer error="invalid_token""#)
-                        .body(Full::default())
-                        .unwrap()
-                };
-                match mode {
-                    ApiMode::RejectAll => reject(),
-                    ApiMode::Forbidden => Response::builder()
-                        .status(StatusCode::FORBIDDEN)
-                        .header("www-authenticate", r#"Bearer error="insufficient_scope""#)
-                        .body(Full::default())
-                        .unwrap(),
-                    ApiMode::FlakyThenCheck if attempt == 1 => Response::builder()
-                        .status(StatusCode::SERVICE_UNAVAILABLE)
-                        .body(Full::default())
-                        .unwrap(),
-                    _ if token_ok => Response::new(Full::new(body)),
-                    _ => reject(),
-                }
+        let addr = loopback::serve({
+            let state = Arc::clone(&state);
+            move |req| {
+                let state = Arc::clone(&state);
+                async move { handle(state, req).await }
             }
         })
         .await;
-        Self { addr, state }
+        Api { addr, state }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub fn set_mode(&self, mode: ApiMode) {
+    pub fn set(&self, mode: ApiMode) {
         *self.state.mode.lock().unwrap() = mode;
     }
 
+    /// Every request that arrived, answered or not.
     pub fn requests(&self) -> usize {
-        self.state.requests.load(Ordering::SeqCst)
+        self.state.arrivals.lock().unwrap().len()
     }
 
+    /// Attempts answered with 401.
     pub fn rejected(&self) -> usize {
-        self.state.rejected.load(Ordering::SeqCst)
+        self.attempts()
+            .iter()
+            .filter(|a| a.status == StatusCode::UNAUTHORIZED)
+            .count()
     }
 
     /// The most times any single request id arrived.
     pub fn max_attempts(&self) -> usize {
-        self.state
-            .attempts
-            .lock()
-            .unwrap()
-            .values()
-            .copied()
-            .max()
-            .unwrap_or(0)
+        let mut per_id: HashMap<String, usize> = HashMap::new();
+        for arrival in self.state.arrivals.lock().unwrap().iter() {
+            *per_id.entry(arrival.request_id.clone()).or_default() += 1;
+        }
+        per_id.into_values().max().unwrap_or(0)
     }
 
     pub fn attempts_of(&self, id: &str) -> usize {
         self.state
-            .attempts
+            .arrivals
             .lock()
             .unwrap()
-            .get(id)
-            .copied()
-            .unwrap_or(0)
+            .iter()
+            .filter(|a| a.request_id == id)
+            .count()
     }
 
+    /// `Authorization` values in the order they arrived ("" when absent).
     pub fn seen(&self) -> Vec<String> {
-        self.state.seen.lock().unwrap().clone()
+        let arrivals = self.state.arrivals.lock().unwrap();
+        arrivals.iter().map(|a| a.authorization.clone()).collect()
+    }
+
+    /// Every attempt answered, in the order the answers were decided.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.state.attempts.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` requests are being held.
+    pub async fn wait_held(&self, n: usize) {
+        loop {
+            let notified = self.state.held_changed.notified();
+            if self.state.held.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Lets every held request (and every later one) through to its 401.
+    pub fn release(&self) {
+        self.state.released.store(true, Ordering::SeqCst);
+        self.state.release.notify_waiters();
+    }
+
+    /// Checks the invariants every fault test shares: no request reached the API
+    /// without a token, no request was sent more than twice, and a retried
+    /// request never carried the same token twice.
+    pub fn assert_invariants(&self) {
+        let attempts = self.attempts();
+        let mut per_request: HashMap<String, Vec<Option<String>>> = HashMap::new();
+        for a in &attempts {
+            assert!(
+                a.token.is_some(),
+                "a request reached the API without a token: {a:?}"
+            );
+            if let Some(id) = &a.request_id {
+                per_request
+                    .entry(id.clone())
+                    .or_default()
+                    .push(a.token.clone());
+            }
+        }
+        for (id, tokens) in per_request {
+            assert!(
+                tokens.len() <= 2,
+                "request {id} was sent {} times",
+                tokens.len()
+            );
+            if tokens.len() == 2 {
+                assert_ne!(
+                    tokens[0], tokens[1],
+                    "request {id} was retried with the token that was just rejected"
+                );
+            }
+        }
     }
 }
 
-#[derive(Default)]
-struct ApiState {
-    mode: Mutex<ApiMode>,
-    requests: AtomicUsize,
-    rejected: AtomicUsize,
-    /// How often each `x-request-id` arrived.
-    attempts: Mutex<HashMap<String, usize>>,
-    /// Authorization values seen, in order.
-    seen: Mutex<Vec<String>>,
+/// Records the arrival, lets the mode decide, records the answer.
+async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let header = |name| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let request_id = header(REQUEST_ID);
+    let authorization = header(AUTHORIZATION.as_str()).unwrap_or_default();
+    let token = authorization.strip_prefix("Bearer ").map(str::to_owned);
+    let attempt = {
+        let mut arrivals = state.arrivals.lock().unwrap();
+        let id = request_id.clone().unwrap_or_default();
+        arrivals.push(Arrival {
+            request_id: id.clone(),
+            authorization,
+        });
+        arrivals.iter().filter(|a| a.request_id == id).count()
+    };
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mode = state.mode.lock().unwrap().clone();
+    let status = decide(&state, &mode, token.as_deref(), attempt).await;
+    state.attempts.lock().unwrap().push(Attempt {
+        request_id,
+        token: token.clone(),
+        status,
+    });
+    let mut res = Response::builder().status(status);
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            res = res.header(WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#)
+        }
+        StatusCode::FORBIDDEN => {
+            res = res.header(WWW_AUTHENTICATE, r#"Bearer error="insufficient_scope""#)
+        }
+        _ => {}
+    }
+    if let Some(t) = &token {
+        res = res.header("x-seen-token", t.as_str());
+    }
+    let body = if status == StatusCode::OK {
+        body
+    } else {
+        Bytes::new()
+    };
+    res.body(Full::new(body)).unwrap()
+}
+
+/// The status `mode` gives a request bearing `token`, on the `attempt`-th
+/// arrival of its request id; holds it first where the mode says so.
+async fn decide(
+    state: &ApiState,
+    mode: &ApiMode,
+    token: Option<&str>,
+    attempt: usize,
+) -> StatusCode {
+    let accepted = match (mode, token) {
+        (ApiMode::Forbidden, _) => return StatusCode::FORBIDDEN,
+        (ApiMode::FlakyThenCheck(_), _) if attempt == 1 => return StatusCode::SERVICE_UNAVAILABLE,
+        (_, None) | (ApiMode::RejectAll, _) => false,
+        (ApiMode::AcceptAny, _) => true,
+        (ApiMode::CheckTokens(tokens) | ApiMode::FlakyThenCheck(tokens), Some(t)) => {
+            tokens.is_valid(t)
+        }
+        (ApiMode::Reject(set), Some(t)) => !set.contains(t),
+        (ApiMode::HoldThenReject(held, n), Some(t)) if held == t => {
+            let released = state.release.notified();
+            if !state.released.load(Ordering::SeqCst) && state.held.load(Ordering::SeqCst) < *n {
+                state.held.fetch_add(1, Ordering::SeqCst);
+                state.held_changed.notify_waiters();
+                released.await;
+            }
+            false
+        }
+        (ApiMode::HoldThenReject(..), Some(_)) => true,
+    };
+    if accepted {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
 }
 
 /// A GET request to `url` tagged with `x-request-id: id`.
 pub fn get(url: &str, id: usize) -> Request<Full<Bytes>> {
     Request::get(url)
-        .header("x-request-id", id.to_string())
+        .header(REQUEST_ID, id.to_string())
         .header("user-agent", "tower-bearer-tests")
         .body(Full::default())
         .unwrap()

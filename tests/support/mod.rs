@@ -11,7 +11,6 @@ pub mod captured_log;
 #[cfg(feature = "redis")]
 pub mod fleet;
 pub mod oauth2;
-pub mod recording_api;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sources;

@@ -1,5 +1,5 @@
 //! `BearerAuthLayer` over a hyper-util client, pointed at a
-//! [`recording_api::Api`](super::recording_api::Api), driving bursts of
+//! [`api::Api`](super::api::Api), driving bursts of
 //! concurrent callers, each bounded by a timeout so that a hang fails the test;
 //! and asserts over what the callers got.
 
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::recording_api::Api;
+use super::api::Api;
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::Full;
