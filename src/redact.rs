@@ -113,6 +113,22 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
         || SECRET_KEY_ENDINGS.iter().any(|e| key_ends_with(key, e))
 }
 
+/// Extra request parameters for `Debug`: their names, never their values.
+/// Callers pass anything through `param(..)` (a subject, an assertion, a
+/// secret a server wants in the body), and which names hold secrets is
+/// not knowable, so no value is shown.
+pub(crate) struct ParamNames<'a>(pub(crate) &'a [(String, String)]);
+
+impl std::fmt::Debug for ParamNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for (name, _) in self.0 {
+            list.entry(&format_args!("{name}=[redacted]"));
+        }
+        list.finish()
+    }
+}
+
 /// Whether `key` ends with `ending` (written in lower case with `_`),
 /// whatever the case and `-`/`_` of `key`.
 fn key_ends_with(key: &str, ending: &str) -> bool {
@@ -434,5 +450,15 @@ mod tests {
             &[0xff, b'c', b'o', b'd', b'e', b'=', 0xfe, b'"', b'\\'],
             &["\u{fffd}"],
         );
+    }
+
+    #[test]
+    fn parameters_show_their_names_and_never_their_values() {
+        let params = [
+            ("subject".to_owned(), "wks_1".to_owned()),
+            ("client_secret".to_owned(), "hunter2".to_owned()),
+        ];
+        let shown = format!("{:?}", ParamNames(&params));
+        assert_eq!(shown, "[subject=[redacted], client_secret=[redacted]]");
     }
 }

@@ -60,7 +60,7 @@ use std::fmt;
 /// assert!(request.verifier().is_none() && !request.url().contains("code_challenge"));
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuthorizationCode {
     authorize_url: AuthorizeUrl,
     endpoint: TokenEndpoint,
@@ -72,6 +72,23 @@ pub struct AuthorizationCode {
     params: Vec<(String, String)>,
     resources: Vec<String>,
     token_params: Vec<(String, String)>,
+}
+
+/// Extra parameters show their names only: their values may be secrets.
+impl fmt::Debug for AuthorizationCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthorizationCode")
+            .field("authorize_url", &self.authorize_url)
+            .field("endpoint", &self.endpoint)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scopes", &self.scopes)
+            .field("pkce", &self.pkce)
+            .field("issuer", &self.issuer)
+            .field("params", &redact::ParamNames(&self.params))
+            .field("resources", &self.resources)
+            .field("token_params", &redact::ParamNames(&self.token_params))
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuthorizationCode {
@@ -388,5 +405,32 @@ impl fmt::Debug for AuthorizationRequest {
         f.debug_struct("AuthorizationRequest")
             .field("pending", &self.pending)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "rustls"))]
+mod tests {
+    use super::AuthorizationCode;
+    use crate::oauth2::TokenEndpoint;
+
+    #[test]
+    fn debug_shows_extra_parameters_by_name_only() {
+        let endpoint = TokenEndpoint::builder("https://auth.example/token")
+            .client_id("app")
+            .build()
+            .unwrap();
+        let flow = AuthorizationCode::new("https://auth.example/authorize", endpoint)
+            .unwrap()
+            .param("login_hint", "alice@example.com")
+            .token_param("client_assertion", "eyJ.secret.sig");
+        let shown = format!("{flow:?}");
+        assert!(
+            shown.contains("login_hint") && shown.contains("client_assertion"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("alice@example.com") && !shown.contains("eyJ.secret.sig"),
+            "{shown}"
+        );
     }
 }

@@ -1,12 +1,16 @@
 //! The parameters a grant sends besides its own: scopes, audiences,
 //! resource indicators and anything else the server wants.
 
+use std::fmt;
+
+use crate::redact::ParamNames;
+
 /// What [`ClientCredentials`](super::ClientCredentials),
 /// [`JwtBearer`](super::JwtBearer) and
 /// [`TokenExchange`](super::TokenExchange) send after their grant's own
 /// parameters, always in this order: `scope` (space-separated, once),
 /// each `audience`, each `resource` (RFC 8707), then the rest as given.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct GrantParams {
     /// Space-separated, as sent.
     scope: String,
@@ -52,6 +56,19 @@ impl GrantParams {
     }
 }
 
+/// Scopes, audiences and resources name what a token is for; the other
+/// parameters' values may be anything, so only their names show.
+impl fmt::Debug for GrantParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantParams")
+            .field("scope", &self.scope)
+            .field("audiences", &self.audiences)
+            .field("resources", &self.resources)
+            .field("others", &ParamNames(&self.others))
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::GrantParams;
@@ -87,5 +104,15 @@ mod tests {
         let mut params = vec![("grant_type", "x")];
         none.append_to(&mut params);
         assert_eq!(params, [("grant_type", "x")]);
+    }
+
+    #[test]
+    fn debug_never_shows_the_values_of_other_parameters() {
+        let mut params = GrantParams::default();
+        params.add_scope("reports:read");
+        params.add("client_assertion", "eyJ.secret.sig");
+        let shown = format!("{params:?}");
+        assert!(shown.contains("reports:read") && shown.contains("client_assertion"));
+        assert!(!shown.contains("eyJ.secret.sig"), "{shown}");
     }
 }
