@@ -85,6 +85,8 @@ struct Inner {
     /// The message is the cause's own: `source()` skips the cause, so that
     /// its message is not printed twice.
     transparent: bool,
+    /// The failure is the token endpoint's own (rate limiting, unavailable).
+    endpoint_overload: bool,
 }
 
 impl TokenError {
@@ -155,6 +157,7 @@ impl TokenError {
                 retry_after,
                 source,
                 transparent,
+                endpoint_overload: false,
             }),
         }
     }
@@ -192,6 +195,48 @@ impl TokenError {
         self.inner.kind == ErrorKind::Permanent
     }
 
+    /// Marks the failure as the token endpoint's own: it is rate limiting or
+    /// unavailable (`429`, `503`, `temporarily_unavailable`, `slow_down`),
+    /// which says nothing about the client, tenant or user whose fetch got
+    /// it. An [`EndpointGate`](crate::cache::EndpointGate) pauses the other
+    /// keys behind it for such a failure only; any other failure, with a
+    /// `Retry-After` or without, stays with the key that saw it. The
+    /// [`oauth2`](crate::oauth2) sources mark their errors themselves; a
+    /// source of your own marks its own.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_bearer::TokenError;
+    ///
+    /// let busy = TokenError::transient("rate limited")
+    ///     .with_retry_after(Duration::from_secs(2))
+    ///     .endpoint_overloaded();
+    /// assert!(busy.is_endpoint_overload());
+    /// assert_eq!(busy.retry_after(), Some(Duration::from_secs(2)));
+    /// assert!(!TokenError::permanent("invalid_client").is_endpoint_overload());
+    /// ```
+    pub fn endpoint_overloaded(self) -> Self {
+        self.endpoint_overloaded_if(true)
+    }
+
+    /// [`endpoint_overloaded`](Self::endpoint_overloaded) when `overloaded`.
+    pub(crate) fn endpoint_overloaded_if(self, overloaded: bool) -> Self {
+        if !overloaded || self.inner.endpoint_overload {
+            return self;
+        }
+        let mut inner = Inner::clone(&self.inner);
+        inner.endpoint_overload = true;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// `true` if the failure is the token endpoint's own (see
+    /// [`endpoint_overloaded`](Self::endpoint_overloaded)).
+    pub fn is_endpoint_overload(&self) -> bool {
+        self.inner.endpoint_overload
+    }
+
     /// How long the server asked us to wait, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
@@ -218,6 +263,9 @@ impl fmt::Debug for TokenError {
             .field("message", &self.inner.message);
         if let Some(delay) = self.inner.retry_after {
             d.field("retry_after", &delay);
+        }
+        if self.inner.endpoint_overload {
+            d.field("endpoint_overload", &true);
         }
         if let Some(source) = &self.inner.source {
             d.field("source", source);

@@ -355,9 +355,6 @@ impl EndpointGateBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::StatusCode;
-
-    use crate::oauth2::OAuth2Error;
 
     #[tokio::test(start_paused = true)]
     async fn the_limit_holds_and_turns_are_given_back() {
@@ -401,10 +398,7 @@ mod tests {
             .pause(Duration::from_secs(1), Duration::from_secs(8))
             .build();
         let now = Instant::now();
-        let busy = TokenError::from(OAuth2Error::new(
-            Some(StatusCode::SERVICE_UNAVAILABLE),
-            "temporarily_unavailable",
-        ));
+        let busy = TokenError::transient("temporarily_unavailable").endpoint_overloaded();
         let own_problem = TokenError::permanent("invalid_client");
 
         gate.observe(Err(&own_problem), now);

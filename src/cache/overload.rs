@@ -2,26 +2,25 @@
 //! for how long every cache that uses it should leave it alone: a pure
 //! function, table-tested.
 //!
-//! A `429 Too Many Requests`, a `503 Service Unavailable`, a `Retry-After` on
-//! any answer, and the RFC 6749 error codes `temporarily_unavailable` and
-//! `slow_down` are about the endpoint, not about the one client, workspace or
-//! user whose fetch happened to get them: an [`EndpointGate`](super::EndpointGate)
-//! pauses every key behind it. Other failures (a refused connection, a 500, an
-//! `invalid_client`) stay with the key that saw them, which backs off on its
-//! own.
+//! A failure marked as the endpoint's own
+//! ([`TokenError::endpoint_overloaded`]: a `429`, a `503`,
+//! `temporarily_unavailable`, `slow_down`) is about the endpoint, not about
+//! the one client, workspace or user whose fetch happened to get it: an
+//! [`EndpointGate`](super::EndpointGate) pauses every key behind it, for the
+//! `Retry-After` it came with or a doubling pause. Other failures (a refused
+//! connection, a 500, an `invalid_client`, with a `Retry-After` or without)
+//! stay with the key that saw them, which backs off on its own. Which answers
+//! are overloads is the source's to say (`oauth2` marks its errors), so the
+//! cache knows no protocol.
 
 use std::time::Duration;
 
-use http::StatusCode;
-
 use crate::error::TokenError;
-use crate::oauth2::{ErrorCode, ExchangeError, OAuth2Error};
 
-/// How long the endpoint is left alone after the `trips`-th overload signal
-/// in a row (counting from 1), or `None` if `error` is no overload signal.
-///
-/// A `Retry-After` is honoured up to `max_retry_after`; without one, the pause
-/// starts at `initial` and doubles with each signal in a row, up to `max`.
+/// How long every key behind a gate should leave the endpoint alone after
+/// `error`, the `trips`-th overload answer in a row: `None` for a failure that
+/// is not the endpoint's own ([`TokenError::is_endpoint_overload`]), whatever
+/// its `Retry-After`.
 pub(crate) fn endpoint_pause(
     error: &TokenError,
     trips: u32,
@@ -29,42 +28,15 @@ pub(crate) fn endpoint_pause(
     max: Duration,
     max_retry_after: Duration,
 ) -> Option<Duration> {
+    if !error.is_endpoint_overload() {
+        return None;
+    }
     if let Some(asked) = error.retry_after() {
         let asked = asked.min(max_retry_after);
         return (!asked.is_zero()).then_some(asked);
     }
-    if !is_overload(error) {
-        return None;
-    }
     let doublings = trips.saturating_sub(1).min(30);
     Some(initial.checked_mul(1 << doublings).unwrap_or(max).min(max))
-}
-
-/// `true` if `error` says the endpoint is overloaded, whatever the key.
-fn is_overload(error: &TokenError) -> bool {
-    let Some(cause) = error.cause() else {
-        return false;
-    };
-    if let Some(oauth) = cause.downcast_ref::<OAuth2Error>() {
-        return matches!(
-            oauth.code(),
-            ErrorCode::TemporarilyUnavailable | ErrorCode::SlowDown
-        ) || oauth.status().is_some_and(overloaded_status);
-    }
-    match cause.downcast_ref::<ExchangeError>() {
-        Some(
-            ExchangeError::UnexpectedResponse { status, .. }
-            | ExchangeError::ResponseTooLarge { status, .. },
-        ) => overloaded_status(*status),
-        _ => false,
-    }
-}
-
-fn overloaded_status(status: StatusCode) -> bool {
-    matches!(
-        status,
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-    )
 }
 
 #[cfg(test)]
@@ -74,41 +46,27 @@ mod tests {
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
-    fn oauth(status: u16, code: &str) -> TokenError {
-        OAuth2Error::new(Some(StatusCode::from_u16(status).unwrap()), code).into()
-    }
-
-    fn unexpected(status: u16) -> TokenError {
-        ExchangeError::UnexpectedResponse {
-            status: StatusCode::from_u16(status).unwrap(),
-            reason: "not JSON".into(),
-            excerpt: None,
-            retry_after: None,
-        }
-        .into()
+    fn overloaded() -> TokenError {
+        TokenError::transient("busy").endpoint_overloaded()
     }
 
     #[test]
     fn table() {
         let (initial, max, max_retry_after) = (MS(250), Duration::from_secs(30), MS(600_000));
+        let own = |e: TokenError| e;
         #[rustfmt::skip]
         let cases: Vec<(&str, TokenError, u32, Option<Duration>)> = vec![
-            ("429 page, first signal", unexpected(429), 1, Some(MS(250))),
-            ("429 page, third in a row: doubles", unexpected(429), 3, Some(MS(1000))),
-            ("429 page, many in a row: capped", unexpected(429), 40, Some(Duration::from_secs(30))),
-            ("503 page", unexpected(503), 1, Some(MS(250))),
-            ("500 page: the key's own problem", unexpected(500), 1, None),
-            ("temporarily_unavailable", oauth(400, "temporarily_unavailable"), 2, Some(MS(500))),
-            ("slow_down", oauth(400, "slow_down"), 1, Some(MS(250))),
-            ("unknown code with 429", oauth(429, "rate_limited"), 1, Some(MS(250))),
-            ("invalid_client: the key's own problem", oauth(401, "invalid_client"), 1, None),
-            ("server_error: the key's own problem", oauth(500, "server_error"), 1, None),
-            ("Retry-After on anything", TokenError::transient("busy").with_retry_after(MS(7000)), 1, Some(MS(7000))),
-            ("Retry-After on a 429 wins over doubling", unexpected(429).with_retry_after(MS(2000)), 9, Some(MS(2000))),
-            ("Retry-After capped", unexpected(429).with_retry_after(Duration::from_secs(86_400)), 1, Some(MS(600_000))),
-            ("Retry-After: 0 pauses nothing", TokenError::transient("x").with_retry_after(Duration::ZERO), 1, None),
-            ("a refused connection", TokenError::with_source(ErrorKind::Transient, "unreachable", std::io::Error::other("refused")), 1, None),
-            ("a plain message", TokenError::transient("429"), 1, None),
+            ("overload, first signal", overloaded(), 1, Some(MS(250))),
+            ("overload, third in a row: doubles", overloaded(), 3, Some(MS(1000))),
+            ("overload, many in a row: capped", overloaded(), 40, Some(Duration::from_secs(30))),
+            ("overload's Retry-After wins over doubling", overloaded().with_retry_after(MS(2000)), 9, Some(MS(2000))),
+            ("overload's Retry-After capped", overloaded().with_retry_after(Duration::from_secs(86_400)), 1, Some(MS(600_000))),
+            ("overload's Retry-After: 0 pauses nothing", overloaded().with_retry_after(Duration::ZERO), 1, None),
+            ("a permanent failure: the key's own", own(TokenError::permanent("invalid_client")), 1, None),
+            ("Retry-After on the key's own failure: still its own", own(TokenError::permanent("invalid_client").with_retry_after(MS(600_000))), 1, None),
+            ("Retry-After on a transient failure: still its own", own(TokenError::transient("busy").with_retry_after(MS(7000))), 1, None),
+            ("a refused connection", own(TokenError::with_source(ErrorKind::Transient, "unreachable", std::io::Error::other("refused"))), 1, None),
+            ("a plain message", own(TokenError::transient("429")), 1, None),
         ];
         for (name, error, trips, want) in cases {
             assert_eq!(

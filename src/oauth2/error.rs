@@ -216,6 +216,25 @@ impl ExchangeError {
             _ => ErrorKind::Permanent,
         }
     }
+
+    /// `true` for an answer that is about the endpoint itself (`429 Too Many
+    /// Requests`, `503 Service Unavailable`), not about this client: see
+    /// [`TokenError::endpoint_overloaded`].
+    pub fn is_endpoint_overload(&self) -> bool {
+        match self {
+            ExchangeError::ResponseTooLarge { status, .. }
+            | ExchangeError::UnexpectedResponse { status, .. } => overloaded_status(*status),
+            _ => false,
+        }
+    }
+}
+
+/// The statuses by which a server says it is overloaded, whoever asks.
+fn overloaded_status(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    )
 }
 
 impl fmt::Display for ExchangeError {
@@ -291,7 +310,8 @@ impl From<ExchangeError> for TokenError {
             ExchangeError::UnexpectedResponse { retry_after, .. } => *retry_after,
             _ => None,
         };
-        TokenError::from_cause(err.kind(), err, retry_after)
+        let overloaded = err.is_endpoint_overload();
+        TokenError::from_cause(err.kind(), err, retry_after).endpoint_overloaded_if(overloaded)
     }
 }
 
@@ -507,6 +527,17 @@ impl OAuth2Error {
     pub fn is_permanent(&self) -> bool {
         self.kind() == ErrorKind::Permanent
     }
+
+    /// `true` for `temporarily_unavailable` and `slow_down`, and for any code
+    /// that came with `429` or `503`: the endpoint speaks of itself, not of
+    /// this client (see [`TokenError::endpoint_overloaded`]). `invalid_client`
+    /// or `server_error` are the client's own, whatever `Retry-After` says.
+    pub fn is_endpoint_overload(&self) -> bool {
+        matches!(
+            self.code,
+            ErrorCode::TemporarilyUnavailable | ErrorCode::SlowDown
+        ) || self.status.is_some_and(overloaded_status)
+    }
 }
 
 impl fmt::Display for OAuth2Error {
@@ -527,7 +558,8 @@ impl StdError for OAuth2Error {}
 impl From<OAuth2Error> for TokenError {
     fn from(err: OAuth2Error) -> Self {
         let (kind, retry_after) = (err.kind(), err.retry_after);
-        TokenError::from_cause(kind, err, retry_after)
+        let overloaded = err.is_endpoint_overload();
+        TokenError::from_cause(kind, err, retry_after).endpoint_overloaded_if(overloaded)
     }
 }
 
@@ -653,7 +685,9 @@ impl From<DiscoveryError> for TokenError {
             }
             _ => None,
         };
-        TokenError::from_cause(err.kind(), err, retry_after)
+        let overloaded =
+            matches!(&err, DiscoveryError::Fetch(fetch) if fetch.is_endpoint_overload());
+        TokenError::from_cause(err.kind(), err, retry_after).endpoint_overloaded_if(overloaded)
     }
 }
 
@@ -669,6 +703,43 @@ fn status_kind(status: Option<StatusCode>) -> ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Which answers say the endpoint itself is overloaded, so that an
+    /// `EndpointGate` pauses the other keys, and which stay the key's own.
+    #[test]
+    fn overload_answers_are_marked_and_others_are_not() {
+        let oauth = |status: u16, code: &str| {
+            TokenError::from(OAuth2Error::new(
+                Some(StatusCode::from_u16(status).unwrap()),
+                code,
+            ))
+        };
+        let unexpected = |status: u16| {
+            TokenError::from(ExchangeError::UnexpectedResponse {
+                status: StatusCode::from_u16(status).unwrap(),
+                reason: "not JSON".into(),
+                excerpt: None,
+                retry_after: Some(Duration::from_secs(600)),
+            })
+        };
+        #[rustfmt::skip]
+        let cases: Vec<(&str, TokenError, bool)> = vec![
+            ("429 page", unexpected(429), true),
+            ("503 page", unexpected(503), true),
+            ("500 page with Retry-After", unexpected(500), false),
+            ("temporarily_unavailable", oauth(400, "temporarily_unavailable"), true),
+            ("slow_down", oauth(400, "slow_down"), true),
+            ("unknown code with 429", oauth(429, "rate_limited"), true),
+            ("invalid_client", oauth(401, "invalid_client"), false),
+            ("invalid_client with Retry-After", OAuth2Error::new(Some(StatusCode::UNAUTHORIZED), "invalid_client").with_retry_after(Duration::from_secs(600)).into(), false),
+            ("server_error", oauth(500, "server_error"), false),
+            ("timeout", ExchangeError::Timeout(Duration::from_secs(1)).into(), false),
+            ("discovery behind a 503", DiscoveryError::Fetch(ExchangeError::UnexpectedResponse { status: StatusCode::SERVICE_UNAVAILABLE, reason: "x".into(), excerpt: None, retry_after: None }).into(), true),
+        ];
+        for (name, error, overloaded) in cases {
+            assert_eq!(error.is_endpoint_overload(), overloaded, "{name}");
+        }
+    }
 
     /// The crate's rule holds for discovery errors too: each message once.
     #[test]
