@@ -1,0 +1,489 @@
+//! The engine of one token's cache: the slow path that decides under a lock
+//! (`decide::decide`) and carries the decision out, the installation of
+//! fetched tokens, failures and their backoff, and rejections.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use bytes::{BufMut, BytesMut};
+use http::HeaderValue;
+use tokio::runtime::Handle;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::backoff;
+use super::cached_token::CachedToken;
+use super::current_token::Generation;
+use super::decide::{decide, later, Answer, Decision, FetchReason, SlowView, TokenView, Want};
+use super::fetch_task::fetch_task;
+use super::flight::{CatchPanic, Flight, Flights, Landed, Owner};
+use super::metrics;
+use super::schedule::Schedule;
+use super::stats::{Event, StatsCounters};
+use super::Common;
+use crate::error::{CacheError, Chain, TokenError};
+use crate::source::{BoxTokenSource, TokenSource};
+use crate::token::{AccessToken, Expiry};
+
+/// The cache of one token: a [`TokenCache`], or one key of a keyed cache.
+pub(crate) struct Entry {
+    pub(super) current: ArcSwapOption<CachedToken>,
+    pub(super) slow: Mutex<SlowState>,
+    pub(super) source: BoxTokenSource,
+    pub(super) common: Arc<Common>,
+    pub(super) stats: StatsCounters,
+    /// The current token's generation until a server first accepts it, then
+    /// 0: read on every accepted response, written once per token.
+    pub(super) unconfirmed: AtomicU64,
+    /// A rejection streak is running (the slow path's streak is not 0).
+    pub(super) streak_running: AtomicBool,
+    /// A keyed cache's use bit: set by a lookup, cleared by the eviction
+    /// sweep (CLOCK, see `keyed/clock_ring.rs`).
+    pub(crate) used: AtomicBool,
+    /// What tracing calls this entry's key; `None` for a single cache.
+    pub(super) label: Option<Box<str>>,
+}
+
+pub(super) type Outcome = Result<Arc<CachedToken>, TokenError>;
+
+#[derive(Default)]
+pub(super) struct SlowState {
+    pub(super) flights: Flights<Outcome>,
+    /// The fetch whose token is current; older fetches that finish late do
+    /// not replace it.
+    pub(super) installed_fetch: u64,
+    /// Consecutive failed fetches.
+    pub(super) failures: u32,
+    pub(super) backoff_until: Option<Instant>,
+    pub(super) last_error: Option<TokenError>,
+    /// Tokens rejected in a row that no server had accepted.
+    pub(super) streak: u32,
+    pub(super) cooldown_until: Option<Instant>,
+}
+
+/// What one step of the slow path gave a caller.
+pub(super) enum Step {
+    Serve(Arc<CachedToken>),
+    Wait(Flight<Outcome>),
+    Fail(TokenError),
+}
+
+impl Entry {
+    /// The cache of one token from `source`; `label` names its key in tracing.
+    pub(super) fn new(
+        source: BoxTokenSource,
+        common: Arc<Common>,
+        label: Option<Box<str>>,
+    ) -> Self {
+        Self {
+            current: ArcSwapOption::empty(),
+            slow: Mutex::new(SlowState::default()),
+            source,
+            common,
+            stats: StatsCounters::default(),
+            unconfirmed: AtomicU64::new(0),
+            streak_running: AtomicBool::new(false),
+            used: AtomicBool::new(false),
+            label,
+        }
+    }
+
+    pub(super) fn lock_slow(&self) -> MutexGuard<'_, SlowState> {
+        // Nothing panics while holding this lock, but a poisoned lock must not
+        // take every future request down with it.
+        self.slow
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Waits for a usable token; after an abandoned fetch, tries once more.
+    pub(super) async fn acquire(self: Arc<Self>, want: Want) -> Outcome {
+        if want == Want::Any {
+            if let Some(token) = self.current.load_full().filter(|t| t.is_fresh_now()) {
+                return Ok(token);
+            }
+        }
+        let mut waited = false;
+        let mut second_chance = true;
+        loop {
+            let flight = match Entry::step(&self, want) {
+                Step::Serve(token) => return Ok(token),
+                Step::Fail(err) => return Err(err),
+                Step::Wait(flight) => flight,
+            };
+            if !std::mem::replace(&mut waited, true) {
+                self.count(Event::Wait);
+            }
+            let id = flight.id;
+            // A little longer than the fetch itself may take, so that its own
+            // timeout normally ends it first.
+            let limit = self.common.config.fetch_timeout + Duration::from_secs(1);
+            match flight.land(limit).await {
+                Landed::Delivered(Ok(token)) => return Ok(token),
+                Landed::Delivered(Err(err)) => {
+                    // A failed refresh never discards a token that is still valid.
+                    return match self.current.load_full().filter(|c| c.still_valid()) {
+                        Some(current) => {
+                            tracing::debug!(
+                                generation = %current.generation,
+                                "fetch failed; serving the still-valid token"
+                            );
+                            Ok(current)
+                        }
+                        None => Err(err),
+                    };
+                }
+                Landed::Stalled => self.abandoned(id),
+                Landed::Abandoned => {}
+            }
+            if !std::mem::replace(&mut second_chance, false) {
+                return Err(CacheError::FetchAbandoned.into());
+            }
+        }
+    }
+
+    /// One pass of the slow path: decides under the lock, carries the decision
+    /// out, and starts the fetch it asks for after releasing the lock.
+    pub(super) fn step(self: &Arc<Self>, want: Want) -> Step {
+        // A fetch needs a runtime to run on; without one, none is started.
+        let runtime = Handle::try_current().ok();
+        let _key = self.key_span().entered();
+        let mut slow = self.lock_slow();
+        let now = Instant::now();
+        let pause = self.common.gate.as_ref().and_then(|gate| gate.paused(now));
+        let current = self.current.load_full();
+        let view = current.as_deref().map(|token| TokenView {
+            generation: token.generation,
+            phase: token.phase(),
+            accepted: token.was_accepted(),
+        });
+        let slow_view = SlowView {
+            fetching: slow.flights.busy(),
+            backoff_until: slow.backoff_until,
+            cooldown_until: slow.cooldown_until,
+            paused_until: pause.as_ref().map(|(until, _)| *until),
+            streak: slow.streak,
+        };
+        let Decision {
+            reject,
+            fetch,
+            answer,
+        } = decide(now, view, slow_view, want, &self.common.config);
+
+        if let (Some(rejection), Some(token)) = (reject, &current) {
+            token.mark_rejected();
+            self.count(Event::Invalidation);
+            slow.streak = rejection.streak;
+            self.streak_running
+                .store(rejection.streak > 0, Ordering::Relaxed);
+            tracing::info!(
+                generation = %token.generation,
+                rejected_in_a_row = rejection.streak,
+                "token rejected by a server; invalidated"
+            );
+            if let Some(until) = rejection.cooldown_until {
+                slow.cooldown_until = Some(until);
+                self.count(Event::Cooldown);
+                tracing::warn!(
+                    rejected_in_a_row = rejection.streak,
+                    cooldown_ms = until.saturating_duration_since(now).as_millis() as u64,
+                    "the API keeps rejecting fresh tokens; not fetching before the cool-down ends"
+                );
+            }
+        }
+
+        let mut started = None;
+        let mut own_flight = None;
+        if let (Some(reason), Some(runtime)) = (fetch, runtime) {
+            if let Some(serving) = current.as_ref().filter(|_| answer == Answer::Serve) {
+                serving.serve_while_fetching();
+            }
+            let (ticket, flight) = slow.flights.begin(Arc::clone(self));
+            // The source learns which token it replaces after a rejection.
+            let replacing = current
+                .as_ref()
+                .filter(|_| reason == FetchReason::Rejected)
+                .map(|token| token.token.clone());
+            started = Some((reason, runtime, ticket, replacing));
+            own_flight = Some(flight);
+        }
+        let step =
+            match answer {
+                Answer::Serve => Step::Serve(current.expect("served tokens exist")),
+                // Waiting without a fetch to wait for: none could be started.
+                Answer::Wait => match own_flight.or_else(|| slow.flights.join()) {
+                    Some(flight) => Step::Wait(flight),
+                    None => Step::Fail(CacheError::NoRuntime.into()),
+                },
+                Answer::BackingOff(until) => {
+                    tracing::debug!(
+                        retry_in_ms = until.saturating_duration_since(now).as_millis() as u64,
+                        "token source backing off; failing fast"
+                    );
+                    Step::Fail(slow.last_error.clone().unwrap_or_else(|| {
+                        TokenError::transient("the token source is backing off")
+                    }))
+                }
+                Answer::CoolingDown(until) => Step::Fail(
+                    TokenError::from(CacheError::CoolingDown {
+                        rejected_in_a_row: slow.streak,
+                    })
+                    .with_retry_after(until.saturating_duration_since(now)),
+                ),
+                Answer::Paused(until) => {
+                    let remaining = until.saturating_duration_since(now);
+                    tracing::debug!(
+                        retry_in_ms = remaining.as_millis() as u64,
+                        "token endpoint paused; failing fast"
+                    );
+                    let error = pause.map(|(_, error)| error).unwrap_or_else(|| {
+                        TokenError::transient("the token endpoint is overloaded")
+                    });
+                    Step::Fail(error.with_retry_after(remaining))
+                }
+            };
+        drop(slow);
+
+        if let Some((reason, runtime, ticket, replacing)) = started {
+            self.count(Event::Fetch);
+            if reason == FetchReason::RefreshAhead {
+                self.count(Event::RefreshAhead);
+            }
+            let span = tracing::info_span!(
+                "tower_bearer.fetch",
+                cache = &*self.common.config.name,
+                fetch = ticket.id,
+                reason = reason.as_str(),
+                key = tracing::field::Empty,
+            );
+            if let Some(label) = &self.label {
+                span.record("key", tracing::field::display(label));
+            }
+            // Outside the lock: a runtime that is shutting down drops the task
+            // at once, and the ticket's drop takes the lock to free the slot.
+            runtime.spawn(fetch_task(ticket, reason, replacing).instrument(span));
+        }
+        step
+    }
+
+    /// Installs a fetched token or records a failure; frees the slot.
+    pub(super) fn complete(
+        &self,
+        id: u64,
+        reason: FetchReason,
+        result: Result<AccessToken, TokenError>,
+    ) -> Outcome {
+        let now = Instant::now();
+        let prepared = result.and_then(|token| self.prepare(token, reason, id, now));
+        let mut slow = self.lock_slow();
+        slow.flights.end(id);
+        let still_valid = self.current.load_full().filter(|c| c.still_valid());
+        match prepared {
+            Ok(token) if id < slow.installed_fetch => {
+                // A fetch given up as stalled finished after a newer one.
+                Ok(still_valid.unwrap_or(token))
+            }
+            Ok(token) if token.too_short => {
+                self.count(Event::FetchFailure);
+                let delay =
+                    self.record_failure(&mut slow, CacheError::TokenTooShortLived.into(), now);
+                // A refresh must never make things worse: keep a token that is
+                // still valid. Without one, hand this one to the waiters if it
+                // has not expired: it is the freshest there is.
+                if let Some(current) = still_valid {
+                    current.serve_until_retry(delay);
+                    return Ok(current);
+                }
+                if !token.still_valid() {
+                    return Err(CacheError::TokenTooShortLived.into());
+                }
+                self.install(&mut slow, &token);
+                Ok(token)
+            }
+            Ok(token) => {
+                slow.failures = 0;
+                slow.backoff_until = None;
+                slow.last_error = None;
+                self.install(&mut slow, &token);
+                Ok(token)
+            }
+            Err(err) => {
+                self.count(Event::FetchFailure);
+                let delay = self.record_failure(&mut slow, err.clone(), now);
+                if let Some(current) = still_valid {
+                    current.serve_until_retry(delay);
+                }
+                Err(err)
+            }
+        }
+    }
+
+    pub(super) fn install(&self, slow: &mut SlowState, token: &Arc<CachedToken>) {
+        slow.installed_fetch = token.fetch;
+        self.unconfirmed
+            .store(token.generation.0, Ordering::Relaxed);
+        self.current.store(Some(Arc::clone(token)));
+        let expires_in = match token.token.expiry() {
+            Expiry::At(at) => Some(at.saturating_duration_since(Instant::now())),
+            Expiry::Unknown => self.common.config.default_lifetime,
+            Expiry::Never => None,
+        };
+        metrics::token_installed(&self.common.config.name, expires_in);
+        tracing::debug!(
+            generation = %token.generation,
+            reason = token.reason.as_str(),
+            too_short = token.too_short,
+            "token installed"
+        );
+    }
+
+    /// Records a failed fetch; returns the backoff before the next one.
+    pub(super) fn record_failure(
+        &self,
+        slow: &mut SlowState,
+        err: TokenError,
+        now: Instant,
+    ) -> Duration {
+        slow.failures = slow.failures.saturating_add(1);
+        let delay = backoff::delay_after_failure(
+            slow.failures,
+            &err,
+            &self.common.config,
+            backoff::jitter(),
+        );
+        slow.backoff_until = Some(later(now, delay));
+        tracing::warn!(
+            error = %Chain(&err),
+            kind = ?err.kind(),
+            failures = slow.failures,
+            backoff_ms = delay.as_millis() as u64,
+            "token fetch failed; backing off"
+        );
+        slow.last_error = Some(err);
+        delay
+    }
+
+    /// Checks a fetched token and builds its header value and schedule.
+    pub(super) fn prepare(
+        &self,
+        token: AccessToken,
+        reason: FetchReason,
+        fetch: u64,
+        now: Instant,
+    ) -> Outcome {
+        let secret = token.secret();
+        let config = &self.common.config;
+        let max = config.max_token_bytes;
+        if secret.len() > max {
+            return Err(CacheError::TokenTooLarge {
+                len: secret.len(),
+                max,
+            }
+            .into());
+        }
+        let scheme = &config.auth_scheme;
+        let mut buf = BytesMut::with_capacity(scheme.len() + 1 + secret.len());
+        buf.put_slice(scheme.as_bytes());
+        buf.put_u8(b' ');
+        buf.put_slice(secret.as_bytes());
+        let mut header = HeaderValue::from_maybe_shared(buf.freeze())
+            .map_err(|_| TokenError::from(CacheError::TokenNotHeaderSafe))?;
+        header.set_sensitive(true);
+        let schedule = Schedule::for_token(&token, now, config, backoff::jitter());
+        let generation = Generation(self.common.generations.fetch_add(1, Ordering::Relaxed) + 1);
+        Ok(Arc::new(CachedToken::new(
+            header,
+            generation,
+            token,
+            reason,
+            fetch,
+            &schedule,
+            schedule.too_short(config),
+        )))
+    }
+
+    /// The first acceptance of the current token: it was good, and any
+    /// rejection streak is over.
+    #[cold]
+    pub(super) fn note_accepted(&self, generation: Generation) {
+        if self
+            .unconfirmed
+            .compare_exchange(generation.0, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        if let Some(token) = self.current.load().as_deref() {
+            if token.generation == generation {
+                token.mark_accepted();
+            }
+        }
+        if self.streak_running.load(Ordering::Relaxed) {
+            let mut slow = self.lock_slow();
+            slow.streak = 0;
+            slow.cooldown_until = None;
+            self.streak_running.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Entry {
+    /// Counts one event in this entry's counters and in its cache's totals.
+    pub(super) fn count(&self, event: Event) {
+        StatsCounters::bump(self.stats.counter(event));
+        if let Some(totals) = &self.common.totals {
+            StatsCounters::bump(totals.counter(event));
+        }
+        metrics::event(&self.common.config.name, event);
+    }
+
+    /// The span naming this entry's key, around the events of its slow path;
+    /// none for a single cache.
+    pub(super) fn key_span(&self) -> tracing::Span {
+        match &self.label {
+            Some(label) => tracing::info_span!("tower_bearer.key", key = %label),
+            None => tracing::Span::none(),
+        }
+    }
+
+    /// Calls the source once, bounded by the fetch timeout, a panic caught.
+    pub(super) async fn fetch_from_source(
+        &self,
+        replacing: Option<&AccessToken>,
+    ) -> Result<AccessToken, TokenError> {
+        let fetch = async {
+            match replacing {
+                Some(rejected) => self.source.fetch_replacing(rejected).await,
+                None => self.source.fetch().await,
+            }
+        };
+        match tokio::time::timeout(self.common.config.fetch_timeout, CatchPanic::new(fetch)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(())) => Err(CacheError::SourcePanicked.into()),
+            Err(_) => Err(CacheError::FetchTimedOut.into()),
+        }
+    }
+}
+
+impl Owner for Entry {
+    fn abandoned(&self, id: u64) {
+        let _key = self.key_span().entered();
+        let mut slow = self.lock_slow();
+        if !slow.flights.end(id) {
+            return;
+        }
+        self.count(Event::FetchFailure);
+        metrics::fetch_abandoned(&self.common.config.name);
+        tracing::debug!(
+            fetch = id,
+            "token fetch abandoned; the next caller starts another"
+        );
+        // Not the source's fault: no backoff. The token served while the
+        // fetch ran goes back to asking the slow path, which fetches again.
+        if let Some(current) = self.current.load_full() {
+            current.serve_until_retry(Duration::ZERO);
+        }
+    }
+}
