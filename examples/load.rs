@@ -634,7 +634,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "waits_at_startup": at_startup.waits,
         "waits_after_startup": waits_after,
         "waits_check": waits_check,
-        "cooldowns": stats.cooldowns,
+        "paced_rejections": stats.paced,
         "latency_us": {
             "p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
             "max": latencies.last().copied().unwrap_or(0),

@@ -242,13 +242,6 @@ impl TokenError {
         self.inner.retry_after
     }
 
-    /// `true` if the cache is in a rejection cool-down ([`CacheError::CoolingDown`]).
-    pub(crate) fn is_cooldown(&self) -> bool {
-        self.cause()
-            .and_then(|cause| cause.downcast_ref::<CacheError>())
-            .is_some_and(|err| matches!(err, CacheError::CoolingDown { .. }))
-    }
-
     /// The underlying cause, if any, for downcasting (for example to
     /// [`oauth2::OAuth2Error`](crate::oauth2) errors).
     pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
@@ -317,7 +310,7 @@ impl fmt::Display for Chain<'_> {
 ///
 /// fn when_to_come_back(err: &TokenError) -> Option<Duration> {
 ///     match err.cause()?.downcast_ref::<CacheError>()? {
-///         CacheError::CoolingDown { .. } => err.retry_after(),
+///         CacheError::EndpointPaused => err.retry_after(),
 ///         _ => None,
 ///     }
 /// }
@@ -326,13 +319,27 @@ impl fmt::Display for Chain<'_> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CacheError {
-    /// The API rejected this many freshly fetched tokens in a row, none of
-    /// which it ever accepted: no token is fetched before the cool-down ends
-    /// ([`TokenError::retry_after`] says when).
-    CoolingDown {
-        /// Tokens rejected in a row.
-        rejected_in_a_row: u32,
+    /// Servers rejected so many tokens in a row that the next replacement
+    /// waits for its pace ([`TokenError::retry_after`] says how long; see
+    /// [`rejections_before_pacing`](crate::TokenCacheBuilder::rejections_before_pacing)).
+    /// Only [`TokenCache::replace`](crate::TokenCache::replace) answers this,
+    /// to a caller that holds a rejection: it returns that rejection, and
+    /// requests keep being sent with the token at hand.
+    ReplacementPaced {
+        /// Replacements started in the current run.
+        replacements_in_a_row: u32,
     },
+    /// The token endpoint that this key shares with others (behind one
+    /// [`EndpointGate`](crate::cache::EndpointGate)) asked to be left alone:
+    /// no key fetches before the pause ends ([`TokenError::retry_after`]).
+    /// The failure that started the pause stays with the key that saw it.
+    EndpointPaused,
+    /// Every turn at the token endpoint's [`EndpointGate`](crate::cache::EndpointGate)
+    /// stayed taken for the whole fetch timeout: this fetch did not start.
+    EndpointBusy,
+    /// The tokio runtime has no timers (`enable_time` was not called on its
+    /// builder), and the cache bounds every wait with one.
+    NoTimer,
     /// The token is larger than the cache accepts
     /// ([`TokenCacheBuilder::max_token_bytes`](crate::TokenCacheBuilder::max_token_bytes)).
     TokenTooLarge {
@@ -363,10 +370,22 @@ pub enum CacheError {
 impl fmt::Display for CacheError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CacheError::CoolingDown { rejected_in_a_row } => write!(
+            CacheError::ReplacementPaced {
+                replacements_in_a_row,
+            } => write!(
                 f,
-                "the API rejected {rejected_in_a_row} freshly fetched tokens in a row; \
-                 no new token until the cool-down ends"
+                "servers rejected the token {replacements_in_a_row} times in a row after it was \
+                 replaced; the next replacement waits for its pace"
+            ),
+            CacheError::EndpointPaused => f.write_str(
+                "the token endpoint is overloaded (another key was told so); \
+                 no fetch before the pause ends",
+            ),
+            CacheError::EndpointBusy => f.write_str(
+                "every turn at the token endpoint stayed taken for the whole fetch timeout",
+            ),
+            CacheError::NoTimer => f.write_str(
+                "the tokio runtime has no timers; build it with `enable_time` (or `enable_all`)",
             ),
             CacheError::TokenTooLarge { len, max } => {
                 write!(
@@ -403,7 +422,8 @@ impl CacheError {
         match self {
             CacheError::TokenTooLarge { .. }
             | CacheError::TokenNotHeaderSafe
-            | CacheError::KeyMissing => ErrorKind::Permanent,
+            | CacheError::KeyMissing
+            | CacheError::NoTimer => ErrorKind::Permanent,
             _ => ErrorKind::Transient,
         }
     }
@@ -411,7 +431,8 @@ impl CacheError {
 
 impl From<CacheError> for TokenError {
     fn from(err: CacheError) -> Self {
-        TokenError::from_cause(err.kind(), err, None)
+        let overloaded = matches!(err, CacheError::EndpointPaused);
+        TokenError::from_cause(err.kind(), err, None).endpoint_overloaded_if(overloaded)
     }
 }
 

@@ -16,12 +16,16 @@
 //!   keeps serving a still-valid token while a refresh fails;
 //! - drops a token a server **rejected** (401 / gRPC `UNAUTHENTICATED`) only if it
 //!   is still current, so a thousand rejections cause one refresh, and never
-//!   sends a token it knows was rejected.
+//!   replays a request with the token that was just rejected.
 //!
 //! A rejected request is sent again **once** with a fresh token, if its body
-//! can be replayed; a second rejection is returned as is. When the API has
-//! rejected three fresh tokens in a row, no token is fetched for a cool-down
-//! and requests fail at once with [`CacheError::CoolingDown`].
+//! can be replayed; a second rejection is returned as is. The caller always
+//! gets the API's own answer unless no token can be had at all: what a run of
+//! rejections bounds is the token requests. After three replacements in a
+//! row, each further one waits a pace (250 ms doubling to 30 s); meanwhile
+//! requests are sent once with the token at hand and their callers get the
+//! API's answer, its `WWW-Authenticate` included. [`exchange`] has the whole
+//! decision, the same for every front end.
 //!
 //! # Example
 //!
@@ -142,7 +146,7 @@
 //! sensitive.
 //!
 //! A request that arrives with an `Authorization` header of its own gets the
-//! layer's token instead ([`CallerAuthorization`](layer::CallerAuthorization)): a proxy never forwards
+//! layer's token instead ([`CallerAuthorization`](exchange::CallerAuthorization)): a proxy never forwards
 //! its callers' credentials upstream (`examples/proxy.rs`).
 //!
 //! The token goes to every request that passes through the layer. If some
@@ -160,6 +164,7 @@
 pub mod cache;
 pub mod classify;
 pub mod error;
+pub mod exchange;
 pub mod keyed;
 pub mod layer;
 pub mod oauth2;

@@ -4,20 +4,18 @@ use std::fmt;
 use std::future::Future;
 use std::mem;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::header::AUTHORIZATION;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::cache::{CurrentToken, Generation, TokenCache};
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
+use crate::exchange::{after_answer, verdict, Action, Attempt, ExchangePolicy, Route, Verdict};
 use crate::keyed::CacheSelector;
-use crate::layer::caller_authorization::CallerAuthorization;
-use crate::origin::Origin;
 use crate::replay::{CloneBody, ReplayPolicy};
 use crate::source::BoxFuture;
 
@@ -27,14 +25,16 @@ use crate::source::BoxFuture;
 /// policy, the classifier and the origins; [`BearerAuth::new`] builds one with
 /// the defaults.
 ///
-/// A request that already has an `Authorization` header gets the token
-/// instead, unless the layer was told to keep the caller's
-/// ([`CallerAuthorization::Keep`]); one for
-/// an origin outside the layer's
+/// What happens to each request is decided by the
+/// [`exchange`](crate::exchange), as for every front end; this service only
+/// carries it out. A request that already has an `Authorization` header gets
+/// the token instead, unless the layer was told to keep the caller's
+/// ([`CallerAuthorization::Keep`](crate::exchange::CallerAuthorization::Keep));
+/// one for an origin outside the layer's
 /// [`only_for_origins`](crate::BearerAuthLayer::only_for_origins) scope, if
-/// set, is passed through as is.
-/// A request is never sent without a token otherwise: if none can be had, the
-/// call fails with [`BearerAuthError::Token`].
+/// set, is passed through as is. A request is never sent without a token
+/// otherwise: if none can be had, the call fails with
+/// [`BearerAuthError::Token`].
 ///
 /// `T` chooses the token cache of each request ([`CacheSelector`]): one
 /// [`TokenCache`], or a key's cache in a
@@ -45,10 +45,7 @@ pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier, T = TokenCache> {
     inner: S,
     tokens: T,
     replay: P,
-    classifier: C,
-    /// The origins the token may be sent to; `None`: every request.
-    scope: Option<Arc<[Origin]>>,
-    caller_authorization: CallerAuthorization,
+    policy: ExchangePolicy<C>,
 }
 
 impl<S> BearerAuth<S> {
@@ -74,39 +71,17 @@ impl<S> BearerAuth<S> {
     /// # }
     /// ```
     pub fn new(inner: S, cache: TokenCache) -> Self {
-        Self::from_parts(inner, cache, CloneBody, DefaultClassifier, None)
+        Self::from_parts(inner, cache, CloneBody, ExchangePolicy::default())
     }
 }
 
 impl<S, P, C, T> BearerAuth<S, P, C, T> {
-    pub(crate) fn from_parts(
-        inner: S,
-        tokens: T,
-        replay: P,
-        classifier: C,
-        scope: Option<Arc<[Origin]>>,
-    ) -> Self {
+    pub(crate) fn from_parts(inner: S, tokens: T, replay: P, policy: ExchangePolicy<C>) -> Self {
         Self {
             inner,
             tokens,
             replay,
-            classifier,
-            scope,
-            caller_authorization: CallerAuthorization::Replace,
-        }
-    }
-
-    pub(crate) fn with_caller_authorization(mut self, choice: CallerAuthorization) -> Self {
-        self.caller_authorization = choice;
-        self
-    }
-
-    /// `false` if a scope is set and `uri` is not for one of its origins.
-    #[inline]
-    fn in_scope(&self, uri: &http::Uri) -> bool {
-        match &self.scope {
-            None => true,
-            Some(origins) => origins.iter().any(|origin| origin.matches(uri)),
+            policy,
         }
     }
 
@@ -142,9 +117,9 @@ impl<S, P, C> BearerAuth<S, P, C, TokenCache> {
 impl<S, P, C, T, B, R> Service<Request<B>> for BearerAuth<S, P, C, T>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone,
-    P: ReplayPolicy<B>,
+    P: ReplayPolicy<Request<B>>,
     C: RejectionClassifier,
-    T: CacheSelector<B>,
+    T: CacheSelector<Request<B>>,
 {
     type Response = Response<R>;
     type Error = BearerAuthError<S::Error>;
@@ -154,77 +129,74 @@ where
         self.inner.poll_ready(cx).map_err(BearerAuthError::Service)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if self
-            .caller_authorization
-            .passes_through(|| has_authorization(request.headers()))
-            || !self.in_scope(request.uri())
-        {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if self.policy.route(request.uri(), request.headers()) == Route::PassThrough {
             let future = self.inner.call(request);
-            return ResponseFuture::new(self, None, State::Passthrough { future });
+            return self.future(State::Passthrough { future });
         }
         let cache = match self.tokens.select(&request) {
             Ok(cache) => cache,
-            Err(error) => {
-                return ResponseFuture::new(self, None, State::Failed { error: Some(error) })
-            }
+            Err(error) => return self.future(State::Failed { error: Some(error) }),
         };
         match cache.current() {
             Some(token) => {
-                let retry = keep_for_retry(&self.replay, &mut request, &self.inner);
-                request.headers_mut().insert(AUTHORIZATION, token.value);
-                let future = self.inner.call(request);
-                ResponseFuture::new(
-                    self,
-                    Some(cache),
-                    State::Sending {
-                        future,
-                        generation: token.generation,
-                        retry,
-                    },
-                )
+                let state = send(&self.replay, cache, token, request, &mut self.inner);
+                self.future(state)
             }
             None => {
                 // The ready service goes with the request; a clone stays behind.
                 let clone = self.inner.clone();
                 let service = mem::replace(&mut self.inner, clone);
                 let token = Box::pin(cache.acquire());
-                ResponseFuture::new(
-                    self,
-                    Some(cache),
-                    State::AwaitToken {
-                        token,
-                        request: Some(request),
-                        service: Some(service),
-                    },
-                )
+                self.future(State::AwaitToken {
+                    cache,
+                    token,
+                    request: Some(request),
+                    service: Some(service),
+                })
             }
         }
     }
 }
 
-/// Up to this many header names, looking for one by comparing each costs less
-/// than hashing it to look it up.
-const SCAN_NAMES_UP_TO: usize = 8;
-
-/// `true` if the caller set an `Authorization` header of its own.
-fn has_authorization(headers: &HeaderMap) -> bool {
-    if headers.keys_len() <= SCAN_NAMES_UP_TO {
-        headers.keys().any(|name| name == AUTHORIZATION)
-    } else {
-        headers.contains_key(AUTHORIZATION)
+impl<S, P: Clone, C: Clone, T> BearerAuth<S, P, C, T> {
+    fn future<B>(&self, state: State<S, B, P>) -> ResponseFuture<S, B, P, C>
+    where
+        S: Service<Request<B>>,
+        P: ReplayPolicy<Request<B>>,
+    {
+        ResponseFuture {
+            state,
+            replay: self.replay.clone(),
+            classifier: self.policy.rejection_classifier().clone(),
+        }
     }
 }
 
-fn keep_for_retry<S: Clone, B, P: ReplayPolicy<B>>(
+/// The first attempt: keeps what a replay needs, attaches the token, sends.
+fn send<S, B, P>(
     replay: &P,
-    request: &mut Request<B>,
-    service: &S,
-) -> Option<Retry<S, P::Kept>> {
-    replay.keep(request).map(|kept| Retry {
+    cache: TokenCache,
+    token: CurrentToken,
+    mut request: Request<B>,
+    service: &mut S,
+) -> State<S, B, P>
+where
+    S: Service<Request<B>> + Clone,
+    P: ReplayPolicy<Request<B>>,
+{
+    let retry = replay.keep(&mut request).map(|kept| Retry {
         service: service.clone(),
         kept,
-    })
+    });
+    request.headers_mut().insert(AUTHORIZATION, token.value);
+    let future = service.call(request);
+    State::Sending {
+        cache,
+        future,
+        generation: token.generation,
+        retry,
+    }
 }
 
 /// What a response future needs to send its request a second time.
@@ -265,13 +237,10 @@ pin_project! {
     pub struct ResponseFuture<S, B, P, C>
     where
         S: Service<Request<B>>,
-        P: ReplayPolicy<B>,
+        P: ReplayPolicy<Request<B>>,
     {
         #[pin]
         state: State<S, B, P>,
-        // The cache chosen for the request; none for a request passed
-        // through or refused.
-        cache: Option<TokenCache>,
         replay: P,
         classifier: C,
     }
@@ -282,10 +251,9 @@ pin_project! {
     enum State<S, B, P>
     where
         S: Service<Request<B>>,
-        P: ReplayPolicy<B>,
+        P: ReplayPolicy<Request<B>>,
     {
-        // The request carried its own Authorization header and the layer
-        // keeps it, or is for an origin outside the scope.
+        // Out of scope, or the caller's own Authorization is kept.
         Passthrough {
             #[pin]
             future: S::Future,
@@ -296,32 +264,38 @@ pin_project! {
         },
         // No usable token was cached; waiting for the fetch.
         AwaitToken {
+            cache: TokenCache,
             token: BoxFuture<'static, Result<CurrentToken, TokenError>>,
             request: Option<Request<B>>,
             service: Option<S>,
         },
         // The first attempt is in flight.
         Sending {
+            cache: TokenCache,
             #[pin]
             future: S::Future,
             generation: Generation,
             retry: Option<Retry<S, P::Kept>>,
         },
-        // The token was rejected; waiting for its replacement.
-        AwaitFreshToken {
+        // The token was rejected and the request rebuilt; waiting for the
+        // token's replacement.
+        AwaitReplacement {
+            cache: TokenCache,
             token: BoxFuture<'static, Result<CurrentToken, TokenError>>,
             rejected_generation: Generation,
-            retry: Option<Retry<S, P::Kept>>,
+            replay: Option<(S, Request<B>)>,
             rejected: Option<S::Response>,
         },
-        // Waiting for the service to accept the second attempt.
+        // Waiting for the service to accept the replay.
         AwaitReady {
+            cache: TokenCache,
             service: S,
             request: Option<Request<B>>,
             generation: Generation,
         },
-        // The second and last attempt is in flight.
-        Retrying {
+        // The replay, the second and last attempt, is in flight.
+        Replaying {
+            cache: TokenCache,
             #[pin]
             future: S::Future,
             generation: Generation,
@@ -334,7 +308,7 @@ pin_project! {
 impl<S, B, P> fmt::Debug for State<S, B, P>
 where
     S: Service<Request<B>>,
-    P: ReplayPolicy<B>,
+    P: ReplayPolicy<Request<B>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -348,38 +322,21 @@ where
                 .field("generation", generation)
                 .field("replayable", &retry.is_some())
                 .finish(),
-            State::AwaitFreshToken {
+            State::AwaitReplacement {
                 rejected_generation,
                 ..
             } => f
-                .debug_struct("AwaitFreshToken")
+                .debug_struct("AwaitReplacement")
                 .field("rejected_generation", rejected_generation)
                 .finish(),
-            State::AwaitReady { .. } => f.write_str("AwaitReady"),
-            State::Retrying { generation, .. } => f
-                .debug_struct("Retrying")
+            State::AwaitReady { generation, .. } => f
+                .debug_struct("AwaitReady")
                 .field("generation", generation)
                 .finish(),
-        }
-    }
-}
-
-impl<S, B, P, C> ResponseFuture<S, B, P, C>
-where
-    S: Service<Request<B>>,
-    P: ReplayPolicy<B>,
-    C: Clone,
-{
-    fn new<T>(
-        service: &BearerAuth<S, P, C, T>,
-        cache: Option<TokenCache>,
-        state: State<S, B, P>,
-    ) -> Self {
-        Self {
-            state,
-            cache,
-            replay: service.replay.clone(),
-            classifier: service.classifier.clone(),
+            State::Replaying { generation, .. } => f
+                .debug_struct("Replaying")
+                .field("generation", generation)
+                .finish(),
         }
     }
 }
@@ -387,7 +344,7 @@ where
 impl<S, B, P, C, R> Future for ResponseFuture<S, B, P, C>
 where
     S: Service<Request<B>, Response = Response<R>> + Clone,
-    P: ReplayPolicy<B>,
+    P: ReplayPolicy<Request<B>>,
     C: RejectionClassifier,
 {
     type Output = Result<Response<R>, BearerAuthError<S::Error>>;
@@ -404,94 +361,98 @@ where
                     return Poll::Ready(Err(BearerAuthError::Token(error)));
                 }
                 StateProj::AwaitToken {
+                    cache,
                     token,
                     request,
                     service,
                 } => {
                     let token = ready!(token.as_mut().poll(cx)).map_err(BearerAuthError::Token)?;
-                    let mut request = request.take().expect("polled after completion");
+                    let request = request.take().expect("polled after completion");
                     let mut service = service.take().expect("polled after completion");
-                    let retry = keep_for_retry(this.replay, &mut request, &service);
-                    request.headers_mut().insert(AUTHORIZATION, token.value);
-                    let future = service.call(request);
-                    this.state.set(State::Sending {
-                        future,
-                        generation: token.generation,
-                        retry,
-                    });
+                    let state = send(this.replay, cache.clone(), token, request, &mut service);
+                    this.state.set(state);
                 }
                 StateProj::Sending {
+                    cache,
                     future,
                     generation,
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(BearerAuthError::Service)?;
                     let generation = *generation;
-                    // Every state after the choice has its cache.
-                    let Some(cache) = this.cache.as_ref() else {
-                        return Poll::Ready(Ok(response));
+                    let verdict = verdict(
+                        this.classifier,
+                        response.status(),
+                        response.headers(),
+                        response.extensions(),
+                    );
+                    // Whether the request can be sent again is known before
+                    // anything waits for a replacement.
+                    let replay = match verdict {
+                        Verdict::Rejected => retry.take().and_then(|Retry { service, kept }| {
+                            Some((service, this.replay.replay(kept)?))
+                        }),
+                        Verdict::Accepted | Verdict::Unrelated => None,
                     };
-                    if !this
-                        .classifier
-                        .is_rejection(response.status(), response.headers())
-                    {
-                        cache.accepted(generation);
-                        return Poll::Ready(Ok(response));
+                    match (
+                        after_answer(Attempt::First, verdict, replay.is_some()),
+                        replay,
+                    ) {
+                        (Action::Accept, _) => {
+                            cache.accepted(generation);
+                            return Poll::Ready(Ok(response));
+                        }
+                        (Action::Return, _) => return Poll::Ready(Ok(response)),
+                        (Action::ReplaceThenReplay, Some(replay)) => {
+                            let cache = cache.clone();
+                            let token = Box::pin(cache.replace(generation));
+                            this.state.set(State::AwaitReplacement {
+                                cache,
+                                token,
+                                rejected_generation: generation,
+                                replay: Some(replay),
+                                rejected: Some(response),
+                            });
+                        }
+                        (Action::ReturnRejection | Action::ReplaceThenReplay, _) => {
+                            cache.reject(generation);
+                            return Poll::Ready(Ok(response));
+                        }
                     }
-                    let Some(retry) = retry.take() else {
-                        // Cannot replay: hand the rejection back, but make sure
-                        // the next request gets a fresh token.
-                        cache.reject(generation);
-                        return Poll::Ready(Ok(response));
-                    };
-                    let token = Box::pin(cache.replace(generation));
-                    this.state.set(State::AwaitFreshToken {
-                        token,
-                        rejected_generation: generation,
-                        retry: Some(retry),
-                        rejected: Some(response),
-                    });
                 }
-                StateProj::AwaitFreshToken {
+                StateProj::AwaitReplacement {
+                    cache,
                     token,
                     rejected_generation,
-                    retry,
+                    replay,
                     rejected,
                 } => {
-                    let fresh = ready!(token.as_mut().poll(cx));
+                    let replacement = ready!(token.as_mut().poll(cx));
                     let rejected = rejected.take().expect("polled after completion");
-                    let retry = retry.take().expect("polled after completion");
-                    let fresh = match fresh {
-                        Ok(fresh) => fresh,
-                        // The API keeps rejecting fresh tokens: like every
-                        // caller during the cool-down, this one learns why
-                        // and when the next token will be fetched.
-                        Err(err) if err.is_cooldown() => {
-                            return Poll::Ready(Err(BearerAuthError::Token(err)))
-                        }
-                        // The source fails: the rejection is the answer.
-                        Err(_) => return Poll::Ready(Ok(rejected)),
-                    };
-                    let Some(mut request) = this.replay.replay(retry.kept) else {
+                    // No replacement now (paced, the source failing): the
+                    // rejection is the answer.
+                    let Ok(fresh) = replacement else {
                         return Poll::Ready(Ok(rejected));
                     };
+                    let (service, mut request) = replay.take().expect("polled after completion");
                     drop(rejected);
                     request.headers_mut().insert(AUTHORIZATION, fresh.value);
-                    if let Some(cache) = this.cache.as_ref() {
-                        cache.record_retry();
-                    }
+                    cache.record_retry();
                     tracing::debug!(
                         rejected_generation = %rejected_generation,
                         generation = %fresh.generation,
-                        "token rejected; sending the request once more with a fresh token"
+                        "token rejected; sending the request once more with its replacement"
                     );
+                    let cache = cache.clone();
                     this.state.set(State::AwaitReady {
-                        service: retry.service,
+                        cache,
+                        service,
                         request: Some(request),
                         generation: fresh.generation,
                     });
                 }
                 StateProj::AwaitReady {
+                    cache,
                     service,
                     request,
                     generation,
@@ -499,72 +460,35 @@ where
                     ready!(service.poll_ready(cx)).map_err(BearerAuthError::Service)?;
                     let request = request.take().expect("polled after completion");
                     let future = service.call(request);
-                    let generation = *generation;
-                    this.state.set(State::Retrying { future, generation });
+                    let (cache, generation) = (cache.clone(), *generation);
+                    this.state.set(State::Replaying {
+                        cache,
+                        future,
+                        generation,
+                    });
                 }
-                StateProj::Retrying { future, generation } => {
+                StateProj::Replaying {
+                    cache,
+                    future,
+                    generation,
+                } => {
                     let response = ready!(future.poll(cx)).map_err(BearerAuthError::Service)?;
-                    // A second rejection is returned as is: never loop. It
-                    // still counts, so that no later request is sent with a
-                    // token the cache knows was rejected.
-                    let rejected = this
-                        .classifier
-                        .is_rejection(response.status(), response.headers());
-                    match this.cache.as_ref() {
-                        Some(cache) if rejected => cache.reject(*generation),
-                        Some(cache) => cache.accepted(*generation),
-                        None => {}
+                    let verdict = verdict(
+                        this.classifier,
+                        response.status(),
+                        response.headers(),
+                        response.extensions(),
+                    );
+                    match after_answer(Attempt::Replay, verdict, false) {
+                        Action::Accept => cache.accepted(*generation),
+                        Action::ReturnRejection | Action::ReplaceThenReplay => {
+                            cache.reject(*generation)
+                        }
+                        Action::Return => {}
                     }
                     return Poll::Ready(Ok(response));
                 }
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http::header::{ACCEPT, COOKIE};
-    use http::HeaderValue;
-
-    #[test]
-    fn finds_an_authorization_header_of_the_callers_own() {
-        let value = HeaderValue::from_static("x");
-        let with = |names: &[&str], authorization: bool| {
-            let mut headers = HeaderMap::new();
-            for name in names {
-                let name = http::HeaderName::from_bytes(name.as_bytes()).unwrap();
-                headers.append(name, value.clone());
-            }
-            if authorization {
-                headers.append(AUTHORIZATION, value.clone());
-            }
-            headers
-        };
-        let few = ["accept", "x-request-id"];
-        let many: Vec<String> = (0..2 * SCAN_NAMES_UP_TO)
-            .map(|i| format!("x-{i}"))
-            .collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        // (headers, whether they hold an Authorization header)
-        let mut repeated = with(&few, true);
-        repeated.append(AUTHORIZATION, value.clone());
-        repeated.append(ACCEPT, value.clone());
-        let mut cookies = with(&few, false);
-        cookies.append(COOKIE, value.clone());
-        let cases = [
-            (HeaderMap::new(), false),
-            (with(&few, false), false),
-            (with(&few, true), true),
-            (with(&[], true), true),
-            (with(&many, false), false),
-            (with(&many, true), true),
-            (repeated, true),
-            (cookies, false),
-        ];
-        for (headers, expected) in cases {
-            assert_eq!(has_authorization(&headers), expected, "{headers:?}");
         }
     }
 }

@@ -404,6 +404,10 @@ async fn a_thousand_cold_keys_never_exceed_the_in_flight_limit() {
     assert_eq!(cache.stats().tokens.fetches, 1_000);
 }
 
+fn cache_error(err: &TokenError) -> Option<&CacheError> {
+    err.cause().and_then(|c| c.downcast_ref::<CacheError>())
+}
+
 fn retry_after_of(err: &TokenError) -> Duration {
     err.retry_after().expect("the error says when to come back")
 }
@@ -435,11 +439,16 @@ async fn a_429_on_one_key_delays_every_other_key() {
     assert!(is_429(&err), "{err:?}");
     assert_eq!(retry_after_of(&err), Duration::from_secs(5));
 
-    // Another key, cold: fails at once, without asking the endpoint, with
-    // the 429 and the time left.
+    // Another key, cold: fails at once, without asking the endpoint, with a
+    // typed error of its own (never the other key's text) and the time left.
     tokio::time::advance(Duration::from_secs(2)).await;
     let err = bounded(cache.acquire(&cold)).await.unwrap_err();
-    assert!(is_429(&err), "{err:?}");
+    assert_eq!(
+        cache_error(&err),
+        Some(&CacheError::EndpointPaused),
+        "{err:?}"
+    );
+    assert!(err.is_endpoint_overload());
     assert_eq!(retry_after_of(&err), Duration::from_secs(3));
     assert_eq!(glue.token_requests_for(&cold), 0);
     // A key with a token keeps serving it.
@@ -466,7 +475,11 @@ async fn a_fetch_queued_behind_a_429_fails_without_asking() {
     let b = tokio::spawn(bounded(cache.acquire(&queued)));
     assert!(is_429(&a.await.unwrap().unwrap_err()));
     let err = b.await.unwrap().unwrap_err();
-    assert!(is_429(&err), "{err:?}");
+    assert_eq!(
+        cache_error(&err),
+        Some(&CacheError::EndpointPaused),
+        "{err:?}"
+    );
     assert!(retry_after_of(&err) <= Duration::from_secs(30));
     assert_eq!(glue.token_requests_for(&queued), 0);
     assert_eq!(gate.stats().held_back, 1);
@@ -748,17 +761,12 @@ async fn stats_per_key_and_summed() {
     let mut by_key = cache.stats_by_key();
     by_key.sort_by(|a, b| a.0.cmp(&b.0));
     let fetched: Vec<u64> = by_key.iter().map(|(_, s)| s.fetches).collect();
-    // Each rejection starts the replacement; the third fresh token of k2
-    // rejected in a row starts that key's cool-down instead (k2 alone).
-    assert_eq!(fetched, [2, 3, 3]);
+    // Each rejection starts the replacement.
+    assert_eq!(fetched, [2, 3, 4]);
     let k2 = cache.stats_for(&key(2)).unwrap();
-    assert_eq!((k2.invalidations, k2.cooldowns), (3, 1));
-    assert_eq!(cache.stats_for(&key(1)).unwrap().cooldowns, 0);
+    assert_eq!((k2.invalidations, k2.paced), (3, 0));
     let total = cache.stats().tokens;
-    assert_eq!(
-        (total.fetches, total.invalidations, total.cooldowns),
-        (8, 6, 1)
-    );
+    assert_eq!((total.fetches, total.invalidations, total.paced), (9, 6, 0));
     assert!(cache.stats_for(&key(9)).is_none());
     let debug = format!("{cache:?}");
     assert!(

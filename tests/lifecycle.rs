@@ -380,14 +380,18 @@ async fn tiny_lifetimes_cause_no_background_fetch_and_a_bounded_rate() {
 async fn fresh_tokens_revoked_on_first_use_are_replaced_and_never_sent_again() {
     let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
     let api = Api::start(ApiMode::CheckTokens(tokens.clone())).await;
-    let layer = BearerAuthLayer::new(tokens.source());
+    // Pacing (a later test) stays out of the way: every replacement at once.
+    let layer = BearerAuthLayer::from_cache(
+        TokenCache::builder(tokens.source())
+            .rejections_before_pacing(100)
+            .build(),
+    );
     let cache = layer.cache().clone();
     let client = ServiceBuilder::new().layer(layer).service(http_client());
     let send = |id: usize| client.clone().oneshot(get(&api.url("/"), id));
 
     assert_eq!(send(0).await.unwrap().status(), StatusCode::OK);
-    // tok-1 is revoked after use; tok-2 and tok-3 on their first use: two bad
-    // fresh tokens in a row, which the cache tolerates.
+    // tok-1 is revoked after use; tok-2 and tok-3 on their first use.
     for token in ["tok-1", "tok-2", "tok-3", "tok-5"] {
         tokens.revoke(token);
     }
@@ -417,7 +421,7 @@ async fn fresh_tokens_revoked_on_first_use_are_replaced_and_never_sent_again() {
             stats.fetches,
             stats.invalidations,
             stats.retries,
-            stats.cooldowns
+            stats.paced
         ),
         (4, 3, 2, 0),
         "{stats:?}"
@@ -427,39 +431,78 @@ async fn fresh_tokens_revoked_on_first_use_are_replaced_and_never_sent_again() {
     tokens.revoke("tok-4");
     assert_eq!(send(7).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     assert_eq!(send(8).await.unwrap().status(), StatusCode::OK);
-    assert_eq!(cache.stats().cooldowns, 0);
+    assert_eq!(cache.stats().paced, 0);
 }
 
-/// While the API keeps rejecting fresh tokens, callers fail fast with a typed
-/// error that says when the next attempt will be made, and then it is made.
+/// While replacements are paced, a caller holding a rejection learns when
+/// the next one will be ([`CacheError::ReplacementPaced`]) and returns its
+/// rejection; every other caller gets the rejected token, which has not
+/// expired, so that the API answers; when the pace is over the replacement
+/// is made, and a token that lives past the pace after an acceptance ends
+/// the run.
 #[tokio::test(start_paused = true)]
-async fn the_cooldown_error_says_when_the_next_fetch_will_be() {
+async fn replacements_are_paced_and_the_rejected_token_is_served_meanwhile() {
     let (calls, source) = minting(HOUR);
     let cache = TokenCache::new(source);
-    for _ in 0..3 {
-        let token = cache.acquire().await.unwrap();
-        cache.reject(token.generation());
+    let mut token = cache.acquire().await.unwrap();
+    // Three replacements at once.
+    for replacement in 1..=3 {
+        token = cache.replace(token.generation()).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1 + replacement);
     }
-    tokio::task::yield_now().await;
-    let err = cache.acquire().await.unwrap_err();
+    // The fourth waits 250 ms after the third.
+    let err = cache.replace(token.generation()).await.unwrap_err();
     assert_eq!(
         cache_error(&err),
-        Some(&CacheError::CoolingDown {
-            rejected_in_a_row: 3
+        Some(&CacheError::ReplacementPaced {
+            replacements_in_a_row: 3
         })
     );
     assert_eq!(err.kind(), ErrorKind::Transient);
     assert_eq!(err.retry_after(), Some(Duration::from_millis(250)));
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let served = cache.acquire().await.unwrap();
+    assert_eq!(served.generation(), token.generation(), "the token at hand");
+    assert_eq!(cache.current().unwrap().generation(), token.generation());
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(cache.stats().paced, 1);
 
     sleep(Duration::from_millis(250)).await;
-    let token = cache.acquire().await.unwrap();
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
-    // Accepted: the streak is over, and a later rejection is a revocation.
-    cache.accepted(token.generation());
-    cache.reject(token.generation());
-    assert!(cache.acquire().await.is_ok());
+    let fourth = cache.acquire().await.unwrap();
+    assert_ne!(fourth.generation(), token.generation());
     assert_eq!(calls.load(Ordering::SeqCst), 5);
+    // The fifth waits 500 ms.
+    let err = cache.replace(fourth.generation()).await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_millis(500)));
+    sleep(Duration::from_millis(500)).await;
+    let fifth = cache.acquire().await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 6);
+
+    // Accepted, and in use for longer than the pace: its rejection starts a
+    // new run, replaced at once.
+    cache.accepted(fifth.generation());
+    sleep(Duration::from_secs(1)).await;
+    let sixth = cache.replace(fifth.generation()).await.unwrap();
+    assert_ne!(sixth.generation(), fifth.generation());
+    assert_eq!(calls.load(Ordering::SeqCst), 7);
+}
+
+/// Accepted and then rejected at once, again and again (a gateway answering
+/// 401 at random): the run goes on, and the replacements are paced.
+#[tokio::test(start_paused = true)]
+async fn stray_rejections_of_accepted_tokens_are_paced_too() {
+    let (calls, source) = minting(HOUR);
+    let cache = TokenCache::new(source);
+    let mut token = cache.acquire().await.unwrap();
+    for _ in 0..100 {
+        cache.accepted(token.generation());
+        match cache.replace(token.generation()).await {
+            Ok(fresh) => token = fresh,
+            Err(_) => token = cache.acquire().await.unwrap(),
+        }
+    }
+    // The first, then three at once; no time passes, so the rest are paced.
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(cache.stats().paced, 97);
 }
 
 // ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_bearer::layer::CallerAuthorization;
+use tower_bearer::exchange::CallerAuthorization;
 use tower_bearer::reqwest::{BearerAuthMiddleware, ReqwestService};
 use tower_bearer::{
     from_fn, AccessToken, BearerAuthLayer, BoxError, ErrorKind, Origin, TokenCache, TokenError,
@@ -96,7 +96,9 @@ impl Api {
     }
 }
 
-fn middleware_client(auth: BearerAuthMiddleware) -> reqwest_middleware::ClientWithMiddleware {
+fn middleware_client(
+    auth: impl reqwest_middleware::Middleware,
+) -> reqwest_middleware::ClientWithMiddleware {
     reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(auth)
         .build()

@@ -1,5 +1,5 @@
-//! How long to wait before the next fetch: after failed fetches, and after an
-//! API rejected freshly fetched tokens again and again.
+//! How long to wait before the next fetch: after failed fetches, and between
+//! the replacements of tokens that servers keep rejecting.
 
 use std::time::Duration;
 
@@ -43,13 +43,16 @@ pub(crate) fn exponential(n: u32, config: &CacheConfig) -> Duration {
         .min(config.max_backoff)
 }
 
-/// How long no token is fetched after the API rejected `streak` freshly
-/// fetched tokens in a row (tokens it never accepted); `None` while the streak
-/// is still within `rejections_before_cooldown`. Starts at the initial backoff
-/// and doubles with each further rejection, up to the maximum backoff.
-pub(crate) fn cooldown(streak: u32, config: &CacheConfig) -> Option<Duration> {
-    let over = streak.checked_sub(config.rejections_before_cooldown)?;
-    (over > 0).then(|| exponential(over, config))
+/// The pace before the replacement that follows `replacements` in a run (see
+/// `decide`'s module docs): the initial backoff for the first paced one,
+/// doubling up to the maximum backoff.
+pub(crate) fn replacement_pace(replacements: u32, config: &CacheConfig) -> Duration {
+    exponential(
+        replacements
+            .saturating_sub(config.rejections_before_pacing)
+            .saturating_add(1),
+        config,
+    )
 }
 
 /// A random number in `[0, 1)`, good enough for jitter (not for secrets).
@@ -106,25 +109,23 @@ mod tests {
     }
 
     #[test]
-    fn cooldown_trips_after_the_tolerated_rejections_then_doubles() {
+    fn replacements_are_paced_after_the_tolerated_ones_then_the_pace_doubles() {
         let config = CacheConfig::default();
         let table = [
-            (0, None),
-            (1, None),
-            (2, None),
-            (3, Some(Duration::from_millis(250))),
-            (4, Some(Duration::from_millis(500))),
-            (5, Some(Duration::from_secs(1))),
-            (20, Some(Duration::from_secs(30))),
-            (u32::MAX, Some(Duration::from_secs(30))),
+            (0, Duration::from_millis(250)),
+            (3, Duration::from_millis(250)),
+            (4, Duration::from_millis(500)),
+            (5, Duration::from_secs(1)),
+            (20, Duration::from_secs(30)),
+            (u32::MAX, Duration::from_secs(30)),
         ];
-        for (streak, want) in table {
-            assert_eq!(cooldown(streak, &config), want, "streak {streak}");
+        for (replacements, want) in table {
+            assert_eq!(
+                replacement_pace(replacements, &config),
+                want,
+                "{replacements}"
+            );
         }
-        let mut strict = config;
-        strict.rejections_before_cooldown = 0;
-        assert_eq!(cooldown(0, &strict), None);
-        assert_eq!(cooldown(1, &strict), Some(Duration::from_millis(250)));
     }
 
     #[test]

@@ -13,7 +13,12 @@
 //! - **RefreshDue**: handed out; the first use starts a refresh ahead of expiry.
 //! - **Stale**: past its usable life (expiry minus skew), not yet expired:
 //!   handed out only while its replacement is fetched or if that fails.
-//! - **Expired**, **Rejected**: never handed out again.
+//! - **Rejected**: handed out only while no replacement may start (its
+//!   replacement is paced, the source backs off, the endpoint is paused), so
+//!   that requests get the API's own answer; never to a request that wants
+//!   it replaced.
+//! - **Expired**: never handed out again; an expired token is expired
+//!   whether or not it was rejected.
 //!
 //! The hot path does not compute the phase: it compares the clock with one
 //! atomic deadline, `fresh_until`, before which the token may be handed out
@@ -106,10 +111,11 @@ impl CachedToken {
     }
 
     fn phase_at(&self, elapsed: u64) -> Phase {
-        if self.rejected.load(Ordering::Relaxed) {
-            Phase::Rejected
-        } else if elapsed >= self.expires_after {
+        // An expired token is expired, rejected or not: it cannot be sent.
+        if elapsed >= self.expires_after {
             Phase::Expired
+        } else if self.rejected.load(Ordering::Relaxed) {
+            Phase::Rejected
         } else if elapsed >= self.usable_for {
             Phase::Stale
         } else if elapsed >= self.refresh_after {
@@ -122,6 +128,16 @@ impl CachedToken {
     /// Not rejected and not expired: served when a refresh fails.
     pub(super) fn still_valid(&self) -> bool {
         !matches!(self.phase(), Phase::Expired | Phase::Rejected)
+    }
+
+    /// `true` if a server rejected it.
+    pub(super) fn is_rejected(&self) -> bool {
+        self.rejected.load(Ordering::Relaxed)
+    }
+
+    /// `true` until it expires, rejected or not.
+    pub(super) fn has_not_expired(&self) -> bool {
+        self.clock.elapsed() < self.expires_after
     }
 
     pub(super) fn was_accepted(&self) -> bool {
@@ -146,6 +162,17 @@ impl CachedToken {
             self.fresh_until
                 .store(self.expires_after, Ordering::Relaxed);
         }
+    }
+    /// A rejected token that is still sent while no replacement can start:
+    /// handed out without the lock for `for_` (or until it expires), after
+    /// which the slow path is asked again.
+    pub(super) fn serve_rejected_for(&self, for_: Duration) {
+        let until = self
+            .clock
+            .elapsed()
+            .saturating_add(self.clock.ticks(for_))
+            .min(self.expires_after);
+        self.fresh_until.store(until, Ordering::Relaxed);
     }
 
     /// A fetch ended without replacing it: the next use after `retry_in`
@@ -208,6 +235,8 @@ mod tests {
         );
         t.mark_rejected();
         assert_eq!(s(0), Phase::Rejected);
+        assert_eq!(s(29), Phase::Rejected);
+        assert_eq!(s(30), Phase::Expired, "expired, rejected or not");
     }
 
     #[tokio::test(start_paused = true)]
@@ -249,5 +278,25 @@ mod tests {
         t.serve_until_retry(Duration::from_secs(1));
         assert!(!t.is_fresh_now());
         assert!(!t.still_valid());
+        assert!(t.has_not_expired());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_token_is_sent_while_no_replacement_may_start() {
+        let t = token(Schedule {
+            refresh_after: secs(10),
+            usable_for: secs(20),
+            expires_after: secs(30),
+        });
+        t.mark_rejected();
+        assert!(!t.is_fresh_now());
+        t.serve_rejected_for(Duration::from_secs(5));
+        assert!(t.is_fresh_now(), "sent without the lock while paced");
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(!t.is_fresh_now(), "the pace is over: ask the slow path");
+        t.serve_rejected_for(Duration::from_secs(3600));
+        tokio::time::advance(Duration::from_secs(25)).await;
+        assert!(!t.is_fresh_now(), "never past the expiry");
+        assert!(!t.has_not_expired());
     }
 }

@@ -17,7 +17,7 @@ const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-const DEFAULT_REJECTIONS_BEFORE_COOLDOWN: u32 = 2;
+const DEFAULT_REJECTIONS_BEFORE_PACING: u32 = 3;
 const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
 const DEFAULT_AUTH_SCHEME: &str = "Bearer";
 const DEFAULT_NAME: &str = "default";
@@ -38,7 +38,7 @@ pub(crate) struct CacheConfig {
     pub(crate) initial_backoff: Duration,
     pub(crate) max_backoff: Duration,
     pub(crate) max_retry_after: Duration,
-    pub(crate) rejections_before_cooldown: u32,
+    pub(crate) rejections_before_pacing: u32,
     pub(crate) max_token_bytes: usize,
     pub(crate) auth_scheme: String,
     pub(crate) name: Arc<str>,
@@ -57,7 +57,7 @@ impl Default for CacheConfig {
             initial_backoff: DEFAULT_INITIAL_BACKOFF,
             max_backoff: DEFAULT_MAX_BACKOFF,
             max_retry_after: DEFAULT_MAX_RETRY_AFTER,
-            rejections_before_cooldown: DEFAULT_REJECTIONS_BEFORE_COOLDOWN,
+            rejections_before_pacing: DEFAULT_REJECTIONS_BEFORE_PACING,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             auth_scheme: DEFAULT_AUTH_SCHEME.to_owned(),
             name: Arc::from(DEFAULT_NAME),
@@ -162,19 +162,28 @@ macro_rules! cache_settings {
             self
         }
 
-        /// How many freshly fetched tokens in a row the API may reject before the
-        /// cache stops fetching for a while (the rejection cool-down).
+        /// How many tokens in a row a server may reject before the fetches
+        /// that replace them are paced.
         ///
-        /// One rejected fresh token is bad luck (a revocation, a replica that has
-        /// not seen the token yet) and is replaced at once. When the API keeps
-        /// rejecting tokens that were never accepted, refreshing cannot help: the
-        /// cache then fetches no token for a cool-down that starts at the initial
-        /// [`backoff`](Self::backoff) and doubles up to its maximum, and callers
-        /// fail fast with an error that says when the next attempt will be made.
-        /// Defaults to 2, so the third rejected fresh token in a row starts the
-        /// cool-down.
-        pub fn rejections_before_cooldown(mut self, rejections: u32) -> Self {
-            self.config.rejections_before_cooldown = rejections;
+        /// A rejected token is replaced by a fetch, and the rejected request is
+        /// sent once more with the new token. A few rejections in a row are bad
+        /// luck (a revocation, a replica that has not seen the token yet), and
+        /// their replacements start at once. When servers keep rejecting
+        /// tokens (an API that rejects every token, a gateway that answers 401
+        /// at random), each further replacement waits a pace after the previous
+        /// one, starting at the initial [`backoff`](Self::backoff) and doubling
+        /// up to its maximum, so the token endpoint sees a bounded number of
+        /// requests. Requests are never held back for it: while a replacement
+        /// waits, each request is sent once with the token it has, and its
+        /// caller gets the API's own answer. The run ends when a token lives
+        /// out its life, or when a token that a server accepted has been in use
+        /// for longer than the pace before it is rejected.
+        ///
+        /// Defaults to 3: the fourth replacement in a run waits 250
+        /// milliseconds, the fifth 500, and so on up to 30 seconds, about two
+        /// token requests a minute against an API that rejects every token.
+        pub fn rejections_before_pacing(mut self, rejections: u32) -> Self {
+            self.config.rejections_before_pacing = rejections;
             self
         }
 

@@ -18,13 +18,15 @@ use super::cached_token::CachedToken;
 use super::current_token::Generation;
 use super::decide::{decide, later, Answer, Decision, FetchReason, SlowView, TokenView, Want};
 use super::fetch_task::fetch_task;
-use super::flight::{CatchPanic, Flight, Flights, Landed, Owner};
+use super::flight::{Flight, Flights, Landed, Owner};
+use super::gate;
 use super::metrics;
 use super::schedule::Schedule;
 use super::stats::{Event, StatsCounters};
-use super::Common;
+use super::timer;
+use super::{Common, EndpointGate};
 use crate::error::{CacheError, Chain, TokenError};
-use crate::source::{BoxTokenSource, TokenSource};
+use crate::source::BoxTokenSource;
 use crate::token::{AccessToken, Expiry};
 
 /// The cache of one token: a [`TokenCache`], or one key of a keyed cache.
@@ -37,8 +39,6 @@ pub(crate) struct Entry {
     /// The current token's generation until a server first accepts it, then
     /// 0: read on every accepted response, written once per token.
     pub(super) unconfirmed: AtomicU64,
-    /// A rejection streak is running (the slow path's streak is not 0).
-    pub(super) streak_running: AtomicBool,
     /// A keyed cache's use bit: set by a lookup, cleared by the eviction
     /// sweep (CLOCK, see `keyed/clock_ring.rs`).
     pub(crate) used: AtomicBool,
@@ -58,9 +58,12 @@ pub(super) struct SlowState {
     pub(super) failures: u32,
     pub(super) backoff_until: Option<Instant>,
     pub(super) last_error: Option<TokenError>,
-    /// Tokens rejected in a row that no server had accepted.
-    pub(super) streak: u32,
-    pub(super) cooldown_until: Option<Instant>,
+    /// Replacements of rejected tokens started in the current run (see
+    /// `decide`), and when the last one started.
+    pub(super) replacements: u32,
+    pub(super) last_replacement: Option<Instant>,
+    /// When the current token was installed.
+    pub(super) installed_at: Option<Instant>,
 }
 
 /// What one step of the slow path gave a caller.
@@ -84,7 +87,6 @@ impl Entry {
             common,
             stats: StatsCounters::default(),
             unconfirmed: AtomicU64::new(0),
-            streak_running: AtomicBool::new(false),
             used: AtomicBool::new(false),
             label,
         }
@@ -117,18 +119,34 @@ impl Entry {
                 self.count(Event::Wait);
             }
             let id = flight.id;
-            // A little longer than the fetch itself may take, so that its own
-            // timeout normally ends it first.
-            let limit = self.common.config.fetch_timeout + Duration::from_secs(1);
-            match flight.land(limit).await {
+            // Longer than any stage of a live fetch may take (its wait for a
+            // turn, its call of the source), so that their own bounds end
+            // them first; past it the fetch is stalled.
+            let limit = self
+                .common
+                .config
+                .fetch_timeout
+                .saturating_add(gate::GRACE * 3);
+            let gate = self.common.gate.as_ref();
+            match flight
+                .land(limit, || gate.map_or(0, EndpointGate::progress))
+                .await
+            {
                 Landed::Delivered(Ok(token)) => return Ok(token),
                 Landed::Delivered(Err(err)) => {
-                    // A failed refresh never discards a token that is still valid.
-                    return match self.current.load_full().filter(|c| c.still_valid()) {
+                    // A failed fetch never discards a token that may still be
+                    // sent: a valid one, or, for a caller that does not want
+                    // a replacement, a rejected one that has not expired, so
+                    // that the API gives its own answer.
+                    let fallback = self
+                        .current
+                        .load_full()
+                        .filter(|c| c.still_valid() || (want == Want::Any && c.has_not_expired()));
+                    return match fallback {
                         Some(current) => {
                             tracing::debug!(
                                 generation = %current.generation,
-                                "fetch failed; serving the still-valid token"
+                                "fetch failed; serving the token at hand"
                             );
                             Ok(current)
                         }
@@ -137,6 +155,7 @@ impl Entry {
                 }
                 Landed::Stalled => self.abandoned(id),
                 Landed::Abandoned => {}
+                Landed::NoTimer => return Err(CacheError::NoTimer.into()),
             }
             if !std::mem::replace(&mut second_chance, false) {
                 return Err(CacheError::FetchAbandoned.into());
@@ -147,58 +166,66 @@ impl Entry {
     /// One pass of the slow path: decides under the lock, carries the decision
     /// out, and starts the fetch it asks for after releasing the lock.
     pub(super) fn step(self: &Arc<Self>, want: Want) -> Step {
-        // A fetch needs a runtime to run on; without one, none is started.
+        // A fetch needs a runtime with timers to run on (every wait is
+        // bounded); without one, none is started.
         let runtime = Handle::try_current().ok();
+        let mut no_timer = false;
         let _key = self.key_span().entered();
         let mut slow = self.lock_slow();
         let now = Instant::now();
-        let pause = self.common.gate.as_ref().and_then(|gate| gate.paused(now));
+        let paused_until = self.common.gate.as_ref().and_then(|gate| gate.paused(now));
         let current = self.current.load_full();
         let view = current.as_deref().map(|token| TokenView {
             generation: token.generation,
             phase: token.phase(),
             accepted: token.was_accepted(),
+            age: slow
+                .installed_at
+                .map_or(Duration::ZERO, |at| now.saturating_duration_since(at)),
         });
         let slow_view = SlowView {
             fetching: slow.flights.busy(),
             backoff_until: slow.backoff_until,
-            cooldown_until: slow.cooldown_until,
-            paused_until: pause.as_ref().map(|(until, _)| *until),
-            streak: slow.streak,
+            paused_until,
+            replacements: slow.replacements,
+            last_replacement: slow.last_replacement,
         };
         let Decision {
             reject,
+            new_run,
             fetch,
             answer,
         } = decide(now, view, slow_view, want, &self.common.config);
 
-        if let (Some(rejection), Some(token)) = (reject, &current) {
+        if new_run {
+            slow.replacements = 0;
+        }
+        if let (true, Some(token)) = (reject, &current) {
             token.mark_rejected();
             self.count(Event::Invalidation);
-            slow.streak = rejection.streak;
-            self.streak_running
-                .store(rejection.streak > 0, Ordering::Relaxed);
             tracing::info!(
                 generation = %token.generation,
-                rejected_in_a_row = rejection.streak,
+                replacements_in_a_row = slow.replacements,
                 "token rejected by a server; invalidated"
             );
-            if let Some(until) = rejection.cooldown_until {
-                slow.cooldown_until = Some(until);
-                self.count(Event::Cooldown);
-                tracing::warn!(
-                    rejected_in_a_row = rejection.streak,
-                    cooldown_ms = until.saturating_duration_since(now).as_millis() as u64,
-                    "the API keeps rejecting fresh tokens; not fetching before the cool-down ends"
-                );
-            }
         }
 
         let mut started = None;
         let mut own_flight = None;
+        let runtime = runtime.filter(|_| {
+            no_timer = fetch.is_some() && !timer::available();
+            !no_timer
+        });
         if let (Some(reason), Some(runtime)) = (fetch, runtime) {
-            if let Some(serving) = current.as_ref().filter(|_| answer == Answer::Serve) {
+            if let Some(serving) = current
+                .as_ref()
+                .filter(|_| matches!(answer, Answer::Serve(_)))
+            {
                 serving.serve_while_fetching();
+            }
+            if reason == FetchReason::Rejected {
+                slow.replacements = slow.replacements.saturating_add(1);
+                slow.last_replacement = Some(now);
             }
             let (ticket, flight) = slow.flights.begin(Arc::clone(self));
             // The source learns which token it replaces after a rejection.
@@ -209,41 +236,56 @@ impl Entry {
             started = Some((reason, runtime, ticket, replacing));
             own_flight = Some(flight);
         }
-        let step =
-            match answer {
-                Answer::Serve => Step::Serve(current.expect("served tokens exist")),
-                // Waiting without a fetch to wait for: none could be started.
-                Answer::Wait => match own_flight.or_else(|| slow.flights.join()) {
-                    Some(flight) => Step::Wait(flight),
-                    None => Step::Fail(CacheError::NoRuntime.into()),
-                },
-                Answer::BackingOff(until) => {
-                    tracing::debug!(
-                        retry_in_ms = until.saturating_duration_since(now).as_millis() as u64,
-                        "token source backing off; failing fast"
-                    );
-                    Step::Fail(slow.last_error.clone().unwrap_or_else(|| {
+        let step = match answer {
+            Answer::Serve(until) => {
+                let token = current.expect("served tokens exist");
+                if let Some(until) = until {
+                    // A rejected token, sent while no replacement can start:
+                    // without the lock until then.
+                    token.serve_rejected_for(until.saturating_duration_since(now));
+                }
+                Step::Serve(token)
+            }
+            // Waiting without a fetch to wait for: none could be started.
+            Answer::Wait => match own_flight.or_else(|| slow.flights.join()) {
+                Some(flight) => Step::Wait(flight),
+                None if no_timer => Step::Fail(CacheError::NoTimer.into()),
+                None => Step::Fail(CacheError::NoRuntime.into()),
+            },
+            Answer::BackingOff(until) => {
+                tracing::debug!(
+                    retry_in_ms = until.saturating_duration_since(now).as_millis() as u64,
+                    "token source backing off; failing fast"
+                );
+                Step::Fail(
+                    slow.last_error.clone().unwrap_or_else(|| {
                         TokenError::transient("the token source is backing off")
-                    }))
-                }
-                Answer::CoolingDown(until) => Step::Fail(
-                    TokenError::from(CacheError::CoolingDown {
-                        rejected_in_a_row: slow.streak,
+                    }),
+                )
+            }
+            Answer::Paced(until) => {
+                let remaining = until.saturating_duration_since(now);
+                tracing::debug!(
+                    replacements_in_a_row = slow.replacements,
+                    next_replacement_in_ms = remaining.as_millis() as u64,
+                    "servers keep rejecting tokens; the rejection is the answer until the next replacement"
+                );
+                Step::Fail(
+                    TokenError::from(CacheError::ReplacementPaced {
+                        replacements_in_a_row: slow.replacements,
                     })
-                    .with_retry_after(until.saturating_duration_since(now)),
-                ),
-                Answer::Paused(until) => {
-                    let remaining = until.saturating_duration_since(now);
-                    tracing::debug!(
-                        retry_in_ms = remaining.as_millis() as u64,
-                        "token endpoint paused; failing fast"
-                    );
-                    let error = pause.map(|(_, error)| error).unwrap_or_else(|| {
-                        TokenError::transient("the token endpoint is overloaded")
-                    });
-                    Step::Fail(error.with_retry_after(remaining))
-                }
-            };
+                    .with_retry_after(remaining),
+                )
+            }
+            Answer::Paused(until) => {
+                let remaining = until.saturating_duration_since(now);
+                tracing::debug!(
+                    retry_in_ms = remaining.as_millis() as u64,
+                    "token endpoint paused; failing fast"
+                );
+                Step::Fail(TokenError::from(CacheError::EndpointPaused).with_retry_after(remaining))
+            }
+        };
         drop(slow);
 
         if let Some((reason, runtime, ticket, replacing)) = started {
@@ -321,6 +363,17 @@ impl Entry {
     }
 
     pub(super) fn install(&self, slow: &mut SlowState, token: &Arc<CachedToken>) {
+        // A token replaced for age, not for a rejection, lived out its life:
+        // the run of replacements is over.
+        let replaced_rejected = self
+            .current
+            .load()
+            .as_deref()
+            .is_some_and(CachedToken::is_rejected);
+        if token.reason != FetchReason::Rejected && !replaced_rejected {
+            slow.replacements = 0;
+        }
+        slow.installed_at = Some(Instant::now());
         slow.installed_fetch = token.fetch;
         self.unconfirmed
             .store(token.generation.0, Ordering::Relaxed);
@@ -404,8 +457,7 @@ impl Entry {
         )))
     }
 
-    /// The first acceptance of the current token: it was good, and any
-    /// rejection streak is over.
+    /// The first acceptance of the current token: it was good.
     #[cold]
     pub(super) fn note_accepted(&self, generation: Generation) {
         if self
@@ -419,12 +471,6 @@ impl Entry {
             if token.generation == generation {
                 token.mark_accepted();
             }
-        }
-        if self.streak_running.load(Ordering::Relaxed) {
-            let mut slow = self.lock_slow();
-            slow.streak = 0;
-            slow.cooldown_until = None;
-            self.streak_running.store(false, Ordering::Relaxed);
         }
     }
 }
@@ -445,24 +491,6 @@ impl Entry {
         match &self.label {
             Some(label) => tracing::info_span!("tower_bearer.key", key = %label),
             None => tracing::Span::none(),
-        }
-    }
-
-    /// Calls the source once, bounded by the fetch timeout, a panic caught.
-    pub(super) async fn fetch_from_source(
-        &self,
-        replacing: Option<&AccessToken>,
-    ) -> Result<AccessToken, TokenError> {
-        let fetch = async {
-            match replacing {
-                Some(rejected) => self.source.fetch_replacing(rejected).await,
-                None => self.source.fetch().await,
-            }
-        };
-        match tokio::time::timeout(self.common.config.fetch_timeout, CatchPanic::new(fetch)).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(())) => Err(CacheError::SourcePanicked.into()),
-            Err(_) => Err(CacheError::FetchTimedOut.into()),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The one place where an entry gets a token: a fetch, detached from every
-//! caller, through the endpoint's gate.
+//! caller, through the endpoint's gate, bounded by the fetch timeout.
 
 use std::sync::Arc;
 
@@ -7,9 +7,12 @@ use tokio::time::Instant;
 
 use super::decide::FetchReason;
 use super::entry::{Entry, Outcome};
-use super::flight::{Stage, Ticket};
+use super::flight::{CatchPanic, Stage, Ticket};
 use super::metrics;
 use super::stats::FetchOutcome;
+use super::timer;
+use crate::error::{CacheError, TokenError};
+use crate::source::TokenSource;
 use crate::token::AccessToken;
 
 /// Runs one fetch to completion, detached from every caller: the one place
@@ -17,8 +20,9 @@ use crate::token::AccessToken;
 ///
 /// With a gate, the fetch first waits for its turn here, inside its own task:
 /// the callers that need it have joined it already, so the key stays
-/// single-flight however long the queue. A fetch whose turn comes while the
-/// endpoint is paused fails without asking it.
+/// single-flight however long the queue. The wait is bounded by the fetch
+/// timeout. A fetch whose turn comes while the endpoint is paused fails
+/// without asking it.
 pub(super) async fn fetch_task(
     ticket: Ticket<Outcome, Entry>,
     reason: FetchReason,
@@ -26,21 +30,27 @@ pub(super) async fn fetch_task(
 ) {
     let entry = Arc::clone(ticket.owner());
     let gate = entry.common.gate.as_ref();
+    let fetch_timeout = entry.common.config.fetch_timeout;
     let turn = match gate {
-        Some(gate) => Some(gate.admit(|| ticket.reached(Stage::Queued)).await),
+        Some(gate) => Some(
+            gate.admit(fetch_timeout, || ticket.reached(Stage::Queued))
+                .await,
+        ),
         None => None,
     };
     let paused = gate.and_then(|gate| Some((gate, gate.paused(Instant::now())?)));
-    let result = match paused {
-        Some((gate, (until, error))) => {
+    let result = match (turn.as_ref(), paused) {
+        (Some(Err(busy)), _) => Err(TokenError::from(busy.clone())),
+        (_, Some((gate, until))) => {
             gate.held_back();
-            Err(error.with_retry_after(until.saturating_duration_since(Instant::now())))
+            Err(TokenError::from(CacheError::EndpointPaused)
+                .with_retry_after(until.saturating_duration_since(Instant::now())))
         }
-        None => {
+        _ => {
             ticket.reached(Stage::Running);
             tracing::debug!("fetching token");
             let started = Instant::now();
-            let result = entry.fetch_from_source(replacing.as_ref()).await;
+            let result = fetch_from_source(&entry, replacing.as_ref()).await;
             metrics::fetch_finished(
                 &entry.common.config.name,
                 reason,
@@ -56,4 +66,23 @@ pub(super) async fn fetch_task(
     drop(turn);
     let outcome = entry.complete(ticket.id, reason, result);
     ticket.deliver(outcome);
+}
+
+/// Calls the source once, bounded by the fetch timeout, a panic caught.
+async fn fetch_from_source(
+    entry: &Entry,
+    replacing: Option<&AccessToken>,
+) -> Result<AccessToken, TokenError> {
+    let fetch = async {
+        match replacing {
+            Some(rejected) => entry.source.fetch_replacing(rejected).await,
+            None => entry.source.fetch().await,
+        }
+    };
+    let bounded = timer::timeout(entry.common.config.fetch_timeout, CatchPanic::new(fetch))?;
+    match bounded.await {
+        Ok(Ok(result)) => result,
+        Ok(Err(())) => Err(CacheError::SourcePanicked.into()),
+        Err(_) => Err(CacheError::FetchTimedOut.into()),
+    }
 }

@@ -14,9 +14,10 @@
 //! A fetch goes through [`Stage`]s that its waiters see: spawned, queued (its
 //! task runs, but waits for its turn at an [`EndpointGate`](super::EndpointGate)),
 //! running (the source was called). A waiter's patience (the fetch timeout and
-//! a little more) restarts at each stage and does not run while the fetch is
-//! queued: a task that is alive and waiting its turn is not stalled, however
-//! long the queue, while one that is never polled still is.
+//! a little more) restarts at each stage and outlasts the stage's own bound
+//! (a fetch waits for its turn at most about its timeout, then fails; it
+//! calls its source at most its timeout), so a live fetch always ends a stage
+//! first, while one that is never polled again is given up as stalled.
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -27,6 +28,8 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
+
+use super::timer;
 
 /// Who is told when a ticket is dropped without delivering.
 pub(crate) trait Owner: Send + Sync + 'static {
@@ -119,15 +122,27 @@ pub(crate) enum Landed<T> {
     Abandoned,
     /// The fetch took longer than it may; it is probably never going to run.
     Stalled,
+    /// The runtime has no timers to bound the wait with.
+    NoTimer,
 }
 
 impl<T: Clone> Flight<T> {
-    /// Waits for the result. Each stage but "queued" may last at most `limit`
-    /// when a tokio timer is at hand; past that the fetch is stalled.
-    pub(crate) async fn land(mut self, limit: Duration) -> Landed<T> {
+    /// Waits for the result. Each stage may last at most `limit` inside a
+    /// tokio runtime; past that the fetch is stalled.
+    ///
+    /// A fetch queued at a gate is not stalled while the gate makes progress
+    /// (`queue_progress` counts the turns it has granted and taken back):
+    /// behind a thousand other keys it may wait far longer than `limit`, but
+    /// only while the queue moves.
+    pub(crate) async fn land(
+        mut self,
+        limit: Duration,
+        queue_progress: impl Fn() -> u64,
+    ) -> Landed<T> {
         // Outside a tokio runtime (a caller polled by another executor that
         // joins a fetch started elsewhere) there is no timer to bound the wait.
         let timed = tokio::runtime::Handle::try_current().is_ok();
+        let mut progress = queue_progress();
         loop {
             let queued = match &*self.rx.borrow_and_update() {
                 Stage::Done(value) => return Landed::Delivered(value.clone()),
@@ -135,13 +150,23 @@ impl<T: Clone> Flight<T> {
                 Stage::Spawned | Stage::Running => false,
             };
             let changed = self.rx.changed();
-            let changed = if queued || !timed {
-                changed.await
-            } else {
-                match tokio::time::timeout(limit, changed).await {
+            let changed = if timed {
+                let Ok(bounded) = timer::timeout(limit, changed) else {
+                    return Landed::NoTimer;
+                };
+                match bounded.await {
                     Ok(changed) => changed,
-                    Err(_) => return Landed::Stalled,
+                    Err(_) => {
+                        let now = queue_progress();
+                        if queued && now != progress {
+                            progress = now;
+                            continue;
+                        }
+                        return Landed::Stalled;
+                    }
                 }
+            } else {
+                changed.await
             };
             if changed.is_err() {
                 // The ticket is gone; it may have delivered just before.
@@ -244,11 +269,11 @@ mod tests {
         assert!(slot.0.lock().unwrap().end(ticket.id));
         ticket.deliver(7);
         assert!(matches!(
-            first.land(Duration::from_secs(1)).await,
+            first.land(Duration::from_secs(1), || 0).await,
             Landed::Delivered(7)
         ));
         assert!(matches!(
-            second.land(Duration::from_secs(1)).await,
+            second.land(Duration::from_secs(1), || 0).await,
             Landed::Delivered(7)
         ));
     }
@@ -261,7 +286,7 @@ mod tests {
         drop(ticket);
         assert!(!slot.0.lock().unwrap().busy());
         assert!(matches!(
-            waiter.land(Duration::from_secs(1)).await,
+            waiter.land(Duration::from_secs(1), || 0).await,
             Landed::Abandoned
         ));
     }
@@ -271,25 +296,64 @@ mod tests {
         let slot = Arc::new(Slot::default());
         let (_ticket, waiter) = slot.0.lock().unwrap().begin(Arc::clone(&slot));
         assert!(matches!(
-            waiter.land(Duration::from_secs(5)).await,
+            waiter.land(Duration::from_secs(5), || 0).await,
             Landed::Stalled
         ));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_queued_fetch_is_waited_for_however_long_and_a_running_one_is_timed_again() {
+    async fn each_stage_is_timed_queued_included_and_a_new_stage_restarts_the_limit() {
         let slot = Arc::new(Slot::default());
         let (ticket, waiter) = slot.0.lock().unwrap().begin(Arc::clone(&slot));
-        let waiter = tokio::spawn(waiter.land(Duration::from_secs(5)));
+        let waiter = tokio::spawn(waiter.land(Duration::from_secs(5), || 0));
         tokio::task::yield_now().await;
         ticket.reached(Stage::Queued);
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert!(!waiter.is_finished(), "queued at a gate: not stalled");
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!waiter.is_finished(), "queued for a while: not stalled");
         ticket.reached(Stage::Running);
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert!(!waiter.is_finished());
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(matches!(waiter.await.unwrap(), Landed::Stalled));
+        drop(ticket);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_that_moves_is_waited_for_however_long() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let slot = Arc::new(Slot::default());
+        let (ticket, waiter) = slot.0.lock().unwrap().begin(Arc::clone(&slot));
+        ticket.reached(Stage::Queued);
+        let progress = Arc::new(AtomicU64::new(0));
+        let waiter = {
+            let progress = Arc::clone(&progress);
+            tokio::spawn(waiter.land(Duration::from_secs(5), move || {
+                progress.load(Ordering::SeqCst)
+            }))
+        };
+        // A thousand other keys ahead: the queue moves every 4 s for an hour.
+        for _ in 0..900 {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            progress.fetch_add(1, Ordering::SeqCst);
+        }
+        assert!(!waiter.is_finished(), "queued behind a moving queue");
+        // The queue stops moving: stalled within one more limit.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert!(matches!(waiter.await.unwrap(), Landed::Stalled));
+        drop(ticket);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_queued_for_ever_stalls_its_waiters() {
+        // Its runtime is alive but never driven again: it never leaves the
+        // queue, and its own bound on that wait never fires.
+        let slot = Arc::new(Slot::default());
+        let (ticket, waiter) = slot.0.lock().unwrap().begin(Arc::clone(&slot));
+        ticket.reached(Stage::Queued);
+        assert!(matches!(
+            waiter.land(Duration::from_secs(5), || 0).await,
+            Landed::Stalled
+        ));
         drop(ticket);
     }
 

@@ -9,7 +9,7 @@
 //! | `tower_bearer_waits_total` | counter | `cache` | callers that waited for a fetch |
 //! | `tower_bearer_invalidations_total` | counter | `cache` | tokens dropped after a rejection |
 //! | `tower_bearer_retries_total` | counter | `cache` | requests sent again with a fresh token |
-//! | `tower_bearer_cooldowns_total` | counter | `cache` | rejection cool-downs begun |
+//! | `tower_bearer_paced_rejections_total` | counter | `cache` | rejections returned without a replay because the replacement was paced |
 //! | `tower_bearer_token_expires_in_seconds` | gauge | `cache` | the current token's life when it was installed, 0 once rejected |
 //! | `tower_bearer_token_expiry_timestamp_seconds` | gauge | `cache` | when the current token expires (Unix time) |
 //!
@@ -38,7 +38,7 @@ pub(super) fn event(cache: &Arc<str>, event: Event) {
             Event::Invalidation => "tower_bearer_invalidations_total",
             Event::Wait => "tower_bearer_waits_total",
             Event::Retry => "tower_bearer_retries_total",
-            Event::Cooldown => "tower_bearer_cooldowns_total",
+            Event::Paced => "tower_bearer_paced_rejections_total",
         };
         metrics::counter!(name, "cache" => Arc::clone(cache)).increment(1);
         if event == Event::Invalidation {

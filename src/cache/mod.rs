@@ -1,6 +1,6 @@
 //! The token cache: lock-free reads, single-flight fetches, refresh ahead of
-//! expiry on use, backoff after failures, invalidation by generation, and a
-//! cool-down when an API rejects every fresh token.
+//! expiry on use, backoff after failures, invalidation by generation, and
+//! paced replacements when servers keep rejecting tokens.
 //!
 //! [`TokenCache`] and what it hands out and reports: [`CurrentToken`] with
 //! its [`Generation`], [`CacheStats`], and the [`EndpointGate`] that caches
@@ -50,7 +50,9 @@ mod metrics;
 mod overload;
 pub(crate) mod schedule;
 mod stats;
+mod timer;
 mod token_cache;
+mod turns;
 
 pub(crate) use self::common::Common;
 pub use self::config::TokenCacheBuilder;

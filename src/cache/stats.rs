@@ -37,9 +37,10 @@ pub struct CacheStats {
     pub waits: u64,
     /// Requests sent a second time after their token was rejected.
     pub retries: u64,
-    /// Times the API rejected so many fresh tokens in a row that the cache
-    /// stopped fetching for a while (a rejection cool-down began).
-    pub cooldowns: u64,
+    /// Rejections returned to their caller without a replay because the
+    /// replacement was paced (servers kept rejecting tokens): each of those
+    /// requests was sent once, and its caller got the API's answer.
+    pub paced: u64,
 }
 
 /// How a fetch ended, as the `outcome` label says it.
@@ -90,7 +91,7 @@ pub(crate) enum Event {
     Invalidation,
     Wait,
     Retry,
-    Cooldown,
+    Paced,
 }
 
 #[derive(Debug, Default)]
@@ -101,7 +102,7 @@ pub(crate) struct StatsCounters {
     pub(crate) invalidations: AtomicU64,
     pub(crate) waits: AtomicU64,
     pub(crate) retries: AtomicU64,
-    pub(crate) cooldowns: AtomicU64,
+    pub(crate) paced: AtomicU64,
 }
 
 impl StatsCounters {
@@ -118,7 +119,7 @@ impl StatsCounters {
             Event::Invalidation => &self.invalidations,
             Event::Wait => &self.waits,
             Event::Retry => &self.retries,
-            Event::Cooldown => &self.cooldowns,
+            Event::Paced => &self.paced,
         }
     }
 
@@ -131,7 +132,7 @@ impl StatsCounters {
             invalidations: read(&self.invalidations),
             waits: read(&self.waits),
             retries: read(&self.retries),
-            cooldowns: read(&self.cooldowns),
+            paced: read(&self.paced),
         }
     }
 }

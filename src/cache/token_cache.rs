@@ -10,7 +10,7 @@ use super::decide::Want;
 use super::entry::{Entry, Step};
 use super::stats::Event;
 use super::{CacheStats, Common, EndpointGate, TokenCacheBuilder};
-use crate::error::TokenError;
+use crate::error::{CacheError, TokenError};
 use crate::source::{BoxTokenSource, TokenSource};
 use crate::token::AccessToken;
 
@@ -141,9 +141,11 @@ impl TokenCache {
     /// the fetch in flight, or of a fetch it starts.
     ///
     /// Fails at once, without fetching, while the source is backing off after
-    /// failures (unless a token that has not expired is at hand, which is
-    /// then returned) or during a rejection cool-down. The future does not
-    /// borrow the cache.
+    /// failures or the endpoint is paused, unless a token that has not
+    /// expired is at hand, which is then returned: a valid one, or one a
+    /// server rejected whose replacement cannot start yet (paced, backing
+    /// off), so that the request is sent and the API gives its own answer.
+    /// The future does not borrow the cache.
     pub fn acquire(
         &self,
     ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
@@ -156,9 +158,11 @@ impl TokenCache {
     /// more with.
     ///
     /// However many callers report the same generation, the token is dropped
-    /// and replaced once. Fails without fetching while the API is in a
-    /// rejection cool-down ([`CacheError::CoolingDown`]) or the source is
-    /// backing off; the caller should then give up on this request. The
+    /// and replaced once. Fails without fetching while replacements are
+    /// paced ([`CacheError::ReplacementPaced`]: servers keep rejecting
+    /// tokens; see [`rejections_before_pacing`](crate::TokenCacheBuilder::rejections_before_pacing)),
+    /// the source is backing off or the endpoint is paused; the caller then
+    /// returns the rejection it holds, without sending the request again. The
     /// future does not borrow the cache.
     pub fn replace(
         &self,
@@ -166,9 +170,16 @@ impl TokenCache {
     ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
         async move {
-            Ok(Entry::acquire(shared, Want::Replace(rejected))
-                .await?
-                .handout())
+            match Entry::acquire(Arc::clone(&shared), Want::Replace(rejected)).await {
+                Ok(token) => Ok(token.handout()),
+                Err(err) => {
+                    if is_paced(&err) {
+                        // Its caller returns the rejection it holds.
+                        shared.count(Event::Paced);
+                    }
+                    Err(err)
+                }
+            }
         }
     }
 
@@ -182,10 +193,9 @@ impl TokenCache {
     /// A server accepted the token of `generation`.
     ///
     /// Costs one atomic load, except for the first acceptance of each token,
-    /// which is recorded: a token that was accepted and then rejected was
-    /// revoked, while a token rejected before any acceptance counts towards
-    /// the rejection cool-down. That is how an API that revokes some tokens
-    /// is told apart from one that rejects them all.
+    /// which is recorded: a token that was accepted and then lived longer
+    /// than the pace before it was rejected ends a run of replacements (see
+    /// [`rejections_before_pacing`](crate::TokenCacheBuilder::rejections_before_pacing)).
     #[inline]
     pub fn accepted(&self, generation: Generation) {
         if self.shared.unconfirmed.load(Ordering::Relaxed) == generation.0 {
@@ -208,6 +218,13 @@ impl TokenCache {
     pub(crate) fn record_retry(&self) {
         self.shared.count(Event::Retry);
     }
+}
+
+/// `true` if `err` says that replacements are paced.
+fn is_paced(err: &TokenError) -> bool {
+    err.cause()
+        .and_then(|cause| cause.downcast_ref::<CacheError>())
+        .is_some_and(|err| matches!(err, CacheError::ReplacementPaced { .. }))
 }
 
 impl fmt::Debug for TokenCache {

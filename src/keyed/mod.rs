@@ -5,7 +5,7 @@
 //! Each key is a [`TokenCache`] of its own, so every single-token guarantee
 //! holds per key (one fetch however many callers, invalidation by generation,
 //! refresh ahead only when used, backoff, a still-valid token served while a
-//! refresh fails, the rejection cool-down). What keys share lives once: the
+//! refresh fails, paced replacements). What keys share lives once: the
 //! settings, the [`EndpointGate`], the generation counter, the totals. An
 //! idle key is a map entry and a few hundred bytes; no key has a task.
 

@@ -11,12 +11,16 @@ use crate::cache::TokenCache;
 use crate::error::{CacheError, TokenError};
 use crate::keyed::KeyedTokenCache;
 
-/// Chooses, for each request, the [`TokenCache`] its token comes from.
+/// Chooses, for each request of type `R`, the [`TokenCache`] its token comes
+/// from.
 ///
-/// [`BearerAuth`](crate::BearerAuth) asks it once per request (not for
-/// requests that pass through untouched), then uses the chosen cache for the
-/// whole exchange: the token, its rejection, the replacement and the replay.
-/// A request can therefore never be replayed with another cache's token.
+/// `R` is the front end's request: `http::Request<B>` under
+/// [`BearerAuth`](crate::BearerAuth), and for the reqwest middleware the
+/// pair of a `reqwest::Request` and its middleware `Extensions`. The front
+/// end asks once per request (not for requests that pass through untouched),
+/// then uses the chosen cache for the whole exchange: the token, its
+/// rejection, the replacement and the replay. A request can therefore never
+/// be replayed with another cache's token.
 ///
 /// Implemented by [`TokenCache`] (always itself) and by [`KeyedBy`] (the
 /// request's key in a [`KeyedTokenCache`]); implement it to route requests
@@ -34,7 +38,7 @@ use crate::keyed::KeyedTokenCache;
 ///     public: TokenCache,
 /// }
 ///
-/// impl<B> CacheSelector<B> for ByHost {
+/// impl<B> CacheSelector<Request<B>> for ByHost {
 ///     fn select(&self, request: &Request<B>) -> Result<TokenCache, TokenError> {
 ///         let internal = request.uri().host().is_some_and(|h| h.ends_with(".internal"));
 ///         Ok(if internal { &self.internal } else { &self.public }.clone())
@@ -42,16 +46,16 @@ use crate::keyed::KeyedTokenCache;
 /// }
 /// # let _ = ByHost { internal: TokenCache::new(StaticToken::new("a")), public: TokenCache::new(StaticToken::new("b")) };
 /// ```
-pub trait CacheSelector<B> {
+pub trait CacheSelector<R> {
     /// The cache for `request`, or why there is none: the request is then
     /// not sent, and the call fails with
     /// [`BearerAuthError::Token`](crate::BearerAuthError::Token).
-    fn select(&self, request: &Request<B>) -> Result<TokenCache, TokenError>;
+    fn select(&self, request: &R) -> Result<TokenCache, TokenError>;
 }
 
-impl<B> CacheSelector<B> for TokenCache {
+impl<R> CacheSelector<R> for TokenCache {
     #[inline]
-    fn select(&self, _request: &Request<B>) -> Result<TokenCache, TokenError> {
+    fn select(&self, _request: &R) -> Result<TokenCache, TokenError> {
         Ok(self.clone())
     }
 }
@@ -96,6 +100,12 @@ impl<K, F> KeyedBy<K, F> {
         }
     }
 
+    /// The key function.
+    #[cfg(feature = "reqwest")]
+    pub(crate) fn key_fn(&self) -> &F {
+        &self.key
+    }
+
     /// The keyed cache, for its [`stats`](KeyedTokenCache::stats).
     pub fn cache(&self) -> &KeyedTokenCache<K> {
         &self.cache
@@ -122,7 +132,7 @@ where
     }
 }
 
-impl<B, K, F> CacheSelector<B> for KeyedBy<K, F>
+impl<B, K, F> CacheSelector<Request<B>> for KeyedBy<K, F>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
     F: Fn(&Request<B>) -> Option<K>,

@@ -1,15 +1,12 @@
-//! `BearerAuthLayer`, the entry point, and its settings.
-
-pub(crate) mod caller_authorization;
-
-use std::sync::Arc;
+//! `BearerAuthLayer`, the entry point, and its settings. What happens to
+//! each request is decided in [`exchange`](crate::exchange).
 
 use http::Request;
 use tower_layer::Layer;
 
-pub use self::caller_authorization::CallerAuthorization;
 use crate::cache::TokenCache;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
+use crate::exchange::{CallerAuthorization, ExchangePolicy};
 use crate::keyed::{KeyedBy, KeyedTokenCache};
 use crate::origin::Origin;
 use crate::replay::{CloneBody, NoReplay};
@@ -54,9 +51,7 @@ use crate::source::TokenSource;
 pub struct BearerAuthLayer<P = CloneBody, C = DefaultClassifier, T = TokenCache> {
     tokens: T,
     replay: P,
-    classifier: C,
-    scope: Option<Arc<[Origin]>>,
-    caller_authorization: CallerAuthorization,
+    policy: ExchangePolicy<C>,
 }
 
 impl BearerAuthLayer {
@@ -132,9 +127,7 @@ impl<T> BearerAuthLayer<CloneBody, DefaultClassifier, T> {
         Self {
             tokens,
             replay: CloneBody,
-            classifier: DefaultClassifier,
-            scope: None,
-            caller_authorization: CallerAuthorization::Replace,
+            policy: ExchangePolicy::default(),
         }
     }
 }
@@ -159,9 +152,7 @@ impl<P, C, T> BearerAuthLayer<P, C, T> {
         BearerAuthLayer {
             tokens: self.tokens,
             replay,
-            classifier: self.classifier,
-            scope: self.scope,
-            caller_authorization: self.caller_authorization,
+            policy: self.policy,
         }
     }
 
@@ -176,9 +167,7 @@ impl<P, C, T> BearerAuthLayer<P, C, T> {
         BearerAuthLayer {
             tokens: self.tokens,
             replay: self.replay,
-            classifier,
-            scope: self.scope,
-            caller_authorization: self.caller_authorization,
+            policy: self.policy.classifier(classifier),
         }
     }
 
@@ -218,7 +207,7 @@ impl<P, C, T> BearerAuthLayer<P, C, T> {
     /// # }
     /// ```
     pub fn only_for_origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
-        self.scope = Some(origins.into_iter().collect());
+        self.policy = self.policy.only_for_origins(origins);
         self
     }
 
@@ -227,7 +216,7 @@ impl<P, C, T> BearerAuthLayer<P, C, T> {
     /// proxy forwarding its callers' requests needs), or send it as it is,
     /// without a token, a fetch or a replay. See [`CallerAuthorization`].
     pub fn caller_authorization(mut self, choice: CallerAuthorization) -> Self {
-        self.caller_authorization = choice;
+        self.policy = self.policy.caller_authorization(choice);
         self
     }
 }
@@ -240,9 +229,7 @@ impl<S, P: Clone, C: Clone, T: Clone> Layer<S> for BearerAuthLayer<P, C, T> {
             inner,
             self.tokens.clone(),
             self.replay.clone(),
-            self.classifier.clone(),
-            self.scope.clone(),
+            self.policy.clone(),
         )
-        .with_caller_authorization(self.caller_authorization)
     }
 }

@@ -142,7 +142,7 @@ impl<F> fmt::Debug for BufferBody<F> {
     }
 }
 
-impl<B, F> ReplayPolicy<B> for BufferBody<F>
+impl<B, F> ReplayPolicy<Request<B>> for BufferBody<F>
 where
     B: Body + 'static,
     F: Fn(TeeBody<B>) -> B + Clone + Send + Sync + 'static,
@@ -150,57 +150,95 @@ where
     type Kept = BufferedRequest;
 
     fn keep(&self, request: &mut Request<B>) -> Option<Self::Kept> {
-        let body = request.body();
-        let size_hint = body.size_hint();
-        let declared = declared_length(request.headers(), &size_hint);
-        if size_hint.lower().max(declared.unwrap_or(0)) > self.max_bytes as u64 {
-            return None;
-        }
         let head = KeptHead::of(request)?;
-        if body.is_end_stream() {
-            // Nothing to record: the replay is an empty body.
-            return Some(BufferedRequest {
-                head,
-                recording: None,
-            });
-        }
-        let recording = Arc::new(Mutex::new(Recording::new(self.max_bytes, declared)));
-        let placeholder = (self.convert)(TeeBody::empty());
-        let body = mem::replace(request.body_mut(), placeholder);
-        let tee = TeeBody::recording(body, Arc::downgrade(&recording));
-        *request.body_mut() = (self.convert)(tee);
-        Some(BufferedRequest {
-            head,
-            recording: Some(recording),
-        })
+        let length = LengthHeader::of(request.headers());
+        let recording = self.record(request.body_mut(), length)?;
+        Some(BufferedRequest { head, recording })
     }
 
     fn replay(&self, kept: Self::Kept) -> Option<Request<B>> {
-        let body = match &kept.recording {
+        kept.head.into_request(self.replay_body(&kept.recording)?)
+    }
+}
+
+impl<F> BufferBody<F> {
+    /// Starts recording `body` as it is sent: swaps it for a body that tees
+    /// its frames into the recording, and returns the recording (`None` in it
+    /// for a body with nothing to send). `None` if the body declares more
+    /// than the cap.
+    pub(crate) fn record<B>(&self, body: &mut B, length: LengthHeader) -> Option<BodyRecording>
+    where
+        B: Body + 'static,
+        F: Fn(TeeBody<B>) -> B,
+    {
+        let size_hint = body.size_hint();
+        let declared = length.declared(&size_hint);
+        if size_hint.lower().max(declared.unwrap_or(0)) > self.max_bytes as u64 {
+            return None;
+        }
+        if body.is_end_stream() {
+            // Nothing to record: the replay is an empty body.
+            return Some(BodyRecording(None));
+        }
+        let recording = Arc::new(Mutex::new(Recording::new(self.max_bytes, declared)));
+        let placeholder = (self.convert)(TeeBody::empty());
+        let original = mem::replace(body, placeholder);
+        let tee = TeeBody::recording(original, Arc::downgrade(&recording));
+        *body = (self.convert)(tee);
+        Some(BodyRecording(Some(recording)))
+    }
+
+    /// The body to send again: what was recorded, if the recording holds the
+    /// whole body.
+    pub(crate) fn replay_body<B>(&self, recording: &BodyRecording) -> Option<B>
+    where
+        F: Fn(TeeBody<B>) -> B,
+    {
+        let body = match &recording.0 {
             None => TeeBody::empty(),
             Some(recording) => {
                 let (data, trailers) = lock(recording).take_complete()?;
                 TeeBody::replaying(data, trailers)
             }
         };
-        kept.head.into_request((self.convert)(body))
+        Some((self.convert)(body))
     }
 }
 
-/// The length a request declares for its body: its `content-length` header,
-/// or else the body's exact size hint (from which hyper writes that header).
-/// An HTTP/1.1 sender writes that many bytes and then stops polling the body,
-/// so the body's end may never be seen; `None` if the length is not declared
-/// or the header is not a plain number.
-fn declared_length(headers: &HeaderMap, size_hint: &SizeHint) -> Option<u64> {
-    match headers.get(CONTENT_LENGTH) {
-        None => size_hint.exact(),
-        Some(value) => {
-            let digits = value.as_bytes();
-            if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-                return None;
-            }
-            std::str::from_utf8(digits).ok()?.parse().ok()
+/// A request's `content-length` header, read before its body is borrowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LengthHeader {
+    Absent,
+    Declared(u64),
+    /// Present, but not a plain number.
+    Invalid,
+}
+
+impl LengthHeader {
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let Some(value) = headers.get(CONTENT_LENGTH) else {
+            return LengthHeader::Absent;
+        };
+        let digits = value.as_bytes();
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return LengthHeader::Invalid;
+        }
+        std::str::from_utf8(digits)
+            .ok()
+            .and_then(|digits| digits.parse().ok())
+            .map_or(LengthHeader::Invalid, LengthHeader::Declared)
+    }
+
+    /// The length a request declares for its body: its `content-length`
+    /// header, or else the body's exact size hint (from which hyper writes
+    /// that header). An HTTP/1.1 sender writes that many bytes and then stops
+    /// polling the body, so the body's end may never be seen; `None` if the
+    /// length is not declared or the header is not a plain number.
+    fn declared(self, size_hint: &SizeHint) -> Option<u64> {
+        match self {
+            LengthHeader::Absent => size_hint.exact(),
+            LengthHeader::Declared(length) => Some(length),
+            LengthHeader::Invalid => None,
         }
     }
 }
@@ -230,24 +268,34 @@ fn declared_length(headers: &HeaderMap, size_hint: &SizeHint) -> Option<u64> {
 /// ```
 pub struct BufferedRequest {
     head: KeptHead,
-    /// `None` for a body that had nothing to send.
-    recording: Option<SharedRecording>,
+    recording: BodyRecording,
 }
 
 impl fmt::Debug for BufferedRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (state, recorded_bytes) = match &self.recording {
-            None => (State::Complete, 0),
-            Some(recording) => {
-                let recording = lock(recording);
-                (recording.state(), recording.len())
-            }
-        };
+        let (state, recorded_bytes) = self.recording.progress();
         f.debug_struct("BufferedRequest")
             .field("head", &self.head)
             .field("state", &state)
             .field("recorded_bytes", &recorded_bytes)
             .finish()
+    }
+}
+
+/// The recording of one body as it is sent; `None` inside for a body that
+/// had nothing to send.
+pub(crate) struct BodyRecording(Option<SharedRecording>);
+
+impl BodyRecording {
+    /// Where the recording is, and how many bytes it holds.
+    pub(crate) fn progress(&self) -> (State, usize) {
+        match &self.0 {
+            None => (State::Complete, 0),
+            Some(recording) => {
+                let recording = lock(recording);
+                (recording.state(), recording.len())
+            }
+        }
     }
 }
 
@@ -339,10 +387,7 @@ mod tests {
         let kept = policy.keep(&mut req).unwrap();
         let (data, _) = drain(req.body_mut()).await;
         assert_eq!(data.concat(), b"1234567890");
-        assert_eq!(
-            lock(kept.recording.as_ref().unwrap()).state(),
-            State::Dropped
-        );
+        assert_eq!(kept.recording.progress().0, State::Dropped);
         assert!(policy.replay(kept).is_none());
     }
 
@@ -368,7 +413,7 @@ mod tests {
         // `Empty` does, so there is nothing to record.
         for (mut req, recorded) in [(stream, true), (ended, false)] {
             let kept = policy.keep(&mut req).unwrap();
-            assert_eq!(kept.recording.is_some(), recorded);
+            assert_eq!(kept.recording.0.is_some(), recorded);
             assert!(drain(req.body_mut()).await.0.is_empty());
             assert!(format!("{kept:?}").contains("Complete"));
             let mut again = policy.replay(kept).unwrap();
@@ -382,7 +427,7 @@ mod tests {
         let policy = BufferBody::new(boxed);
         let mut req = request(vec![data(b"a"), data(b"b")]);
         let kept = policy.keep(&mut req).unwrap();
-        let weak = Arc::downgrade(kept.recording.as_ref().unwrap());
+        let weak = Arc::downgrade(kept.recording.0.as_ref().unwrap());
         drop(kept);
         // Nothing holds the recording any more: it is gone, and sending goes on.
         assert!(weak.upgrade().is_none());
@@ -420,7 +465,7 @@ mod tests {
         ];
         for (headers, size_hint, declared) in cases {
             assert_eq!(
-                declared_length(&headers, size_hint),
+                LengthHeader::of(&headers).declared(size_hint),
                 declared,
                 "{headers:?}"
             );

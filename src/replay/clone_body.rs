@@ -24,7 +24,7 @@ use super::ReplayPolicy;
 ///     .body(Full::new(Bytes::from("hi")))
 ///     .unwrap();
 /// let kept = CloneBody.keep(&mut req).unwrap();
-/// let again = CloneBody.replay(kept).unwrap();
+/// let again: Request<Full<Bytes>> = CloneBody.replay(kept).unwrap();
 /// assert_eq!(again.uri(), "http://127.0.0.1/x");
 /// assert_eq!(again.headers()["content-type"], "application/json");
 /// ```
@@ -71,7 +71,7 @@ impl<B: fmt::Debug> fmt::Debug for ClonedRequest<B> {
 // trait's own message, which says what to use instead), not as a bare
 // `B: Clone` deep in the service's bounds.
 #[diagnostic::do_not_recommend]
-impl<B> ReplayPolicy<B> for CloneBody
+impl<B> ReplayPolicy<Request<B>> for CloneBody
 where
     B: Clone + Send + 'static,
 {

@@ -36,19 +36,23 @@ mod pool;
 mod recording;
 mod tee_body;
 
-use http::Request;
-
+#[cfg(feature = "reqwest")]
+pub(crate) use self::buffer_body::{BodyRecording, LengthHeader};
 pub use self::buffer_body::{BufferBody, BufferedRequest};
 pub use self::clone_body::{CloneBody, ClonedRequest};
 pub use self::no_replay::NoReplay;
 pub use self::tee_body::TeeBody;
 
-/// Decides whether and how a request can be sent twice.
+/// Decides whether and how a request of type `R` can be sent twice.
 ///
-/// [`keep`](ReplayPolicy::keep) runs before the first send (before the
-/// `Authorization` header is added) and may keep what it needs, or rewrite the
-/// request (for example wrap its body to record it). [`replay`](ReplayPolicy::replay)
-/// builds the second request after a rejection, or says it cannot.
+/// `R` is the front end's request: `http::Request<B>` under
+/// [`BearerAuthLayer`](crate::BearerAuthLayer), `reqwest::Request` under the
+/// reqwest middleware. [`keep`](ReplayPolicy::keep) runs before the first
+/// send (before the `Authorization` header is added) and may keep what it
+/// needs, or rewrite the request (for example wrap its body to record it).
+/// [`replay`](ReplayPolicy::replay) builds the second request after a
+/// rejection, or says it cannot; it is called as soon as the rejection
+/// arrives, before anything waits for a replacement token.
 ///
 /// Provided policies: [`CloneBody`], [`BufferBody`] and [`NoReplay`]; see [the
 /// module docs](self).
@@ -61,7 +65,7 @@ pub use self::tee_body::TeeBody;
 /// #[derive(Clone)]
 /// struct GetsOnly;
 ///
-/// impl ReplayPolicy<()> for GetsOnly {
+/// impl ReplayPolicy<Request<()>> for GetsOnly {
 ///     type Kept = (http::Uri, http::HeaderMap);
 ///
 ///     fn keep(&self, request: &mut Request<()>) -> Option<Self::Kept> {
@@ -104,22 +108,22 @@ pub use self::tee_body::TeeBody;
 ///
 /// let api = service_fn(|_: Request<Upload>| async { Ok::<_, Infallible>(Response::new(())) });
 /// send_uploads(BearerAuthLayer::new(StaticToken::new("k")).layer(api));
-/// // error[E0277]: `CloneBody` cannot replay requests with a body of type `Upload`
+/// // error[E0277]: `CloneBody` cannot replay requests of type `Request<Upload>`
 /// ```
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot replay requests with a body of type `{B}`",
+    message = "`{Self}` cannot replay requests of type `{R}`",
     label = "requests with this body cannot be kept for a replay",
     note = "the default `CloneBody` needs a body that is `Clone` (`Full<Bytes>`, `String`, `Empty`)",
     note = "for a streaming body use `.replay(BufferBody::new(..))`; to never replay, `BearerAuthLayer::no_replay()`"
 )]
-pub trait ReplayPolicy<B>: Clone + Send + Sync + 'static {
+pub trait ReplayPolicy<R>: Clone + Send + Sync + 'static {
     /// What is kept of the request while the first attempt is in flight.
     type Kept: Send + 'static;
 
     /// Keeps what a replay needs, or `None` if this request cannot be replayed.
-    fn keep(&self, request: &mut Request<B>) -> Option<Self::Kept>;
+    fn keep(&self, request: &mut R) -> Option<Self::Kept>;
 
     /// Builds the request to send again, or `None` if it turned out it cannot be
     /// (for example, its body was not fully read).
-    fn replay(&self, kept: Self::Kept) -> Option<Request<B>>;
+    fn replay(&self, kept: Self::Kept) -> Option<R>;
 }

@@ -2,8 +2,6 @@
 
 use std::convert::Infallible;
 
-use http::Request;
-
 use super::ReplayPolicy;
 
 /// Never replays: a rejected request's response is returned as is. The token is
@@ -23,14 +21,14 @@ use super::ReplayPolicy;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoReplay;
 
-impl<B> ReplayPolicy<B> for NoReplay {
+impl<R> ReplayPolicy<R> for NoReplay {
     type Kept = Infallible;
 
-    fn keep(&self, _request: &mut Request<B>) -> Option<Self::Kept> {
+    fn keep(&self, _request: &mut R) -> Option<Self::Kept> {
         None
     }
 
-    fn replay(&self, kept: Self::Kept) -> Option<Request<B>> {
+    fn replay(&self, kept: Self::Kept) -> Option<R> {
         match kept {}
     }
 }

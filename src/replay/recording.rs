@@ -18,7 +18,7 @@ pub(super) fn lock(recording: &Mutex<Recording>) -> MutexGuard<'_, Recording> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) enum State {
+pub(crate) enum State {
     /// The body is being sent and recorded.
     #[default]
     Recording,

@@ -2,18 +2,22 @@
 
 use std::convert::Infallible;
 use std::fmt;
-use std::sync::Arc;
 
-use ::reqwest::{Request, Response, Url};
+use ::reqwest::{Request, Response};
 use http::header::AUTHORIZATION;
 use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
+use super::answered_elsewhere::mark_if_elsewhere;
 use crate::cache::{CurrentToken, Generation, TokenCache};
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
-use crate::layer::caller_authorization::CallerAuthorization;
+use crate::exchange::{
+    after_answer, verdict, Action, Attempt, CallerAuthorization, ExchangePolicy, Route, Verdict,
+};
+use crate::keyed::{CacheSelector, KeyedBy, KeyedTokenCache};
 use crate::origin::Origin;
+use crate::replay::{CloneBody, NoReplay, ReplayPolicy};
 use crate::source::TokenSource;
 
 /// A reqwest-middleware [`Middleware`] that authenticates every request with
@@ -27,12 +31,23 @@ use crate::source::TokenSource;
 ///   `UNAUTHENTICATED`) invalidates exactly the token that request carried,
 ///   so a thousand rejections of one token cause one refresh;
 /// - the rejected request is sent **once** more with the fresh token, when
-///   [`reqwest::Request::try_clone`](::reqwest::Request::try_clone) can copy it
-///   (bytes, text, JSON and form bodies; not streams); otherwise the
-///   rejection is returned and the next request gets a fresh token;
+///   its [`ReplayPolicy`] can keep it: [`CloneBody`] (the default) replays
+///   what [`reqwest::Request::try_clone`](::reqwest::Request::try_clone) can
+///   copy (bytes, text, JSON and form bodies), [`BufferBody`](crate::replay::BufferBody)
+///   also records streams up to a cap, [`NoReplay`] never replays; otherwise
+///   the rejection is returned at once and the next request gets a fresh
+///   token;
+/// - a `401` that reqwest brought back from another origin after a redirect
+///   is not a rejection of the token (it never went there): it is returned
+///   as is, without a fetch;
 /// - no request is sent without a token: if none can be had, the call fails
 ///   with a `reqwest_middleware::Error::Middleware` whose chain holds the
 ///   [`TokenError`] ([`TokenError::find_in`] finds it).
+///
+/// What happens to each request is decided by the
+/// [`exchange`](crate::exchange), exactly as under
+/// [`BearerAuthLayer`](crate::BearerAuthLayer): the same rows, the same
+/// outcomes. Many tenants: [`keyed`](Self::keyed).
 ///
 /// A request that already has an `Authorization` header gets the token
 /// instead, unless [`caller_authorization`](Self::caller_authorization)
@@ -65,12 +80,10 @@ use crate::source::TokenSource;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
-pub struct BearerAuthMiddleware<C = DefaultClassifier> {
-    cache: TokenCache,
-    classifier: C,
-    replay: bool,
-    scope: Option<Arc<[Origin]>>,
-    caller_authorization: CallerAuthorization,
+pub struct BearerAuthMiddleware<P = CloneBody, C = DefaultClassifier, T = TokenCache> {
+    tokens: T,
+    replay: P,
+    policy: ExchangePolicy<C>,
 }
 
 impl BearerAuthMiddleware {
@@ -83,62 +96,119 @@ impl BearerAuthMiddleware {
     /// [`TokenCache::builder`], or shared with Tower layers and other
     /// clients).
     pub fn from_cache(cache: TokenCache) -> Self {
+        Self::with_tokens(cache)
+    }
+}
+
+impl<K, F> BearerAuthMiddleware<CloneBody, DefaultClassifier, KeyedBy<K, F>> {
+    /// A middleware choosing, for each request, the token of its key in
+    /// `cache`: many tenants behind one client. `key` reads the key from the
+    /// request and its middleware extensions (what
+    /// `RequestBuilder::with_extension` put there). A request without a key
+    /// is not sent: the call fails with
+    /// [`CacheError::KeyMissing`](crate::CacheError::KeyMissing).
+    ///
+    /// ```
+    /// use tower_bearer::keyed::KeyedTokenCache;
+    /// use tower_bearer::reqwest::BearerAuthMiddleware;
+    /// use tower_bearer::StaticToken;
+    ///
+    /// /// The tenant a request is for.
+    /// #[derive(Clone, PartialEq, Eq, Hash)]
+    /// struct Tenant(u32);
+    ///
+    /// # async fn call() -> Result<(), Box<dyn std::error::Error>> {
+    /// let tenants = KeyedTokenCache::new(|t: &Tenant| StaticToken::new(format!("key-{}", t.0)));
+    /// let auth = BearerAuthMiddleware::keyed(tenants, |_, extensions: &http::Extensions| {
+    ///     extensions.get::<Tenant>().cloned()
+    /// });
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    ///     .with(auth)
+    ///     .build();
+    /// client
+    ///     .get("http://127.0.0.1:8080/v1/me")
+    ///     .with_extension(Tenant(7))
+    ///     .send()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn keyed(cache: KeyedTokenCache<K>, key: F) -> Self
+    where
+        F: Fn(&Request, &Extensions) -> Option<K>,
+    {
+        Self::with_tokens(KeyedBy::new(cache, key))
+    }
+}
+
+impl<T> BearerAuthMiddleware<CloneBody, DefaultClassifier, T> {
+    /// A middleware taking each request's token from the cache `tokens`
+    /// chooses for it ([`CacheSelector`] of a `(&reqwest::Request,
+    /// &Extensions)`).
+    pub fn with_tokens(tokens: T) -> Self {
         Self {
-            cache,
-            classifier: DefaultClassifier,
-            replay: true,
-            scope: None,
-            caller_authorization: CallerAuthorization::Replace,
+            tokens,
+            replay: CloneBody,
+            policy: ExchangePolicy::default(),
         }
     }
 }
 
-impl<C> BearerAuthMiddleware<C> {
+impl<P, C> BearerAuthMiddleware<P, C, TokenCache> {
+    /// The cache the middleware reads from, for its [`stats`](TokenCache::stats).
+    pub fn cache(&self) -> &TokenCache {
+        &self.tokens
+    }
+}
+
+impl<P, C, T> BearerAuthMiddleware<P, C, T> {
+    /// Where the middleware takes tokens from: a [`TokenCache`], or a keyed
+    /// cache with its key function ([`KeyedBy`]).
+    pub fn tokens(&self) -> &T {
+        &self.tokens
+    }
+
     /// Uses another [`RejectionClassifier`].
-    pub fn classifier<C2: RejectionClassifier>(self, classifier: C2) -> BearerAuthMiddleware<C2> {
+    pub fn classifier<C2: RejectionClassifier>(
+        self,
+        classifier: C2,
+    ) -> BearerAuthMiddleware<P, C2, T> {
         BearerAuthMiddleware {
-            cache: self.cache,
-            classifier,
+            tokens: self.tokens,
             replay: self.replay,
-            scope: self.scope,
-            caller_authorization: self.caller_authorization,
+            policy: self.policy.classifier(classifier),
+        }
+    }
+
+    /// Uses another [`ReplayPolicy`] for `reqwest::Request`s:
+    /// [`BufferBody::new(reqwest::Body::wrap)`](crate::replay::BufferBody) to
+    /// replay streams too, up to a cap.
+    pub fn replay<P2>(self, replay: P2) -> BearerAuthMiddleware<P2, C, T> {
+        BearerAuthMiddleware {
+            tokens: self.tokens,
+            replay,
+            policy: self.policy,
         }
     }
 
     /// Never sends a request twice: a rejection is returned as is, and the
     /// next request gets a fresh token.
-    pub fn no_replay(mut self) -> Self {
-        self.replay = false;
-        self
+    pub fn no_replay(self) -> BearerAuthMiddleware<NoReplay, C, T> {
+        self.replay(NoReplay)
     }
 
     /// Attaches the token only to requests for these origins (scheme, host
     /// and port); others pass through untouched, without a token and without
     /// a fetch. See [`BearerAuthLayer::only_for_origins`](crate::BearerAuthLayer::only_for_origins).
     pub fn only_for_origins(mut self, origins: impl IntoIterator<Item = Origin>) -> Self {
-        self.scope = Some(origins.into_iter().collect());
+        self.policy = self.policy.only_for_origins(origins);
         self
     }
 
     /// What to do with a request that already has an `Authorization`
     /// header: replace it with the token (the default), or send it as it is.
     pub fn caller_authorization(mut self, choice: CallerAuthorization) -> Self {
-        self.caller_authorization = choice;
+        self.policy = self.policy.caller_authorization(choice);
         self
-    }
-
-    /// The cache the middleware reads from, for its [`stats`](TokenCache::stats).
-    pub fn cache(&self) -> &TokenCache {
-        &self.cache
-    }
-
-    fn in_scope(&self, url: &Url) -> bool {
-        match &self.scope {
-            None => true,
-            Some(origins) => origins.iter().any(|origin| {
-                origin.matches_parts(url.scheme(), url.host_str(), url.port_or_known_default())
-            }),
-        }
     }
 }
 
@@ -157,76 +227,109 @@ fn authorize(request: &mut Request, token: CurrentToken) -> Generation {
     generation
 }
 
+impl<P, C, T> BearerAuthMiddleware<P, C, T>
+where
+    P: ReplayPolicy<Request>,
+    C: RejectionClassifier,
+{
+    /// Sends `request` with the token, marks an answer from another origin,
+    /// and reads what the answer says about the token.
+    async fn send(
+        &self,
+        mut request: Request,
+        token: CurrentToken,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<(Response, Generation, Verdict)> {
+        let generation = authorize(&mut request, token);
+        let sent_to = request.url().clone();
+        let mut response = next.run(request, extensions).await?;
+        mark_if_elsewhere(&mut response, &sent_to);
+        let verdict = verdict(
+            self.policy.rejection_classifier(),
+            response.status(),
+            response.headers(),
+            response.extensions(),
+        );
+        Ok((response, generation, verdict))
+    }
+}
+
 #[async_trait::async_trait]
-impl<C: RejectionClassifier> Middleware for BearerAuthMiddleware<C> {
+impl<P, C, T> Middleware for BearerAuthMiddleware<P, C, T>
+where
+    P: ReplayPolicy<Request>,
+    C: RejectionClassifier,
+    T: for<'a> CacheSelector<(&'a Request, &'a Extensions)> + Send + Sync + 'static,
+{
     async fn handle(
         &self,
         mut request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        if self
-            .caller_authorization
-            .passes_through(|| request.headers().contains_key(AUTHORIZATION))
-            || !self.in_scope(request.url())
-        {
+        if self.policy.route(request.url(), request.headers()) == Route::PassThrough {
             return next.run(request, extensions).await;
         }
-        let token = match self.cache.current() {
+        let cache = self
+            .tokens
+            .select(&(&request, &*extensions))
+            .map_err(no_token)?;
+        let token = match cache.current() {
             Some(token) => token,
-            None => self.cache.acquire().await.map_err(no_token)?,
+            None => cache.acquire().await.map_err(no_token)?,
         };
-        let mut retry = self.replay.then(|| request.try_clone()).flatten();
-        let generation = authorize(&mut request, token);
-        let response = next.clone().run(request, extensions).await?;
-        if !self
-            .classifier
-            .is_rejection(response.status(), response.headers())
-        {
-            self.cache.accepted(generation);
-            return Ok(response);
-        }
-        let Some(mut again) = retry.take() else {
-            // Cannot replay: hand the rejection back, but make sure the
-            // next request gets a fresh token.
-            self.cache.reject(generation);
-            return Ok(response);
+        let kept = self.replay.keep(&mut request);
+        let (response, generation, verdict) =
+            self.send(request, token, extensions, next.clone()).await?;
+        // Whether the request can be sent again is known before anything
+        // waits for a replacement.
+        let again = match verdict {
+            Verdict::Rejected => kept.and_then(|kept| self.replay.replay(kept)),
+            Verdict::Accepted | Verdict::Unrelated => None,
         };
-        let fresh = match self.cache.replace(generation).await {
-            Ok(fresh) => fresh,
-            // The API keeps rejecting fresh tokens: say why, and until when.
-            Err(err) if err.is_cooldown() => return Err(no_token(err)),
-            // The source fails: the rejection is the answer.
-            Err(_) => return Ok(response),
+        let again = match (
+            after_answer(Attempt::First, verdict, again.is_some()),
+            again,
+        ) {
+            (Action::Accept, _) => {
+                cache.accepted(generation);
+                return Ok(response);
+            }
+            (Action::Return, _) => return Ok(response),
+            (Action::ReplaceThenReplay, Some(again)) => again,
+            (Action::ReturnRejection | Action::ReplaceThenReplay, _) => {
+                cache.reject(generation);
+                return Ok(response);
+            }
+        };
+        // No replacement now (paced, the source failing): the rejection is
+        // the answer.
+        let Ok(fresh) = cache.replace(generation).await else {
+            return Ok(response);
         };
         drop(response);
-        let generation = authorize(&mut again, fresh);
-        self.cache.record_retry();
+        cache.record_retry();
         tracing::debug!(
-            generation = %generation,
-            "token rejected; sending the request once more with a fresh token"
+            rejected_generation = %generation,
+            generation = %fresh.generation(),
+            "token rejected; sending the request once more with its replacement"
         );
-        let response = next.run(again, extensions).await?;
-        // A second rejection is returned as is: never loop.
-        if self
-            .classifier
-            .is_rejection(response.status(), response.headers())
-        {
-            self.cache.reject(generation);
-        } else {
-            self.cache.accepted(generation);
+        let (response, generation, verdict) = self.send(again, fresh, extensions, next).await?;
+        match after_answer(Attempt::Replay, verdict, false) {
+            Action::Accept => cache.accepted(generation),
+            Action::ReturnRejection | Action::ReplaceThenReplay => cache.reject(generation),
+            Action::Return => {}
         }
         Ok(response)
     }
 }
 
-impl<C> fmt::Debug for BearerAuthMiddleware<C> {
+impl<P: fmt::Debug, C, T: fmt::Debug> fmt::Debug for BearerAuthMiddleware<P, C, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BearerAuthMiddleware")
-            .field("cache", &self.cache)
+            .field("tokens", &self.tokens)
             .field("replay", &self.replay)
-            .field("scope", &self.scope)
-            .field("caller_authorization", &self.caller_authorization)
             .finish_non_exhaustive()
     }
 }

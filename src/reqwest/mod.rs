@@ -11,21 +11,28 @@
 //! | a `reqwest_middleware::ClientWithMiddleware`, and want to keep reqwest's request builder (`client.get(url).json(&body).send()`) | [`BearerAuthMiddleware`] | `reqwest-middleware` |
 //! | a Tower stack (timeouts, retries, rate limits) and a plain `reqwest::Client` under it | [`ReqwestService`] under `BearerAuthLayer` | `reqwest` |
 //!
-//! A rejected request is sent again only if it can be: the middleware
-//! replays what [`reqwest::Request::try_clone`](::reqwest::Request::try_clone)
-//! can copy (bodies from bytes, strings and JSON; not streams), and under the
-//! Tower layer the layer's [`ReplayPolicy`](crate::replay::ReplayPolicy) decides, as
-//! for any other client.
+//! Both carry out the same [`exchange`](crate::exchange): the same decision
+//! for the same answer, through the same [`ReplayPolicy`](crate::replay::ReplayPolicy)
+//! types ([`CloneBody`](crate::replay::CloneBody) replays what
+//! [`reqwest::Request::try_clone`](::reqwest::Request::try_clone) can copy,
+//! [`BufferBody`](crate::replay::BufferBody) records streams up to a cap), the
+//! same keyed caches. reqwest follows redirects itself: an answer from
+//! another origin is marked [`AnsweredElsewhere`](crate::exchange::AnsweredElsewhere)
+//! and never counts as a rejection of the token.
 //!
 //! Errors: a request that could not get a token fails before it is sent.
 //! [`TokenError::find_in`](crate::TokenError::find_in) finds the token error
 //! in a `reqwest_middleware::Error` (or in any error chain that holds one).
 
+mod answered_elsewhere;
 #[cfg(feature = "reqwest-middleware")]
 mod middleware;
+mod replay;
+mod select;
 mod service;
 
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
 pub use self::middleware::BearerAuthMiddleware;
+pub use self::replay::KeptRequest;
 pub use self::service::ReqwestService;

@@ -1,4 +1,4 @@
-//! What the bearer layer does with a request that already carries an
+//! What the exchange does with a request that already carries an
 //! `Authorization` header.
 
 /// What [`BearerAuthLayer`](crate::BearerAuthLayer) and the reqwest
@@ -26,7 +26,7 @@
 /// use http_body_util::Full;
 /// use tower::{service_fn, Layer, ServiceExt};
 /// use tower_bearer::{BearerAuthLayer, StaticToken};
-/// use tower_bearer::layer::CallerAuthorization;
+/// use tower_bearer::exchange::CallerAuthorization;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let upstream = service_fn(|req: Request<Full<Bytes>>| async move {
