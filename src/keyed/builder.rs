@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::clock_ring::ClockRing;
+use super::keyed_cache::{Factory, Keyed, KeyedTokenCache, Labeler, Ring};
 use super::stats::KeyCounters;
-use super::{Factory, Keyed, KeyedTokenCache, Labeler, Ring};
 use crate::cache::config::{cache_settings, CacheConfig};
 use crate::cache::{Common, EndpointGate};
 
