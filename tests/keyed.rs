@@ -779,6 +779,17 @@ fn counted_client(
     BearerAuthLayer::keyed(cache.clone(), key).layer(api)
 }
 
+/// Keys held, sources made, factory failures, failures remembered.
+fn made_and_failed(cache: &KeyedTokenCache<String>) -> (usize, u64, u64, usize) {
+    let stats = cache.stats();
+    (
+        stats.keys,
+        stats.created,
+        stats.factory_errors,
+        stats.failed_keys,
+    )
+}
+
 fn request_for(key: &str) -> Request<Full<Bytes>> {
     let mut request = Request::get("http://127.0.0.1/")
         .body(Full::default())
@@ -816,14 +827,8 @@ async fn a_failing_factory_fails_typed_keeps_nothing_and_is_asked_again_after_it
     );
     assert!(err.is_transient());
     assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
-    let stats = cache.stats();
     assert_eq!(
-        (
-            stats.keys,
-            stats.created,
-            stats.factory_errors,
-            stats.failed_keys
-        ),
+        made_and_failed(&cache),
         (0, 0, 1, 1),
         "the key is not kept; its failure is"
     );
@@ -861,16 +866,7 @@ async fn a_failing_factory_fails_typed_keeps_nothing_and_is_asked_again_after_it
     assert_eq!(sent.load(Ordering::SeqCst), 1);
     assert_eq!(asked.of(&tenant), 3);
     assert_eq!(fetches.of(&tenant), 1);
-    let stats = cache.stats();
-    assert_eq!(
-        (
-            stats.keys,
-            stats.created,
-            stats.factory_errors,
-            stats.failed_keys
-        ),
-        (1, 1, 2, 0)
-    );
+    assert_eq!(made_and_failed(&cache), (1, 1, 2, 0));
 }
 
 #[tokio::test(start_paused = true)]
