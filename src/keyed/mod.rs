@@ -2,12 +2,14 @@
 //! scope set), all keys in one bounded structure that shares one view of the
 //! token endpoint.
 //!
-//! Each key is a [`TokenCache`](crate::TokenCache) of its own, so every single-token guarantee
-//! holds per key (one fetch however many callers, invalidation by generation,
-//! refresh ahead only when used, backoff, a still-valid token served while a
-//! refresh fails, the rejection cool-down). What keys share lives once: the
-//! settings, the [`EndpointGate`](crate::cache::EndpointGate), the generation counter, the totals. An
-//! idle key is a map entry and a few hundred bytes; no key has a task.
+//! Each key is a [`TokenCache`](crate::TokenCache) of its own, so every
+//! single-token guarantee holds per key (one fetch however many callers,
+//! invalidation by generation, refresh ahead only when used, backoff, a
+//! still-valid token served while a refresh fails, the rejection cool-down).
+//! What keys share lives once: the settings, the
+//! [`EndpointGate`](crate::cache::EndpointGate), the generation counter, the
+//! totals. An idle key is a map entry and a few hundred bytes; no key has a
+//! task.
 //!
 //! A key's token source is made by a factory the first time the key is used
 //! (one that may fail, with a typed error and a backoff per key), or put in
@@ -16,7 +18,8 @@
 //! - [`KeyedTokenCache`] (keyed_cache.rs): the keys, their sources and
 //!   caches; [`KeyedTokenCacheBuilder`] (builder.rs) its settings.
 //! - [`CacheSelector`] and [`KeyedBy`] (select.rs): which cache a request's
-//!   token comes from, for [`BearerAuthLayer::keyed`](crate::BearerAuthLayer::keyed).
+//!   token comes from, for
+//!   [`BearerAuthLayer::keyed`](crate::BearerAuthLayer::keyed).
 //! - [`SourceError`] (source_error.rs): why a key has no source.
 //! - clock_ring.rs: which keys are dropped (CLOCK); failed_keys.rs: which
 //!   keys' factory is not asked again yet; [`KeyedStats`] (stats.rs).
