@@ -151,11 +151,11 @@ fn a_rejection_refreshes_that_key_only_and_once_for_the_fleet() {
 
     // Both replicas send alpha-1; the API rejects it at both.
     let replaced_a = runtime().block_on(async {
-        let rejected = a.current(&alpha).unwrap().generation();
+        let rejected = a.current(&alpha).unwrap().unwrap().generation();
         a.replace(&alpha, rejected).await.unwrap()
     });
     let replaced_b = runtime().block_on(async {
-        let rejected = b.current(&alpha).unwrap().generation();
+        let rejected = b.current(&alpha).unwrap().unwrap().generation();
         b.replace(&alpha, rejected).await.unwrap()
     });
 

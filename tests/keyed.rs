@@ -1,7 +1,10 @@
 //! The keyed (multi-tenant) token cache: every single-token guarantee per
 //! key, isolation between keys, bounded memory with exact fetch counts under
 //! churn, one token endpoint protected across keys (in-flight limit, shared
-//! pauses), cancellation, labels and stats.
+//! pauses), cancellation, labels and stats; and where a key's source comes
+//! from: a factory that may fail (a typed error, nothing kept, a backoff per
+//! key, bogus keys within a bound, never under a lock another key waits on)
+//! or `insert` (evicted and inserted again like any key).
 //!
 //! Sources are either `from_fn` closures that count their fetches per key, or
 //! the client-credentials grant against the loopback stand-in for Glue of
@@ -28,10 +31,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tower::{Layer, ServiceExt};
 use tower_bearer::cache::EndpointGate;
-use tower_bearer::keyed::KeyedTokenCache;
+use tower_bearer::keyed::{KeyedTokenCache, KeyedTokenCacheBuilder, SourceError};
 use tower_bearer::oauth2::{ExchangeError, OAuth2Error};
 use tower_bearer::{
-    from_fn, AccessToken, BearerAuthError, BearerAuthLayer, CacheError, TokenError,
+    from_fn, AccessToken, BearerAuthError, BearerAuthLayer, CacheError, StaticToken, TokenError,
+    TokenSource,
 };
 
 /// How long one caller may take before the test calls it a hang (virtual time).
@@ -57,32 +61,38 @@ impl Fetches {
         self.0.lock().unwrap().values().sum()
     }
 
-    /// A keyed cache whose source for key `k` mints `k/1`, `k/2`, … after
-    /// `latency`, each valid for `lifetime`.
+    /// Counts one more for `key`; returns the count.
+    fn bump(&self, key: &str) -> usize {
+        let mut counts = self.0.lock().unwrap();
+        let n = counts.entry(key.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+
+    /// A source that mints `name/1`, `name/2`, … (counting on from earlier
+    /// sources of the same name) after `latency`, each valid for `lifetime`.
+    fn source(&self, name: &str, latency: Duration, lifetime: Duration) -> impl TokenSource {
+        let (fetches, name) = (self.clone(), name.to_owned());
+        from_fn(move || {
+            let token = format!("{name}/{}", fetches.bump(&name));
+            async move {
+                tokio::time::sleep(latency).await;
+                Ok(AccessToken::new(token).with_expires_in(lifetime))
+            }
+        })
+    }
+
+    /// A keyed cache whose factory makes [`source`](Self::source)s named
+    /// after their key.
     fn cache(
         &self,
         latency: Duration,
         lifetime: Duration,
-        tune: impl FnOnce(
-            tower_bearer::keyed::KeyedTokenCacheBuilder<String>,
-        ) -> tower_bearer::keyed::KeyedTokenCacheBuilder<String>,
+        tune: impl FnOnce(KeyedTokenCacheBuilder<String>) -> KeyedTokenCacheBuilder<String>,
     ) -> KeyedTokenCache<String> {
         let fetches = self.clone();
         tune(KeyedTokenCache::builder(move |key: &String| {
-            let (fetches, key) = (fetches.clone(), key.clone());
-            from_fn(move || {
-                let n = {
-                    let mut counts = fetches.0.lock().unwrap();
-                    let n = counts.entry(key.clone()).or_default();
-                    *n += 1;
-                    *n
-                };
-                let token = format!("{key}/{n}");
-                async move {
-                    tokio::time::sleep(latency).await;
-                    Ok(AccessToken::new(token).with_expires_in(lifetime))
-                }
-            })
+            fetches.source(key, latency, lifetime)
         }))
         .build()
     }
@@ -151,7 +161,7 @@ async fn a_rejection_on_one_key_never_invalidates_another() {
     }
     let a2 = bounded(cache.replace(&a, a1.generation())).await.unwrap();
     assert_eq!(a2.header_value(), "Bearer k1/2");
-    let b_now = cache.current(&b).expect("B's token is untouched");
+    let b_now = cache.current(&b).unwrap().expect("B's token is untouched");
     assert_eq!(b_now.generation(), b1.generation());
     assert_eq!((fetches.of(&a), fetches.of(&b)), (2, 1));
     assert_eq!(cache.stats_for(&a).unwrap().invalidations, 1);
@@ -231,8 +241,11 @@ async fn refresh_ahead_only_for_keys_in_use_and_a_failed_refresh_keeps_serving()
     // Into the refresh-ahead window of all three; `broken`'s refresh fails.
     failing.lock().unwrap().push(broken.clone());
     tokio::time::advance(Duration::from_secs(80)).await;
-    assert!(cache.current(&used).is_some());
-    let broken_token = cache.current(&broken).expect("served while refreshing");
+    assert!(cache.current(&used).unwrap().is_some());
+    let broken_token = cache
+        .current(&broken)
+        .unwrap()
+        .expect("served while refreshing");
     tokio::task::yield_now().await;
     tokio::task::yield_now().await;
     assert_eq!(
@@ -248,6 +261,7 @@ async fn refresh_ahead_only_for_keys_in_use_and_a_failed_refresh_keeps_serving()
     // no other key backs off for it.
     let still = cache
         .current(&broken)
+        .unwrap()
         .expect("a valid token is served while refreshes fail");
     assert_eq!(still.generation(), broken_token.generation());
     bounded(cache.acquire(&"fresh".to_owned())).await.unwrap();
@@ -452,7 +466,7 @@ async fn a_429_on_one_key_delays_every_other_key() {
     assert_eq!(retry_after_of(&err), Duration::from_secs(3));
     assert_eq!(glue.token_requests_for(&cold), 0);
     // A key with a token keeps serving it.
-    assert!(cache.current(&warm).is_some());
+    assert!(cache.current(&warm).unwrap().is_some());
 
     tokio::time::advance(Duration::from_secs(3)).await;
     bounded(cache.acquire(&cold)).await.unwrap();
@@ -606,7 +620,7 @@ async fn a_revoked_token_is_replaced_and_replayed_for_its_workspace_only() {
     let (a, b) = (Workspace::numbered(1), Workspace::numbered(2));
     assert_eq!(call(&client, &glue, &a).await, StatusCode::OK);
     assert_eq!(call(&client, &glue, &b).await, StatusCode::OK);
-    let a_token = tokens.current(&a).unwrap();
+    let a_token = tokens.current(&a).unwrap().unwrap();
     glue.revoke(&a_token.header_value().to_str().unwrap()["Bearer ".len()..]);
 
     let calls: Vec<_> = [&a, &b]
@@ -664,7 +678,7 @@ async fn no_replay_and_a_custom_classifier_work_per_key() {
     };
     assert_eq!(send(&a).await, StatusCode::OK);
     assert_eq!(send(&b).await, StatusCode::OK);
-    let a_token = tokens.current(&a).unwrap();
+    let a_token = tokens.current(&a).unwrap().unwrap();
     glue.revoke(&a_token.header_value().to_str().unwrap()["Bearer ".len()..]);
     // Not replayed: the 401 comes back, and A's next request has a new token.
     assert_eq!(send(&a).await, StatusCode::UNAUTHORIZED);
@@ -739,9 +753,289 @@ async fn cancelled_waiters_leak_nothing() {
     );
     assert_eq!(fetches.total(), 1_000);
     for k in 0..1_000 {
-        assert!(cache.current(&key(k)).is_some(), "key {k} got its token");
+        assert!(
+            cache.current(&key(k)).unwrap().is_some(),
+            "key {k} got its token"
+        );
     }
     assert_eq!(fetches.total(), 1_000, "and kept it");
+}
+
+// ---------------------------------------------------------------------------
+// Where a key's source comes from: a factory that may fail, or `insert`
+// ---------------------------------------------------------------------------
+
+/// What the factory said, if `err` is a factory failure.
+fn factory_error(err: &TokenError) -> String {
+    match err.cause().and_then(|c| c.downcast_ref::<SourceError>()) {
+        Some(SourceError::FactoryFailed(why)) => why.to_string(),
+        other => panic!("not a factory failure: {other:?} in {err:?}"),
+    }
+}
+
+/// A layer over `cache`, keyed by the `String` in each request's extensions,
+/// over an API that answers every request and counts them in `sent`.
+fn counted_client(
+    cache: &KeyedTokenCache<String>,
+    sent: &Arc<AtomicUsize>,
+) -> impl tower::Service<
+    Request<Full<Bytes>>,
+    Response = http::Response<Full<Bytes>>,
+    Error = BearerAuthError<std::convert::Infallible>,
+> + Clone {
+    let sent = sent.clone();
+    let api = tower::service_fn(move |_: Request<Full<Bytes>>| {
+        sent.fetch_add(1, Ordering::SeqCst);
+        async { Ok(http::Response::new(Full::default())) }
+    });
+    let key = |request: &Request<Full<Bytes>>| request.extensions().get::<String>().cloned();
+    BearerAuthLayer::keyed(cache.clone(), key).layer(api)
+}
+
+/// Keys held, sources made, factory failures, failures remembered.
+fn made_and_failed(cache: &KeyedTokenCache<String>) -> (usize, u64, u64, usize) {
+    let stats = cache.stats();
+    (
+        stats.keys,
+        stats.created,
+        stats.factory_errors,
+        stats.failed_keys,
+    )
+}
+
+fn request_for(key: &str) -> Request<Full<Bytes>> {
+    let mut request = Request::get("http://127.0.0.1/")
+        .body(Full::default())
+        .unwrap();
+    request.extensions_mut().insert(key.to_owned());
+    request
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_factory_fails_typed_keeps_nothing_and_is_asked_again_after_its_backoff() {
+    let (fetches, asked) = (Fetches::default(), Fetches::default());
+    // The tenant's configuration cannot be read for now.
+    let unreachable = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let cache = {
+        let (fetches, asked, unreachable) = (fetches.clone(), asked.clone(), unreachable.clone());
+        KeyedTokenCache::try_builder(move |tenant: &String| {
+            asked.bump(tenant);
+            if unreachable.load(Ordering::SeqCst) {
+                return Err(TokenError::transient("configuration service unreachable"));
+            }
+            Ok(fetches.source(tenant, Duration::ZERO, HOUR))
+        })
+        .build()
+    };
+    let sent = Arc::new(AtomicUsize::new(0));
+    let client = counted_client(&cache, &sent);
+    let tenant = key(1);
+
+    // The caller gets the factory's error, typed, and when to come back.
+    let err = bounded(cache.acquire(&tenant)).await.unwrap_err();
+    assert_eq!(factory_error(&err), "configuration service unreachable");
+    assert_eq!(
+        err.to_string(),
+        "the token source for this key could not be made"
+    );
+    assert!(err.is_transient());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(1)));
+    assert_eq!(
+        made_and_failed(&cache),
+        (0, 0, 1, 1),
+        "the key is not kept; its failure is"
+    );
+
+    // Until the backoff ends, `current`, `acquire` and the layer answer the
+    // same at once, without asking the factory; the request is not sent.
+    tokio::time::advance(Duration::from_millis(400)).await;
+    let err = cache.current(&tenant).unwrap_err();
+    assert_eq!(factory_error(&err), "configuration service unreachable");
+    assert_eq!(err.retry_after(), Some(Duration::from_millis(600)));
+    let err = bounded(cache.acquire(&tenant)).await.unwrap_err();
+    assert_eq!(factory_error(&err), "configuration service unreachable");
+    let err = bounded(client.clone().oneshot(request_for(&tenant)))
+        .await
+        .unwrap_err();
+    let err = err.token_error().expect("the API cannot fail");
+    assert_eq!(factory_error(err), "configuration service unreachable");
+    assert_eq!(sent.load(Ordering::SeqCst), 0, "never sent");
+    assert_eq!(asked.of(&tenant), 1, "not asked during the backoff");
+
+    // The backoff over, the next use asks again; failing again, it waits twice as long.
+    tokio::time::advance(Duration::from_millis(599)).await;
+    assert!(cache.current(&tenant).is_err());
+    assert_eq!(asked.of(&tenant), 1);
+    tokio::time::advance(Duration::from_millis(1)).await;
+    let err = cache.current(&tenant).unwrap_err();
+    assert_eq!(asked.of(&tenant), 2);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(2)));
+
+    // Mended: after that backoff the factory makes the source and the key is kept.
+    unreachable.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let response = bounded(client.oneshot(request_for(&tenant))).await;
+    assert!(response.is_ok());
+    assert_eq!(sent.load(Ordering::SeqCst), 1);
+    assert_eq!(asked.of(&tenant), 3);
+    assert_eq!(fetches.of(&tenant), 1);
+    assert_eq!(made_and_failed(&cache), (1, 1, 2, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inserted_source_is_evicted_and_inserted_again() {
+    let fetches = Fetches::default();
+    // Sessions of signed-in users: every source comes from a login.
+    let sessions = KeyedTokenCache::<String>::without_factory()
+        .max_keys(2)
+        .build();
+    let login = |session: &str, user: &str| {
+        sessions.insert(
+            session.to_owned(),
+            fetches.source(user, Duration::ZERO, HOUR),
+        )
+    };
+    let token_of = |session: &str| {
+        let token = sessions.acquire(&session.to_owned());
+        async move {
+            let token = bounded(token).await?;
+            Ok::<_, TokenError>(token.header_value().to_str().unwrap().to_owned())
+        }
+    };
+    login("s1", "alice");
+    login("s2", "bob");
+    assert_eq!(token_of("s1").await.unwrap(), "Bearer alice/1");
+    assert_eq!(token_of("s2").await.unwrap(), "Bearer bob/1");
+
+    // A third session: both were used since the sweep last passed, so both
+    // get a second chance and the first in line, s1, goes with its token.
+    login("s3", "carol");
+    assert!(sessions.peek(&"s1".to_owned()).is_none());
+    let err = token_of("s1").await.unwrap_err();
+    assert!(matches!(
+        err.cause().and_then(|c| c.downcast_ref::<SourceError>()),
+        Some(SourceError::NotInserted)
+    ));
+    assert!(err.is_permanent(), "sign in again");
+
+    // Alice signs in again: her session is back, with a token of its new
+    // source; the least recently used session, s2, makes room.
+    login("s1", "alice");
+    assert_eq!(token_of("s1").await.unwrap(), "Bearer alice/2");
+    assert!(sessions.peek(&"s2".to_owned()).is_none());
+    // Inserted again while held: the new source and its token replace the old.
+    login("s1", "alice");
+    assert_eq!(token_of("s1").await.unwrap(), "Bearer alice/3");
+
+    let stats = sessions.stats();
+    assert_eq!(
+        (stats.keys, stats.inserted, stats.created, stats.evicted),
+        (2, 5, 0, 2)
+    );
+    assert_eq!(stats.tokens.fetches, 4, "alice three times, bob once");
+    assert_eq!(fetches.total(), 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bound_holds_with_inserted_and_made_keys_mixed() {
+    let fetches = Fetches::default();
+    let cache = fetches.cache(Duration::ZERO, HOUR, |b| b.max_keys(10));
+    // An inserted key used between additions stays, as a made one would.
+    cache.insert(
+        "hot".to_owned(),
+        fetches.source("hot", Duration::ZERO, HOUR),
+    );
+    for k in 0..100 {
+        if k % 2 == 0 {
+            cache.insert(key(k), fetches.source(&key(k), Duration::ZERO, HOUR));
+        } // odd keys: the factory makes them on first use
+        bounded(cache.acquire(&key(k))).await.unwrap();
+        bounded(cache.acquire(&"hot".to_owned())).await.unwrap();
+        assert!(cache.len() <= 10, "{} keys after key {k}", cache.len());
+    }
+    let stats = cache.stats();
+    assert_eq!(
+        (stats.keys, stats.created, stats.inserted, stats.evicted),
+        (10, 50, 51, 91)
+    );
+    assert_eq!(fetches.of("hot"), 1, "never dropped");
+    assert_eq!(fetches.total(), 101, "one fetch per key");
+}
+
+#[tokio::test(start_paused = true)]
+async fn bogus_keys_cost_bounded_memory_and_evict_no_held_key() {
+    let cache =
+        KeyedTokenCache::try_builder(|tenant: &String| match tenant.strip_prefix("known-") {
+            Some(n) => Ok(StaticToken::new(format!("key-{n}"))),
+            None => Err(TokenError::permanent("unknown tenant")),
+        })
+        .max_keys(3)
+        .max_failed_keys(5)
+        .build();
+    for n in 0..3 {
+        bounded(cache.acquire(&format!("known-{n}"))).await.unwrap();
+    }
+    for n in 0..1_000 {
+        let err = bounded(cache.acquire(&format!("bogus-{n}")))
+            .await
+            .unwrap_err();
+        assert!(err.is_permanent());
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(60)));
+        assert!(cache.stats().failed_keys <= 5);
+    }
+    let stats = cache.stats();
+    assert_eq!(
+        (
+            stats.keys,
+            stats.evicted,
+            stats.factory_errors,
+            stats.failed_keys
+        ),
+        (3, 0, 1_000, 5)
+    );
+    assert!((0..3).all(|n| cache.peek(&format!("known-{n}")).is_some()));
+}
+
+#[test]
+fn a_slow_factory_holds_up_no_other_key() {
+    use std::sync::mpsc;
+    let (entered, slow_entered) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let (entered, released) = (Mutex::new(entered), Mutex::new(released));
+    let cache = KeyedTokenCache::try_builder(move |tenant: &String| {
+        if tenant == "slow" {
+            // A factory that blocks (a file, a blocking client) until the test lets it go.
+            entered.lock().unwrap().send(()).unwrap();
+            released.lock().unwrap().recv().unwrap();
+        }
+        Ok::<_, TokenError>(StaticToken::new(format!("{tenant}-key")))
+    })
+    .build();
+
+    let slow = std::thread::spawn({
+        let cache = cache.clone();
+        move || cache.get(&"slow".to_owned()).map(drop)
+    });
+    slow_entered.recv().unwrap();
+    // The slow factory runs, and will until released: another key, on
+    // another thread, is made meanwhile.
+    let (done, fast_made) = mpsc::channel();
+    std::thread::spawn({
+        let cache = cache.clone();
+        move || done.send(cache.get(&"fast".to_owned()).is_ok()).unwrap()
+    });
+    // Ordered by the events above; the bound only turns a regression (a
+    // lock held while the factory runs) into a failure instead of a hang.
+    let made = fast_made
+        .recv_timeout(Duration::from_secs(60))
+        .expect("another key waited for the slow factory");
+    assert!(made);
+    assert!(cache.peek(&"fast".to_owned()).is_some());
+    assert!(cache.peek(&"slow".to_owned()).is_none(), "still being made");
+
+    release.send(()).unwrap();
+    slow.join().unwrap().unwrap();
+    assert_eq!(cache.stats().created, 2);
 }
 
 // ---------------------------------------------------------------------------

@@ -47,7 +47,7 @@ async fn a_hundred_thousand_idle_keys_cost_under_a_kilobyte_each_no_task_and_no_
         .build()
     };
     for key in &keys {
-        cache.get(key);
+        cache.get(key).unwrap();
     }
     let empty = live();
     for key in &keys {

@@ -4,13 +4,18 @@
 //! What a session keeps lives in a [`SessionStore`] outside the app (Redis,
 //! a database, an encrypted cookie in production), as strings: the pending
 //! authorization as JSON while the user is away, then the refresh token.
-//! The user's token source is a `TokenCache` in the instance's memory,
-//! keyed by session; an instance that has none for a signed-in session (it
-//! restarted, or the session was served elsewhere before) builds it again
-//! from the stored refresh token.
+//! The users' token sources live in one `KeyedTokenCache` in the instance's
+//! memory, keyed by session: bounded (least recently used and idle sessions
+//! go), one gate towards the token endpoint, stats per session. The login
+//! callback `insert`s the user's source; for a signed-in session the
+//! instance does not hold (it restarted, the session was served elsewhere
+//! before, or it was dropped), the cache's factory builds it again from the
+//! stored refresh token. The API client is built once, at start-up: the
+//! layer takes each request's token from its session's entry.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{RawQuery, State};
 use axum::http::header::SET_COOKIE;
@@ -24,11 +29,15 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceExt};
+use tower_bearer::classify::DefaultClassifier;
+use tower_bearer::keyed::{KeyedBy, KeyedTokenCache, SourceError};
 use tower_bearer::oauth2::{
     AuthorizationCode, Callback, Discovery, HttpClient, PendingAuthorization, RefreshTokenSource,
+    TokenEndpoint,
 };
-use tower_bearer::{BearerAuthLayer, BoxError, TokenCache};
+use tower_bearer::replay::CloneBody;
+use tower_bearer::{BearerAuth, BearerAuthError, BearerAuthLayer, BoxError, TokenError};
 
 use super::fixture::{cookie, CLIENT_ID, CLIENT_SECRET};
 
@@ -36,6 +45,18 @@ use super::fixture::{cookie, CLIENT_ID, CLIENT_SECRET};
 const SESSION_COOKIE: &str = "sid";
 
 type HttpImpl = Client<HttpConnector, Full<Bytes>>;
+
+/// A session's id, the key of its user's token source. It is a credential:
+/// never logged, and the cache's labels name the session by number.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SessionId(Arc<str>);
+
+/// Reads the session a request to the API is made for.
+type SessionOf = fn(&Request<Full<Bytes>>) -> Option<SessionId>;
+
+/// The API client, built once: each request goes out with the token of the
+/// session in its extensions.
+type Api = BearerAuth<HttpImpl, CloneBody, DefaultClassifier, KeyedBy<SessionId, SessionOf>>;
 
 /// What a session keeps between requests, across restarts and instances.
 #[derive(Default, Clone)]
@@ -87,10 +108,10 @@ pub struct WebApp {
     instance: &'static str,
     flow: AuthorizationCode,
     api_url: String,
-    http: HttpImpl,
     store: Arc<SessionStore>,
     /// Each signed-in session's token source, in this instance's memory.
-    live: Mutex<HashMap<String, TokenCache>>,
+    tokens: KeyedTokenCache<SessionId>,
+    api: Api,
     log: Log,
 }
 
@@ -127,13 +148,16 @@ impl WebApp {
             metadata.client_auth(),
             metadata.authorization_response_iss_parameter_supported()
         ));
+        let tokens = session_tokens(instance, flow.endpoint(), &store, &log);
+        let session_of: SessionOf = |request| request.extensions().get::<SessionId>().cloned();
+        let api = BearerAuthLayer::keyed(tokens.clone(), session_of).layer(http);
         Ok(Arc::new(Self {
             instance,
             flow,
             api_url: api_url.to_owned(),
-            http,
             store,
-            live: Mutex::default(),
+            tokens,
+            api,
             log,
         }))
     }
@@ -147,37 +171,67 @@ impl WebApp {
     }
 
     fn note(&self, sid: &str, what: impl std::fmt::Display) {
-        let number = self.store.get(sid).number;
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("{}: session {number}: {what}", self.instance));
+        note(self.instance, &self.store, &self.log, sid, what);
     }
+}
 
-    /// The session's token source: the one in memory, or one built again
-    /// from the stored refresh token. `None` if the session is not signed in.
-    fn token_cache(&self, sid: &str) -> Option<TokenCache> {
-        let mut live = self.live.lock().unwrap();
-        if let Some(cache) = live.get(sid) {
-            return Some(cache.clone());
-        }
-        let refresh_token = self.store.get(sid).refresh_token?;
-        self.note(
-            sid,
+/// The sessions' token sources: at most 10,000 sessions, each dropped after
+/// 8 hours unused. A session signed in elsewhere (or before a restart, or
+/// dropped) gets its source again from the stored refresh token; one not
+/// signed in gets a typed error (the handler looks first, so this is a
+/// sign-out in between) and the user is sent to log in.
+fn session_tokens(
+    instance: &'static str,
+    endpoint: &TokenEndpoint,
+    store: &Arc<SessionStore>,
+    log: &Log,
+) -> KeyedTokenCache<SessionId> {
+    let (endpoint, factory_store, log) = (endpoint.clone(), store.clone(), log.clone());
+    let label_store = store.clone();
+    KeyedTokenCache::try_builder(move |sid: &SessionId| {
+        let Some(refresh_token) = factory_store.get(&sid.0).refresh_token else {
+            return Err(TokenError::permanent("the session is not signed in"));
+        };
+        note(
+            instance,
+            &factory_store,
+            &log,
+            &sid.0,
             "no token source in memory: rebuilt from the stored refresh token",
         );
-        let source = RefreshTokenSource::new(self.flow.endpoint().clone(), refresh_token)
-            .on_rotate(self.keep_rotated(sid));
-        let cache = TokenCache::new(source);
-        live.insert(sid.to_owned(), cache.clone());
-        Some(cache)
-    }
+        Ok(RefreshTokenSource::new(endpoint.clone(), refresh_token)
+            .on_rotate(keep_rotated(&factory_store, &sid.0)))
+    })
+    .max_keys(10_000)
+    .evict_idle_after(Duration::from_secs(8 * 3600))
+    // Tracing names a session by its number, never by its id.
+    .label(move |sid| format!("session {}", label_store.get(&sid.0).number))
+    .build()
+}
 
-    /// Stores each new refresh token: the old one is dead once rotated.
-    fn keep_rotated(&self, sid: &str) -> impl Fn(&tower_bearer::Secret) + Send + Sync + 'static {
-        let (store, sid) = (self.store.clone(), sid.to_owned());
-        move |new| store.update(&sid, |s| s.refresh_token = Some(new.expose().to_owned()))
-    }
+/// Logs what happened to a session, named by its number.
+fn note(instance: &str, store: &SessionStore, log: &Log, sid: &str, what: impl std::fmt::Display) {
+    let number = store.get(sid).number;
+    log.lock()
+        .unwrap()
+        .push(format!("{instance}: session {number}: {what}"));
+}
+
+/// Stores each new refresh token: the old one is dead once rotated.
+fn keep_rotated(
+    store: &Arc<SessionStore>,
+    sid: &str,
+) -> impl Fn(&tower_bearer::Secret) + Send + Sync + 'static {
+    let (store, sid) = (store.clone(), sid.to_owned());
+    move |new| store.update(&sid, |s| s.refresh_token = Some(new.expose().to_owned()))
+}
+
+/// `true` if the request was not sent because the session has no token
+/// source: it signed out since the handler looked.
+fn not_signed_in(err: &BearerAuthError<hyper_util::client::legacy::Error>) -> bool {
+    err.token_error()
+        .and_then(TokenError::cause)
+        .is_some_and(|cause| cause.is::<SourceError>())
 }
 
 fn new_session_id() -> String {
@@ -241,7 +295,7 @@ async fn callback(
         Err(err) => return bad_request(err),
     };
     let source = match app.flow.finish(&pending, &callback).await {
-        Ok(source) => source.on_rotate(app.keep_rotated(&sid)),
+        Ok(source) => source.on_rotate(keep_rotated(&app.store, &sid)),
         Err(err) => {
             app.note(&sid, format_args!("callback refused: {err}"));
             return bad_request(err);
@@ -250,10 +304,9 @@ async fn callback(
     let refresh_token = source.refresh_token().await.expose().to_owned();
     app.store
         .update(&sid, |s| s.refresh_token = Some(refresh_token));
-    app.live
-        .lock()
-        .unwrap()
-        .insert(sid.clone(), TokenCache::new(source));
+    // The user's source joins the instance's others: bounded, evicted when
+    // unused, behind one gate. Signing in again replaces it.
+    app.tokens.insert(SessionId(sid.as_str().into()), source);
     app.note(&sid, "signed in; token source kept for the session");
     Redirect::to("/me").into_response()
 }
@@ -263,16 +316,19 @@ async fn me(State(app): State<Arc<WebApp>>, headers: HeaderMap) -> Response {
     let Some(sid) = cookie(&headers, SESSION_COOKIE) else {
         return Redirect::to("/login").into_response();
     };
-    let Some(cache) = app.token_cache(&sid) else {
+    // Not signed in: to the login, without asking the cache, whose factory
+    // would remember the failure for a while (and keep refusing the session
+    // here for that while, should it sign in on another instance).
+    if app.store.get(&sid).refresh_token.is_none() {
         return Redirect::to("/login").into_response();
-    };
-    let before = cache.stats();
-    let api = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache.clone()))
-        .service(app.http.clone());
-    let request = Request::get(&app.api_url).body(Full::default()).unwrap();
-    let response = match api.oneshot(request).await {
+    }
+    let session = SessionId(sid.as_str().into());
+    let before = app.tokens.stats_for(&session).unwrap_or_default();
+    let mut request = Request::get(&app.api_url).body(Full::default()).unwrap();
+    request.extensions_mut().insert(session.clone());
+    let response = match app.api.clone().oneshot(request).await {
         Ok(response) => response,
+        Err(err) if not_signed_in(&err) => return Redirect::to("/login").into_response(),
         Err(err) => return (StatusCode::BAD_GATEWAY, err.to_string()).into_response(),
     };
     let status = response.status();
@@ -282,7 +338,7 @@ async fn me(State(app): State<Arc<WebApp>>, headers: HeaderMap) -> Response {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    let after = cache.stats();
+    let after = app.tokens.stats_for(&session).unwrap_or_default();
     app.note(
         &sid,
         format_args!(

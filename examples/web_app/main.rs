@@ -9,10 +9,13 @@
 //!   redirects; `/callback` finishes it from there, so it works on an
 //!   instance that never saw the login: the app is restarted while Bob is
 //!   at the authorization server.
-//! - Each session's token source is a `TokenCache` (rebuilt from the stored
-//!   refresh token by an instance that has none); `/me` calls the API
-//!   through `BearerAuthLayer` with that user's token. A revoked token is
-//!   refreshed once and the call replayed.
+//! - The sessions' token sources are one `KeyedTokenCache` keyed by
+//!   session (bounded, idle sessions dropped, one gate): `/callback`
+//!   inserts the user's source, and the cache's factory rebuilds it from the
+//!   stored refresh token on an instance that has none. `/me` calls the API
+//!   through one `BearerAuthLayer::keyed` client built at start-up, with
+//!   that user's token. A revoked token is refreshed once and the call
+//!   replayed.
 //! - A callback whose `iss` was rewritten (a mix-up attack) is refused
 //!   before any token request.
 //!

@@ -1,18 +1,23 @@
 //! The builder of a keyed cache: how many keys, how long idle, how keys are
-//! named, which gate, and the settings of each key's cache.
+//! named, which gate, how a failing factory is asked again, and the settings
+//! of each key's cache.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::clock_ring::ClockRing;
+use super::failed_keys::FailedKeys;
+use super::keyed_cache::{Factory, Keyed, KeyedTokenCache, Labeler, Ring};
 use super::stats::KeyCounters;
-use super::{Factory, Keyed, KeyedTokenCache, Labeler, Ring};
 use crate::cache::config::{cache_settings, CacheConfig};
 use crate::cache::{Common, EndpointGate};
 
 // Defaults, stated again in the setter docs.
 const DEFAULT_MAX_KEYS: usize = 10_000;
+const DEFAULT_MAX_FAILED_KEYS: usize = 1_000;
+const DEFAULT_FACTORY_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+const DEFAULT_FACTORY_MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 /// Builds a [`KeyedTokenCache`]. The per-key settings (skew, refresh ahead,
 /// backoff, timeouts, …) are those of
@@ -35,19 +40,21 @@ const DEFAULT_MAX_KEYS: usize = 10_000;
 /// assert_eq!(cache.gate().max_in_flight(), 32);
 /// ```
 pub struct KeyedTokenCacheBuilder<K> {
-    factory: Box<Factory<K>>,
+    factory: Option<Box<Factory<K>>>,
     labeler: Option<Box<Labeler<K>>>,
     config: CacheConfig,
     gate: Option<EndpointGate>,
     max_keys: usize,
     idle_after: Option<Duration>,
+    max_failed_keys: usize,
+    factory_backoff: (Duration, Duration),
 }
 
 impl<K> KeyedTokenCacheBuilder<K>
 where
     K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
 {
-    pub(super) fn new(factory: Box<Factory<K>>) -> Self {
+    pub(super) fn new(factory: Option<Box<Factory<K>>>) -> Self {
         Self {
             factory,
             labeler: None,
@@ -55,6 +62,8 @@ where
             gate: None,
             max_keys: DEFAULT_MAX_KEYS,
             idle_after: None,
+            max_failed_keys: DEFAULT_MAX_FAILED_KEYS,
+            factory_backoff: (DEFAULT_FACTORY_INITIAL_BACKOFF, DEFAULT_FACTORY_MAX_BACKOFF),
         }
     }
 
@@ -75,9 +84,9 @@ where
         self
     }
 
-    /// Names each key in tracing spans and events (`key = ...`), and in the
-    /// cache's `Debug`: a workspace id, a tenant name. Never put a secret in
-    /// a label. Called once when a key is added. By default keys are
+    /// Names each key in tracing spans and events (`key = ...`): a workspace
+    /// id, a tenant name. Never put a secret in a label (a session id is
+    /// one). Called when a key is added, under no lock. By default keys are
     /// numbered in the order they were added (`#1`, `#2`, …).
     pub fn label(mut self, label: impl Fn(&K) -> String + Send + Sync + 'static) -> Self {
         self.labeler = Some(Box::new(label));
@@ -92,10 +101,31 @@ where
         self
     }
 
+    /// How long the factory of a [`try_builder`](KeyedTokenCache::try_builder)
+    /// cache is not asked again for a key after it failed for it: `initial`
+    /// after a first transient failure, doubling with each failure in a row
+    /// up to `max`; `max` at once after a permanent one, which repeating
+    /// cannot mend. A `Retry-After` on the factory's error is honoured up to
+    /// `max`. Meanwhile the key's callers get the same error at once. A key
+    /// made or inserted starts afresh. Defaults to 1 s and 60 s.
+    pub fn factory_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.factory_backoff = (initial.min(max), max);
+        self
+    }
+
+    /// The most keys whose factory failure is remembered at once (at least
+    /// 1). Keys come from requests, so bogus ones can come without end: past
+    /// this many, the failure whose backoff ends first is forgotten (its key
+    /// asks the factory on its next use). Defaults to 1,000.
+    pub fn max_failed_keys(mut self, max: usize) -> Self {
+        self.max_failed_keys = max.max(1);
+        self
+    }
+
     cache_settings!();
 
     /// Builds the cache. No source is made and no token fetched until a key
-    /// is first used.
+    /// is first used (or inserted).
     pub fn build(self) -> KeyedTokenCache<K> {
         let gate = self.gate.unwrap_or_else(|| EndpointGate::builder().build());
         let common = Common::new(self.config, Some(gate.clone()), true);
@@ -107,6 +137,11 @@ where
                     next_idle_pass: None,
                 }),
                 factory: self.factory,
+                failed: Mutex::new(FailedKeys::new(
+                    self.max_failed_keys,
+                    self.factory_backoff.0,
+                    self.factory_backoff.1,
+                )),
                 labeler: self.labeler,
                 common: Arc::new(common),
                 gate,
@@ -125,6 +160,9 @@ impl<K> fmt::Debug for KeyedTokenCacheBuilder<K> {
             .field("gate", &self.gate)
             .field("max_keys", &self.max_keys)
             .field("evict_idle_after", &self.idle_after)
+            .field("factory", &self.factory.as_ref().map(|_| ".."))
+            .field("max_failed_keys", &self.max_failed_keys)
+            .field("factory_backoff", &self.factory_backoff)
             .finish_non_exhaustive()
     }
 }

@@ -140,7 +140,7 @@ where
     #[inline]
     fn select(&self, request: &Request<B>) -> Result<TokenCache, TokenError> {
         match (self.key)(request) {
-            Some(key) => Ok(self.cache.get(&key)),
+            Some(key) => self.cache.get(&key),
             None => Err(CacheError::KeyMissing.into()),
         }
     }

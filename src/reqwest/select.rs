@@ -20,7 +20,7 @@ where
         (request, extensions): &(&'a Request, &'a Extensions),
     ) -> Result<TokenCache, TokenError> {
         match (self.key_fn())(request, extensions) {
-            Some(key) => Ok(self.cache().get(&key)),
+            Some(key) => self.cache().get(&key),
             None => Err(CacheError::KeyMissing.into()),
         }
     }
