@@ -163,6 +163,7 @@
 
 pub mod cache;
 pub mod classify;
+pub mod dpop;
 pub mod error;
 pub mod exchange;
 pub mod keyed;

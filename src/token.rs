@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::dpop::DpopProver;
+
 /// What a token source knows about when a token stops being valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expiry {
@@ -47,6 +49,8 @@ pub struct AccessToken {
     expiry: Expiry,
     received_at: Instant,
     scope: Option<Arc<str>>,
+    /// The key a DPoP-bound token is bound to; `None` for a bearer token.
+    dpop: Option<Arc<dyn DpopProver>>,
 }
 
 impl AccessToken {
@@ -57,6 +61,7 @@ impl AccessToken {
             expiry: Expiry::Unknown,
             received_at: Instant::now(),
             scope: None,
+            dpop: None,
         }
     }
 
@@ -98,6 +103,19 @@ impl AccessToken {
         self
     }
 
+    /// Binds the token to a DPoP key (its `token_type` was `DPoP`): requests
+    /// carry it as `Authorization: DPoP <token>`, each with a fresh proof
+    /// from `prover` ([`dpop`](crate::dpop)).
+    pub fn bound_with_dpop(mut self, prover: Arc<dyn DpopProver>) -> Self {
+        self.dpop = Some(prover);
+        self
+    }
+
+    /// The prover of the key the token is bound to, if it is DPoP-bound.
+    pub fn dpop(&self) -> Option<&Arc<dyn DpopProver>> {
+        self.dpop.as_ref()
+    }
+
     /// The secret value. Handle with care: this is the credential.
     pub fn secret(&self) -> &str {
         &self.secret
@@ -134,6 +152,7 @@ impl fmt::Debug for AccessToken {
             .field("expiry", &self.expiry)
             .field("received_at", &self.received_at)
             .field("scope", &self.scope)
+            .field("dpop_jkt", &self.dpop.as_ref().map(|p| p.thumbprint()))
             .finish()
     }
 }
