@@ -38,8 +38,9 @@ where
 /// The default classifier: HTTP 401 meaning a bad bearer token (RFC 6750 §3.1),
 /// and gRPC `UNAUTHENTICATED` (status 16).
 ///
-/// A 401 counts when it has no `WWW-Authenticate` header, or a `Bearer`
-/// challenge with `error="invalid_token"` or with no error code at all. A 401
+/// A 401 counts when it has no `WWW-Authenticate` header, or a `Bearer` (or,
+/// for DPoP-bound tokens, `DPoP`) challenge with `error="invalid_token"` or
+/// with no error code at all. A 401
 /// that only offers other schemes (`Basic`), or names another error, does not:
 /// a new bearer token cannot fix it. A 403 (`insufficient_scope`) never counts.
 ///
@@ -90,7 +91,8 @@ fn http_401_rejects_token(headers: &HeaderMap) -> bool {
     for value in headers.get_all(WWW_AUTHENTICATE) {
         for challenge in www_authenticate::parse(value.as_bytes()) {
             saw_challenge = true;
-            if challenge.is_scheme("bearer") {
+            // A DPoP-bound token's server challenges with `DPoP` (RFC 9449 §7.1).
+            if challenge.is_scheme("bearer") || challenge.is_scheme("dpop") {
                 return matches!(challenge.param("error"), None | Some(b"invalid_token"));
             }
         }
@@ -124,6 +126,9 @@ mod tests {
                 true,
             ),
             (&[br#"Basic realm="x""#], false),
+            (&[br#"DPoP algs="ES256", error="invalid_token""#], true),
+            (&[br#"DPoP algs="ES256""#], true),
+            (&[br#"DPoP error="use_dpop_nonce""#], false),
             (&[br#"Bearer error="invalid_request""#], false),
             // Not ASCII: a Latin-1 realm, a UTF-8 description (RFC 9110
             // allows obs-text in quoted strings).

@@ -340,6 +340,16 @@ pub enum CacheError {
     /// The tokio runtime has no timers (`enable_time` was not called on its
     /// builder), and the cache bounds every wait with one.
     NoTimer,
+    /// A DPoP-bound token's proof names the request's absolute URL, and the
+    /// request's URI is relative (a tonic `Channel`'s): set the origin of
+    /// relative URIs with
+    /// [`BearerAuthLayer::relative_uri_origin`](crate::BearerAuthLayer::relative_uri_origin).
+    NoAbsoluteUrl,
+    /// A server's challenge named something a new token must carry (claims,
+    /// a scope) that the token source cannot ask for
+    /// ([`TokenSource::can_ask`](crate::TokenSource::can_ask)): the
+    /// challenge is the answer.
+    CannotAsk,
     /// The token is larger than the cache accepts
     /// ([`TokenCacheBuilder::max_token_bytes`](crate::TokenCacheBuilder::max_token_bytes)).
     TokenTooLarge {
@@ -384,6 +394,13 @@ impl fmt::Display for CacheError {
             CacheError::EndpointBusy => f.write_str(
                 "every turn at the token endpoint stayed taken for the whole fetch timeout",
             ),
+            CacheError::NoAbsoluteUrl => f.write_str(
+                "a DPoP proof needs the request's absolute URL, and its URI is relative; \
+                 set the origin of relative URIs on the layer",
+            ),
+            CacheError::CannotAsk => f.write_str(
+                "the server's challenge asks for claims or a scope the token source cannot ask for",
+            ),
             CacheError::NoTimer => f.write_str(
                 "the tokio runtime has no timers; build it with `enable_time` (or `enable_all`)",
             ),
@@ -423,7 +440,9 @@ impl CacheError {
             CacheError::TokenTooLarge { .. }
             | CacheError::TokenNotHeaderSafe
             | CacheError::KeyMissing
-            | CacheError::NoTimer => ErrorKind::Permanent,
+            | CacheError::NoTimer
+            | CacheError::NoAbsoluteUrl
+            | CacheError::CannotAsk => ErrorKind::Permanent,
             _ => ErrorKind::Transient,
         }
     }

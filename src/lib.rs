@@ -182,6 +182,7 @@ pub mod service;
 pub mod shared_tier;
 pub mod source;
 pub mod token;
+mod token_ask;
 mod www_authenticate;
 
 pub use crate::cache::{TokenCache, TokenCacheBuilder};
@@ -192,6 +193,7 @@ pub use crate::secret::Secret;
 pub use crate::service::BearerAuth;
 pub use crate::source::{from_fn, StaticToken, TokenSource};
 pub use crate::token::AccessToken;
+pub use crate::token_ask::TokenAsk;
 
 /// The README's Rust snippets, compiled by `cargo test --all-features` so
 /// that what users copy builds.

@@ -6,7 +6,6 @@ use std::mem;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -14,7 +13,9 @@ use tower_service::Service;
 use crate::cache::{CurrentToken, Generation, TokenCache};
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
-use crate::exchange::{after_answer, verdict, Action, Attempt, ExchangePolicy, Route, Verdict};
+use crate::exchange::{
+    after_answer, attach, Action, Attached, Attempt, ExchangePolicy, Judge, Route, Verdict,
+};
 use crate::keyed::CacheSelector;
 use crate::replay::{CloneBody, ReplayPolicy};
 use crate::source::BoxFuture;
@@ -140,7 +141,8 @@ where
         };
         match cache.current() {
             Some(token) => {
-                let state = send(&self.replay, cache, token, request, &mut self.inner);
+                let judge = self.policy.judge();
+                let state = send(&self.replay, judge, cache, token, request, &mut self.inner);
                 self.future(state)
             }
             None => {
@@ -168,14 +170,15 @@ impl<S, P: Clone, C: Clone, T> BearerAuth<S, P, C, T> {
         ResponseFuture {
             state,
             replay: self.replay.clone(),
-            classifier: self.policy.rejection_classifier().clone(),
+            judge: self.policy.judge().clone(),
         }
     }
 }
 
 /// The first attempt: keeps what a replay needs, attaches the token, sends.
-fn send<S, B, P>(
+fn send<S, B, P, C>(
     replay: &P,
+    judge: &Judge<C>,
     cache: TokenCache,
     token: CurrentToken,
     mut request: Request<B>,
@@ -189,14 +192,31 @@ where
         service: service.clone(),
         kept,
     });
-    request.headers_mut().insert(AUTHORIZATION, token.value);
+    let attached = match authorize(&mut request, token, judge) {
+        Ok(attached) => attached,
+        Err(error) => return State::Failed { error: Some(error) },
+    };
     let future = service.call(request);
     State::Sending {
         cache,
         future,
-        generation: token.generation,
+        attached,
         retry,
     }
+}
+
+/// Puts `token` on `request` (and a DPoP proof for it, if it is bound).
+#[inline]
+fn authorize<B, C>(
+    request: &mut Request<B>,
+    token: CurrentToken,
+    judge: &Judge<C>,
+) -> Result<Attached, TokenError> {
+    // Only a DPoP proof needs the method and URL.
+    let target = token
+        .dpop()
+        .map(|_| (request.method().clone(), judge.absolute_url(request.uri())));
+    attach(request.headers_mut(), target, token)
 }
 
 /// What a response future needs to send its request a second time.
@@ -242,7 +262,7 @@ pin_project! {
         #[pin]
         state: State<S, B, P>,
         replay: P,
-        classifier: C,
+        judge: Judge<C>,
     }
 }
 
@@ -274,12 +294,13 @@ pin_project! {
             cache: TokenCache,
             #[pin]
             future: S::Future,
-            generation: Generation,
+            attached: Attached,
             retry: Option<Retry<S, P::Kept>>,
         },
-        // The token was rejected and the request rebuilt; waiting for the
-        // token's replacement.
-        AwaitReplacement {
+        // The answer asks for the request again and the request was
+        // rebuilt; waiting for the token to send it with: the rejected
+        // token's replacement, or the current token again (a DPoP nonce).
+        AwaitReplayToken {
             cache: TokenCache,
             token: BoxFuture<'static, Result<CurrentToken, TokenError>>,
             rejected_generation: Generation,
@@ -291,14 +312,14 @@ pin_project! {
             cache: TokenCache,
             service: S,
             request: Option<Request<B>>,
-            generation: Generation,
+            attached: Option<Attached>,
         },
         // The replay, the second and last attempt, is in flight.
         Replaying {
             cache: TokenCache,
             #[pin]
             future: S::Future,
-            generation: Generation,
+            attached: Attached,
         },
     }
 }
@@ -316,26 +337,26 @@ where
             State::Failed { .. } => f.write_str("Failed"),
             State::AwaitToken { .. } => f.write_str("AwaitToken"),
             State::Sending {
-                generation, retry, ..
+                attached, retry, ..
             } => f
                 .debug_struct("Sending")
-                .field("generation", generation)
+                .field("generation", &attached.generation)
                 .field("replayable", &retry.is_some())
                 .finish(),
-            State::AwaitReplacement {
+            State::AwaitReplayToken {
                 rejected_generation,
                 ..
             } => f
-                .debug_struct("AwaitReplacement")
+                .debug_struct("AwaitReplayToken")
                 .field("rejected_generation", rejected_generation)
                 .finish(),
-            State::AwaitReady { generation, .. } => f
+            State::AwaitReady { attached, .. } => f
                 .debug_struct("AwaitReady")
-                .field("generation", generation)
+                .field("generation", &attached.as_ref().map(|a| a.generation))
                 .finish(),
-            State::Replaying { generation, .. } => f
+            State::Replaying { attached, .. } => f
                 .debug_struct("Replaying")
-                .field("generation", generation)
+                .field("generation", &attached.generation)
                 .finish(),
         }
     }
@@ -369,122 +390,140 @@ where
                     let token = ready!(token.as_mut().poll(cx)).map_err(BearerAuthError::Token)?;
                     let request = request.take().expect("polled after completion");
                     let mut service = service.take().expect("polled after completion");
-                    let state = send(this.replay, cache.clone(), token, request, &mut service);
+                    let state = send(
+                        this.replay,
+                        this.judge,
+                        cache.clone(),
+                        token,
+                        request,
+                        &mut service,
+                    );
                     this.state.set(state);
                 }
                 StateProj::Sending {
                     cache,
                     future,
-                    generation,
+                    attached,
                     retry,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(BearerAuthError::Service)?;
-                    let generation = *generation;
-                    let verdict = verdict(
-                        this.classifier,
+                    attached.learn_from(response.headers());
+                    let generation = attached.generation;
+                    let verdict = this.judge.verdict(
                         response.status(),
                         response.headers(),
                         response.extensions(),
+                        attached.is_dpop(),
                     );
                     // Whether the request can be sent again is known before
-                    // anything waits for a replacement.
+                    // anything waits for a token.
                     let replay = match verdict {
-                        Verdict::Rejected => retry.take().and_then(|Retry { service, kept }| {
-                            Some((service, this.replay.replay(kept)?))
-                        }),
+                        Verdict::Rejected | Verdict::SendAgain | Verdict::Asking(_) => {
+                            retry.take().and_then(|Retry { service, kept }| {
+                                Some((service, this.replay.replay(kept)?))
+                            })
+                        }
                         Verdict::Accepted | Verdict::Unrelated => None,
                     };
-                    match (
-                        after_answer(Attempt::First, verdict, replay.is_some()),
+                    let replayable = replay.is_some();
+                    let token: BoxFuture<'static, _> =
+                        match after_answer(Attempt::First, verdict, replayable) {
+                            Action::Accept => {
+                                cache.accepted(generation);
+                                return Poll::Ready(Ok(response));
+                            }
+                            Action::Return => return Poll::Ready(Ok(response)),
+                            Action::ReturnRejection => {
+                                cache.reject(generation);
+                                return Poll::Ready(Ok(response));
+                            }
+                            Action::ReplaceThenReplay => Box::pin(cache.replace(generation)),
+                            Action::ReplaceAskingThenReplay(ask) => {
+                                Box::pin(cache.replace_asking(generation, ask))
+                            }
+                            // The same token (a new proof is made for it).
+                            Action::ReplaySameToken => Box::pin(cache.acquire()),
+                        };
+                    let cache = cache.clone();
+                    this.state.set(State::AwaitReplayToken {
+                        cache,
+                        token,
+                        rejected_generation: generation,
                         replay,
-                    ) {
-                        (Action::Accept, _) => {
-                            cache.accepted(generation);
-                            return Poll::Ready(Ok(response));
-                        }
-                        (Action::Return, _) => return Poll::Ready(Ok(response)),
-                        (Action::ReplaceThenReplay, Some(replay)) => {
-                            let cache = cache.clone();
-                            let token = Box::pin(cache.replace(generation));
-                            this.state.set(State::AwaitReplacement {
-                                cache,
-                                token,
-                                rejected_generation: generation,
-                                replay: Some(replay),
-                                rejected: Some(response),
-                            });
-                        }
-                        (Action::ReturnRejection | Action::ReplaceThenReplay, _) => {
-                            cache.reject(generation);
-                            return Poll::Ready(Ok(response));
-                        }
-                    }
+                        rejected: Some(response),
+                    });
                 }
-                StateProj::AwaitReplacement {
+                StateProj::AwaitReplayToken {
                     cache,
                     token,
                     rejected_generation,
                     replay,
                     rejected,
                 } => {
-                    let replacement = ready!(token.as_mut().poll(cx));
+                    let token = ready!(token.as_mut().poll(cx));
                     let rejected = rejected.take().expect("polled after completion");
-                    // No replacement now (paced, the source failing): the
-                    // rejection is the answer.
-                    let Ok(fresh) = replacement else {
+                    // No token to send it with now (replacements paced, the
+                    // source failing, claims it cannot ask for): the answer
+                    // is the answer.
+                    let Ok(token) = token else {
                         return Poll::Ready(Ok(rejected));
                     };
-                    let (service, mut request) = replay.take().expect("polled after completion");
+                    let Some((service, mut request)) = replay.take() else {
+                        return Poll::Ready(Ok(rejected));
+                    };
+                    let attached = match authorize(&mut request, token, this.judge) {
+                        Ok(attached) => attached,
+                        Err(_) => return Poll::Ready(Ok(rejected)),
+                    };
                     drop(rejected);
-                    request.headers_mut().insert(AUTHORIZATION, fresh.value);
                     cache.record_retry();
                     tracing::debug!(
                         rejected_generation = %rejected_generation,
-                        generation = %fresh.generation,
-                        "token rejected; sending the request once more with its replacement"
+                        generation = %attached.generation,
+                        "sending the request once more"
                     );
                     let cache = cache.clone();
                     this.state.set(State::AwaitReady {
                         cache,
                         service,
                         request: Some(request),
-                        generation: fresh.generation,
+                        attached: Some(attached),
                     });
                 }
                 StateProj::AwaitReady {
                     cache,
                     service,
                     request,
-                    generation,
+                    attached,
                 } => {
                     ready!(service.poll_ready(cx)).map_err(BearerAuthError::Service)?;
                     let request = request.take().expect("polled after completion");
+                    let attached = attached.take().expect("polled after completion");
                     let future = service.call(request);
-                    let (cache, generation) = (cache.clone(), *generation);
+                    let cache = cache.clone();
                     this.state.set(State::Replaying {
                         cache,
                         future,
-                        generation,
+                        attached,
                     });
                 }
                 StateProj::Replaying {
                     cache,
                     future,
-                    generation,
+                    attached,
                 } => {
                     let response = ready!(future.poll(cx)).map_err(BearerAuthError::Service)?;
-                    let verdict = verdict(
-                        this.classifier,
+                    attached.learn_from(response.headers());
+                    let verdict = this.judge.verdict(
                         response.status(),
                         response.headers(),
                         response.extensions(),
+                        attached.is_dpop(),
                     );
                     match after_answer(Attempt::Replay, verdict, false) {
-                        Action::Accept => cache.accepted(*generation),
-                        Action::ReturnRejection | Action::ReplaceThenReplay => {
-                            cache.reject(*generation)
-                        }
-                        Action::Return => {}
+                        Action::Accept => cache.accepted(attached.generation),
+                        Action::ReturnRejection => cache.reject(attached.generation),
+                        _ => {}
                     }
                     return Poll::Ready(Ok(response));
                 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::error::TokenError;
 use crate::secret::Secret;
 use crate::token::AccessToken;
+use crate::token_ask::TokenAsk;
 
 /// A boxed, `Send` future, as returned by the object-safe form of a source.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -51,6 +52,27 @@ pub trait TokenSource: Send + Sync + 'static {
         let _ = rejected;
         self.fetch()
     }
+
+    /// `true` if the source can ask for `ask` (claims a server's challenge
+    /// named, a wider scope) in [`fetch_asking`](TokenSource::fetch_asking).
+    /// By default no: the challenge's answer then goes to the caller as it
+    /// is.
+    fn can_ask(&self, ask: &TokenAsk) -> bool {
+        let _ = ask;
+        false
+    }
+
+    /// Obtains a token to replace `rejected`, asking for what a server's
+    /// challenge named; called only when [`can_ask`](TokenSource::can_ask)
+    /// said yes. The default ignores `ask`.
+    fn fetch_asking<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+        ask: &'a TokenAsk,
+    ) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'a {
+        let _ = ask;
+        self.fetch_replacing(rejected)
+    }
 }
 
 /// The object-safe form of [`TokenSource`], implemented for every source.
@@ -65,6 +87,16 @@ pub trait DynTokenSource: Send + Sync + 'static {
         &'a self,
         rejected: &'a AccessToken,
     ) -> BoxFuture<'a, Result<AccessToken, TokenError>>;
+
+    /// Like [`TokenSource::can_ask`].
+    fn can_ask_dyn(&self, ask: &TokenAsk) -> bool;
+
+    /// Like [`TokenSource::fetch_asking`], boxed.
+    fn fetch_asking_boxed<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+        ask: &'a TokenAsk,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>>;
 }
 
 impl<T: TokenSource> DynTokenSource for T {
@@ -77,6 +109,18 @@ impl<T: TokenSource> DynTokenSource for T {
         rejected: &'a AccessToken,
     ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
         Box::pin(self.fetch_replacing(rejected))
+    }
+
+    fn can_ask_dyn(&self, ask: &TokenAsk) -> bool {
+        self.can_ask(ask)
+    }
+
+    fn fetch_asking_boxed<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+        ask: &'a TokenAsk,
+    ) -> BoxFuture<'a, Result<AccessToken, TokenError>> {
+        Box::pin(self.fetch_asking(rejected, ask))
     }
 }
 
@@ -113,6 +157,18 @@ impl TokenSource for BoxTokenSource {
     ) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'a {
         self.0.fetch_replacing_boxed(rejected)
     }
+
+    fn can_ask(&self, ask: &TokenAsk) -> bool {
+        self.0.can_ask_dyn(ask)
+    }
+
+    fn fetch_asking<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+        ask: &'a TokenAsk,
+    ) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'a {
+        self.0.fetch_asking_boxed(rejected, ask)
+    }
 }
 
 impl fmt::Debug for BoxTokenSource {
@@ -131,6 +187,18 @@ impl<T: TokenSource> TokenSource for Arc<T> {
         rejected: &'a AccessToken,
     ) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'a {
         (**self).fetch_replacing(rejected)
+    }
+
+    fn can_ask(&self, ask: &TokenAsk) -> bool {
+        (**self).can_ask(ask)
+    }
+
+    fn fetch_asking<'a>(
+        &'a self,
+        rejected: &'a AccessToken,
+        ask: &'a TokenAsk,
+    ) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'a {
+        (**self).fetch_asking(rejected, ask)
     }
 }
 

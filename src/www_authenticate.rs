@@ -18,6 +18,11 @@ pub(crate) struct Challenge {
 }
 
 impl Challenge {
+    /// The scheme as sent.
+    pub(crate) fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
     /// `true` if the scheme is `scheme`, ignoring ASCII case.
     pub(crate) fn is_scheme(&self, scheme: &str) -> bool {
         self.scheme.eq_ignore_ascii_case(scheme)

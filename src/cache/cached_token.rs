@@ -103,6 +103,7 @@ impl CachedToken {
         CurrentToken {
             value: self.header.clone(),
             generation: self.generation,
+            dpop: self.token.dpop().cloned(),
         }
     }
 

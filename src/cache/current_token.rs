@@ -2,8 +2,12 @@
 //! generation to name when a server rejects it.
 
 use std::fmt;
+use std::sync::Arc;
 
-use http::HeaderValue;
+use http::{HeaderValue, Method};
+
+use crate::dpop::DpopProver;
+use crate::error::TokenError;
 
 /// Which token a request carried, so that a rejection names exactly that token.
 ///
@@ -57,6 +61,8 @@ impl fmt::Display for Generation {
 pub struct CurrentToken {
     pub(crate) value: HeaderValue,
     pub(crate) generation: Generation,
+    /// The key a DPoP-bound token is bound to; `None` for a bearer token.
+    pub(crate) dpop: Option<Arc<dyn DpopProver>>,
 }
 
 impl CurrentToken {
@@ -74,6 +80,32 @@ impl CurrentToken {
     pub fn generation(&self) -> Generation {
         self.generation
     }
+
+    /// The prover of the key a DPoP-bound token is bound to; `None` for a
+    /// bearer token. Every request that carries a bound token needs a fresh
+    /// proof: [`dpop_proof`](Self::dpop_proof).
+    pub fn dpop(&self) -> Option<&Arc<dyn DpopProver>> {
+        self.dpop.as_ref()
+    }
+
+    /// The `DPoP` header value for a request with this method and URL, if
+    /// the token is DPoP-bound: a fresh proof whose `ath` is this token's
+    /// hash, with the nonce kept for the URL's origin.
+    pub fn dpop_proof(
+        &self,
+        method: &Method,
+        url: &str,
+    ) -> Option<Result<HeaderValue, TokenError>> {
+        let prover = self.dpop.as_ref()?;
+        // The header value is `DPoP <token>`; `ath` is the hash of the token.
+        let token = self
+            .value
+            .as_bytes()
+            .splitn(2, |b| *b == b' ')
+            .nth(1)
+            .and_then(|t| std::str::from_utf8(t).ok());
+        Some(prover.proof(method, url, token))
+    }
 }
 
 impl fmt::Debug for CurrentToken {
@@ -81,6 +113,7 @@ impl fmt::Debug for CurrentToken {
         f.debug_struct("CurrentToken")
             .field("header_value", &crate::redact::Redacted)
             .field("generation", &self.generation)
+            .field("dpop_jkt", &self.dpop.as_ref().map(|p| p.thumbprint()))
             .finish()
     }
 }

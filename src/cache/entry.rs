@@ -17,7 +17,7 @@ use super::backoff;
 use super::cached_token::CachedToken;
 use super::current_token::Generation;
 use super::decide::{decide, later, Answer, Decision, FetchReason, SlowView, TokenView, Want};
-use super::fetch_task::fetch_task;
+use super::fetch_task::{fetch_task, Replacing};
 use super::flight::{Flight, Flights, Landed, Owner};
 use super::gate;
 use super::metrics;
@@ -28,6 +28,7 @@ use super::{Common, EndpointGate};
 use crate::error::{CacheError, Chain, TokenError};
 use crate::source::BoxTokenSource;
 use crate::token::{AccessToken, Expiry};
+use crate::token_ask::TokenAsk;
 
 /// The cache of one token: a [`TokenCache`], or one key of a keyed cache.
 pub(crate) struct Entry {
@@ -101,7 +102,7 @@ impl Entry {
     }
 
     /// Waits for a usable token; after an abandoned fetch, tries once more.
-    pub(super) async fn acquire(self: Arc<Self>, want: Want) -> Outcome {
+    pub(super) async fn acquire(self: Arc<Self>, want: Want, ask: Option<TokenAsk>) -> Outcome {
         if want == Want::Any {
             if let Some(token) = self.current.load_full().filter(|t| t.is_fresh_now()) {
                 return Ok(token);
@@ -110,7 +111,7 @@ impl Entry {
         let mut waited = false;
         let mut second_chance = true;
         loop {
-            let flight = match Entry::step(&self, want) {
+            let flight = match Entry::step(&self, want, ask.as_ref()) {
                 Step::Serve(token) => return Ok(token),
                 Step::Fail(err) => return Err(err),
                 Step::Wait(flight) => flight,
@@ -165,7 +166,7 @@ impl Entry {
 
     /// One pass of the slow path: decides under the lock, carries the decision
     /// out, and starts the fetch it asks for after releasing the lock.
-    pub(super) fn step(self: &Arc<Self>, want: Want) -> Step {
+    pub(super) fn step(self: &Arc<Self>, want: Want, ask: Option<&TokenAsk>) -> Step {
         // A fetch needs a runtime with timers to run on (every wait is
         // bounded); without one, none is started.
         let runtime = Handle::try_current().ok();
@@ -228,11 +229,15 @@ impl Entry {
                 slow.last_replacement = Some(now);
             }
             let (ticket, flight) = slow.flights.begin(Arc::clone(self));
-            // The source learns which token it replaces after a rejection.
+            // The source learns which token it replaces after a rejection,
+            // and what the server's challenge asked for, if anything.
             let replacing = current
                 .as_ref()
                 .filter(|_| reason == FetchReason::Rejected)
-                .map(|token| token.token.clone());
+                .map(|token| Replacing {
+                    token: token.token.clone(),
+                    ask: ask.cloned(),
+                });
             started = Some((reason, runtime, ticket, replacing));
             own_flight = Some(flight);
         }
@@ -436,7 +441,11 @@ impl Entry {
             }
             .into());
         }
-        let scheme = &config.auth_scheme;
+        // A DPoP-bound token goes as `DPoP <token>` (RFC 9449 §7.1).
+        let scheme = match token.dpop() {
+            Some(_) => "DPoP",
+            None => config.auth_scheme.as_str(),
+        };
         let mut buf = BytesMut::with_capacity(scheme.len() + 1 + secret.len());
         buf.put_slice(scheme.as_bytes());
         buf.put_u8(b' ');

@@ -14,6 +14,7 @@ use super::timer;
 use crate::error::{CacheError, TokenError};
 use crate::source::TokenSource;
 use crate::token::AccessToken;
+use crate::token_ask::TokenAsk;
 
 /// Runs one fetch to completion, detached from every caller: the one place
 /// where an entry gets a token, so that a shared tier can wrap it.
@@ -26,7 +27,7 @@ use crate::token::AccessToken;
 pub(super) async fn fetch_task(
     ticket: Ticket<Outcome, Entry>,
     reason: FetchReason,
-    replacing: Option<AccessToken>,
+    replacing: Option<Replacing>,
 ) {
     let entry = Arc::clone(ticket.owner());
     let gate = entry.common.gate.as_ref();
@@ -68,14 +69,25 @@ pub(super) async fn fetch_task(
     ticket.deliver(outcome);
 }
 
+/// The token a fetch replaces after a rejection, and what the server's
+/// challenge asked the new one to carry.
+pub(super) struct Replacing {
+    pub(super) token: AccessToken,
+    pub(super) ask: Option<TokenAsk>,
+}
+
 /// Calls the source once, bounded by the fetch timeout, a panic caught.
 async fn fetch_from_source(
     entry: &Entry,
-    replacing: Option<&AccessToken>,
+    replacing: Option<&Replacing>,
 ) -> Result<AccessToken, TokenError> {
     let fetch = async {
         match replacing {
-            Some(rejected) => entry.source.fetch_replacing(rejected).await,
+            Some(Replacing {
+                token,
+                ask: Some(ask),
+            }) => entry.source.fetch_asking(token, ask).await,
+            Some(Replacing { token, ask: None }) => entry.source.fetch_replacing(token).await,
             None => entry.source.fetch().await,
         }
     };

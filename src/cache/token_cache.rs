@@ -13,6 +13,7 @@ use super::{CacheStats, Common, EndpointGate, TokenCacheBuilder};
 use crate::error::{CacheError, TokenError};
 use crate::source::{BoxTokenSource, TokenSource};
 use crate::token::AccessToken;
+use crate::token_ask::TokenAsk;
 
 /// Caches the token of one [`TokenSource`] and refreshes it.
 ///
@@ -131,7 +132,7 @@ impl TokenCache {
                 return Some(token.handout());
             }
         }
-        match Entry::step(&self.shared, Want::Any) {
+        match Entry::step(&self.shared, Want::Any, None) {
             Step::Serve(token) => Some(token.handout()),
             Step::Wait(_) | Step::Fail(_) => None,
         }
@@ -150,7 +151,7 @@ impl TokenCache {
         &self,
     ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
-        async move { Ok(Entry::acquire(shared, Want::Any).await?.handout()) }
+        async move { Ok(Entry::acquire(shared, Want::Any, None).await?.handout()) }
     }
 
     /// A server rejected the token of `rejected`: drops it if it is still
@@ -168,9 +169,39 @@ impl TokenCache {
         &self,
         rejected: Generation,
     ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
+        self.replace_with(rejected, None)
+    }
+
+    /// A server challenged the token of `rejected`, naming what a new one
+    /// must carry (claims, a wider scope): like [`replace`](Self::replace),
+    /// but the replacement is fetched with [`TokenSource::fetch_asking`].
+    /// Fails at once, without dropping the token, if the source cannot ask
+    /// for it ([`TokenSource::can_ask`]): the caller then returns the
+    /// challenge as it is. Concurrent challenges of one token share one
+    /// fetch, made with what the first asked for.
+    pub fn replace_asking(
+        &self,
+        rejected: Generation,
+        ask: TokenAsk,
+    ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
+        let can = self.shared.source.can_ask(&ask);
+        let replacement = self.replace_with(rejected, Some(ask));
+        async move {
+            if !can {
+                return Err(CacheError::CannotAsk.into());
+            }
+            replacement.await
+        }
+    }
+
+    fn replace_with(
+        &self,
+        rejected: Generation,
+        ask: Option<TokenAsk>,
+    ) -> impl Future<Output = Result<CurrentToken, TokenError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
         async move {
-            match Entry::acquire(Arc::clone(&shared), Want::Replace(rejected)).await {
+            match Entry::acquire(Arc::clone(&shared), Want::Replace(rejected), ask).await {
                 Ok(token) => Ok(token.handout()),
                 Err(err) => {
                     if is_paced(&err) {
@@ -187,7 +218,7 @@ impl TokenCache {
     /// sent again: drops it if it is still current and starts its replacement,
     /// without waiting.
     pub fn reject(&self, rejected: Generation) {
-        let _ = Entry::step(&self.shared, Want::Replace(rejected));
+        let _ = Entry::step(&self.shared, Want::Replace(rejected), None);
     }
 
     /// A server accepted the token of `generation`.
@@ -207,7 +238,7 @@ impl TokenCache {
     /// needed, as [`acquire`](TokenCache::acquire) does.
     pub fn token(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
-        async move { Ok(Entry::acquire(shared, Want::Any).await?.token.clone()) }
+        async move { Ok(Entry::acquire(shared, Want::Any, None).await?.token.clone()) }
     }
 
     /// What the cache has done so far.

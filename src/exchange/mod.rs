@@ -36,11 +36,15 @@
 
 mod action;
 mod answered_elsewhere;
+mod attach;
 mod caller_authorization;
+mod challenge;
 mod policy;
 
 pub use self::answered_elsewhere::AnsweredElsewhere;
 pub use self::caller_authorization::CallerAuthorization;
+pub use self::challenge::{Challenge, ChallengeAnswer, ChallengeHandler};
 
 pub(crate) use self::action::{after_answer, Action, Attempt, Verdict};
-pub(crate) use self::policy::{verdict, ExchangePolicy, Route};
+pub(crate) use self::attach::{attach, Attached};
+pub(crate) use self::policy::{ExchangePolicy, Judge, Route};

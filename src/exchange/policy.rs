@@ -11,6 +11,7 @@ use http::{Extensions, HeaderMap, StatusCode};
 use super::action::Verdict;
 use super::answered_elsewhere::AnsweredElsewhere;
 use super::caller_authorization::CallerAuthorization;
+use super::challenge::{ChallengeAnswer, ChallengeHandler, ChallengeRules};
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::origin::Origin;
 
@@ -21,7 +22,18 @@ pub(crate) struct ExchangePolicy<C = DefaultClassifier> {
     /// The origins the token may be sent to; `None`: every request.
     scope: Option<Arc<[Origin]>>,
     caller_authorization: CallerAuthorization,
+    judge: Judge<C>,
+}
+
+/// What a request in flight needs of the settings (each holds a clone, so
+/// every part is cheap to clone, and free when unset): the classifier, how
+/// challenges are answered (`None`: the crate's rules only), and the origin
+/// of relative URIs (for DPoP proofs).
+#[derive(Clone, Debug)]
+pub(crate) struct Judge<C> {
     classifier: C,
+    challenges: Option<Arc<ChallengeRules>>,
+    relative_origin: Option<Arc<Origin>>,
 }
 
 /// Whether a request gets the token.
@@ -37,12 +49,31 @@ pub(crate) enum Route {
 pub(crate) trait Target {
     /// `true` if the request is for `origin`.
     fn is_for(&self, origin: &Origin) -> bool;
+
+    /// `true` if the URI names no origin (a tonic `Channel`'s requests).
+    fn is_relative(&self) -> bool;
+
+    /// The absolute URL, the origin of a relative one given.
+    fn absolute_url(&self, relative_origin: Option<&Origin>) -> Option<String>;
 }
 
 impl Target for http::Uri {
     #[inline]
     fn is_for(&self, origin: &Origin) -> bool {
         origin.matches(self)
+    }
+
+    #[inline]
+    fn is_relative(&self) -> bool {
+        self.scheme().is_none()
+    }
+
+    fn absolute_url(&self, relative_origin: Option<&Origin>) -> Option<String> {
+        if !self.is_relative() {
+            return Some(self.to_string());
+        }
+        let path = self.path_and_query().map_or("/", |p| p.as_str());
+        Some(format!("{}{path}", relative_origin?))
     }
 }
 
@@ -51,6 +82,14 @@ impl Target for ::reqwest::Url {
     fn is_for(&self, origin: &Origin) -> bool {
         origin.matches_parts(self.scheme(), self.host_str(), self.port_or_known_default())
     }
+
+    fn is_relative(&self) -> bool {
+        false
+    }
+
+    fn absolute_url(&self, _relative_origin: Option<&Origin>) -> Option<String> {
+        Some(self.as_str().to_owned())
+    }
 }
 
 impl Default for ExchangePolicy {
@@ -58,7 +97,11 @@ impl Default for ExchangePolicy {
         Self {
             scope: None,
             caller_authorization: CallerAuthorization::Replace,
-            classifier: DefaultClassifier,
+            judge: Judge {
+                classifier: DefaultClassifier,
+                challenges: None,
+                relative_origin: None,
+            },
         }
     }
 }
@@ -69,8 +112,45 @@ impl<C> ExchangePolicy<C> {
         ExchangePolicy {
             scope: self.scope,
             caller_authorization: self.caller_authorization,
-            classifier,
+            judge: Judge {
+                classifier,
+                challenges: self.judge.challenges,
+                relative_origin: self.judge.relative_origin,
+            },
         }
+    }
+
+    /// Answers challenges with `handler` first.
+    pub(crate) fn on_challenge(mut self, handler: impl ChallengeHandler) -> Self {
+        let mut rules = self
+            .judge
+            .challenges
+            .as_deref()
+            .cloned()
+            .unwrap_or_default();
+        rules.handler = Some(Arc::new(handler));
+        self.judge.challenges = Some(Arc::new(rules));
+        self
+    }
+
+    /// Answers a `403 insufficient_scope` naming a scope with a token asked
+    /// for that scope.
+    pub(crate) fn step_up(mut self) -> Self {
+        let mut rules = self
+            .judge
+            .challenges
+            .as_deref()
+            .cloned()
+            .unwrap_or_default();
+        rules.step_up = true;
+        self.judge.challenges = Some(Arc::new(rules));
+        self
+    }
+
+    /// Requests whose URI is relative are for `origin`.
+    pub(crate) fn relative_uri_origin(mut self, origin: Origin) -> Self {
+        self.judge.relative_origin = Some(Arc::new(origin));
+        self
     }
 
     /// The token goes only to requests for these origins.
@@ -85,17 +165,18 @@ impl<C> ExchangePolicy<C> {
         self
     }
 
-    /// The classifier, for the answers of requests in flight.
-    pub(crate) fn rejection_classifier(&self) -> &C {
-        &self.classifier
+    /// What reads the answers of requests in flight.
+    pub(crate) fn judge(&self) -> &Judge<C> {
+        &self.judge
     }
 
     /// Whether a request for `target` with these headers gets the token.
     #[inline]
     pub(crate) fn route(&self, target: &impl Target, headers: &HeaderMap) -> Route {
-        let in_scope = match &self.scope {
-            None => true,
-            Some(origins) => origins.iter().any(|origin| target.is_for(origin)),
+        let in_scope = match (&self.scope, &self.judge.relative_origin) {
+            (None, _) => true,
+            (Some(origins), Some(relative)) if target.is_relative() => origins.contains(relative),
+            (Some(origins), _) => origins.iter().any(|origin| target.is_for(origin)),
         };
         if !in_scope
             || self
@@ -109,12 +190,76 @@ impl<C> ExchangePolicy<C> {
     }
 }
 
-/// What an answer says about the token its request carried.
+impl<C> Judge<C> {
+    /// The absolute URL of a request for `target` (a DPoP proof's `htu`
+    /// and the origin its nonce is kept for), if it can be known.
+    pub(crate) fn absolute_url(&self, target: &impl Target) -> Option<String> {
+        target.absolute_url(self.relative_origin.as_deref())
+    }
+}
+
+impl<C: RejectionClassifier> Judge<C> {
+    /// What an answer says about the token its request carried (`dpop`:
+    /// the token is DPoP-bound).
+    ///
+    /// Nothing from another origin counts. A `401` or `403`'s challenges are
+    /// read first (the user's handler, then the crate's rules: a DPoP nonce,
+    /// a claims challenge, a step-up); then a rejection by the classifier
+    /// counts; a server error says nothing either way.
+    #[inline]
+    pub(crate) fn verdict(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+        dpop: bool,
+    ) -> Verdict {
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return self.challenged(status, headers, extensions, dpop);
+        }
+        verdict(&self.classifier, status, headers, extensions)
+    }
+
+    /// The verdict on a `401` or `403`: rare, so its challenges are parsed.
+    #[cold]
+    fn challenged(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+        dpop: bool,
+    ) -> Verdict {
+        if extensions.get::<AnsweredElsewhere>().is_some() {
+            return Verdict::Unrelated;
+        }
+        let rules = self.challenges.as_deref();
+        let answer = match rules {
+            Some(rules) => rules.answer(status, headers, dpop),
+            None => DEFAULT_RULES.answer(status, headers, dpop),
+        };
+        match answer {
+            Some(ChallengeAnswer::Replay) => Verdict::SendAgain,
+            Some(ChallengeAnswer::Replace) => Verdict::Rejected,
+            Some(ChallengeAnswer::ReplaceAsking(ask)) => Verdict::Asking(ask),
+            Some(ChallengeAnswer::Return) => Verdict::Unrelated,
+            None => verdict(&self.classifier, status, headers, extensions),
+        }
+    }
+}
+
+/// The crate's rules alone.
+static DEFAULT_RULES: ChallengeRules = ChallengeRules {
+    handler: None,
+    step_up: false,
+};
+
+/// What an answer says about the token its request carried, by the
+/// classifier alone.
 ///
 /// A rejection by `classifier` counts only if the answer came from the
 /// origin the token went to; a server error says nothing either way.
 #[inline]
-pub(crate) fn verdict<C: RejectionClassifier>(
+fn verdict<C: RejectionClassifier>(
     classifier: &C,
     status: StatusCode,
     headers: &HeaderMap,
@@ -127,7 +272,9 @@ pub(crate) fn verdict<C: RejectionClassifier>(
         } else {
             Verdict::Rejected
         }
-    } else if status.is_server_error() {
+    } else if status.is_server_error() || status == StatusCode::UNAUTHORIZED {
+        // A server error says nothing of the token; nor does a 401 the
+        // classifier does not call a rejection (it asks for another scheme).
         Verdict::Unrelated
     } else {
         Verdict::Accepted
@@ -230,6 +377,11 @@ mod tests {
         );
         let mut grpc = HeaderMap::new();
         grpc.insert("grpc-status", HeaderValue::from_static("16"));
+        let mut basic = HeaderMap::new();
+        basic.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Basic realm="x""#),
+        );
         let mut elsewhere = Extensions::new();
         elsewhere.insert(AnsweredElsewhere);
         let here = Extensions::new();
@@ -243,6 +395,7 @@ mod tests {
             ("gRPC UNAUTHENTICATED", StatusCode::OK, &grpc, &here, Rejected),
             ("401 from another origin after a redirect", StatusCode::UNAUTHORIZED, &plain, &elsewhere, Unrelated),
             ("503: nothing about the token", StatusCode::SERVICE_UNAVAILABLE, &plain, &here, Unrelated),
+            ("401 asking for another scheme: nothing about the token", StatusCode::UNAUTHORIZED, &basic, &here, Unrelated),
         ];
         for (name, status, headers, extensions, want) in cases {
             assert_eq!(verdict(&c, status, headers, extensions), want, "{name}");

@@ -6,7 +6,7 @@ use tower_layer::Layer;
 
 use crate::cache::TokenCache;
 use crate::classify::{DefaultClassifier, RejectionClassifier};
-use crate::exchange::{CallerAuthorization, ExchangePolicy};
+use crate::exchange::{CallerAuthorization, ChallengeHandler, ExchangePolicy};
 use crate::keyed::{KeyedBy, KeyedTokenCache};
 use crate::origin::Origin;
 use crate::replay::{CloneBody, NoReplay};
@@ -217,6 +217,52 @@ impl<P, C, T> BearerAuthLayer<P, C, T> {
     /// without a token, a fetch or a replay. See [`CallerAuthorization`].
     pub fn caller_authorization(mut self, choice: CallerAuthorization) -> Self {
         self.policy = self.policy.caller_authorization(choice);
+        self
+    }
+
+    /// Answers servers' challenges (`WWW-Authenticate` of a `401` or `403`)
+    /// with `handler` first, before the crate's own rules (a DPoP nonce, a
+    /// claims challenge, a step-up) and the classifier: for schemes and
+    /// errors the crate does not know. Whatever it answers, a request is sent
+    /// at most twice. See [`ChallengeHandler`].
+    pub fn on_challenge(mut self, handler: impl ChallengeHandler) -> Self {
+        self.policy = self.policy.on_challenge(handler);
+        self
+    }
+
+    /// Step-up: a `403` whose challenge says `error="insufficient_scope"` and
+    /// names a `scope` makes one token request asking for that scope (where
+    /// the source can: [`TokenSource::can_ask`]),
+    /// then one replay; concurrent challenges of one token share that
+    /// request. Off by default: the `403` is returned as it is.
+    ///
+    /// ```
+    /// use tower_bearer::{BearerAuthLayer, StaticToken};
+    ///
+    /// let layer = BearerAuthLayer::new(StaticToken::new("k")).step_up();
+    /// # drop(layer);
+    /// ```
+    pub fn step_up(mut self) -> Self {
+        self.policy = self.policy.step_up();
+        self
+    }
+
+    /// The origin of requests whose URI is relative: a tonic `Channel`'s
+    /// requests carry only a path, and the channel adds its origin below this
+    /// layer. Needed for DPoP-bound tokens (a proof names the request's
+    /// absolute URL) and for [`only_for_origins`](Self::only_for_origins);
+    /// otherwise such a request matches no origin, and a DPoP-bound token
+    /// cannot be sent with it ([`CacheError::NoAbsoluteUrl`](crate::CacheError::NoAbsoluteUrl)).
+    ///
+    /// ```
+    /// use tower_bearer::{BearerAuthLayer, Origin, StaticToken};
+    ///
+    /// let api = Origin::parse("https://grpc.example.com").unwrap();
+    /// let layer = BearerAuthLayer::new(StaticToken::new("k")).relative_uri_origin(api);
+    /// # drop(layer);
+    /// ```
+    pub fn relative_uri_origin(mut self, origin: Origin) -> Self {
+        self.policy = self.policy.relative_uri_origin(origin);
         self
     }
 }

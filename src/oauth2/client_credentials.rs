@@ -5,6 +5,7 @@ use super::grant_params::GrantParams;
 use crate::error::TokenError;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
+use crate::token_ask::TokenAsk;
 
 /// Tokens for the client itself (RFC 6749 §4.4): `grant_type=client_credentials`
 /// plus `scope`, `audience`, `resource` (RFC 8707) and any other parameters,
@@ -78,16 +79,60 @@ impl ClientCredentials {
     }
 
     /// The parameters sent (without client authentication), borrowed.
-    fn params(&self) -> Vec<(&str, &str)> {
+    /// Declares a client capability, sent with every token request as the
+    /// claims `{"access_token":{"xms_cc":{"values":[…]}}}`: Microsoft Entra's
+    /// `cp1` says the client answers claims challenges (continuous access
+    /// evaluation), which the layer does. A claims challenge's claims are
+    /// merged with these.
+    ///
+    /// ```
+    /// use tower_bearer::oauth2::{ClientCredentials, TokenEndpoint};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let endpoint = TokenEndpoint::builder("https://login.microsoftonline.com/tenant/oauth2/v2.0/token")
+    ///     .client_id("app")
+    ///     .client_secret("s3cr3t")
+    ///     .build()?;
+    /// let source = ClientCredentials::new(endpoint)
+    ///     .scope("https://graph.microsoft.com/.default")
+    ///     .client_capability("cp1");
+    /// # let _ = source; Ok(()) }
+    /// ```
+    pub fn client_capability(mut self, capability: impl Into<String>) -> Self {
+        self.params.add_capability(capability);
+        self
+    }
+
+    /// One token request, asking for what a challenge named, if anything.
+    async fn request(&self, ask: Option<&TokenAsk>) -> Result<AccessToken, TokenError> {
+        let claims = self.params.claims(ask.and_then(TokenAsk::claims))?;
+        let scope = ask
+            .and_then(TokenAsk::scope)
+            .map(|asked| self.params.scope_with(asked));
         let mut params = vec![("grant_type", "client_credentials")];
-        self.params.append_to(&mut params);
-        params
+        self.params
+            .append_asking(&mut params, scope.as_deref(), claims.as_deref());
+        let response = self.endpoint.request(&params).await?;
+        Ok(response.to_access_token())
     }
 }
 
 impl TokenSource for ClientCredentials {
     async fn fetch(&self) -> Result<AccessToken, TokenError> {
-        let response = self.endpoint.request(&self.params()).await?;
-        Ok(response.to_access_token())
+        self.request(None).await
+    }
+
+    /// Claims (a claims challenge) and scopes (a step-up) are request
+    /// parameters this grant can send.
+    fn can_ask(&self, _ask: &TokenAsk) -> bool {
+        true
+    }
+
+    async fn fetch_asking(
+        &self,
+        _rejected: &AccessToken,
+        ask: &TokenAsk,
+    ) -> Result<AccessToken, TokenError> {
+        self.request(Some(ask)).await
     }
 }

@@ -3,13 +3,29 @@
 
 use std::fmt;
 
+use serde_json::Value;
+
+use crate::error::TokenError;
 use crate::redact::ParamNames;
+
+/// Merges `from` into `into`: objects key by key, anything else replaced.
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (key, value) in from {
+                merge(into.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (into, from) => *into = from,
+    }
+}
 
 /// What [`ClientCredentials`](super::ClientCredentials),
 /// [`JwtBearer`](super::JwtBearer) and
 /// [`TokenExchange`](super::TokenExchange) send after their grant's own
 /// parameters, always in this order: `scope` (space-separated, once),
-/// each `audience`, each `resource` (RFC 8707), then the rest as given.
+/// each `audience`, each `resource` (RFC 8707), `claims` if any, then the
+/// rest as given.
 #[derive(Clone, Default)]
 pub(crate) struct GrantParams {
     /// Space-separated, as sent.
@@ -17,6 +33,9 @@ pub(crate) struct GrantParams {
     audiences: Vec<String>,
     resources: Vec<String>,
     others: Vec<(String, String)>,
+    /// Client capabilities (Microsoft Entra's `cp1`: "I answer claims
+    /// challenges"), sent as claims on every request.
+    capabilities: Vec<String>,
 }
 
 impl GrantParams {
@@ -45,14 +64,69 @@ impl GrantParams {
         self.others.push((key.into(), value.into()));
     }
 
-    /// Appends these parameters to a grant's own, borrowed.
-    pub(crate) fn append_to<'a>(&'a self, params: &mut Vec<(&'a str, &'a str)>) {
-        if !self.scope.is_empty() {
-            params.push(("scope", &self.scope));
+    pub(crate) fn add_capability(&mut self, capability: impl Into<String>) {
+        self.capabilities.push(capability.into());
+    }
+
+    /// The `claims` parameter to send: the client's capabilities
+    /// (`{"access_token":{"xms_cc":{"values":[…]}}}`) merged with the claims
+    /// a challenge asked for; `None` if neither.
+    pub(crate) fn claims(&self, asked: Option<&str>) -> Result<Option<String>, TokenError> {
+        let mut merged = match asked {
+            Some(json) => serde_json::from_str::<Value>(json).map_err(|_| {
+                TokenError::permanent("the claims a server's challenge asked for are not JSON")
+            })?,
+            None if self.capabilities.is_empty() => return Ok(None),
+            None => Value::Object(Default::default()),
+        };
+        if !self.capabilities.is_empty() {
+            let capabilities = serde_json::json!({
+                "access_token": { "xms_cc": { "values": self.capabilities } }
+            });
+            merge(&mut merged, capabilities);
+        }
+        Ok(Some(merged.to_string()))
+    }
+
+    /// The `scope` to send when a challenge asked for `asked`: what the grant
+    /// asks for anyway, and the challenge's scopes not already in it.
+    pub(crate) fn scope_with(&self, asked: &str) -> String {
+        let mut scope = self.scope.clone();
+        for wanted in asked.split_ascii_whitespace() {
+            if !scope.split_ascii_whitespace().any(|have| have == wanted) {
+                if !scope.is_empty() {
+                    scope.push(' ');
+                }
+                scope.push_str(wanted);
+            }
+        }
+        scope
+    }
+
+    /// Appends the parameters, with what a challenge asked for (`claims`
+    /// already merged, a wider `scope`) in place of the grant's own.
+    pub(crate) fn append_asking<'a>(
+        &'a self,
+        params: &mut Vec<(&'a str, &'a str)>,
+        scope: Option<&'a str>,
+        claims: Option<&'a str>,
+    ) {
+        match scope {
+            Some(scope) => params.push(("scope", scope)),
+            None if !self.scope.is_empty() => params.push(("scope", &self.scope)),
+            None => {}
         }
         params.extend(self.audiences.iter().map(|a| ("audience", a.as_str())));
         params.extend(self.resources.iter().map(|r| ("resource", r.as_str())));
+        if let Some(claims) = claims {
+            params.push(("claims", claims));
+        }
         params.extend(self.others.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    }
+
+    /// Appends these parameters to a grant's own, borrowed.
+    pub(crate) fn append_to<'a>(&'a self, params: &mut Vec<(&'a str, &'a str)>) {
+        self.append_asking(params, None, None);
     }
 }
 
@@ -65,6 +139,7 @@ impl fmt::Debug for GrantParams {
             .field("audiences", &self.audiences)
             .field("resources", &self.resources)
             .field("others", &ParamNames(&self.others))
+            .field("capabilities", &self.capabilities)
             .finish()
     }
 }
@@ -72,6 +147,43 @@ impl fmt::Debug for GrantParams {
 #[cfg(test)]
 mod tests {
     use super::GrantParams;
+
+    #[test]
+    fn claims_merge_capabilities_with_what_a_challenge_asked_for() {
+        let mut with_cp1 = GrantParams::default();
+        with_cp1.add_capability("cp1");
+        let none = GrantParams::default();
+        let asked = r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}"#;
+        let cases = [
+            (&none, None, None),
+            (&none, Some(asked), Some(asked.to_owned())),
+            (
+                &with_cp1,
+                None,
+                Some(r#"{"access_token":{"xms_cc":{"values":["cp1"]}}}"#.to_owned()),
+            ),
+            (
+                &with_cp1,
+                Some(asked),
+                Some(
+                    r#"{"access_token":{"nbf":{"essential":true,"value":"1700000000"},"xms_cc":{"values":["cp1"]}}}"#
+                        .to_owned(),
+                ),
+            ),
+        ];
+        for (params, asked, want) in cases {
+            assert_eq!(params.claims(asked).unwrap(), want, "{asked:?}");
+        }
+        assert!(none.claims(Some("not json")).is_err());
+    }
+
+    #[test]
+    fn a_step_up_adds_the_scopes_not_asked_for_yet() {
+        let mut params = GrantParams::default();
+        params.add_scope("read write");
+        assert_eq!(params.scope_with("write admin"), "read write admin");
+        assert_eq!(GrantParams::default().scope_with("admin"), "admin");
+    }
 
     #[test]
     fn parameters_follow_the_grants_own_in_a_fixed_order() {

@@ -4,16 +4,17 @@ use std::convert::Infallible;
 use std::fmt;
 
 use ::reqwest::{Request, Response};
-use http::header::AUTHORIZATION;
 use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
 use super::answered_elsewhere::mark_if_elsewhere;
-use crate::cache::{CurrentToken, Generation, TokenCache};
+use crate::cache::{CurrentToken, TokenCache};
 use crate::classify::{DefaultClassifier, RejectionClassifier};
 use crate::error::{BearerAuthError, TokenError};
+use crate::exchange::Attached;
 use crate::exchange::{
-    after_answer, verdict, Action, Attempt, CallerAuthorization, ExchangePolicy, Route, Verdict,
+    after_answer, attach, Action, Attempt, CallerAuthorization, ChallengeHandler, ExchangePolicy,
+    Route, Verdict,
 };
 use crate::keyed::{CacheSelector, KeyedBy, KeyedTokenCache};
 use crate::origin::Origin;
@@ -210,6 +211,20 @@ impl<P, C, T> BearerAuthMiddleware<P, C, T> {
         self.policy = self.policy.caller_authorization(choice);
         self
     }
+
+    /// Answers servers' challenges with `handler` first; see
+    /// [`BearerAuthLayer::on_challenge`](crate::BearerAuthLayer::on_challenge).
+    pub fn on_challenge(mut self, handler: impl ChallengeHandler) -> Self {
+        self.policy = self.policy.on_challenge(handler);
+        self
+    }
+
+    /// Step-up on `insufficient_scope`; see
+    /// [`BearerAuthLayer::step_up`](crate::BearerAuthLayer::step_up).
+    pub fn step_up(mut self) -> Self {
+        self.policy = self.policy.step_up();
+        self
+    }
 }
 
 /// The token error as the middleware reports it: `no access token`, caused
@@ -219,39 +234,37 @@ fn no_token(err: TokenError) -> reqwest_middleware::Error {
     reqwest_middleware::Error::middleware(BearerAuthError::<Infallible>::Token(err))
 }
 
-fn authorize(request: &mut Request, token: CurrentToken) -> Generation {
-    let generation = token.generation();
-    request
-        .headers_mut()
-        .insert(AUTHORIZATION, token.into_header_value());
-    generation
-}
-
 impl<P, C, T> BearerAuthMiddleware<P, C, T>
 where
     P: ReplayPolicy<Request>,
     C: RejectionClassifier,
 {
-    /// Sends `request` with the token, marks an answer from another origin,
-    /// and reads what the answer says about the token.
+    /// Sends `request` with the token (and a DPoP proof, if it is bound),
+    /// marks an answer from another origin, learns a DPoP nonce, and reads
+    /// what the answer says about the token.
     async fn send(
         &self,
         mut request: Request,
         token: CurrentToken,
         extensions: &mut Extensions,
         next: Next<'_>,
-    ) -> reqwest_middleware::Result<(Response, Generation, Verdict)> {
-        let generation = authorize(&mut request, token);
+    ) -> reqwest_middleware::Result<(Response, Attached, Verdict)> {
+        let judge = self.policy.judge();
+        let target = token
+            .dpop()
+            .map(|_| (request.method().clone(), judge.absolute_url(request.url())));
+        let attached = attach(request.headers_mut(), target, token).map_err(no_token)?;
         let sent_to = request.url().clone();
         let mut response = next.run(request, extensions).await?;
         mark_if_elsewhere(&mut response, &sent_to);
-        let verdict = verdict(
-            self.policy.rejection_classifier(),
+        attached.learn_from(response.headers());
+        let verdict = judge.verdict(
             response.status(),
             response.headers(),
             response.extensions(),
+            attached.is_dpop(),
         );
-        Ok((response, generation, verdict))
+        Ok((response, attached, verdict))
     }
 }
 
@@ -280,46 +293,49 @@ where
             None => cache.acquire().await.map_err(no_token)?,
         };
         let kept = self.replay.keep(&mut request);
-        let (response, generation, verdict) =
+        let (response, attached, verdict) =
             self.send(request, token, extensions, next.clone()).await?;
+        let generation = attached.generation;
         // Whether the request can be sent again is known before anything
-        // waits for a replacement.
+        // waits for a token.
         let again = match verdict {
-            Verdict::Rejected => kept.and_then(|kept| self.replay.replay(kept)),
+            Verdict::Rejected | Verdict::SendAgain | Verdict::Asking(_) => {
+                kept.and_then(|kept| self.replay.replay(kept))
+            }
             Verdict::Accepted | Verdict::Unrelated => None,
         };
-        let again = match (
-            after_answer(Attempt::First, verdict, again.is_some()),
-            again,
-        ) {
-            (Action::Accept, _) => {
+        let token = match after_answer(Attempt::First, verdict, again.is_some()) {
+            Action::Accept => {
                 cache.accepted(generation);
                 return Ok(response);
             }
-            (Action::Return, _) => return Ok(response),
-            (Action::ReplaceThenReplay, Some(again)) => again,
-            (Action::ReturnRejection | Action::ReplaceThenReplay, _) => {
+            Action::Return => return Ok(response),
+            Action::ReturnRejection => {
                 cache.reject(generation);
                 return Ok(response);
             }
+            Action::ReplaceThenReplay => cache.replace(generation).await,
+            Action::ReplaceAskingThenReplay(ask) => cache.replace_asking(generation, ask).await,
+            // The same token (a new proof is made for it).
+            Action::ReplaySameToken => cache.acquire().await,
         };
-        // No replacement now (paced, the source failing): the rejection is
-        // the answer.
-        let Ok(fresh) = cache.replace(generation).await else {
+        // No token to send it with now (replacements paced, the source
+        // failing, claims it cannot ask for): the answer is the answer.
+        let (Ok(token), Some(again)) = (token, again) else {
             return Ok(response);
         };
         drop(response);
         cache.record_retry();
         tracing::debug!(
             rejected_generation = %generation,
-            generation = %fresh.generation(),
-            "token rejected; sending the request once more with its replacement"
+            generation = %token.generation(),
+            "sending the request once more"
         );
-        let (response, generation, verdict) = self.send(again, fresh, extensions, next).await?;
+        let (response, attached, verdict) = self.send(again, token, extensions, next).await?;
         match after_answer(Attempt::Replay, verdict, false) {
-            Action::Accept => cache.accepted(generation),
-            Action::ReturnRejection | Action::ReplaceThenReplay => cache.reject(generation),
-            Action::Return => {}
+            Action::Accept => cache.accepted(attached.generation),
+            Action::ReturnRejection => cache.reject(attached.generation),
+            _ => {}
         }
         Ok(response)
     }
