@@ -106,10 +106,35 @@
 //!
 //! # gRPC
 //!
-//! A tonic `Channel` is an HTTP service like any other: wrap it in the layer
-//! with `BufferBody::new(tonic::body::Body::new)`. The default classifier
-//! treats a `grpc-status: 16` (`UNAUTHENTICATED`) response as a rejection.
-//! `examples/grpc.rs` shows a client and server.
+//! A tonic `Channel` is an HTTP service like any other. Its request bodies
+//! are streams, so pair the layer with [`BufferBody`](replay::BufferBody),
+//! which records them (64 KiB by default) for a replay. The default
+//! classifier treats a `grpc-status: 16` (`UNAUTHENTICATED`) response, which
+//! tonic servers send as a trailers-only HTTP 200, as a rejection. A
+//! `Channel`'s requests carry a relative URI (the channel adds its origin
+//! below the layer): name the origin with
+//! [`relative_uri_origin`](BearerAuthLayer::relative_uri_origin) for DPoP
+//! proofs and [`only_for_origins`](BearerAuthLayer::only_for_origins).
+//!
+//! ```no_run
+//! use tonic::body::Body;
+//! use tonic::transport::Channel;
+//! use tower_bearer::replay::BufferBody;
+//! use tower_bearer::{BearerAuthLayer, Origin, StaticToken};
+//!
+//! # async fn channel() -> Result<(), Box<dyn std::error::Error>> {
+//! let layer = BearerAuthLayer::new(StaticToken::new("api-key"))
+//!     .replay(BufferBody::new(Body::new))
+//!     .relative_uri_origin(Origin::parse("http://127.0.0.1:50051")?);
+//! let channel = tower::ServiceBuilder::new()
+//!     .layer(layer)
+//!     .service(Channel::from_static("http://127.0.0.1:50051").connect().await?);
+//! // Hand `channel` to any generated or hand-written tonic client.
+//! # let _ = channel; Ok(()) }
+//! ```
+//!
+//! `examples/grpc.rs` runs a tonic server and client across a key rotation
+//! and a revoked token.
 //!
 //! # A fleet
 //!
@@ -132,10 +157,27 @@
 //! - **Errors**: `Display` never repeats the source, so chains print each
 //!   message once; [`TokenError::find_in`] finds the token error in any
 //!   error chain (a tower `BoxError`, an `anyhow::Error`).
-//! - **Metrics** (feature `metrics`): counters, a fetch-latency histogram
-//!   and expiry gauges through the `metrics` facade, labelled with the
-//!   cache's [name](TokenCacheBuilder::name), which also goes on the
-//!   `tower_bearer.fetch` tracing span.
+//! - **Metrics** (feature `metrics`): see below.
+//!
+//! # Metrics
+//!
+//! With the `metrics` feature the cache pushes what it does through the
+//! `metrics` facade, so any exporter (Prometheus, OpenTelemetry, StatsD)
+//! sees it. Every metric has a `cache` label with the cache's
+//! [name](TokenCacheBuilder::name), which also goes on the
+//! `tower_bearer.fetch` tracing span; [`TokenCache::stats`] gives the same
+//! counts on demand.
+//!
+//! | metric | kind | labels |
+//! | --- | --- | --- |
+//! | `tower_bearer_fetches_total` | counter | `cache`, `reason` (`empty`, `expired`, `refresh_ahead`, `rejected`), `outcome` (`ok`, `transient_error`, `permanent_error`, `timeout`, `panicked`, `abandoned`) |
+//! | `tower_bearer_fetch_duration_seconds` | histogram | `cache`, `reason`, `outcome` |
+//! | `tower_bearer_waits_total` | counter | `cache`: callers that waited for a fetch |
+//! | `tower_bearer_invalidations_total` | counter | `cache`: tokens dropped after a rejection |
+//! | `tower_bearer_retries_total` | counter | `cache`: requests sent once more |
+//! | `tower_bearer_paced_rejections_total` | counter | `cache`: rejections returned without a replay because the replacement was paced |
+//! | `tower_bearer_token_expires_in_seconds` | gauge | `cache`: the current token's life when it was installed (0 once rejected) |
+//! | `tower_bearer_token_expiry_timestamp_seconds` | gauge | `cache`: when the current token expires, Unix time; alert on `… - time() < 60` |
 //!
 //! # Secrets
 //!

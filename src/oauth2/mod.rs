@@ -48,6 +48,75 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 //!
+//! # Web apps: sign users in, call APIs as them
+//!
+//! [`Discovery`] configures the flow from the issuer URL; the document must
+//! name exactly the issuer asked for. Between the redirect and the callback,
+//! keep the [`PendingAuthorization`] (`state`, PKCE verifier, redirect URI,
+//! expected issuer) in the session: with the `serde` feature it is JSON, so
+//! the callback may land after a restart or on another instance. Each
+//! signed-in user's [`RefreshTokenSource`] goes into one
+//! [`KeyedTokenCache`](crate::keyed::KeyedTokenCache) with
+//! [`insert`](crate::keyed::KeyedTokenCache::insert): bounded, idle users
+//! dropped, one gate for the token endpoint, one API client for all.
+//!
+//! ```no_run
+//! use bytes::Bytes;
+//! use http::Request;
+//! use http_body_util::Full;
+//! use tower::{Layer, ServiceExt};
+//! use tower_bearer::keyed::KeyedTokenCache;
+//! use tower_bearer::oauth2::{AuthorizationCode, Callback, Discovery, PendingAuthorization};
+//! use tower_bearer::BearerAuthLayer;
+//!
+//! /// Who a request is for: the session of a signed-in user.
+//! #[derive(Clone, PartialEq, Eq, Hash)]
+//! struct SessionId(u64);
+//!
+//! # async fn app(
+//! #     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+//! # ) -> Result<(), Box<dyn std::error::Error>> {
+//! // At start-up, on every instance.
+//! let metadata = Discovery::new("https://accounts.example.com").fetch().await?;
+//! let endpoint = metadata
+//!     .token_endpoint_builder()
+//!     .client_id("web-app")
+//!     .client_secret(std::env::var("CLIENT_SECRET")?)
+//!     .build()?;
+//! let flow: AuthorizationCode = metadata
+//!     .authorization_code(endpoint)?
+//!     .redirect_uri("https://app.example.com/callback")
+//!     .scope("openid offline_access");
+//! let users = KeyedTokenCache::<SessionId>::without_factory().max_keys(10_000).build();
+//! let api = BearerAuthLayer::keyed(users.clone(), |req: &Request<Full<Bytes>>| {
+//!     req.extensions().get::<SessionId>().cloned()
+//! })
+//! .layer(client);
+//!
+//! // GET /login: send the user to `request.url()`, keep the pending part.
+//! let request = flow.start();
+//! let saved: String = serde_json::to_string(request.pending())?;
+//!
+//! // GET /callback?code=..&state=.., on whichever instance.
+//! let pending: PendingAuthorization = serde_json::from_str(&saved)?;
+//! let callback = Callback::from_query("code=..&state=..")?;
+//! let source = flow.finish(&pending, &callback).await?;
+//! users.insert(SessionId(7), source);
+//!
+//! // Any handler: call the API as that user.
+//! let mut call = Request::get("https://api.example.com/v1/me").body(Full::default())?;
+//! call.extensions_mut().insert(SessionId(7));
+//! let response = api.oneshot(call).await?;
+//! # let _ = response; Ok(()) }
+//! ```
+//!
+//! [`finish`](AuthorizationCode::finish) checks the callback before anything
+//! is sent: the `state` (in constant time), then the `iss` against the issuer
+//! the user was sent to (RFC 9207), then an error from the server, then the
+//! code; a flow configured for another issuer refuses the pending
+//! authorization. `examples/web_app` is an axum app doing all of this against
+//! loopback servers.
+//!
 //! # Errors
 //!
 //! What a server says in an error (its `error`, `error_description`,
