@@ -33,13 +33,20 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use support::api::{get, Api, ApiMode};
-use support::token_endpoint::{http_client, TokenEndpoint};
-use tower::{service_fn, Layer, ServiceBuilder, ServiceExt};
+use support::token_endpoint::{http_client, HttpClient, TokenEndpoint};
+use tower::{service_fn, Layer, ServiceExt};
 use tower_bearer::cache::EndpointGate;
 use tower_bearer::keyed::KeyedTokenCache;
-use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, CacheError, TokenCache, TokenError};
+use tower_bearer::{
+    from_fn, AccessToken, BearerAuth, BearerAuthLayer, CacheError, TokenCache, TokenError,
+};
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// `BearerAuthLayer` on `cache` over a hyper-util client.
+fn layered(cache: &TokenCache) -> BearerAuth<HttpClient> {
+    BearerAuthLayer::from_cache(cache.clone()).layer(http_client())
+}
 
 fn cache_error(err: &TokenError) -> Option<&CacheError> {
     err.cause()?.downcast_ref::<CacheError>()
@@ -89,9 +96,7 @@ async fn half_of_the_fresh_tokens_revoked_no_request_fails_locally() {
     let cache = TokenCache::builder(tokens.source())
         .backoff(Duration::from_millis(1), Duration::from_millis(4))
         .build();
-    let client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache.clone()))
-        .service(http_client());
+    let client = layered(&cache);
 
     let mut statuses = HashMap::new();
     let mut uses: HashMap<String, usize> = HashMap::new();
@@ -191,9 +196,7 @@ async fn three_fresh_tokens_rejected_in_a_row_the_callers_get_the_apis_401s() {
     let cache = TokenCache::builder(tokens.source())
         .backoff(HOUR, HOUR)
         .build();
-    let client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache.clone()))
-        .service(http_client());
+    let client = layered(&cache);
     let send = |id: usize| client.clone().oneshot(get(&api.url("/"), id));
 
     assert_eq!(send(0).await.unwrap().status(), StatusCode::OK);
@@ -243,9 +246,7 @@ async fn a_gateway_answering_200_and_401_in_turn_costs_four_token_requests() {
     let cache = TokenCache::builder(tokens.source())
         .backoff(HOUR, HOUR)
         .build();
-    let client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache.clone()))
-        .service(http_client());
+    let client = layered(&cache);
 
     let mut unauthorized = 0;
     for id in 0..200 {
@@ -280,6 +281,8 @@ async fn a_gateway_answering_200_and_401_in_turn_costs_four_token_requests() {
 struct Redirected {
     api: Api,
     elsewhere: Api,
+    /// Tokens for the API, from a loopback token endpoint.
+    cache: TokenCache,
 }
 
 #[cfg(feature = "reqwest")]
@@ -287,7 +290,13 @@ impl Redirected {
     async fn start() -> Self {
         let elsewhere = Api::start(ApiMode::RejectAll).await;
         let api = Api::start(ApiMode::RedirectTo(elsewhere.url("/landing"))).await;
-        Redirected { api, elsewhere }
+        let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
+        let cache = TokenCache::new(tokens.source());
+        Redirected {
+            api,
+            elsewhere,
+            cache,
+        }
     }
 
     fn origin(&self) -> tower_bearer::Origin {
@@ -297,10 +306,10 @@ impl Redirected {
     /// 20 requests reached the API once each with `tok-1`, their redirects
     /// reached the other origin without a token, and the cache fetched once
     /// and never counted the other origin's 401s.
-    fn assert_twenty_once_each(&self, cache: &TokenCache) {
+    fn assert_twenty_once_each(&self) {
         assert_eq!(self.api.seen(), vec!["Bearer tok-1".to_owned(); 20]);
         assert_eq!(self.elsewhere.seen(), vec![String::new(); 20]);
-        let stats = cache.stats();
+        let stats = self.cache.stats();
         assert_eq!(
             (
                 stats.fetches,
@@ -323,9 +332,8 @@ async fn the_middleware_returns_another_origins_401_after_a_redirect() {
     use tower_bearer::reqwest::BearerAuthMiddleware;
 
     let servers = Redirected::start().await;
-    let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let cache = TokenCache::new(tokens.source());
-    let auth = BearerAuthMiddleware::from_cache(cache.clone()).only_for_origins([servers.origin()]);
+    let auth = BearerAuthMiddleware::from_cache(servers.cache.clone())
+        .only_for_origins([servers.origin()]);
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(auth)
         .build();
@@ -338,7 +346,7 @@ async fn the_middleware_returns_another_origins_401_after_a_redirect() {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.url().as_str(), servers.elsewhere.url("/landing"));
     }
-    servers.assert_twenty_once_each(&cache);
+    servers.assert_twenty_once_each();
 }
 
 /// The same through `ReqwestService` under the layer. Before: reqwest's
@@ -350,11 +358,9 @@ async fn reqwest_service_returns_another_origins_401_after_a_redirect() {
     use tower_bearer::reqwest::ReqwestService;
 
     let servers = Redirected::start().await;
-    let tokens = TokenEndpoint::start(HOUR, Duration::ZERO).await;
-    let cache = TokenCache::new(tokens.source());
-    let client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache.clone()).only_for_origins([servers.origin()]))
-        .service(ReqwestService::new(reqwest::Client::new()));
+    let client = BearerAuthLayer::from_cache(servers.cache.clone())
+        .only_for_origins([servers.origin()])
+        .layer(ReqwestService::new(reqwest::Client::new()));
     for _ in 0..20 {
         let request = Request::get(servers.api.url("/v1/things"))
             .body(Full::<Bytes>::default())
@@ -362,7 +368,7 @@ async fn reqwest_service_returns_another_origins_401_after_a_redirect() {
         let response = client.clone().oneshot(request).await.expect("sent");
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
-    servers.assert_twenty_once_each(&cache);
+    servers.assert_twenty_once_each();
 }
 
 // ---------------------------------------------------------------------------
