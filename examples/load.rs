@@ -7,9 +7,15 @@
 //! bearer token has not expired (and rejects `--reject-fraction` of the others
 //! with a 401, to exercise invalidation and replay). With `--revoke-fraction`,
 //! that fraction of fresh tokens is revoked on their first use, as an API that
-//! introspects every token at its authorization server sees it: each 401 that
-//! reaches a caller should then come from a retry whose fresh token was itself
-//! revoked (`revocation_check`).
+//! introspects every token at its authorization server sees it. No request
+//! may then fail without being sent, and each 401 that reaches a caller must
+//! come from a replay whose fresh token was itself revoked, or from a request
+//! sent once while the cache paced its replacements (the API counts those,
+//! and they must equal the cache's own `paced` count): `revocation_check`.
+//! With `--reject-all`, the API rejects every token (a wrong audience, a
+//! disabled client): every caller must get the API's 401, none a token error,
+//! and the token requests must stay within the bound the cache's pacing sets
+//! (`reject_all_check`, see `token_request_bound`).
 //!
 //! ```text
 //! cargo run --release --example load -- --concurrency 64 --duration 30 \
@@ -80,9 +86,11 @@ USAGE: cargo run --release --example load -- [OPTIONS]
   --token-latency MS     the local token endpoint's response time     [20]
   --reject-fraction F    fraction of API requests answered 401        [0]
   --revoke-fraction F    fraction of fresh tokens revoked at first use [0]
+  --reject-all           the local API rejects every token with a 401
   --json PATH            also write the summary as JSON to PATH
   --strict               exit 2 if requests waited for a token after start-up,
-                         or if a 401 reached a caller unexplained (--revoke-fraction)
+                         if a 401 reached a caller unexplained (--revoke-fraction),
+                         or if --reject-all broke its check
   --token-url URL        use this token endpoint instead of the local one
   --client-id ID         client id for --token-url                    [load-test]
   --client-secret S      client secret for --token-url   [$LOAD_CLIENT_SECRET or load-secret]
@@ -108,6 +116,7 @@ struct Args {
     token_latency: Duration,
     reject_fraction: f64,
     revoke_fraction: f64,
+    reject_all: bool,
     json: Option<String>,
     strict: bool,
     token_url: Option<String>,
@@ -130,6 +139,7 @@ fn parse_args() -> Result<Args, String> {
         token_latency: Duration::from_millis(20),
         reject_fraction: 0.0,
         revoke_fraction: 0.0,
+        reject_all: false,
         json: None,
         strict: false,
         token_url: None,
@@ -166,6 +176,7 @@ fn parse_args() -> Result<Args, String> {
             "--token-latency" => args.token_latency = Duration::from_millis(num(&flag, value()?)?),
             "--reject-fraction" => args.reject_fraction = num(&flag, value()?)?,
             "--revoke-fraction" => args.revoke_fraction = num(&flag, value()?)?,
+            "--reject-all" => args.reject_all = true,
             "--json" => args.json = Some(value()?),
             "--strict" => args.strict = true,
             "--token-url" => args.token_url = Some(value()?),
@@ -190,6 +201,12 @@ fn parse_args() -> Result<Args, String> {
     if !(0.0..=1.0).contains(&args.revoke_fraction) {
         return Err("--revoke-fraction must be between 0 and 1".into());
     }
+    if args.reject_all && args.api_url.is_some() {
+        return Err("--reject-all is a setting of the local API: not with --api-url".into());
+    }
+    if args.reject_all && (args.reject_fraction > 0.0 || args.revoke_fraction > 0.0) {
+        return Err("--reject-all rejects every token: not with --reject/--revoke-fraction".into());
+    }
     Ok(args)
 }
 
@@ -211,6 +228,8 @@ struct ServerStats {
     /// Of those, the second attempts of a request (its retry with a fresh
     /// token that was itself revoked).
     revoked_401_on_retry: AtomicU64,
+    /// Requests rejected because the API rejects every token (`--reject-all`).
+    rejected_all_401: AtomicU64,
 }
 
 struct Server {
@@ -222,9 +241,12 @@ struct Server {
     latency: Duration,
     reject_fraction: f64,
     revoke_fraction: f64,
+    reject_all: bool,
     stats: ServerStats,
     draw: AtomicU64,
     /// Ids of requests rejected once: their next arrival is their retry.
+    /// Those still here at the end were sent once, and their 401 reached
+    /// the caller.
     rejected_once: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
 
@@ -289,6 +311,10 @@ impl Server {
         };
         if expired {
             self.stats.expired_tokens.fetch_add(1, Ordering::Relaxed);
+            return unauthorized();
+        }
+        if self.reject_all {
+            self.stats.rejected_all_401.fetch_add(1, Ordering::Relaxed);
             return unauthorized();
         }
         if self.revoke_fraction > 0.0 {
@@ -434,6 +460,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 latency: args.token_latency,
                 reject_fraction: args.reject_fraction,
                 revoke_fraction: args.revoke_fraction,
+                reject_all: args.reject_all,
                 stats: ServerStats::default(),
                 draw: AtomicU64::new(0),
                 rejected_once: Default::default(),
@@ -489,6 +516,11 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         },
         match &local {
             Some(_) if args.token_url.is_some() => " (local API)".to_owned(),
+            Some(_) if args.reject_all => format!(
+                " (local: tokens live {} s, issued after {} ms, every token rejected)",
+                args.token_lifetime,
+                args.token_latency.as_millis(),
+            ),
             Some(_) => format!(
                 " (local: tokens live {} s, issued after {} ms, {}% rejected, {}% revoked)",
                 args.token_lifetime,
@@ -597,7 +629,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let successes = counters.ok.load(Ordering::Relaxed);
     let waits_check = if successes == 0 {
         "n/a (no request succeeded)"
-    } else if args.reject_fraction > 0.0 || args.revoke_fraction > 0.0 {
+    } else if args.reject_fraction > 0.0 || args.revoke_fraction > 0.0 || args.reject_all {
         "n/a (rejections injected: a rejected token makes callers wait)"
     } else if waits_ok {
         "pass"
@@ -661,17 +693,44 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             "revoke_fraction": args.revoke_fraction,
             "revoked_401": load(&s.revoked_401),
             "revoked_401_on_retry": load(&s.revoked_401_on_retry),
+            "revoked_401_sent_once": server.rejected_once.lock().unwrap().len(),
+            "reject_all": args.reject_all,
+            "rejected_all_401": load(&s.rejected_all_401),
         });
+        let at_callers = errors.get("http_401").copied().unwrap_or(0);
+        // Failures without a round trip: no token could be had.
+        let unsent = errors.get("token").copied().unwrap_or(0);
         if args.revoke_fraction > 0.0 && args.reject_fraction == 0.0 {
-            // Every 401 a caller saw must be a retry's fresh token revoked.
-            let at_callers = errors.get("http_401").copied().unwrap_or(0);
-            let explained = load(&s.revoked_401_on_retry);
-            summary["revocation_check"] = serde_json::json!(if at_callers == explained {
-                "pass"
-            } else {
-                "FAIL"
-            });
+            // Every 401 a caller saw is a replay's whose fresh token was
+            // revoked too, or a request's sent once while the cache paced
+            // the replacements: the API counts those (rejected once, never
+            // back), and so does the cache, each on its own.
+            let on_retry = load(&s.revoked_401_on_retry);
+            let sent_once = server.rejected_once.lock().unwrap().len() as u64;
+            let pass = unsent == 0
+                && load(&s.expired_tokens) == 0
+                && at_callers == on_retry + sent_once
+                && sent_once == stats.paced;
+            summary["revocation_check"] = serde_json::json!(if pass { "pass" } else { "FAIL" });
             summary["http_401_at_callers"] = serde_json::json!(at_callers);
+        }
+        if args.reject_all {
+            // Every caller got the API's 401; the token requests stayed
+            // within what the pacing allows.
+            let bound = token_request_bound(elapsed, Duration::from_secs(args.token_lifetime));
+            let issued = load(&s.tokens_issued);
+            let pass = unsent == 0
+                && successes == 0
+                && at_callers == requests
+                && load(&s.expired_tokens) == 0
+                && issued <= bound;
+            summary["reject_all_check"] = serde_json::json!(if pass { "pass" } else { "FAIL" });
+            summary["http_401_at_callers"] = serde_json::json!(at_callers);
+            summary["token_request_bound"] = serde_json::json!(bound);
+            summary["token_request_bound_a_minute"] = serde_json::json!(token_request_bound(
+                Duration::from_secs(60),
+                Duration::from_secs(args.token_lifetime)
+            ));
         }
     }
 
@@ -680,14 +739,14 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         std::fs::write(path, serde_json::to_string_pretty(&summary)? + "\n")?;
         eprintln!("summary written to {path}");
     }
-    let revocation_failed = summary.get("revocation_check").is_some_and(|c| c == "FAIL");
-    Ok(
-        if args.strict && (waits_check == "FAIL" || revocation_failed) {
-            ExitCode::from(2)
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+    let check_failed = ["revocation_check", "reject_all_check"]
+        .iter()
+        .any(|check| summary.get(check).is_some_and(|c| c == "FAIL"));
+    Ok(if args.strict && (waits_check == "FAIL" || check_failed) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// One request; the response body is read to the end so that the connection
@@ -727,6 +786,28 @@ where
     }
 }
 
+/// The most token requests an API that rejects every token may cause in
+/// `elapsed`, with the cache's default pacing (`TokenCache::new`) and tokens
+/// that live `lifetime`: the first token; three replacements at once; then
+/// one after each pace, 250 ms doubling to 30 s (about two a minute once the
+/// pace is at its longest); and one each time the token at hand, rejected,
+/// reaches the end of its usable life (at least 90 % of its lifetime, the
+/// default expiry skew), since an expired token is never sent.
+fn token_request_bound(elapsed: Duration, lifetime: Duration) -> u64 {
+    let (mut paced, mut at, mut pace) = (0, Duration::ZERO, Duration::from_millis(250));
+    loop {
+        at += pace;
+        if at > elapsed {
+            break;
+        }
+        paced += 1;
+        pace = (pace * 2).min(Duration::from_secs(30));
+    }
+    let usable = lifetime.mul_f64(0.9).max(Duration::from_millis(1));
+    let expiries = (elapsed.as_secs_f64() / usable.as_secs_f64()).ceil() as u64;
+    1 + 3 + paced + expiries
+}
+
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -758,9 +839,24 @@ fn print_summary(s: &serde_json::Value) {
         s["requests_per_s"], s["elapsed_s"]
     );
     if let Some(check) = s.get("revocation_check") {
+        let server = &s["local_server"];
         println!(
-            "revoked tokens      {} 401s reached callers, each a retry whose fresh token was revoked: {check}",
-            s["http_401_at_callers"]
+            "revoked tokens      {} 401s reached callers: {} after a replay whose fresh token was \
+             revoked too, {} sent once while replacements were paced (the cache counted {}): {check}",
+            s["http_401_at_callers"],
+            server["revoked_401_on_retry"],
+            server["revoked_401_sent_once"],
+            s["paced_rejections"]
+        );
+    }
+    if let Some(check) = s.get("reject_all_check") {
+        println!(
+            "every token refused {} 401s reached callers; {} token requests, at most {} in this \
+             run ({} in a minute): {check}",
+            s["http_401_at_callers"],
+            s["local_server"]["tokens_issued"],
+            s["token_request_bound"],
+            s["token_request_bound_a_minute"]
         );
     }
     if let Some(tier) = s.get("shared_tier") {

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tower_service::Service;
 
+use super::answered_elsewhere::mark_if_elsewhere;
 use crate::error::BoxError;
 use crate::source::BoxFuture;
 
@@ -17,6 +18,9 @@ use crate::source::BoxFuture;
 /// client (its connection pool, TLS, proxy, default headers and timeouts
 /// apply), and returns an `http::Response` whose body is a `reqwest::Body`
 /// (an `http_body::Body`: read it with `http_body_util::BodyExt::collect`).
+/// An answer that reqwest brought back from another origin after following a
+/// redirect is marked [`AnsweredElsewhere`](crate::exchange::AnsweredElsewhere),
+/// so that the layer returns its `401` as is, without a fetch or a replay.
 ///
 /// The request body may be any `http_body::Body` of bytes. Which ones are
 /// replayed after a rejection is the layer's choice, as for any client:
@@ -85,7 +89,12 @@ where
         let request = ::reqwest::Request::try_from(request.map(::reqwest::Body::wrap));
         let client = self.client.clone();
         Box::pin(async move {
-            let response = client.execute(request?).await?;
+            let request = request?;
+            let sent_to = request.url().clone();
+            let mut response = client.execute(request).await?;
+            // reqwest follows redirects: an answer from another origin says
+            // nothing about the token, which did not go there.
+            mark_if_elsewhere(&mut response, &sent_to);
             Ok(http::Response::from(response))
         })
     }

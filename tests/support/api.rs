@@ -1,7 +1,9 @@
-//! The one fake protected API on 127.0.0.1 (hyper, HTTP/1). Its [`ApiMode`]
-//! says how it treats tokens: accept any, check them against the tokens a
-//! [`TokenEndpoint`] issued, reject some or all, answer 403 or a first 503, or
-//! hold requests until released. Whatever the mode, it records what arrived
+//! The one fake protected API on 127.0.0.1 (hyper, HTTP/1 and HTTP/2, so that
+//! a tonic `Channel` speaks to it too). Its [`ApiMode`] says how it treats
+//! tokens: accept any, check them against the tokens a [`TokenEndpoint`]
+//! issued, reject some or all (with a 401, or gRPC `UNAUTHENTICATED`), or
+//! every other request, answer 403, 503 or a first 503, redirect, or hold
+//! requests until released. Whatever the mode, it records what arrived
 //! (for counts per request id and the `Authorization` values in order) and
 //! every attempt it answered (for [`Api::assert_invariants`]).
 
@@ -41,6 +43,17 @@ pub enum ApiMode {
     Forbidden,
     /// 503 for the first attempt of each request id, then as `CheckTokens`.
     FlakyThenCheck(TokenEndpoint),
+    /// 503 for every request: an answer that says nothing about the token.
+    Unavailable,
+    /// gRPC `UNAUTHENTICATED` for these tokens, as a gRPC server answers it
+    /// (trailers-only: HTTP 200 with `grpc-status: 16` in the headers);
+    /// others accepted.
+    GrpcUnauthenticated(HashSet<String>),
+    /// `302 Found` to this URL for every request.
+    RedirectTo(String),
+    /// 200 and 401 in turn, whatever the token (a flaky gateway): the first,
+    /// third, fifth… request to arrive is accepted, the others rejected.
+    Alternate,
 }
 
 /// One attempt the API answered.
@@ -211,14 +224,15 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Full<B
     let request_id = header(REQUEST_ID);
     let authorization = header(AUTHORIZATION.as_str()).unwrap_or_default();
     let token = authorization.strip_prefix("Bearer ").map(str::to_owned);
-    let attempt = {
+    let (attempt, nth) = {
         let mut arrivals = state.arrivals.lock().unwrap();
         let id = request_id.clone().unwrap_or_default();
         arrivals.push(Arrival {
             request_id: id.clone(),
             authorization,
         });
-        arrivals.iter().filter(|a| a.request_id == id).count()
+        let attempt = arrivals.iter().filter(|a| a.request_id == id).count();
+        (attempt, arrivals.len())
     };
     let body = req
         .into_body()
@@ -227,7 +241,15 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Full<B
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     let mode = state.mode.lock().unwrap().clone();
-    let status = decide(&state, &mode, token.as_deref(), attempt).await;
+    let grpc_rejection = match (&mode, &token) {
+        (ApiMode::GrpcUnauthenticated(tokens), Some(t)) => tokens.contains(t),
+        _ => false,
+    };
+    let status = match mode {
+        ApiMode::Alternate if nth % 2 == 0 => StatusCode::UNAUTHORIZED,
+        ApiMode::Alternate => StatusCode::OK,
+        _ => decide(&state, &mode, token.as_deref(), attempt).await,
+    };
     state.attempts.lock().unwrap().push(Attempt {
         request_id,
         token: token.clone(),
@@ -242,6 +264,15 @@ async fn handle(state: Arc<ApiState>, req: Request<Incoming>) -> Response<Full<B
             res = res.header(WWW_AUTHENTICATE, r#"Bearer error="insufficient_scope""#)
         }
         _ => {}
+    }
+    if grpc_rejection {
+        res = res
+            .header("content-type", "application/grpc")
+            .header("grpc-status", "16")
+            .header("grpc-message", "stale%20token");
+    }
+    if let ApiMode::RedirectTo(to) = &mode {
+        res = res.header(http::header::LOCATION, to.as_str());
     }
     if let Some(t) = &token {
         res = res.header("x-seen-token", t.as_str());
@@ -264,9 +295,13 @@ async fn decide(
 ) -> StatusCode {
     let accepted = match (mode, token) {
         (ApiMode::Forbidden, _) => return StatusCode::FORBIDDEN,
+        (ApiMode::Unavailable, _) => return StatusCode::SERVICE_UNAVAILABLE,
+        (ApiMode::Alternate, _) => unreachable!("decided by arrival"),
+        (ApiMode::RedirectTo(_), _) => return StatusCode::FOUND,
         (ApiMode::FlakyThenCheck(_), _) if attempt == 1 => return StatusCode::SERVICE_UNAVAILABLE,
         (_, None) | (ApiMode::RejectAll, _) => false,
-        (ApiMode::AcceptAny, _) => true,
+        // A gRPC rejection is a 200 (its status is in `grpc-status`).
+        (ApiMode::AcceptAny | ApiMode::GrpcUnauthenticated(_), _) => true,
         (ApiMode::CheckTokens(tokens) | ApiMode::FlakyThenCheck(tokens), Some(t)) => {
             tokens.is_valid(t)
         }
