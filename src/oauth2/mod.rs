@@ -90,6 +90,10 @@ mod client_auth;
 mod client_credentials;
 mod csrf_state;
 mod discovery;
+#[cfg(feature = "jwt")]
+mod dpop_key;
+#[cfg(feature = "jwt")]
+mod dpop_nonces;
 mod endpoint;
 mod error;
 mod form_urlencoded;
@@ -102,6 +106,8 @@ mod http_client_builder;
 mod issuer_check;
 #[cfg(feature = "jwt")]
 mod jwk;
+#[cfg(feature = "jwt")]
+mod jwk_thumbprint;
 #[cfg(feature = "jwt")]
 mod jwt_assertion;
 #[cfg(feature = "jwt")]
@@ -143,6 +149,9 @@ pub use self::client_auth::ClientAuth;
 pub use self::client_credentials::ClientCredentials;
 pub use self::csrf_state::CsrfState;
 pub use self::discovery::Discovery;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::dpop_key::DpopKey;
 pub use self::endpoint::{TokenEndpoint, TokenEndpointBuilder};
 pub use self::error::{BuildError, DiscoveryError, ErrorCode, ExchangeError, OAuth2Error};
 #[cfg(feature = "jwt")]
