@@ -544,9 +544,14 @@ const REPORTS_RESOURCE: &str = "urn:tower-bearer:reports";
 
 /// How many requests the token endpoint has received (the server counts them).
 async fn token_requests(server: &AuthServer) -> u64 {
+    test_count(server, "/test/token-requests").await
+}
+
+/// A count the server keeps for the tests (`GET /test/…` → `{"count": n}`).
+async fn test_count(server: &AuthServer, route: &str) -> u64 {
     let res = plain()
         .request(
-            Request::get(server.url("/test/token-requests"))
+            Request::get(server.url(route))
                 .body(Full::default())
                 .unwrap(),
         )
@@ -1227,43 +1232,36 @@ mod dpop {
     const CC_DPOP_SECRET: &str = "cc-dpop secret";
     const PUBLIC_CLIENT: &str = "app-dpop-public";
 
-    async fn nonce_challenges(server: &AuthServer) -> u64 {
-        let res = plain()
-            .request(
-                Request::get(server.url("/test/dpop-nonce-challenges"))
-                    .body(Full::default())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        let body: Value =
-            serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        body["count"].as_u64().unwrap()
-    }
-
     /// (token requests, nonce challenges) the server has seen.
     async fn counts(server: &AuthServer) -> (u64, u64) {
-        (token_requests(server).await, nonce_challenges(server).await)
+        let challenges = test_count(server, "/test/dpop-nonce-challenges").await;
+        (token_requests(server).await, challenges)
+    }
+
+    /// The endpoint for `client_id` (with its secret, if it has one) that
+    /// proves possession of `key`.
+    fn dpop_endpoint(
+        server: &AuthServer,
+        client_id: &str,
+        secret: Option<&str>,
+        key: &DpopKey,
+    ) -> TokenEndpoint {
+        let mut builder = TokenEndpoint::builder(server.url("/token"))
+            .client_id(client_id)
+            .http_client(HttpClient::new(plain()))
+            .dpop(key.clone());
+        if let Some(secret) = secret {
+            builder = builder.client_secret(secret);
+        }
+        builder.build().unwrap()
     }
 
     fn cc_endpoint(server: &AuthServer, key: &DpopKey) -> TokenEndpoint {
-        TokenEndpoint::builder(server.url("/token"))
-            .client_id("cc-dpop")
-            .client_secret(CC_DPOP_SECRET)
-            .http_client(HttpClient::new(plain()))
-            .dpop(key.clone())
-            .build()
-            .unwrap()
+        dpop_endpoint(server, "cc-dpop", Some(CC_DPOP_SECRET), key)
     }
 
     fn public_endpoint(server: &AuthServer, key: &DpopKey) -> TokenEndpoint {
-        TokenEndpoint::builder(server.url("/token"))
-            .client_id(PUBLIC_CLIENT)
-            .http_client(HttpClient::new(plain()))
-            .dpop(key.clone())
-            .build()
-            .unwrap()
+        dpop_endpoint(server, PUBLIC_CLIENT, None, key)
     }
 
     fn public_flow(server: &AuthServer, key: &DpopKey) -> AuthorizationCode {

@@ -15,9 +15,7 @@ use super::body_format::BodyFormat;
 #[cfg(feature = "jwt")]
 use super::client_auth::AssertionSettings;
 use super::client_auth::{ClientAuth, ClientIdentity};
-use super::error::ErrorCode;
-use super::error::OAuth2Error;
-use super::error::{BuildError, ExchangeError};
+use super::error::{BuildError, ErrorCode, ExchangeError, OAuth2Error};
 use super::http_client::{HttpBody, HttpClient};
 use super::response::{parse_fields, TokenResponse};
 use super::secure_url;
@@ -493,20 +491,19 @@ impl TokenEndpointBuilder {
     ///
     /// ```
     /// # #[cfg(feature = "jwt")] {
+    /// use tower_bearer::dpop::DpopProver as _;
     /// use tower_bearer::oauth2::{ClientCredentials, DpopKey, TokenEndpoint};
     ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let key = DpopKey::generate_es256()?;
+    /// let key = DpopKey::generate_es256().unwrap();
     /// let endpoint = TokenEndpoint::builder("https://auth.example.com/oauth2/token")
     ///     .client_id("my-client")
     ///     .client_secret("my-secret")
     ///     .dpop(key.clone())
-    ///     .build()?;
-    /// use tower_bearer::dpop::DpopProver as _;
+    ///     .build()
+    ///     .unwrap();
     /// assert_eq!(endpoint.dpop().unwrap().thumbprint(), key.thumbprint());
     /// let source = ClientCredentials::new(endpoint).scope("api/access");
-    /// # let _ = source; Ok(()) }
-    /// # main().unwrap(); }
+    /// # let _ = source; }
     /// ```
     pub fn dpop(mut self, key: impl DpopProver) -> Self {
         self.dpop = Some(Arc::new(key));
