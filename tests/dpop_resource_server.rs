@@ -187,7 +187,7 @@ async fn each_bad_request_is_refused_for_its_reason() {
 
     // A proof sent twice.
     let once = proof(Method::GET, &url, TOKEN);
-    let first = send(Method::GET, &url, Some(&dpop), &[once.clone()]).await;
+    let first = send(Method::GET, &url, Some(&dpop), std::slice::from_ref(&once)).await;
     assert_eq!(first.status(), StatusCode::OK);
     let replayed = send(Method::GET, &url, Some(&dpop), &[once]).await;
     assert!(www_authenticate(&replayed).contains(r#"error="invalid_dpop_proof""#));
