@@ -544,9 +544,14 @@ const REPORTS_RESOURCE: &str = "urn:tower-bearer:reports";
 
 /// How many requests the token endpoint has received (the server counts them).
 async fn token_requests(server: &AuthServer) -> u64 {
+    test_count(server, "/test/token-requests").await
+}
+
+/// A count the server keeps for the tests (`GET /test/…` → `{"count": n}`).
+async fn test_count(server: &AuthServer, route: &str) -> u64 {
     let res = plain()
         .request(
-            Request::get(server.url("/test/token-requests"))
+            Request::get(server.url(route))
                 .body(Full::default())
                 .unwrap(),
         )
@@ -1206,5 +1211,220 @@ mod signed_client_auth {
         let wrong = ClientCredentials::new(endpoint("client-secret-jwt: at least 32 bytes, HS25!"));
         let err = wrong.fetch().await.unwrap_err();
         assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidClient);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Issue 23: DPoP (RFC 9449, feature `jwt`). The server requires its nonce in
+// every proof at the token endpoint, binds the `cc-dpop` and
+// `app-dpop-public` clients' access tokens (and the public client's refresh
+// tokens) to the proof's key, and says so through introspection
+// (`token_type`, `cnf.jkt`). Its nonces are derived from the minute and stay
+// valid for minutes, and a success hands out the next one when it changes:
+// each key is challenged once, whatever the clock does during a test.
+
+#[cfg(feature = "jwt")]
+mod dpop {
+    use super::*;
+    use tower_bearer::dpop::DpopProver;
+    use tower_bearer::oauth2::{DpopKey, SigningAlgorithm};
+
+    const CC_DPOP_SECRET: &str = "cc-dpop secret";
+    const PUBLIC_CLIENT: &str = "app-dpop-public";
+
+    /// (token requests, nonce challenges) the server has seen.
+    async fn counts(server: &AuthServer) -> (u64, u64) {
+        let challenges = test_count(server, "/test/dpop-nonce-challenges").await;
+        (token_requests(server).await, challenges)
+    }
+
+    /// The endpoint for `client_id` (with its secret, if it has one) that
+    /// proves possession of `key`.
+    fn dpop_endpoint(
+        server: &AuthServer,
+        client_id: &str,
+        secret: Option<&str>,
+        key: &DpopKey,
+    ) -> TokenEndpoint {
+        let mut builder = TokenEndpoint::builder(server.url("/token"))
+            .client_id(client_id)
+            .http_client(HttpClient::new(plain()))
+            .dpop(key.clone());
+        if let Some(secret) = secret {
+            builder = builder.client_secret(secret);
+        }
+        builder.build().unwrap()
+    }
+
+    fn cc_endpoint(server: &AuthServer, key: &DpopKey) -> TokenEndpoint {
+        dpop_endpoint(server, "cc-dpop", Some(CC_DPOP_SECRET), key)
+    }
+
+    fn public_endpoint(server: &AuthServer, key: &DpopKey) -> TokenEndpoint {
+        dpop_endpoint(server, PUBLIC_CLIENT, None, key)
+    }
+
+    fn public_flow(server: &AuthServer, key: &DpopKey) -> AuthorizationCode {
+        AuthorizationCode::new(server.url("/auth"), public_endpoint(server, key))
+            .unwrap()
+            .redirect_uri(REDIRECT_URI)
+            .scope("openid")
+            .scope("api:read")
+    }
+
+    /// Introspection says the token is DPoP-bound to `key`.
+    async fn assert_bound_to(server: &AuthServer, token: &str, key: &DpopKey) {
+        let info = server.introspect(token).await;
+        assert_eq!(info["active"], true, "{info}");
+        assert_eq!(info["token_type"], "DPoP", "{info}");
+        assert_eq!(info["cnf"]["jkt"], key.thumbprint(), "{info}");
+    }
+
+    fn keys() -> Vec<DpopKey> {
+        let pem = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys/rsa.pkcs8.pem"),
+        )
+        .unwrap();
+        vec![
+            DpopKey::generate_es256().unwrap(),
+            DpopKey::from_pem(SigningAlgorithm::Rs256, &pem).unwrap(),
+            DpopKey::from_pem(SigningAlgorithm::Ps256, &pem).unwrap(),
+            DpopKey::generate_ed25519().unwrap(),
+        ]
+    }
+
+    #[tokio::test]
+    async fn client_credentials_tokens_are_bound_and_each_key_is_challenged_once() {
+        let server = AuthServer::start(60);
+        for (i, key) in keys().into_iter().enumerate() {
+            let i = i as u64;
+            let source = ClientCredentials::new(cc_endpoint(&server, &key)).scope("api:read");
+            let token = source
+                .fetch()
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}\n{}", key.algorithm(), server.log()));
+            // The first request had no nonce: one challenge, one retry.
+            assert_eq!(
+                counts(&server).await,
+                (3 * i + 2, i + 1),
+                "{}",
+                key.algorithm()
+            );
+            assert_eq!(token.dpop().unwrap().thumbprint(), key.thumbprint());
+            assert_bound_to(&server, token.secret(), &key).await;
+            // The nonce is known now: one request, no challenge.
+            let again = source.fetch().await.unwrap();
+            assert_eq!(
+                counts(&server).await,
+                (3 * i + 3, i + 1),
+                "{}",
+                key.algorithm()
+            );
+            assert_bound_to(&server, again.secret(), &key).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_cost_one_token_request_and_one_challenge() {
+        let server = AuthServer::start(60);
+        let key = DpopKey::generate_es256().unwrap();
+        let cache = TokenCache::new(ClientCredentials::new(cc_endpoint(&server, &key)));
+        let callers: Vec<_> = (0..16).map(|_| tokio::spawn(cache.token())).collect();
+        let mut tokens = std::collections::HashSet::new();
+        for caller in callers {
+            tokens.insert(caller.await.unwrap().unwrap().secret().to_owned());
+        }
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(counts(&server).await, (2, 1));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_must_use_dpop_is_refused_without_a_key() {
+        let server = AuthServer::start(60);
+        let endpoint = server.endpoint("cc-dpop", CC_DPOP_SECRET, ClientAuth::Basic);
+        let err = ClientCredentials::new(endpoint).fetch().await.unwrap_err();
+        assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
+        assert_eq!(counts(&server).await, (1, 0));
+    }
+
+    /// A public client: the code exchange and its refresh token are bound
+    /// to the key; a refresh with another key is refused, and the refresh
+    /// token still works with the right one.
+    #[tokio::test]
+    async fn a_public_clients_refresh_token_is_bound_to_its_key() {
+        let server = AuthServer::start(60);
+        let key = DpopKey::generate_es256().unwrap();
+        let request = public_flow(&server, &key).start();
+        assert!(request
+            .url()
+            .contains(&format!("&dpop_jkt={}", key.thumbprint())));
+        let callback = authorize(&server, &request).await;
+        let source = request
+            .finish(&callback)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert_eq!(
+            counts(&server).await,
+            (2, 1),
+            "the exchange was challenged once"
+        );
+        let first = source.fetch().await.unwrap();
+        assert_eq!(first.dpop().unwrap().thumbprint(), key.thumbprint());
+        assert_bound_to(&server, first.secret(), &key).await;
+
+        // Another key cannot refresh it (its first proof has no nonce: one
+        // challenge, then the refusal).
+        let thief = DpopKey::generate_es256().unwrap();
+        let stolen = RefreshTokenSource::new(
+            public_endpoint(&server, &thief),
+            source.refresh_token().await,
+        );
+        let err = stolen.fetch().await.unwrap_err();
+        assert_eq!(
+            oauth2_error(&err).code(),
+            &ErrorCode::InvalidGrant,
+            "{err}\n{}",
+            server.log()
+        );
+        assert_eq!(counts(&server).await, (4, 2));
+
+        // The key's own refreshes work, bound to it, without a challenge.
+        let refreshed = source
+            .fetch()
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert_ne!(refreshed.secret(), first.secret());
+        assert_bound_to(&server, refreshed.secret(), &key).await;
+        let again = source.fetch().await.unwrap();
+        assert_bound_to(&server, again.secret(), &key).await;
+        assert_eq!(counts(&server).await, (6, 2));
+    }
+
+    /// RFC 9449 §10: a code issued for one key's `dpop_jkt` cannot be
+    /// exchanged with another key.
+    #[tokio::test]
+    async fn dpop_jkt_binds_the_code_to_the_key() {
+        let server = AuthServer::start(60);
+        let key = DpopKey::generate_es256().unwrap();
+        let other = DpopKey::generate_ed25519().unwrap();
+        let request = public_flow(&server, &key).start();
+        let callback = authorize(&server, &request).await;
+        let err = public_flow(&server, &other)
+            .exchange(request.pending(), &callback)
+            .await
+            .unwrap_err();
+        assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
+        // One challenge (the other key had no nonce), then the refusal.
+        assert_eq!(counts(&server).await, (2, 1));
+
+        // The same flow with the key the code was issued for.
+        let request = public_flow(&server, &key).start();
+        let callback = authorize(&server, &request).await;
+        let response = request
+            .exchange(&callback)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
+        assert!(response.is_dpop());
+        assert_bound_to(&server, response.access_token().expose(), &key).await;
     }
 }

@@ -72,6 +72,7 @@ pub struct AuthorizationCode {
     params: Vec<(String, String)>,
     resources: Vec<String>,
     token_params: Vec<(String, String)>,
+    dpop_jkt: bool,
 }
 
 /// Extra parameters show their names only: their values may be secrets.
@@ -87,6 +88,7 @@ impl fmt::Debug for AuthorizationCode {
             .field("params", &redact::ParamNames(&self.params))
             .field("resources", &self.resources)
             .field("token_params", &redact::ParamNames(&self.token_params))
+            .field("dpop_jkt", &self.dpop_jkt)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +121,7 @@ impl AuthorizationCode {
             params: Vec::new(),
             resources: Vec::new(),
             token_params: Vec::new(),
+            dpop_jkt: true,
         })
     }
 
@@ -143,6 +146,36 @@ impl AuthorizationCode {
     /// Turns PKCE off, for servers that reject its parameters. PKCE is on by default.
     pub fn without_pkce(mut self) -> Self {
         self.pkce = false;
+        self
+    }
+
+    /// Leaves `dpop_jkt` off the authorization URL, for servers that refuse
+    /// the parameter. With a token endpoint that has a DPoP key
+    /// ([`TokenEndpointBuilder::dpop`](super::TokenEndpointBuilder::dpop)),
+    /// the authorization URL names the key's thumbprint in `dpop_jkt` by
+    /// default (RFC 9449 §10), which binds the code to the key: a code stolen
+    /// on its way back cannot be exchanged without the key. Servers that do
+    /// not know the parameter ignore it (RFC 6749 §3.1).
+    ///
+    /// ```
+    /// # #[cfg(feature = "jwt")] {
+    /// use tower_bearer::dpop::DpopProver as _;
+    /// use tower_bearer::oauth2::{AuthorizationCode, DpopKey, TokenEndpoint};
+    ///
+    /// let key = DpopKey::generate_es256().unwrap();
+    /// let endpoint = TokenEndpoint::builder("https://auth.example/token")
+    ///     .client_id("app")
+    ///     .dpop(key.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// let flow = AuthorizationCode::new("https://auth.example/authorize", endpoint).unwrap();
+    /// let url = flow.start().url().to_owned();
+    /// assert!(url.contains(&format!("&dpop_jkt={}", key.thumbprint())));
+    /// assert!(!flow.without_dpop_jkt().start().url().contains("dpop_jkt"));
+    /// # }
+    /// ```
+    pub fn without_dpop_jkt(mut self) -> Self {
+        self.dpop_jkt = false;
         self
     }
 
@@ -233,6 +266,9 @@ impl AuthorizationCode {
             url = url
                 .param("code_challenge", challenge.as_str())
                 .param("code_challenge_method", challenge.method());
+        }
+        if let Some(key) = self.endpoint.dpop().filter(|_| self.dpop_jkt) {
+            url = url.param("dpop_jkt", key.thumbprint());
         }
         for resource in &self.resources {
             url = url.param("resource", resource);

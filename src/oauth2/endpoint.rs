@@ -15,7 +15,7 @@ use super::body_format::BodyFormat;
 #[cfg(feature = "jwt")]
 use super::client_auth::AssertionSettings;
 use super::client_auth::{ClientAuth, ClientIdentity};
-use super::error::{BuildError, ExchangeError};
+use super::error::{BuildError, ErrorCode, ExchangeError, OAuth2Error};
 use super::http_client::{HttpBody, HttpClient};
 use super::response::{parse_fields, TokenResponse};
 use super::secure_url;
@@ -23,6 +23,7 @@ use super::secure_url;
 use super::signing_key::SigningKey;
 #[cfg(feature = "jwt")]
 use super::wall_clock::WallClock;
+use crate::dpop::{DpopProver, DPOP, DPOP_NONCE};
 use crate::error::{Chain, TokenError};
 use crate::redact;
 use crate::secret::Secret;
@@ -73,6 +74,12 @@ struct Inner {
     timeout: Duration,
     max_response_bytes: usize,
     headers: HeaderMap,
+    /// The URL as proofs name it (`htu`) and nonces are kept by.
+    url_text: String,
+    /// The DPoP key every token request proves possession of, if any.
+    dpop: Option<Arc<dyn DpopProver>>,
+    /// Whether a `Bearer` answer to a request with a proof is an error.
+    require_dpop_bound: bool,
 }
 
 impl TokenEndpoint {
@@ -89,6 +96,8 @@ impl TokenEndpoint {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             headers: HeaderMap::new(),
             allow_insecure_http: false,
+            dpop: None,
+            require_dpop_bound: false,
             #[cfg(feature = "jwt")]
             assertion: AssertionSettings::default(),
         }
@@ -114,17 +123,57 @@ impl TokenEndpoint {
         &self.inner.http
     }
 
+    /// The DPoP key token requests prove possession of, if one was
+    /// [set](TokenEndpointBuilder::dpop): the key `DPoP` tokens from here are
+    /// bound to, whose thumbprint an authorization request names (`dpop_jkt`).
+    pub fn dpop(&self) -> Option<&Arc<dyn DpopProver>> {
+        self.inner.dpop.as_ref()
+    }
+
     /// Sends a token request with these parameters (plus client
-    /// authentication) and parses the token response.
+    /// authentication, and a DPoP proof when the endpoint has a key) and
+    /// parses the token response. A `DPoP` token comes back bound to the
+    /// endpoint's key ([`TokenResponse::dpop`]).
     pub async fn request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
         let fields = self.request_fields(params).await?;
-        Ok(TokenResponse::from_fields(fields)?)
+        let response = TokenResponse::from_fields(fields)?;
+        Ok(self.bind(response)?)
+    }
+
+    /// What the token type says of the key: a `DPoP` token is bound to the
+    /// endpoint's key (and useless without one); a `Bearer` answer to a
+    /// request with a proof is the server declining to bind (RFC 9449 §5),
+    /// which is an error only where bound tokens are
+    /// [required](TokenEndpointBuilder::require_dpop_bound).
+    fn bind(&self, response: TokenResponse) -> Result<TokenResponse, ExchangeError> {
+        let inner = &*self.inner;
+        match (&inner.dpop, response.is_dpop()) {
+            (Some(key), true) => Ok(response.with_dpop(Arc::clone(key))),
+            (None, true) => Err(ExchangeError::UnsupportedTokenType(
+                response.token_type().unwrap_or("DPoP").to_owned(),
+            )),
+            (Some(_), false) if inner.require_dpop_bound => Err(ExchangeError::DpopNotBound),
+            (Some(_), false) => {
+                tracing::warn!(
+                    endpoint = %inner.url_for_logs,
+                    "the token endpoint issued a Bearer token to a request with a DPoP proof: the token is not sender-constrained"
+                );
+                Ok(response)
+            }
+            (None, false) => Ok(response),
+        }
     }
 
     /// Like [`request`](Self::request), but returns the response's fields as
     /// they are, for non-standard exchanges (Glama's `{"apiKey": …}`). Error
     /// responses, status codes, the timeout and the size cap are handled the
-    /// same way.
+    /// same way, and so are DPoP proofs and nonces.
+    ///
+    /// With a DPoP key, a `400` whose `error` is `use_dpop_nonce` and that
+    /// hands out a nonce (`DPoP-Nonce`) is sent once more, with a new proof
+    /// carrying that nonce and new client authentication; a second one is
+    /// the caller's error ([`ErrorCode::UseDpopNonce`](super::ErrorCode::UseDpopNonce),
+    /// transient). The `timeout` applies to each of the two requests.
     pub async fn request_fields(
         &self,
         params: &[(&str, &str)],
@@ -135,11 +184,42 @@ impl TokenEndpoint {
             .find(|(k, _)| *k == "grant_type")
             .map_or("", |(_, v)| *v);
         tracing::debug!(endpoint = %inner.url_for_logs, grant_type, "token request");
-        let presented = inner.client.present()?;
+        match self.send(params).await {
+            Sent::NonceChallenge(_) => {
+                // The nonce is learned; one more request carries it. Its own
+                // challenge is not followed: nonces that never satisfy the
+                // server must not make a loop.
+                tracing::debug!(endpoint = %inner.url_for_logs, "sending the token request again with the server's DPoP nonce");
+                match self.send(params).await {
+                    Sent::NonceChallenge(result) | Sent::Answered(result) => result,
+                }
+            }
+            Sent::Answered(result) => result,
+        }
+    }
+
+    /// Sends one token request: fresh client authentication and a fresh
+    /// proof, a nonce the answer hands out learned.
+    async fn send(&self, params: &[(&str, &str)]) -> Sent {
+        let inner = &*self.inner;
+        let presented = match inner.client.present() {
+            Ok(presented) => presented,
+            Err(err) => return Sent::Answered(Err(err)),
+        };
         let mut params = params.to_vec();
         params.extend(presented.params.iter().map(|(k, v)| (*k, v.as_ref())));
-        let request = self.build_request(&params, presented.authorization.clone());
-        let sent = secrets_sent(&params, &inner.client, presented.authorization.as_ref());
+        let proof = match &inner.dpop {
+            Some(key) => match key.proof(&Method::POST, &inner.url_text, None) {
+                Ok(proof) => Some(proof),
+                Err(err) => return Sent::Answered(Err(err)),
+            },
+            None => None,
+        };
+        let request = self.build_request(&params, presented.authorization.clone(), proof.clone());
+        let mut sent = secrets_sent(&params, &inner.client, presented.authorization.as_ref());
+        if let Some(proof) = proof.as_ref().and_then(|p| p.to_str().ok()) {
+            sent.push(proof);
+        }
         let exchange = async {
             let response = inner
                 .http
@@ -148,27 +228,43 @@ impl TokenEndpoint {
                 .map_err(ExchangeError::transport)?;
             let (parts, body) = response.into_parts();
             let body = read_capped(body, &parts, inner.max_response_bytes).await?;
-            Ok((parts, body))
+            Ok::<_, ExchangeError>((parts, body))
         };
         let (parts, body) = match tokio::time::timeout(inner.timeout, exchange).await {
-            Ok(result) => result.inspect_err(|err: &ExchangeError| {
-                tracing::debug!(endpoint = %inner.url_for_logs, error = %Chain(err), "token request failed");
-            })?,
+            Ok(Ok(answer)) => answer,
+            Ok(Err(err)) => {
+                tracing::debug!(endpoint = %inner.url_for_logs, error = %Chain(&err), "token request failed");
+                return Sent::Answered(Err(err.into()));
+            }
             Err(_) => {
                 tracing::debug!(endpoint = %inner.url_for_logs, "token request timed out");
-                return Err(ExchangeError::Timeout(inner.timeout).into());
+                return Sent::Answered(Err(ExchangeError::Timeout(inner.timeout).into()));
             }
         };
         tracing::debug!(endpoint = %inner.url_for_logs, status = parts.status.as_u16(), "token response");
-        parse_fields(parts.status, &parts.headers, &body, &sent)
+        // RFC 9449 §8.2: a nonce on any answer is the one to use from now on.
+        let mut nonce = None;
+        if let Some(key) = &inner.dpop {
+            nonce = parts.headers.get(DPOP_NONCE).and_then(|v| v.to_str().ok());
+            if let Some(nonce) = nonce {
+                key.learn_nonce(&inner.url_text, nonce);
+                sent.push(nonce);
+            }
+        }
+        let result = parse_fields(parts.status, &parts.headers, &body, &sent);
+        match result {
+            Err(err) if nonce.is_some() && asks_for_nonce(&err) => Sent::NonceChallenge(Err(err)),
+            result => Sent::Answered(result),
+        }
     }
 
-    /// The token request carrying `params` (client authentication included)
-    /// and the client's `authorization`, if any.
+    /// The token request carrying `params` (client authentication included),
+    /// the client's `authorization` and a DPoP `proof`, if any.
     fn build_request(
         &self,
         params: &[(&str, &str)],
         authorization: Option<HeaderValue>,
+        proof: Option<HeaderValue>,
     ) -> Request<Full<Bytes>> {
         let inner = &*self.inner;
         let (body, content_type) = inner.format.encode(params);
@@ -184,8 +280,27 @@ impl TokenEndpoint {
         if let Some(value) = authorization {
             headers.insert(AUTHORIZATION, value);
         }
+        if let Some(proof) = proof {
+            headers.insert(DPOP, proof);
+        }
         request
     }
+}
+
+/// What one token request came to.
+enum Sent {
+    /// The server wants a DPoP nonce and handed one out, now learned: worth
+    /// one more request. Holds the `use_dpop_nonce` error, for when it is not.
+    NonceChallenge(Result<Map<String, Value>, TokenError>),
+    /// Anything else: the answer, or why there is none.
+    Answered(Result<Map<String, Value>, TokenError>),
+}
+
+/// Whether `err` is a server's `use_dpop_nonce` (RFC 9449 §8).
+fn asks_for_nonce(err: &TokenError) -> bool {
+    err.cause()
+        .and_then(|cause| cause.downcast_ref::<OAuth2Error>())
+        .is_some_and(|cause| cause.code() == &ErrorCode::UseDpopNonce)
 }
 
 /// The secrets a token request carries, which a server may echo back: the
@@ -248,6 +363,7 @@ impl fmt::Debug for TokenEndpoint {
             .field("format", &inner.format)
             .field("timeout", &inner.timeout)
             .field("max_response_bytes", &inner.max_response_bytes)
+            .field("dpop", &inner.dpop)
             .finish()
     }
 }
@@ -284,6 +400,8 @@ pub struct TokenEndpointBuilder {
     max_response_bytes: usize,
     headers: HeaderMap,
     allow_insecure_http: bool,
+    dpop: Option<Arc<dyn DpopProver>>,
+    require_dpop_bound: bool,
     /// Set by the JWT client authentication methods (`client_auth.rs`).
     #[cfg(feature = "jwt")]
     pub(super) assertion: AssertionSettings,
@@ -350,6 +468,59 @@ impl TokenEndpointBuilder {
         self
     }
 
+    /// Proves possession of `key` in every token request (DPoP, RFC 9449):
+    /// client credentials, the code exchange, refreshes, JWT bearer and token
+    /// exchange alike. Each request carries a fresh proof (`htm` `POST`, `htu`
+    /// this endpoint's URL, no `ath`); a token that comes back with
+    /// `token_type: DPoP` is bound to `key`, and the front ends send it as
+    /// `Authorization: DPoP …` with a proof per request. A public client's
+    /// refresh token is bound to the key too (RFC 9449 §5), so refreshes must
+    /// use the same key: keep the key as long as the refresh token.
+    ///
+    /// Nonces (RFC 9449 §8): a `400 use_dpop_nonce` that hands out a nonce
+    /// (`DPoP-Nonce`) is retried once with it, and a nonce on any answer is
+    /// kept for this endpoint's origin, in `key`.
+    ///
+    /// A server may decline to bind and answer `token_type: Bearer`
+    /// (RFC 9449 §5): the token is then used as a bearer token, with a
+    /// warning, unless [`require_dpop_bound`](Self::require_dpop_bound) is set.
+    /// Unset by default: no proofs, and a `DPoP` answer is an error.
+    ///
+    /// `key` is usually an [`oauth2::DpopKey`](crate::oauth2) (feature
+    /// `jwt`); any [`DpopProver`] will do, such as one whose key is in an HSM.
+    ///
+    /// ```
+    /// # #[cfg(feature = "jwt")] {
+    /// use tower_bearer::dpop::DpopProver as _;
+    /// use tower_bearer::oauth2::{ClientCredentials, DpopKey, TokenEndpoint};
+    ///
+    /// let key = DpopKey::generate_es256().unwrap();
+    /// let endpoint = TokenEndpoint::builder("https://auth.example.com/oauth2/token")
+    ///     .client_id("my-client")
+    ///     .client_secret("my-secret")
+    ///     .dpop(key.clone())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(endpoint.dpop().unwrap().thumbprint(), key.thumbprint());
+    /// let source = ClientCredentials::new(endpoint).scope("api/access");
+    /// # let _ = source; }
+    /// ```
+    pub fn dpop(mut self, key: impl DpopProver) -> Self {
+        self.dpop = Some(Arc::new(key));
+        self
+    }
+
+    /// Refuses a `Bearer` token answered to a request that carried a DPoP
+    /// proof ([`ExchangeError::DpopNotBound`], permanent), for clients that
+    /// must only use sender-constrained tokens (FAPI 2.0). Defaults to
+    /// `false`: RFC 9449 §5 lets a server decline to bind, and such a token
+    /// is used as a bearer token, with a warning. Only matters with a
+    /// [`dpop`](Self::dpop) key.
+    pub fn require_dpop_bound(mut self, required: bool) -> Self {
+        self.require_dpop_bound = required;
+        self
+    }
+
     /// Checks the URL and builds the endpoint.
     ///
     /// Fails with [`BuildError::InsecureUrl`] for `http://` on a non-loopback
@@ -376,6 +547,9 @@ impl TokenEndpointBuilder {
         Ok(TokenEndpoint {
             inner: Arc::new(Inner {
                 url_for_logs: redact::url(&url.to_string()),
+                url_text: url.to_string(),
+                dpop: self.dpop,
+                require_dpop_bound: self.require_dpop_bound,
                 url,
                 http,
                 client,
@@ -459,7 +633,9 @@ impl fmt::Debug for TokenEndpointBuilder {
             .field("client_secret", &self.client_secret)
             .field("auth", &self.auth)
             .field("format", &self.format)
-            .field("allow_insecure_http", &self.allow_insecure_http);
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("dpop", &self.dpop)
+            .field("require_dpop_bound", &self.require_dpop_bound);
         #[cfg(feature = "jwt")]
         debug.field("assertion", &self.assertion);
         debug.finish_non_exhaustive()

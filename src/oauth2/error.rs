@@ -157,9 +157,16 @@ pub enum ExchangeError {
         /// The server's `Retry-After`, if any.
         retry_after: Option<Duration>,
     },
-    /// The server issued a token of another type than `Bearer` (as sent,
-    /// made safe to print).
+    /// The server issued a token of another type than `Bearer` or `DPoP`
+    /// (as sent, made safe to print), or a `DPoP` token to an endpoint
+    /// without a DPoP key, which cannot make the proofs it needs.
     UnsupportedTokenType(String),
+    /// The server answered a token request that carried a DPoP proof with a
+    /// `Bearer` token, from an endpoint that
+    /// [requires](super::TokenEndpointBuilder::require_dpop_bound) DPoP-bound
+    /// tokens (RFC 9449 §5 lets a server decline to bind; the client may
+    /// then refuse the token).
+    DpopNotBound,
     /// The `state` returned to the redirect URI is not the one sent (possible CSRF).
     StateMismatch,
     /// The redirect URI was reached without a `code`.
@@ -265,9 +272,16 @@ impl fmt::Display for ExchangeError {
                 }
                 Ok(())
             }
+            ExchangeError::UnsupportedTokenType(kind) if kind.eq_ignore_ascii_case("dpop") => write!(
+                f,
+                "token endpoint issued a `{kind}` token, but this endpoint has no DPoP key to make its proofs (TokenEndpointBuilder::dpop)"
+            ),
             ExchangeError::UnsupportedTokenType(kind) => write!(
                 f,
-                "token endpoint issued a `{kind}` token; only Bearer tokens are supported"
+                "token endpoint issued a `{kind}` token; Bearer and DPoP tokens are supported"
+            ),
+            ExchangeError::DpopNotBound => f.write_str(
+                "token endpoint issued a Bearer token though the request carried a DPoP proof and DPoP-bound tokens are required",
             ),
             ExchangeError::StateMismatch => f.write_str(
                 "the `state` returned to the redirect URI does not match the one sent (possible CSRF)",
@@ -350,6 +364,12 @@ pub enum ErrorCode {
     TemporarilyUnavailable,
     /// `slow_down` (RFC 8628).
     SlowDown,
+    /// `use_dpop_nonce` (RFC 9449 §8): the server wants a nonce in the DPoP
+    /// proof, and hands one out in the `DPoP-Nonce` header. A token endpoint
+    /// with a DPoP key retries once with it by itself; transient.
+    UseDpopNonce,
+    /// `invalid_dpop_proof` (RFC 9449 §5): the DPoP proof was refused.
+    InvalidDpopProof,
     /// Any other code.
     Other(String),
 }
@@ -369,6 +389,8 @@ impl ErrorCode {
             ErrorCode::ServerError => "server_error",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::SlowDown => "slow_down",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
             ErrorCode::Other(code) => code,
         }
     }
@@ -388,6 +410,8 @@ impl From<&str> for ErrorCode {
             "server_error" => ErrorCode::ServerError,
             "temporarily_unavailable" => ErrorCode::TemporarilyUnavailable,
             "slow_down" => ErrorCode::SlowDown,
+            "use_dpop_nonce" => ErrorCode::UseDpopNonce,
+            "invalid_dpop_proof" => ErrorCode::InvalidDpopProof,
             other => ErrorCode::Other(other.to_owned()),
         }
     }
@@ -509,15 +533,17 @@ impl OAuth2Error {
         self.retry_after
     }
 
-    /// Transient for `server_error`, `temporarily_unavailable`, `slow_down`, and
-    /// for unknown codes with a 5xx, 429 or 408 status; permanent otherwise
+    /// Transient for `server_error`, `temporarily_unavailable`, `slow_down`,
+    /// `use_dpop_nonce` (the next request carries the nonce the server handed
+    /// out), and for unknown codes with a 5xx, 429 or 408 status; permanent otherwise
     /// (`invalid_client`, `invalid_grant`, `unauthorized_client`,
     /// `unsupported_grant_type`, `invalid_scope`, `invalid_request`, …).
     pub fn kind(&self) -> ErrorKind {
         match &self.code {
-            ErrorCode::ServerError | ErrorCode::TemporarilyUnavailable | ErrorCode::SlowDown => {
-                ErrorKind::Transient
-            }
+            ErrorCode::ServerError
+            | ErrorCode::TemporarilyUnavailable
+            | ErrorCode::SlowDown
+            | ErrorCode::UseDpopNonce => ErrorKind::Transient,
             ErrorCode::Other(_) => status_kind(self.status),
             _ => ErrorKind::Permanent,
         }

@@ -53,6 +53,10 @@ pub enum KeyError {
     /// Signing failed: the operating system's random number generator did
     /// not answer. Retrying may help.
     Signing,
+    /// A symmetric key (HS256, a JWK of `kty` `oct`) where a key pair is
+    /// needed: a DPoP proof carries the public key it is verified with
+    /// (RFC 9449 §4.2), which a shared secret cannot be.
+    Symmetric,
 }
 
 impl fmt::Display for KeyError {
@@ -79,6 +83,9 @@ impl fmt::Display for KeyError {
             KeyError::Io { path, .. } => write!(f, "cannot read key file {}", path.display()),
             KeyError::Signing => f.write_str(
                 "signing failed: the operating system's random number generator did not answer",
+            ),
+            KeyError::Symmetric => f.write_str(
+                "a symmetric key (HS256, `kty` `oct`) cannot make DPoP proofs, which carry their public key (RFC 9449 §4.2): use ES256, RS256, PS256 or EdDSA",
             ),
         }
     }

@@ -29,6 +29,10 @@
 //! response cap (1 MiB unless [set](TokenEndpointBuilder::max_response_bytes));
 //! and reads token responses leniently ([`TokenResponse`]).
 //!
+//! Tokens can be bound to a key (DPoP, RFC 9449, feature `jwt`): give the
+//! endpoint a `DpopKey` ([`TokenEndpointBuilder::dpop`]) and every token
+//! request proves possession of it; see [below](#dpop-sender-constrained-tokens).
+//!
 //! [`Discovery`] builds the endpoints from an issuer URL (RFC 8414, OpenID
 //! Connect Discovery): the token and authorization endpoints, the client
 //! authentication and the `iss` check come from the server's own metadata.
@@ -117,6 +121,50 @@
 //! authorization. `examples/web_app` is an axum app doing all of this against
 //! loopback servers.
 //!
+//! # DPoP: sender-constrained tokens
+//!
+//! With a DPoP key (RFC 9449) on the endpoint, every token request, whatever
+//! its grant, carries a fresh proof (`DPoP: <signed JWT>`, `htm` `POST`,
+//! `htu` the endpoint's URL). The server binds the token to the key and says
+//! `token_type: DPoP`; the token comes back bound
+//! ([`AccessToken::dpop`](crate::AccessToken::dpop)), and each request that
+//! carries it (`Authorization: DPoP …`) carries a proof of its own, with
+//! `ath`, the hash of the token. A public client's refresh token is bound to
+//! the key too, so refreshes prove the same key; an authorization URL names
+//! the key's thumbprint (`dpop_jkt`, RFC 9449 §10), which binds the code to it.
+//!
+//! Servers hand out nonces (`DPoP-Nonce`) that proofs must carry. A token
+//! endpoint's `400 use_dpop_nonce` is sent once more with the nonce it handed
+//! out, never more; a nonce on any answer is kept per origin, in the key, so
+//! that the next proof carries it without a challenge. Concurrent callers of
+//! a cache share one fetch, and so one challenge.
+//!
+//! A server may decline to bind and answer `token_type: Bearer` (RFC 9449
+//! §5): the token is used as a bearer token unless
+//! [`require_dpop_bound`](TokenEndpointBuilder::require_dpop_bound) says
+//! otherwise.
+//!
+//! ```no_run
+//! # #[cfg(feature = "jwt")]
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use tower_bearer::oauth2::{ClientCredentials, DpopKey, SigningAlgorithm, TokenEndpoint};
+//! use tower_bearer::TokenSource;
+//!
+//! // A key kept with the client's other secrets (a generated one,
+//! // `DpopKey::generate_es256()`, lives as long as the process).
+//! let key = DpopKey::from_pem(SigningAlgorithm::Es256, std::fs::read("dpop-key.pem")?)?;
+//! let endpoint = TokenEndpoint::builder("https://auth.example.com/oauth2/token")
+//!     .client_id("my-client")
+//!     .client_secret("my-secret")
+//!     .dpop(key)
+//!     .build()?;
+//! let token = ClientCredentials::new(endpoint).scope("api/access").fetch().await?;
+//! // Bound to the key: each request with it carries a proof from `prover`.
+//! let prover = token.dpop().expect("the server bound the token");
+//! let proof = prover.proof(&http::Method::GET, "https://api.example.com/v1/things", Some(token.secret()))?;
+//! # let _ = proof; Ok(()) }
+//! ```
+//!
 //! # Errors
 //!
 //! What a server says in an error (its `error`, `error_description`,
@@ -159,6 +207,10 @@ mod client_auth;
 mod client_credentials;
 mod csrf_state;
 mod discovery;
+#[cfg(feature = "jwt")]
+mod dpop_key;
+#[cfg(feature = "jwt")]
+mod dpop_nonces;
 mod endpoint;
 mod error;
 mod form_urlencoded;
@@ -171,6 +223,8 @@ mod http_client_builder;
 mod issuer_check;
 #[cfg(feature = "jwt")]
 mod jwk;
+#[cfg(feature = "jwt")]
+mod jwk_thumbprint;
 #[cfg(feature = "jwt")]
 mod jwt_assertion;
 #[cfg(feature = "jwt")]
@@ -212,6 +266,9 @@ pub use self::client_auth::ClientAuth;
 pub use self::client_credentials::ClientCredentials;
 pub use self::csrf_state::CsrfState;
 pub use self::discovery::Discovery;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub use self::dpop_key::DpopKey;
 pub use self::endpoint::{TokenEndpoint, TokenEndpointBuilder};
 pub use self::error::{BuildError, DiscoveryError, ErrorCode, ExchangeError, OAuth2Error};
 #[cfg(feature = "jwt")]

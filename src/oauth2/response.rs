@@ -2,6 +2,7 @@
 //! or something else, read leniently where servers differ.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -9,6 +10,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
 use super::error::{ExchangeError, OAuth2Error};
+use crate::dpop::DpopProver;
 use crate::error::TokenError;
 use crate::redact;
 use crate::secret::Secret;
@@ -19,9 +21,16 @@ use crate::token::AccessToken;
 /// Lenient where servers differ: `expires_in` may be a number or a numeric
 /// string, missing, or huge; `token_type` is matched case-insensitively;
 /// unknown fields (`user_id`, …) are kept in [`extra`](Self::extra).
-/// A `token_type` other than `Bearer` is refused
+/// A `token_type` other than `Bearer` or `DPoP` is refused
 /// ([`ExchangeError::UnsupportedTokenType`](super::ExchangeError::UnsupportedTokenType));
 /// a missing one is taken to be `Bearer`.
+///
+/// A `DPoP` token (RFC 9449 §5) is bound to the key whose proof asked for
+/// it: a [`TokenEndpoint`](super::TokenEndpoint) with a DPoP key
+/// ([`dpop`](super::TokenEndpointBuilder::dpop)) hands the key over with the
+/// response ([`dpop`](Self::dpop)), and [`to_access_token`](Self::to_access_token)
+/// binds the token to it. A response parsed here by hand has no key: bind
+/// its token with [`AccessToken::bound_with_dpop`].
 ///
 /// `expires_in` counts whole seconds (RFC 6749 §5.1), and one rule reads it:
 ///
@@ -69,6 +78,8 @@ pub struct TokenResponse {
     scope: Option<String>,
     id_token: Option<Secret>,
     extra: Map<String, Value>,
+    /// The key a `DPoP` token is bound to, set by the endpoint that asked.
+    dpop: Option<Arc<dyn DpopProver>>,
 }
 
 impl TokenResponse {
@@ -93,7 +104,7 @@ impl TokenResponse {
         };
         let token_type = take_string(&mut fields, "token_type");
         if let Some(kind) = &token_type {
-            if !kind.eq_ignore_ascii_case("bearer") {
+            if !kind.eq_ignore_ascii_case("bearer") && !kind.eq_ignore_ascii_case("dpop") {
                 let kind = redact::server_text(kind, &[]);
                 return Err(ExchangeError::UnsupportedTokenType(kind));
             }
@@ -107,7 +118,28 @@ impl TokenResponse {
             scope: take_string(&mut fields, "scope"),
             id_token: take_string(&mut fields, "id_token").map(Secret::new),
             extra: fields,
+            dpop: None,
         })
+    }
+
+    /// Whether the `token_type` is `DPoP` (in any case): the token is bound
+    /// to the key whose proof the request carried (RFC 9449 §5).
+    pub fn is_dpop(&self) -> bool {
+        self.token_type
+            .as_deref()
+            .is_some_and(|kind| kind.eq_ignore_ascii_case("dpop"))
+    }
+
+    /// The key a `DPoP` token is bound to, when the endpoint that asked for
+    /// it has one; `None` for a bearer token.
+    pub fn dpop(&self) -> Option<&Arc<dyn DpopProver>> {
+        self.dpop.as_ref()
+    }
+
+    /// Binds a `DPoP` token to the key that asked for it (the endpoint's).
+    pub(super) fn with_dpop(mut self, prover: Arc<dyn DpopProver>) -> Self {
+        self.dpop = Some(prover);
+        self
     }
 
     /// The access token.
@@ -115,7 +147,7 @@ impl TokenResponse {
         &self.access_token
     }
 
-    /// The `token_type` as sent (any case of `Bearer`), if sent.
+    /// The `token_type` as sent (any case of `Bearer` or `DPoP`), if sent.
     pub fn token_type(&self) -> Option<&str> {
         self.token_type.as_deref()
     }
@@ -150,7 +182,8 @@ impl TokenResponse {
         &self.extra
     }
 
-    /// The access token for the cache, its lifetime counted from now.
+    /// The access token for the cache, its lifetime counted from now, bound
+    /// to the [DPoP key](Self::dpop) if there is one.
     pub fn to_access_token(&self) -> AccessToken {
         let mut token = AccessToken::new(self.access_token.expose());
         if let Some(lifetime) = self.expires_in {
@@ -158,6 +191,9 @@ impl TokenResponse {
         }
         if let Some(scope) = &self.scope {
             token = token.with_scope(scope.clone());
+        }
+        if let Some(prover) = &self.dpop {
+            token = token.bound_with_dpop(Arc::clone(prover));
         }
         token
     }
@@ -175,6 +211,7 @@ impl fmt::Debug for TokenResponse {
             .field("scope", &self.scope)
             .field("id_token", &self.id_token)
             .field("extra", &extra)
+            .field("dpop_jkt", &self.dpop.as_ref().map(|p| p.thumbprint()))
             .finish()
     }
 }
@@ -375,6 +412,21 @@ mod tests {
             .unwrap()
             .to_access_token();
         assert_eq!(token.expiry(), crate::token::Expiry::Never);
+    }
+
+    #[test]
+    fn dpop_tokens_are_accepted_in_any_case() {
+        for kind in ["DPoP", "dpop", "DPOP"] {
+            let body = format!(r#"{{"access_token":"a","token_type":"{kind}"}}"#);
+            let response = TokenResponse::from_json(body.as_bytes()).unwrap();
+            assert!(response.is_dpop());
+            assert_eq!(response.token_type(), Some(kind));
+            // Parsed by hand: no key to bind it to.
+            assert!(response.dpop().is_none());
+            assert!(response.to_access_token().dpop().is_none());
+        }
+        let bearer = TokenResponse::from_json(br#"{"access_token":"a"}"#).unwrap();
+        assert!(!bearer.is_dpop());
     }
 
     #[test]

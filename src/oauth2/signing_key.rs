@@ -120,6 +120,27 @@ impl SigningKey {
         Self::checked(algorithm, None, pair)
     }
 
+    /// A key from PKCS#8 DER that this crate generated (a DPoP key made on
+    /// the spot), to sign with `algorithm`.
+    pub(super) fn from_pkcs8_der(
+        algorithm: SigningAlgorithm,
+        der: &[u8],
+    ) -> Result<Self, KeyError> {
+        let pair = match algorithm {
+            SigningAlgorithm::Rs256 | SigningAlgorithm::Ps256 => {
+                RsaKeyPair::from_pkcs8(der).map(Pair::Rsa)
+            }
+            SigningAlgorithm::Es256 => EcdsaKeyPair::from_pkcs8(
+                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                der,
+                &SystemRandom::new(),
+            )
+            .map(Pair::Ec),
+        }
+        .map_err(|e| rejected(e, algorithm, der))?;
+        Self::checked(algorithm, None, pair)
+    }
+
     /// Loads a private JWK (RFC 7517): an RSA key with its CRT members
     /// (`n`, `e`, `d`, `p`, `q`, `dp`, `dq`, `qi`) or a P-256 key (`x`, `y`,
     /// `d`). Its `alg`, if any, must be RS256 or PS256 for RSA and ES256 for
@@ -232,28 +253,45 @@ impl SigningKey {
     /// `alg`, `use: "sig"`, and `kid` if set): what to register with the
     /// identity provider, in a JWK Set (`{"keys": [...]}`).
     pub fn public_jwk(&self) -> Value {
-        let mut jwk = match &*self.pair {
-            Pair::Rsa(pair) => {
-                let public = PublicKeyComponents::<Vec<u8>>::from(pair.public());
-                json!({"kty": "RSA", "n": base64url(&public.n), "e": base64url(&public.e)})
-            }
-            Pair::Ec(pair) => {
-                // Uncompressed point: 04 || x || y.
-                let point = pair.public_key().as_ref();
-                json!({
-                    "kty": "EC",
-                    "crv": "P-256",
-                    "x": base64url(&point[1..33]),
-                    "y": base64url(&point[33..65]),
-                })
-            }
-        };
+        let mut jwk = Value::Object(
+            self.public_members()
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), Value::String(value)))
+                .collect(),
+        );
         jwk["alg"] = json!(self.algorithm.as_str());
         jwk["use"] = json!("sig");
         if let Some(kid) = &self.kid {
             jwk["kid"] = json!(kid.as_ref());
         }
         jwk
+    }
+
+    /// The members of the public key that RFC 7638 §3.2 requires, in its
+    /// lexicographic order (`e`, `kty`, `n` for RSA; `crv`, `kty`, `x`, `y`
+    /// for EC): what a JWK thumbprint hashes, and all a DPoP proof's `jwk`
+    /// header needs.
+    pub(super) fn public_members(&self) -> Vec<(&'static str, String)> {
+        match &*self.pair {
+            Pair::Rsa(pair) => {
+                let public = PublicKeyComponents::<Vec<u8>>::from(pair.public());
+                vec![
+                    ("e", base64url(&public.e)),
+                    ("kty", "RSA".to_owned()),
+                    ("n", base64url(&public.n)),
+                ]
+            }
+            Pair::Ec(pair) => {
+                // Uncompressed point: 04 || x || y.
+                let point = pair.public_key().as_ref();
+                vec![
+                    ("crv", "P-256".to_owned()),
+                    ("kty", "EC".to_owned()),
+                    ("x", base64url(&point[1..33])),
+                    ("y", base64url(&point[33..65])),
+                ]
+            }
+        }
     }
 
     /// Signs `message` (a JWS signing input) with the key's algorithm.

@@ -7,7 +7,9 @@
 //
 // Test-only routes (issue 13, web apps): GET /test/token-requests counts the
 // requests the token endpoint received, so tests can assert that a refused
-// callback sent none.
+// callback sent none. Issue 23 (DPoP): GET /test/dpop-nonce-challenges counts
+// the token endpoint's `use_dpop_nonce` answers.
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import Provider, { errors } from 'oidc-provider';
@@ -118,6 +120,36 @@ async function assertJwtClientAuthAudience(ctx, claims) {
 // End of issue 15's clients.
 // ---------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------
+// Issue 23: DPoP (RFC 9449). Proofs at the token endpoint must carry the
+// server's nonce (`use_dpop_nonce` otherwise). These clients' access tokens
+// must be DPoP-bound (`dpop_bound_access_tokens`): a token request without a
+// proof is refused. The public client's refresh tokens are bound to the key
+// too (RFC 9449 §5).
+clients.push(
+  {
+    client_id: 'cc-dpop',
+    client_secret: 'cc-dpop secret',
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: 'api:read api:write',
+    dpop_bound_access_tokens: true,
+  },
+  {
+    client_id: 'app-dpop-public',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1:9/callback'],
+    token_endpoint_auth_method: 'none',
+    dpop_bound_access_tokens: true,
+  },
+);
+let dpopNonceChallenges = 0;
+// End of issue 23's clients.
+// ---------------------------------------------------------------------------
+
 const server = http.createServer();
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address();
@@ -129,6 +161,10 @@ server.listen(0, '127.0.0.1', () => {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
+      // Issue 23: nonces required in every DPoP proof at the token endpoint
+      // (requests without a proof are not affected). Nonces are derived
+      // from the secret and the minute, and stay valid for a few minutes.
+      dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true },
       introspection: { enabled: true },
       resourceIndicators: {
         enabled: true,
@@ -153,6 +189,8 @@ server.listen(0, '127.0.0.1', () => {
       IdToken: 3600,
     },
     pkce: { required: () => true },
+    // Issue 23: every algorithm DpopKey signs with (the default is ES256 and EdDSA).
+    enabledJWA: { dPoPSigningAlgValues: ['ES256', 'RS256', 'PS256', 'EdDSA', 'Ed25519'] },
     // Refresh tokens for every client allowed the grant, without offline_access
     // (which OpenID Connect only honours with prompt=consent).
     issueRefreshToken: async (ctx, client) => client.grantTypeAllowed('refresh_token'),
@@ -174,6 +212,19 @@ server.listen(0, '127.0.0.1', () => {
     await next();
   });
   // --- end issue 13
+
+  // --- issue 23 (DPoP): count the token endpoint's nonce challenges.
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/test/dpop-nonce-challenges') {
+      ctx.body = { count: dpopNonceChallenges };
+      return;
+    }
+    await next();
+    if (ctx.method === 'POST' && ctx.path === '/token' && ctx.body?.error === 'use_dpop_nonce') {
+      dpopNonceChallenges += 1;
+    }
+  });
+  // --- end issue 23
 
   // No browser: the interaction endpoint logs "alice" in and grants whatever
   // is asked, then sends the user agent back to the provider.

@@ -8,6 +8,7 @@ pub mod loopback;
 
 pub mod api;
 pub mod captured_log;
+pub mod dpop_api;
 #[cfg(feature = "redis")]
 pub mod fleet;
 pub mod oauth2;
