@@ -339,7 +339,7 @@ async fn run(row: &Row, front: Front) -> Observed {
         setup.scope = Some(Origin::parse(&elsewhere.url("")).unwrap());
     }
     let tokens = Tokens::new(&setup, &scripted);
-    let mut caller = front_ends::build(front, &setup, &tokens, &api).await;
+    let mut caller = front_ends::build(front, &setup, &tokens, api.addr).await;
     let call = Call {
         url: api.url("/v1/things"),
         payload: row.payload,

@@ -1324,6 +1324,54 @@ mod dpop {
         }
     }
 
+    /// End to end: oidc-provider issues the bound token (its nonce asked
+    /// for once), the layer sends it with a fresh proof per request to the
+    /// verifying resource server, whose own nonce costs each request at most
+    /// one replay with the same token, and never a token request.
+    #[tokio::test]
+    async fn bound_tokens_from_oidc_provider_through_the_layer_to_a_verifying_api() {
+        use support::dpop_api::DpopApi;
+        use tower::Layer;
+
+        let server = AuthServer::start(60);
+        let key = DpopKey::generate_es256().unwrap();
+        let api = DpopApi::start().await;
+        api.expect_jkt(key.thumbprint());
+        let cache =
+            TokenCache::new(ClientCredentials::new(cc_endpoint(&server, &key)).scope("api:read"));
+        let client = BearerAuthLayer::from_cache(cache.clone()).layer(plain());
+        let calls: Vec<_> = (0..16)
+            .map(|i| {
+                let request = Request::post(api.url(&format!("/v1/things/{i}")))
+                    .body(Full::new(Bytes::from_static(b"{}")))
+                    .unwrap();
+                tokio::spawn(client.clone().oneshot(request))
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap().unwrap().status(), StatusCode::OK);
+        }
+        // The token endpoint: one token, its nonce challenge answered once.
+        assert_eq!(counts(&server).await, (2, 1));
+        assert_eq!(cache.stats().fetches, 1);
+        // The API: each request accepted, challenged for the nonce at most
+        // once (a replay with the same token), every proof new.
+        let counts = api.counts();
+        assert_eq!(counts.accepted, 16);
+        assert_eq!(counts.requests, 16 + counts.nonce_challenges);
+        assert_eq!((counts.rejected, counts.reused_jti), (0, 0));
+        api.assert_no_proof_reused();
+        // The nonce is known now: one send per request.
+        let request = Request::get(api.url("/v1/me"))
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(
+            client.oneshot(request).await.unwrap().status(),
+            StatusCode::OK
+        );
+        assert_eq!(api.counts().requests, counts.requests + 1);
+    }
+
     #[tokio::test]
     async fn concurrent_callers_cost_one_token_request_and_one_challenge() {
         let server = AuthServer::start(60);

@@ -1,5 +1,5 @@
 //! The four front ends of the exchange, each built from one description of
-//! the setup and driven against the loopback [`Api`]: hyper-util's `Client`
+//! the setup and driven against a loopback API: hyper-util's `Client`
 //! and a tonic `Channel` under `BearerAuthLayer`, the reqwest-middleware
 //! `BearerAuthMiddleware`, and `ReqwestService` under the layer. Whatever the
 //! front end, a call comes back as one [`Outcome`], so that suites can ask
@@ -11,6 +11,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -31,7 +32,6 @@ use tower_bearer::{
     TokenError,
 };
 
-use crate::support::api::Api;
 use crate::support::sources::Scripted;
 
 /// How long a caller may take before the suite calls it a hang: far longer
@@ -235,8 +235,8 @@ pub type Caller = Box<dyn FnMut(Call) -> BoxFuture<Outcome> + Send>;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Builds `front` as `setup` says, on `tokens`, to send to `api`.
-pub async fn build(front: Front, setup: &Setup, tokens: &Tokens, api: &Api) -> Caller {
+/// Builds `front` as `setup` says, on `tokens`, to send to the API at `api`.
+pub async fn build(front: Front, setup: &Setup, tokens: &Tokens, api: SocketAddr) -> Caller {
     match front {
         Front::Hyper => {
             let full = || Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -251,7 +251,7 @@ pub async fn build(front: Front, setup: &Setup, tokens: &Tokens, api: &Api) -> C
             }
         }
         Front::Tonic => {
-            let channel = tonic::transport::Channel::from_shared(format!("http://{}", api.addr))
+            let channel = tonic::transport::Channel::from_shared(format!("http://{api}"))
                 .unwrap()
                 .connect()
                 .await
