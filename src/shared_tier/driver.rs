@@ -2,12 +2,15 @@
 //! the protocol becomes one script, one wait or one request, and its answer
 //! the next event. Nothing here decides anything.
 //!
-//! A run goes on in the caller's task until it starts a chain or a
-//! redemption ([`Run::must_finish`]); from there it goes on in a task of its
-//! own, so that a cache giving up on the fetch (its timeout) cannot leave a
-//! mark behind with nobody to clear it. That task lives on the caller's
-//! runtime: if the runtime goes, the mark stays, and the fleet treats it as a
-//! process that died mid-redemption.
+//! A run goes on in the caller's task until it must finish
+//! ([`Run::must_finish`]: it started a chain or a redemption, or it has a
+//! token to write); from there it goes on in a task of its own, so that a
+//! cache giving up on the fetch (its timeout) cannot leave a mark behind
+//! with nobody to clear it, nor a fetched token unwritten. That task lives
+//! on the caller's runtime: if the runtime goes, the mark stays, and the
+//! fleet treats it as a process that died mid-redemption. Runs of one tier
+//! take turns (`Inner::turn`), so that a run never reads what a run of its
+//! own process is still changing.
 
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -24,8 +27,8 @@ use super::error::{FleetError, RedisFailure};
 use super::failure::HeldFailure;
 use super::lease::Renewal;
 use super::protocol::{
-    retry_pause, Action, Bootstrapped, ChainPos, Event, Lease, LeaseAnswer, Redeemed, Request, Run,
-    SeenChain, SeenLink, SeenToken, Snapshot, Verdict,
+    retry_pause, Action, Bootstrapped, ChainPos, Committed, Event, Lease, LeaseAnswer, Redeemed,
+    Request, Run, SeenChain, SeenLink, SeenToken, Snapshot, Verdict,
 };
 use super::redis_link::Connection;
 use super::stats::Counters;
@@ -53,6 +56,7 @@ impl Inner {
         request: Request,
     ) -> Result<AccessToken, TokenError> {
         Counters::bump(&self.stats.fetches);
+        let turn = Arc::clone(&self.turn).lock_owned().await;
         let memory = self
             .memory
             .lock()
@@ -65,7 +69,7 @@ impl Inner {
             let action = self.step(&mut run, &mut context, event);
             if run.must_finish() {
                 let (answer, answered) = oneshot::channel();
-                tokio::spawn(Arc::clone(self).finish(run, context, action, answer));
+                tokio::spawn(Arc::clone(self).finish(run, context, action, answer, turn));
                 return answered.await.unwrap_or_else(|_| {
                     Err(TokenError::transient(
                         "the shared tier's redemption ended without an answer (its runtime shut down)",
@@ -97,6 +101,7 @@ impl Inner {
         mut context: Context,
         mut action: Action,
         answer: oneshot::Sender<Result<AccessToken, TokenError>>,
+        _turn: tokio::sync::OwnedMutexGuard<()>,
     ) {
         let mut answer = Some(answer);
         loop {
@@ -512,16 +517,22 @@ impl Inner {
             .arg(millis(self.config.refresh_ttl));
         token_args(&mut invocation, sealed.as_ref());
         invocation.arg(&keys.channel);
-        let stored: i64 = self.invoke("commit", &invocation, false).await?;
-        if stored == 1 {
-            tracing::debug!(seq = next, "shared tier: rotated refresh token stored");
-        } else {
-            tracing::warn!(
-                "shared tier: the chain was reseeded or declared lost during this redemption; \
-                 its refresh token is not stored"
-            );
-        }
-        Ok(Event::Committed(stored == 1))
+        let answer = match self.invoke::<i64>("commit", &invocation, false).await? {
+            1 => {
+                tracing::debug!(seq = next, "shared tier: rotated refresh token stored");
+                Committed::Stored
+            }
+            2 => Committed::Unmarked,
+            _ => {
+                tracing::warn!(
+                    namespace = %self.namespace,
+                    "shared tier: the chain was reseeded or declared lost during this \
+                     redemption; its refresh token is not stored"
+                );
+                Committed::Moved
+            }
+        };
+        Ok(Event::Committed(answer))
     }
 
     async fn abort(

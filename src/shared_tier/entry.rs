@@ -11,7 +11,8 @@
 //! `{id}:refresh` — `epoch` (which chain: a random id given when the chain
 //! was started), `seq` (its place in the chain, one up per rotation),
 //! `origin` (`b`: started from a process's own refresh token; `r`: reseeded
-//! by the application), `kid`, `blob` (the sealed refresh token), and while a
+//! by the application), `kid`, `blob` (the sealed refresh token), `by` (the
+//! lease that committed it), and while a
 //! process redeems it `mark` (that process's lease), `marked` (since when, on
 //! the server's clock) and `doubt` (the redemption's outcome is unknown); or
 //! `lost` alone, with why (see [`ChainLoss`]).

@@ -282,6 +282,19 @@ pub(crate) enum LeaseAnswer {
     Failed(HeldFailure, Duration),
 }
 
+/// What storing a rotation answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Committed {
+    Stored,
+    /// The chain was reseeded or declared lost meanwhile: the redemption no
+    /// longer matters.
+    Moved,
+    /// The chain is where it was, but this lease's mark is gone: Redis went
+    /// back to before it (a failover, a restored entry), and the refresh
+    /// token it holds is the one just spent.
+    Unmarked,
+}
+
 /// What starting a chain answered.
 #[derive(Debug, Clone)]
 pub(crate) enum Bootstrapped {
@@ -377,9 +390,7 @@ pub(crate) enum Event {
     /// `false`: the chain moved on since it was read.
     Marked(bool),
     Redeemed(Redeemed),
-    /// `false`: the redemption was no longer this lease's (reseeded, or
-    /// declared lost).
-    Committed(bool),
+    Committed(Committed),
     /// An action without an answer of its own was carried out.
     Done,
     /// The answer reached the cache (`true`), or nobody waited for it any
@@ -657,7 +668,10 @@ impl Run {
                 let (action, step) = *retry;
                 self.go(action, step)
             }
-            (Step::Queued, Event::Done) => match self.queue.pop_front() {
+            // A queued store action that failed is one the run can do
+            // without (a release: the lease lapses; a loss it records: the
+            // next read records it again).
+            (Step::Queued, Event::Done | Event::Failed(_)) => match self.queue.pop_front() {
                 Some((action, step)) => self.go(action, step),
                 None => self.go(Action::Finished, Step::Finished),
             },
@@ -1069,25 +1083,36 @@ impl Run {
         token: AccessToken,
     ) -> Action {
         match event {
-            Event::Committed(stored) => {
+            Event::Committed(answer) => {
                 self.holding = None;
                 let mut then = Vec::new();
-                if stored {
-                    self.memory.chain = Some(ChainPos {
-                        epoch: pos.epoch,
-                        seq: pos.seq + 1,
-                    });
-                    // Stored: only now is the source (and its `on_rotate`) told.
-                    then.push((
-                        Action::Adopt {
-                            refresh_token,
-                            rotated_here: rotated,
-                        },
-                        Step::Queued,
-                    ));
-                } else {
-                    // The chain was reseeded (or declared lost) meanwhile:
-                    // the token is good, the refresh token is nobody's.
+                match answer {
+                    Committed::Stored => {
+                        self.memory.chain = Some(ChainPos {
+                            epoch: pos.epoch,
+                            seq: pos.seq + 1,
+                        });
+                        // Stored: only now is the source (and its
+                        // `on_rotate`) told.
+                        then.push((
+                            Action::Adopt {
+                                refresh_token,
+                                rotated_here: rotated,
+                            },
+                            Step::Queued,
+                        ));
+                    }
+                    // The token is good; the refresh token is nobody's.
+                    Committed::Moved => {}
+                    Committed::Unmarked => {
+                        // Nobody else may redeem what Redis now holds.
+                        let loss = ChainLoss::RolledBack;
+                        let known = ChainPos {
+                            epoch: pos.epoch,
+                            seq: pos.seq + 1,
+                        };
+                        then.push((Action::DeclareLost { known, loss }, Step::Queued));
+                    }
                 }
                 self.answer_then(Ok(token), then)
             }
@@ -1176,11 +1201,8 @@ fn fleet_error(kind: ErrorKind, err: FleetError, retry_after: Option<Duration>) 
 }
 
 fn redis_unavailable(failure: &RedisFailure) -> TokenError {
-    TokenError::with_source(
-        ErrorKind::Transient,
-        FleetError::RedisUnavailable.to_string(),
-        failure.clone(),
-    )
+    let err = FleetError::RedisUnavailable;
+    TokenError::with_source(ErrorKind::Transient, format!("{err} ({failure})"), err)
 }
 
 /// The chain may be lost; `cause`: what the token endpoint said.

@@ -203,19 +203,26 @@ return 0
 ";
 
 /// Stores the next refresh token of a redemption the caller marked, with
-/// its access token, clearing the mark; releases the caller's lease if it
-/// still holds it; wakes the waiting processes.
+/// its access token, clearing the mark and naming the caller's lease as its
+/// writer (so that a retry whose first try was stored after all knows it);
+/// releases the caller's lease if it still holds it; wakes the waiting
+/// processes.
 ///
 /// KEYS: refresh, token, lease, failure. ARGV: lease, epoch, seq, next seq,
 /// refresh kid, refresh blob, refresh ttl, then the token's fence, nonce,
 /// life, ttl, kid, blob (empty ttl: no token), channel.
-/// Returns 1 if stored, 0 if the redemption is no longer the caller's.
+/// Returns 1 if stored, 0 if the chain was reseeded or declared lost, 2 if
+/// it is the same chain without the caller's mark.
 const COMMIT: &str = r"
-local r = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'mark', 'origin')
+local r = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'mark', 'origin', 'by')
+if r[1] == ARGV[2] and r[2] == ARGV[4] and r[5] == ARGV[1] then
+  -- Stored by an earlier try of this very commit, whose answer was lost.
+  return 1
+end
 local ok = r[1] == ARGV[2] and r[2] == ARGV[3] and r[3] == ARGV[1]
 if ok then
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'seq', ARGV[4], 'origin', r[4] or 'b', 'kid', ARGV[5], 'blob', ARGV[6])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[2], 'seq', ARGV[4], 'origin', r[4] or 'b', 'kid', ARGV[5], 'blob', ARGV[6], 'by', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[7])
   if ARGV[11] ~= '' then
     write_token(KEYS[2], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13])
@@ -227,6 +234,8 @@ if redis.call('GET', KEYS[3]) == ARGV[1] then
 end
 redis.call('PUBLISH', ARGV[14], 'committed')
 if ok then return 1 end
+-- The same chain without this lease's mark: Redis went back to before it.
+if r[1] == ARGV[2] then return 2 end
 return 0
 ";
 
@@ -239,11 +248,16 @@ return 0
 /// failure, hold ms, channel, refresh ttl.
 const ABORT: &str = r"
 local r = redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'mark')
-if r[1] == ARGV[2] and r[2] == ARGV[3] and r[3] == ARGV[1] then
+-- Unmarking needs the caller's mark; recording a doubt or a loss does not
+-- (if Redis went back to before the mark, the refresh token is spent anyway).
+if r[1] == ARGV[2] and r[2] == ARGV[3] and (r[3] == ARGV[1] or ARGV[4] ~= 'n') then
   if ARGV[4] == 'n' then
     redis.call('HDEL', KEYS[1], 'mark', 'marked')
   elseif ARGV[4] == 'd' then
-    redis.call('HSET', KEYS[1], 'doubt', '1')
+    redis.call('HSET', KEYS[1], 'mark', ARGV[1], 'doubt', '1')
+    if not r[3] then
+      redis.call('HSET', KEYS[1], 'marked', string.format('%d', now_ms()))
+    end
   else
     redis.call('DEL', KEYS[1])
     redis.call('HSET', KEYS[1], 'lost', ARGV[5])

@@ -75,6 +75,10 @@ pub(crate) struct Inner {
     pub(super) stats: Arc<Counters>,
     /// What this process has seen, merged from every run.
     pub(super) memory: Mutex<Memory>,
+    /// Runs of this tier take turns: a run that goes on after its cache
+    /// stopped waiting (a redemption, a write) is over before the next one
+    /// reads, so that the next one knows what it did.
+    pub(super) turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SharedTier {
@@ -214,6 +218,7 @@ impl Fleet {
                 config: self.config.clone(),
                 stats: Arc::clone(&self.stats),
                 memory: Mutex::default(),
+                turn: Arc::default(),
             }),
         }
     }

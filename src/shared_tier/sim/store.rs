@@ -39,6 +39,8 @@ pub(super) enum ChainValue {
         sealed_for: String,
         mark: Option<(String, u64)>,
         doubt: bool,
+        /// The lease that committed it.
+        by: Option<String>,
     },
     Lost(ChainLoss),
 }
@@ -392,6 +394,7 @@ impl Store {
                 sealed_for: sealed_for.to_owned(),
                 mark: None,
                 doubt: false,
+                by: None,
             }),
             Some(now + refresh_ttl),
         );
@@ -423,6 +426,7 @@ impl Store {
             sealed_for,
             mark,
             doubt,
+            by,
         }) = self.chain(&keys.refresh, now)
         {
             if holds && e == epoch && s == seq && (mark.is_none() || broken) {
@@ -437,6 +441,7 @@ impl Store {
                         sealed_for,
                         mark: Some((lease.to_owned(), now)),
                         doubt,
+                        by,
                     }),
                     expires,
                 );
@@ -449,7 +454,7 @@ impl Store {
         false
     }
 
-    /// COMMIT: whether stored.
+    /// COMMIT: 1 stored, 0 moved on, 2 the same chain without the mark.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn commit(
         &mut self,
@@ -462,7 +467,22 @@ impl Store {
         token: Option<&Sealed>,
         refresh_ttl: u64,
         now: u64,
-    ) -> bool {
+    ) -> u8 {
+        if let Some(ChainValue::Present {
+            epoch: e,
+            seq: s,
+            by: Some(by),
+            ..
+        }) = self.chain(&keys.refresh, now)
+        {
+            if e == epoch && s == seq + 1 && by == lease {
+                return 1;
+            }
+        }
+        let same_chain = matches!(
+            self.chain(&keys.refresh, now),
+            Some(ChainValue::Present { epoch: ref e, .. }) if e == epoch
+        );
         let ok = match self.chain(&keys.refresh, now) {
             Some(ChainValue::Present {
                 epoch: e,
@@ -488,6 +508,7 @@ impl Store {
                     sealed_for: sealed_for.to_owned(),
                     mark: None,
                     doubt: false,
+                    by: Some(lease.to_owned()),
                 }),
                 Some(now + refresh_ttl),
             );
@@ -500,7 +521,11 @@ impl Store {
             self.del(&keys.lease);
         }
         self.publish(&keys.channel);
-        ok
+        match (ok, same_chain) {
+            (true, _) => 1,
+            (false, true) => 2,
+            (false, false) => 0,
+        }
     }
 
     /// ABORT. `verdict`: `n`, `d`, or `l` with `loss`.
@@ -523,12 +548,15 @@ impl Store {
             origin,
             refresh_token,
             sealed_for,
-            mark: Some((by, marked)),
+            mark,
             doubt,
+            by: committed_by,
         }) = self.chain(&keys.refresh, now)
         {
-            if e == epoch && s == seq && by == lease {
+            let marked_by_caller = mark.as_ref().is_some_and(|(by, _)| by == lease);
+            if e == epoch && s == seq && (marked_by_caller || verdict != 'n') {
                 let expires = self.keys[&keys.refresh].expires;
+                let marked = mark.map_or(now, |(_, at)| at);
                 match verdict {
                     'n' | 'd' => self.set(
                         &keys.refresh,
@@ -538,8 +566,9 @@ impl Store {
                             origin,
                             refresh_token,
                             sealed_for,
-                            mark: (verdict == 'd').then_some((by, marked)),
+                            mark: (verdict == 'd').then(|| (lease.to_owned(), marked)),
                             doubt: doubt || verdict == 'd',
+                            by: committed_by,
                         }),
                         expires,
                     ),

@@ -21,8 +21,9 @@ use crate::shared_tier::failure::HeldFailure;
 use crate::shared_tier::identity::Identity;
 use crate::shared_tier::keys::Keys;
 use crate::shared_tier::protocol::{
-    retry_pause, Action, Bootstrapped, ChainPos, Event, Kind, Lease, LeaseAnswer, Margin, Memory,
-    Redeemed, Request, Run, SeenChain, SeenLink, SeenToken, Settings, Snapshot, Verdict,
+    retry_pause, Action, Bootstrapped, ChainPos, Committed, Event, Kind, Lease, LeaseAnswer,
+    Margin, Memory, Redeemed, Request, Run, SeenChain, SeenLink, SeenToken, Settings, Snapshot,
+    Verdict,
 };
 use crate::token::AccessToken;
 
@@ -155,6 +156,9 @@ struct SimRun {
     listening: bool,
     /// When it sent its token request (or redemption).
     asked_at: u64,
+    /// Runs of one tier in one process take turns (see the driver): a run
+    /// starts once the one before it is over.
+    started: bool,
 }
 
 /// An op sent to the store, and what its reader knew when it was sent.
@@ -553,13 +557,40 @@ impl World {
                 replaced,
                 listening: false,
                 asked_at: 0,
+                started: false,
             },
         );
         self.replicas[r].caches[i].fetching = Some(id);
         self.at(self.now + FETCH_TIMEOUT, Ev::CacheTimeout(r, i, inc, id));
+        self.take_turn(r, i);
+        id
+    }
+
+    /// Starts the oldest run of the tier `i` of replica `r` if none runs.
+    fn take_turn(&mut self, r: usize, i: usize) {
+        let mine = |sim: &SimRun| sim.replica == r && sim.ident == i;
+        if self.runs.values().any(|sim| mine(sim) && sim.started) {
+            return;
+        }
+        let Some(id) = self
+            .runs
+            .iter()
+            .find(|(_, sim)| mine(sim))
+            .map(|(id, _)| *id)
+        else {
+            return;
+        };
+        self.runs.get_mut(&id).expect("found").started = true;
         self.trace(|| format!("r{r} {i}: run {id} starts"));
         self.advance(id, Event::Start);
-        id
+    }
+
+    /// A run is over (finished, dropped by its cache): the next one of its
+    /// tier may start.
+    fn remove_run(&mut self, id: u64) {
+        if let Some(sim) = self.runs.remove(&id) {
+            self.take_turn(sim.replica, sim.ident);
+        }
     }
 
     /// Gives a run's answer to its cache; whether the cache still waited.
@@ -649,7 +680,7 @@ impl World {
         self.at(at, Ev::Due(r, i, inc));
         // The cache drops the fetch; a run that must finish goes on alone.
         if !self.runs.get(&run).is_some_and(|sim| sim.run.must_finish()) {
-            self.runs.remove(&run);
+            self.remove_run(run);
         }
         self.trace(|| format!("r{r} {i}: the cache gives up on run {run}"));
     }
@@ -676,7 +707,7 @@ impl World {
             self.trace(|| format!("r{r} {i}: run {id} -> {}", describe(&action)));
             event = match action {
                 Action::Finished => {
-                    self.runs.remove(&id);
+                    self.remove_run(id);
                     return;
                 }
                 Action::Answer(result) => Event::Answered(self.answered(id, result)),
@@ -968,10 +999,14 @@ impl World {
                     REFRESH_TTL,
                     now,
                 );
-                if stored {
-                    self.committed.insert(refresh_token.expose().to_owned());
-                }
-                Event::Committed(stored)
+                Event::Committed(match stored {
+                    1 => {
+                        self.committed.insert(refresh_token.expose().to_owned());
+                        Committed::Stored
+                    }
+                    2 => Committed::Unmarked,
+                    _ => Committed::Moved,
+                })
             }
             Action::Abort {
                 lease,
@@ -1029,6 +1064,7 @@ impl World {
                 sealed_for,
                 mark,
                 doubt,
+                ..
             }) => {
                 let opened = if sealed_for == identity {
                     match refresh_index(&refresh_token, self.idents[i].tag) {
