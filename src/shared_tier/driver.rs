@@ -127,10 +127,9 @@ impl Inner {
             Event::Read(_) | Event::Lease(LeaseAnswer::Failed(..))
         );
         let action = run.step(event, Instant::now());
-        self.memory
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .merge(run.memory());
+        // Runs take turns: what this one knows is all the process knows.
+        run.memory()
+            .clone_into(&mut self.memory.lock().unwrap_or_else(PoisonError::into_inner));
         let holding = run.holding();
         if context.renewal.as_ref().map(|(lease, _)| lease) != holding {
             context.renewal = holding.map(|lease| (lease.clone(), Renewal::start(self, lease)));
@@ -220,11 +219,6 @@ impl Inner {
             .key(&keys.lease)
             .arg(if refreshing { "1" } else { "0" });
         let read_at = Instant::now();
-        let known = self
-            .memory
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
         let reply: Vec<Value> = self.invoke("read", &invocation, true).await?;
         let shape = || RedisFailure::Failed("read", "an answer the script never gives".into());
         if reply.len() != 20 {
@@ -277,7 +271,6 @@ impl Inner {
             chain,
             failure,
             lease,
-            known,
         })
     }
 
@@ -604,6 +597,8 @@ impl Inner {
             .arg(sealed)
             .arg(millis(self.config.refresh_ttl))
             .arg(&keys.channel);
+        // After the run under way, if any, and before the next one.
+        let _turn = Arc::clone(&self.turn).lock_owned().await;
         let _: i64 = self
             .invoke("reseed", &invocation, false)
             .await

@@ -162,43 +162,20 @@ pub(crate) struct ChainPos {
     pub(crate) seq: u64,
 }
 
-/// What a process remembers between runs; gone when it restarts.
+/// What a process remembers between runs (which take turns: a run starts
+/// with what the one before it left); gone when it restarts.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Memory {
     /// The newest token this process handed its cache.
     pub(crate) handed: Option<AccessToken>,
+    /// A token fetched for a cache that had stopped waiting (its fetch
+    /// timeout): the next run hands it over rather than fetch again.
+    pub(crate) unclaimed: Option<AccessToken>,
     /// The furthest place in the chain this process has seen.
     pub(crate) chain: Option<ChainPos>,
     /// How many times this process has seen the chain start over (a
     /// reseed): orders places of different chains.
     pub(crate) restarts: u64,
-}
-
-impl Memory {
-    /// Takes in what another run of this process learnt: the newest token
-    /// handed out, the furthest place in the chain.
-    pub(crate) fn merge(&mut self, other: &Memory) {
-        if let Some(theirs) = &other.handed {
-            let newer = match &self.handed {
-                None => true,
-                Some(mine) => later(theirs, mine),
-            };
-            if newer {
-                self.handed = Some(theirs.clone());
-            }
-        }
-        if let Some(theirs) = &other.chain {
-            let further = match &self.chain {
-                None => true,
-                Some(_) if other.restarts != self.restarts => other.restarts > self.restarts,
-                Some(mine) => mine.epoch == theirs.epoch && theirs.seq > mine.seq,
-            };
-            if further {
-                self.chain = Some(theirs.clone());
-                self.restarts = other.restarts;
-            }
-        }
-    }
 }
 
 /// One read of an identity's entries, opened.
@@ -210,11 +187,6 @@ pub(crate) struct Snapshot {
     pub(crate) failure: Option<(HeldFailure, Duration)>,
     /// The lease as stored (`fence:nonce`), if one is held.
     pub(crate) lease: Option<String>,
-    /// What this process (all its runs) knew when the read was sent: all of
-    /// it happened before the read, so a read showing less means Redis lost
-    /// something. (Not what it knows when the answer arrives: another run
-    /// may have read a later write since.)
-    pub(crate) known: Memory,
 }
 
 /// The access token entry.
@@ -515,9 +487,12 @@ impl Run {
     pub(crate) fn step(&mut self, event: Event, now: Instant) -> Action {
         let event = match event {
             Event::Answered(delivered) => {
-                // Only a token the cache has makes later asks "due" ones.
-                if let Some(token) = self.offered.take().filter(|_| delivered) {
-                    self.memory.handed = Some(token);
+                // Only a token the cache has makes later asks "due" ones;
+                // one it did not take waits for its next ask.
+                match (self.offered.take(), delivered) {
+                    (Some(token), true) => self.memory.handed = Some(token),
+                    (Some(token), false) => self.memory.unclaimed = Some(token),
+                    (None, _) => {}
                 }
                 Event::Done
             }
@@ -525,7 +500,10 @@ impl Run {
         };
         let step = std::mem::replace(&mut self.step, Step::Finished);
         match (step, event) {
-            (Step::Reading, Event::Start) => self.go(Action::Read, Step::Reading),
+            (Step::Reading, Event::Start) => match self.memory.unclaimed.take() {
+                Some(token) if self.acceptable(&token, now) => self.finish(Ok(token)),
+                _ => self.go(Action::Read, Step::Reading),
+            },
             (Step::Reading, Event::Read(snapshot)) => self.on_read(*snapshot, now),
             (Step::Invalidating, Event::Done) => self.go(Action::Read, Step::Reading),
             (Step::Acquiring(read), Event::Lease(answer)) => self.on_lease(answer, *read),
@@ -593,12 +571,8 @@ impl Run {
                     token,
                     refresh_token,
                 } => {
-                    // The cache gets its token at once; `on_rotate` waits for
-                    // the commit.
                     let rotated = refresh_token != presented;
-                    let commit = self.commit(lease, pos, rotated, refresh_token, token.clone());
-                    let step = std::mem::replace(&mut self.step, Step::Queued);
-                    self.answer_then(Ok(token), vec![(commit, step)])
+                    self.commit(lease, pos, rotated, refresh_token, token)
                 }
                 Redeemed::Failed(verdict, err) => {
                     let failure = match verdict {
@@ -735,7 +709,6 @@ impl Run {
     }
 
     fn on_read(&mut self, read: Snapshot, now: Instant) -> Action {
-        self.memory.merge(&read.known);
         let mut adopt = None;
         if self.kind == Kind::Refreshing {
             match self.check_chain(&read.chain) {
@@ -981,17 +954,16 @@ impl Run {
     ) -> Action {
         match (lease, result) {
             (Some(lease), Ok(token)) => {
-                // The cache gets its token at once; the write is the fleet's
-                // business, and must not be cut short with the cache's wait.
+                // Written even if the cache stops waiting meanwhile (its
+                // timeout): the token then waits in Redis for its next ask.
                 self.must_finish = true;
-                let write = Action::Write {
-                    lease,
-                    token: token.clone(),
-                };
-                let step = Step::Writing {
-                    token: token.clone(),
-                };
-                self.answer_then(Ok(token), vec![(write, step)])
+                self.go(
+                    Action::Write {
+                        lease,
+                        token: token.clone(),
+                    },
+                    Step::Writing { token },
+                )
             }
             (Some(lease), Err(err)) => {
                 let hold = HeldFailure::hold(&err, self.settings.failure_hold);

@@ -161,14 +161,13 @@ struct SimRun {
     started: bool,
 }
 
-/// An op sent to the store, and what its reader knew when it was sent.
+/// An op sent to the store, and when.
 struct Pending {
     run: u64,
     replica: usize,
     ident: usize,
     action: Action,
     sent_local: Instant,
-    known: Memory,
 }
 
 #[derive(Debug)]
@@ -696,7 +695,7 @@ impl World {
             let (r, i) = (sim.replica, sim.ident);
             let local = self.base + self.replicas[r].offset + Duration::from_millis(self.now);
             let action = sim.run.step(event, local);
-            self.replicas[r].memory[i].merge(sim.run.memory());
+            self.replicas[r].memory[i].clone_from(sim.run.memory());
             let holding = sim.run.holding().map(Lease::value);
             if holding != sim.renewing {
                 sim.renewing.clone_from(&holding);
@@ -821,7 +820,6 @@ impl World {
     // -- the store -------------------------------------------------------------
 
     fn send(&mut self, run: u64, action: Action) {
-        let action_is_read = matches!(action, Action::Read);
         let sim = &self.runs[&run];
         let (r, i) = (sim.replica, sim.ident);
         let op = self.wait_for(run);
@@ -833,10 +831,6 @@ impl World {
                 ident: i,
                 action,
                 sent_local: self.local(r),
-                known: match action_is_read {
-                    true => self.replicas[r].memory[i].clone(),
-                    false => Memory::default(),
-                },
             },
         );
         self.at(self.now + REDIS_TIMEOUT, Ev::OpTimeout(op));
@@ -911,9 +905,8 @@ impl World {
             Action::Read => {
                 let refreshing = self.idents[i].kind == Kind::Refreshing;
                 let read = self.store.read(&keys, refreshing, now);
-                let pending = &self.ops[&op];
-                let (sent, known) = (pending.sent_local, pending.known.clone());
-                Event::Read(Box::new(self.open(r, i, read, sent, known)))
+                let sent = self.ops[&op].sent_local;
+                Event::Read(Box::new(self.open(r, i, read, sent)))
             }
             Action::Invalidate { writer } => {
                 self.store.invalidate(&keys, writer, now);
@@ -1046,7 +1039,7 @@ impl World {
 
     /// What the driver makes of a read: entries opened for the reader's
     /// identity, times on the reader's clock.
-    fn open(&mut self, r: usize, i: usize, read: Read, sent: Instant, known: Memory) -> Snapshot {
+    fn open(&mut self, r: usize, i: usize, read: Read, sent: Instant) -> Snapshot {
         let identity = self.idents[i].identity.as_str();
         let token = read.token.map(|(token, pttl)| SeenToken {
             writer: token.w.clone().into_bytes(),
@@ -1104,7 +1097,6 @@ impl World {
             chain,
             failure,
             lease: read.lease,
-            known,
         }
     }
 
