@@ -97,7 +97,7 @@ impl RedisServer {
     /// A server that also speaks TLS, with a certificate for `127.0.0.1`
     /// and `localhost` from `ca`; `rediss://` URL from [`tls_url`](Self::tls_url).
     #[cfg(feature = "rustls")]
-    pub fn start_tls(ca: &super::tls::Ca) -> (Self, u16) {
+    pub fn start_tls(ca: &super::tls::Ca, extra: &[&str]) -> (Self, u16) {
         let (cert, key) = ca.issue(&["127.0.0.1", "localhost"]);
         let dir = std::env::temp_dir().join(format!(
             "tower-bearer-redis-tls-{}-{}",
@@ -116,7 +116,7 @@ impl RedisServer {
             file("ca.pem", &ca.pem),
         );
         let tls_port = free_port().to_string();
-        let server = Self::start_with(&[
+        let mut args = vec![
             "--tls-port",
             &tls_port,
             "--tls-cert-file",
@@ -127,7 +127,9 @@ impl RedisServer {
             &ca,
             "--tls-auth-clients",
             "no",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let server = Self::start_with(&args);
         (server, tls_port.parse().unwrap())
     }
 
