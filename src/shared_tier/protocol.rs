@@ -1189,3 +1189,375 @@ fn chain_lost(loss: ChainLoss, cause: Option<&TokenError>) -> TokenError {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn settings() -> Settings {
+        Settings {
+            lease_ttl: S(5),
+            failure_hold: S(1),
+            local_fallback: true,
+            doubt_after: S(120),
+            margin: Margin::of_default_cache(),
+        }
+    }
+
+    /// A token issued `age` ago that lives `life`.
+    fn token(secret: &str, now: Instant, age: Duration, life: Duration) -> AccessToken {
+        AccessToken::new(secret)
+            .with_expires_at(now - age + life)
+            .with_received_at(now - age)
+    }
+
+    fn read(token: Option<AccessToken>, chain: SeenChain) -> Event {
+        Event::Read(Box::new(Snapshot {
+            token: token.map(|token| SeenToken {
+                writer: b"w1".to_vec(),
+                token: Ok(token),
+            }),
+            chain,
+            failure: None,
+            lease: None,
+        }))
+    }
+
+    fn link(epoch: &str, seq: u64, mark: Option<MarkRecord>) -> SeenChain {
+        SeenChain::Present(SeenLink {
+            pos: ChainPos {
+                epoch: epoch.into(),
+                seq,
+            },
+            origin: Origin::Bootstrap,
+            refresh_token: Ok(Secret::new(format!("rt-{seq}"))),
+            mark,
+        })
+    }
+
+    fn lease() -> Lease {
+        Lease {
+            fence: 2,
+            nonce: "ab".into(),
+        }
+    }
+
+    fn answered_with(action: &Action) -> Result<&str, &TokenError> {
+        match action {
+            Action::Answer(Ok(token)) => Ok(token.secret()),
+            Action::Answer(Err(err)) => Err(err),
+            other => panic!("not an answer: {other:?}"),
+        }
+    }
+
+    fn loss_of(err: &TokenError) -> Option<&FleetError> {
+        err.cause().and_then(|c| c.downcast_ref::<FleetError>())
+    }
+
+    /// Which entry a plain run hands out, and when it refreshes instead:
+    /// decided by what the process holds, never by a refresh schedule.
+    #[test]
+    fn which_entry_is_handed_out() {
+        let now = Instant::now();
+        let hour = S(3600);
+        let fresh = token("new", now, S(10), hour);
+        let older = token("old", now, S(1000), hour);
+        let nearly_gone = token("gone", now, S(3595), hour);
+        // (what the process holds, what is asked, the entry, handed out?)
+        let table = [
+            (None, Request::Fetch, fresh.clone(), true),
+            (None, Request::Fetch, nearly_gone.clone(), false),
+            (Some(older.clone()), Request::Fetch, fresh.clone(), true),
+            // Its own token back, or an older one (Redis went back): refresh.
+            (Some(fresh.clone()), Request::Fetch, fresh.clone(), false),
+            (Some(fresh.clone()), Request::Fetch, older.clone(), false),
+            (None, Request::Replace(older.clone()), fresh.clone(), true),
+            (None, Request::Replace(fresh.clone()), older.clone(), false),
+        ];
+        for (i, (handed, request, entry, served)) in table.into_iter().enumerate() {
+            let memory = Memory {
+                handed,
+                ..Memory::default()
+            };
+            let mut run = Run::new(Kind::Plain, request, settings(), memory);
+            assert!(matches!(run.step(Event::Start, now), Action::Read));
+            let action = run.step(read(Some(entry), SeenChain::NotRead), now);
+            match served {
+                true => assert!(
+                    matches!(action, Action::Answer(Ok(_))),
+                    "row {i}: {action:?}"
+                ),
+                false => assert!(
+                    matches!(action, Action::Acquire { .. } | Action::Invalidate { .. }),
+                    "row {i}: {action:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_holder_fetches_writes_then_answers_and_finishes_alone() {
+        let now = Instant::now();
+        let mut run = Run::new(Kind::Plain, Request::Fetch, settings(), Memory::default());
+        run.step(Event::Start, now);
+        assert!(matches!(
+            run.step(read(None, SeenChain::NotRead), now),
+            Action::Acquire { seen: None }
+        ));
+        let fetch = run.step(Event::Lease(LeaseAnswer::Granted(lease())), now);
+        assert!(matches!(
+            fetch,
+            Action::Fetch {
+                fallback: false,
+                ..
+            }
+        ));
+        assert_eq!(run.holding(), Some(&lease()));
+        let fetched = token("t", now, S(0), S(60));
+        let write = run.step(Event::Fetched(Ok(fetched)), now);
+        assert!(matches!(write, Action::Write { .. }));
+        assert!(
+            run.must_finish(),
+            "the write goes on if the cache stops waiting"
+        );
+        assert_eq!(answered_with(&run.step(Event::Done, now)).ok(), Some("t"));
+        assert_eq!(run.holding(), None);
+        // The cache had stopped waiting: the token waits for its next ask.
+        assert!(matches!(
+            run.step(Event::Answered(false), now),
+            Action::Finished
+        ));
+        let memory = run.memory().clone();
+        assert!(memory.handed.is_none());
+        let mut next = Run::new(Kind::Plain, Request::Fetch, settings(), memory);
+        assert_eq!(answered_with(&next.step(Event::Start, now)).ok(), Some("t"));
+    }
+
+    #[test]
+    fn waiting_failing_and_falling_back() {
+        let now = Instant::now();
+        let mut run = Run::new(Kind::Plain, Request::Fetch, settings(), Memory::default());
+        run.step(Event::Start, now);
+        run.step(read(None, SeenChain::NotRead), now);
+        // Held for 5 s more: woken by the holder's message, or re-read
+        // within a second whatever happens.
+        let wait = run.step(Event::Lease(LeaseAnswer::Held(S(5))), now);
+        assert!(matches!(wait, Action::Wait { bound } if bound == RECHECK));
+        assert!(matches!(run.step(Event::Done, now), Action::Read));
+        run.step(read(None, SeenChain::NotRead), now);
+        let held = TokenError::permanent("invalid_client").with_retry_after(S(600));
+        let failed = run.step(
+            Event::Lease(LeaseAnswer::Failed(HeldFailure::of(&held), S(3))),
+            now,
+        );
+        let err = answered_with(&failed).unwrap_err();
+        assert!(err.is_permanent() && !err.is_endpoint_overload());
+        assert_eq!(err.retry_after(), Some(S(3)));
+
+        // Redis fails: a plain tier asks its source once, a refreshing one
+        // redeems nothing.
+        for (kind, fallback) in [(Kind::Plain, true), (Kind::Refreshing, false)] {
+            let mut run = Run::new(kind, Request::Fetch, settings(), Memory::default());
+            run.step(Event::Start, now);
+            let action = run.step(Event::Failed(RedisFailure::TimedOut("read")), now);
+            match fallback {
+                true => assert!(matches!(action, Action::Fetch { fallback: true, .. })),
+                false => assert_eq!(
+                    loss_of(answered_with(&action).unwrap_err()),
+                    Some(&FleetError::RedisUnavailable)
+                ),
+            }
+        }
+    }
+
+    /// What a refreshing run does with the chain it reads, given what the
+    /// process has seen.
+    #[test]
+    fn what_the_chain_says() {
+        let now = Instant::now();
+        let seen = |seq| ChainPos {
+            epoch: "e1".into(),
+            seq,
+        };
+        let mark = |by: &str, age_ms, doubt| {
+            Some(MarkRecord {
+                by: by.into(),
+                age_ms,
+                doubt,
+            })
+        };
+        // (known place, the chain read) -> the loss declared, or the error.
+        let declared = [
+            (Some(seen(3)), SeenChain::Absent, ChainLoss::Forgotten),
+            (Some(seen(3)), link("e1", 2, None), ChainLoss::RolledBack),
+        ];
+        for (known, chain, want) in declared {
+            let memory = Memory {
+                chain: known,
+                ..Memory::default()
+            };
+            let mut run = Run::new(Kind::Refreshing, Request::Fetch, settings(), memory);
+            run.step(Event::Start, now);
+            let action = run.step(read(None, chain), now);
+            assert!(
+                matches!(action, Action::DeclareLost { loss, .. } if loss == want),
+                "{action:?}"
+            );
+            let err = run.step(Event::Done, now);
+            assert_eq!(
+                loss_of(answered_with(&err).unwrap_err()),
+                Some(&FleetError::ChainLost(want))
+            );
+        }
+        let errors = [
+            (
+                SeenChain::Lost(ChainLoss::Refused),
+                FleetError::ChainLost(ChainLoss::Refused),
+            ),
+            // Marked by a lease that is not renewed: pending, then in doubt.
+            (
+                link("e1", 3, mark("9:x", 1_000, false)),
+                FleetError::RedemptionPending,
+            ),
+            (
+                link("e1", 3, mark("9:x", 121_000, false)),
+                FleetError::ChainLost(ChainLoss::InDoubt),
+            ),
+            (
+                link("e1", 3, mark("9:x", 1, true)),
+                FleetError::ChainLost(ChainLoss::InDoubt),
+            ),
+        ];
+        for (chain, want) in errors {
+            let memory = Memory {
+                chain: Some(seen(3)),
+                ..Memory::default()
+            };
+            let mut run = Run::new(Kind::Refreshing, Request::Fetch, settings(), memory);
+            run.step(Event::Start, now);
+            let action = run.step(read(None, chain), now);
+            assert_eq!(loss_of(answered_with(&action).unwrap_err()), Some(&want));
+        }
+        // Nothing known, nothing in Redis: start the chain under the lease.
+        let mut run = Run::new(
+            Kind::Refreshing,
+            Request::Fetch,
+            settings(),
+            Memory::default(),
+        );
+        run.step(Event::Start, now);
+        run.step(read(None, SeenChain::Absent), now);
+        let action = run.step(Event::Lease(LeaseAnswer::Granted(lease())), now);
+        assert!(matches!(action, Action::Bootstrap { .. }));
+        assert!(run.must_finish());
+    }
+
+    #[test]
+    fn a_redemption_marks_presents_commits_and_only_then_adopts() {
+        let now = Instant::now();
+        let memory = Memory {
+            chain: Some(ChainPos {
+                epoch: "e1".into(),
+                seq: 3,
+            }),
+            ..Memory::default()
+        };
+        let mut run = Run::new(Kind::Refreshing, Request::Fetch, settings(), memory);
+        run.step(Event::Start, now);
+        run.step(read(None, link("e1", 3, None)), now);
+        let mark = run.step(Event::Lease(LeaseAnswer::Granted(lease())), now);
+        assert!(matches!(mark, Action::Mark { ref pos, .. } if pos.seq == 3));
+        let redeem = run.step(Event::Marked(true), now);
+        assert!(
+            matches!(redeem, Action::Redeem { ref refresh_token } if refresh_token.expose() == "rt-3")
+        );
+        let rotated = Redeemed::Rotated {
+            token: token("at-4", now, S(0), S(60)),
+            refresh_token: Secret::new("rt-4"),
+        };
+        assert!(matches!(
+            run.step(Event::Redeemed(rotated), now),
+            Action::Commit { .. }
+        ));
+        // Redis did not take it: the cache gets its token, the commit is
+        // retried, and the source is told only once it is stored.
+        let failed = run.step(Event::Failed(RedisFailure::TimedOut("commit")), now);
+        assert_eq!(answered_with(&failed).ok(), Some("at-4"));
+        assert!(matches!(
+            run.step(Event::Answered(true), now),
+            Action::Pause { attempt: 1 }
+        ));
+        assert!(matches!(run.step(Event::Done, now), Action::Commit { .. }));
+        let adopt = run.step(Event::Committed(Committed::Stored), now);
+        assert!(matches!(
+            adopt,
+            Action::Adopt { ref refresh_token, rotated_here: true } if refresh_token.expose() == "rt-4"
+        ));
+        assert!(matches!(run.step(Event::Done, now), Action::Finished));
+        assert_eq!(run.memory().chain.as_ref().map(|c| c.seq), Some(4));
+    }
+
+    #[test]
+    fn a_redemption_without_an_answer_or_without_its_mark_stops_the_chain() {
+        let now = Instant::now();
+        let start = |run: &mut Run| {
+            run.step(Event::Start, now);
+            run.step(read(None, link("e1", 3, None)), now);
+            run.step(Event::Lease(LeaseAnswer::Granted(lease())), now);
+            run.step(Event::Marked(true), now);
+        };
+        let known = Memory {
+            chain: Some(ChainPos {
+                epoch: "e1".into(),
+                seq: 3,
+            }),
+            ..Memory::default()
+        };
+        let mut run = Run::new(Kind::Refreshing, Request::Fetch, settings(), known.clone());
+        start(&mut run);
+        let lost = Redeemed::Failed(Verdict::InDoubt, TokenError::transient("timed out"));
+        let abort = run.step(Event::Redeemed(lost), now);
+        assert!(matches!(
+            abort,
+            Action::Abort {
+                verdict: Verdict::InDoubt,
+                ..
+            }
+        ));
+        let err = run.step(Event::Done, now);
+        assert_eq!(
+            loss_of(answered_with(&err).unwrap_err()),
+            Some(&FleetError::ChainLost(ChainLoss::InDoubt))
+        );
+
+        let mut run = Run::new(Kind::Refreshing, Request::Fetch, settings(), known);
+        start(&mut run);
+        let rotated = Redeemed::Rotated {
+            token: token("at-4", now, S(0), S(60)),
+            refresh_token: Secret::new("rt-4"),
+        };
+        run.step(Event::Redeemed(rotated), now);
+        // Redis went back to before the mark: the holder records the loss.
+        let answer = run.step(Event::Committed(Committed::Unmarked), now);
+        assert_eq!(answered_with(&answer).ok(), Some("at-4"));
+        let declare = run.step(Event::Answered(true), now);
+        assert!(matches!(
+            declare,
+            Action::DeclareLost { loss: ChainLoss::RolledBack, ref known } if known.seq == 4
+        ));
+    }
+
+    #[test]
+    fn margins_follow_a_default_cache() {
+        let now = Instant::now();
+        let margin = Margin::of_default_cache();
+        // An hour's token needs 10.5 s left; a 2 s token 0.7 s.
+        assert!(margin.usable(&token("t", now, S(3589), S(3600)), now));
+        assert!(!margin.usable(&token("t", now, S(3590), S(3600)), now));
+        let two = |left_ms: u64| token("t", now, Duration::from_millis(2000 - left_ms), S(2));
+        assert!(margin.usable(&two(700), now));
+        assert!(!margin.usable(&two(699), now));
+    }
+}
