@@ -21,11 +21,14 @@
 //! most once at a time per process (the cache's single flight). Then it
 //!
 //! 1. reads the shared entry (one script): a token with life left that is
-//!    newer than the one this process's cache holds (or, after a rejection,
-//!    any other one) is handed to the cache, and no token request is made;
+//!    newer than the one this process's cache holds (after a rejection:
+//!    newer than the rejected one) is handed to the cache, and no token
+//!    request is made. So a cache asking because its token is due never gets
+//!    that token back, and the tier needs none of the cache's timing;
 //! 2. otherwise takes the fleet's lease (a key with a time to live, renewed
 //!    while its holder works), fetches from your source, writes the token
-//!    under the lease's fence and wakes the waiting processes (pub/sub);
+//!    under the lease's fence (even if the cache stopped waiting meanwhile)
+//!    and wakes the waiting processes (pub/sub);
 //! 3. or, while another process holds the lease, waits for it, however long
 //!    it takes: the cache's fetch timeout bounds the wait, and a slow token
 //!    endpoint is asked once for the whole fleet.
@@ -63,7 +66,7 @@
 //! | A lease holder dies | Its lease expires after [`lease_ttl`](SharedTierBuilder::lease_ttl) (5 s) and another process takes over |
 //! | A lease holder stalls past its lease (GC pause, SIGSTOP) | Plain: another process fetches; the late write is fenced and cannot replace a newer one. Refreshing: its mark stands; nobody else presents that refresh token (the others get [`RedemptionPending`](FleetError::RedemptionPending)); when it resumes it stores what it got, and the fleet carries on |
 //! | A redemption gets no answer (timeout, connection lost after sending, a 500) | The refresh token may have been spent: the chain is [`InDoubt`](ChainLoss::InDoubt), nothing is presented again |
-//! | The token endpoint fails | The failure is held for the fleet (its kind, its overload mark, its text) under that identity only, for a `Retry-After`, else [`failure_hold`](SharedTierBuilder::failure_hold) (1 s), 30 s if permanent |
+//! | The token endpoint fails | The failure is held for the fleet ([`FleetError::HeldFailure`], with its kind, its overload mark only if it had one, its text) under that identity only, for a `Retry-After`, else [`failure_hold`](SharedTierBuilder::failure_hold) (1 s), 30 s if permanent: no other tenant sees it or pauses for it |
 //! | The token endpoint is slow | The others wait while the holder renews its lease: one request, not one per process |
 //! | Redis holds something this crate did not write (no TTL, a version that is not a number, an entry that does not open) | Validated on every read; expired, ignored or overwritten under the fence: never a reason to stop sharing (a refresh entry that does not open loses the chain: nobody can tell which refresh token is current) |
 //! | Hosts' clocks disagree | Nothing changes: no process's clock reaches Redis |
