@@ -307,7 +307,8 @@ impl Servers {
     }
 }
 
-fn json(status: u16, body: String) -> Response<Full<Bytes>> {
+/// A JSON response that no cache may keep, as token endpoints answer.
+pub fn json(status: u16, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")

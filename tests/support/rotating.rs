@@ -18,7 +18,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 use tower_bearer::oauth2::{HttpClient, RefreshTokenSource, TokenEndpoint};
 
-use super::fleet::eventually;
+use super::fleet::{eventually, json};
 use super::loopback;
 use super::oauth2::{field, form, plain_client};
 
@@ -182,13 +182,4 @@ fn redeem(grant: &Mutex<Grant>, presented: &str, lifetime: Duration) -> Response
             lifetime.as_secs()
         ),
     )
-}
-
-fn json(status: u16, body: String) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("cache-control", "no-store")
-        .body(Full::from(body))
-        .unwrap()
 }
