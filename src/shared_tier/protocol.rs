@@ -9,15 +9,19 @@
 //! # What a run does
 //!
 //! 1. It reads the identity's entries. A token the cache can use is handed to
-//!    it: one with life left (see [`Margin`]) that is not the token the
-//!    cache asks to replace and, when the cache asks because its token is
+//!    it: one with life left (see [`Margin`]) that is newer than the token
+//!    the cache asks to replace or, when the cache asks because its token is
 //!    due, newer than the one this process handed it last. So a cache never
 //!    gets its own token back, without the tier knowing the cache's refresh
 //!    timing, and a Redis that went back to an older token never makes a
-//!    process go backwards.
+//!    process go backwards. (A token this process fetched for a cache that
+//!    had stopped waiting is handed over first, without asking Redis.)
 //! 2. Otherwise it takes the lease (or waits while another process holds
 //!    it and renews it, however long: the cache's fetch timeout bounds the
-//!    wait), fetches, and writes under the lease's fence.
+//!    wait), fetches, writes under the lease's fence, and answers; once it
+//!    has a token to write it goes on even if the cache stops waiting.
+//!    Runs of one process's tier take turns: each starts from what the one
+//!    before it learnt ([`Memory`]).
 //! 3. With rotating refresh tokens, the lease holder first *marks* the
 //!    refresh entry (the redemption is under way, by this lease), then
 //!    presents the refresh token, then *commits* the rotated one with the

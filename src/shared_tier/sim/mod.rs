@@ -56,8 +56,9 @@
 //! 6. **Every key written expires**, unless it was written by hand.
 //!
 //! `cargo test --all-features --lib shared_tier::sim` runs [`SEEDS`] seeds
-//! (about 20 s in a debug build on two cores); a failing seed prints itself
-//! with its trace, and `FLEET_SIM_SEED=<seed>` replays exactly that one.
+//! on every core (35 to 45 s in a debug build on a busy two-core machine,
+//! about 17 million events); a failing seed prints itself with its trace,
+//! and `FLEET_SIM_SEED=<seed>` replays exactly that one.
 
 mod store;
 mod world;

@@ -223,9 +223,8 @@ enum Ev {
 
 /// A redemption as the endpoint saw it.
 struct Presentation {
-    /// `Some(true)`: refused unused (503); `Some(false)`: processed or its
-    /// answer lost; `None`: not answered yet.
-    refused_unused: Option<bool>,
+    /// Refused unused (a 503), rather than processed or its answer lost.
+    refused_unused: bool,
 }
 
 struct Provider {
@@ -1234,7 +1233,7 @@ impl World {
                     .entry(index)
                     .or_default()
                     .push(Presentation {
-                        refused_unused: Some(refused_unused),
+                        refused_unused,
                     });
                 let delay = if lost { HTTP_TIMEOUT } else { latency };
                 self.trace(|| {
@@ -1270,7 +1269,7 @@ impl World {
     /// Invariant 1.
     fn check_presentation(&mut self, r: usize, index: u64, presented: &str) {
         let earlier = self.provider.presentations.get(&index);
-        let again = earlier.is_some_and(|ps| ps.iter().any(|p| p.refused_unused != Some(true)));
+        let again = earlier.is_some_and(|ps| ps.iter().any(|p| !p.refused_unused));
         if !self.chain_record_lost {
             if again {
                 self.violation(format!(
