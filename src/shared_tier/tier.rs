@@ -31,7 +31,8 @@ use crate::token::AccessToken;
 /// and one memory of what this process has seen.
 ///
 /// ```no_run
-/// /// use tower_bearer::shared_tier::{EncryptionKey, SharedTier};
+/// use std::time::Duration;
+/// use tower_bearer::shared_tier::{EncryptionKey, SharedTier};
 /// use tower_bearer::{from_fn, AccessToken, TokenCache};
 ///
 /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
