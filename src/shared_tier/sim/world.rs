@@ -59,6 +59,9 @@ pub(crate) struct Outcome {
     pub(crate) chain_losses: u64,
     pub(crate) healthy_chains: u64,
     pub(crate) chain_records_lost: u64,
+    /// Refresh tokens presented again by a replica that could not know
+    /// (Redis had lost the chain record, and the replica the lost part).
+    pub(crate) unknowable_reuses: u64,
     pub(crate) events: u64,
 }
 
@@ -73,6 +76,7 @@ impl Outcome {
         self.chain_losses += other.chain_losses;
         self.healthy_chains += other.healthy_chains;
         self.chain_records_lost += other.chain_records_lost;
+        self.unknowable_reuses += other.unknowable_reuses;
         self.events += other.events;
     }
 }
@@ -83,7 +87,8 @@ impl fmt::Display for Outcome {
             f,
             "{} events: {} token requests, {} redemptions; faults: {} stalls, {} crashes, \
              {} flushes, {} rollbacks; chains: {} healthy at the end, {} lost \
-             ({} seeds where Redis lost the chain record)",
+             ({} seeds where Redis lost the chain record; {} refresh tokens presented again \
+             by a replica that had not seen the lost part)",
             self.events,
             self.fetches,
             self.redemptions,
@@ -93,7 +98,8 @@ impl fmt::Display for Outcome {
             self.rollbacks,
             self.healthy_chains,
             self.chain_losses,
-            self.chain_records_lost
+            self.chain_records_lost,
+            self.unknowable_reuses
         )
     }
 }
@@ -1232,9 +1238,7 @@ impl World {
                     .presentations
                     .entry(index)
                     .or_default()
-                    .push(Presentation {
-                        refused_unused,
-                    });
+                    .push(Presentation { refused_unused });
                 let delay = if lost { HTTP_TIMEOUT } else { latency };
                 self.trace(|| {
                     format!(
@@ -1283,6 +1287,10 @@ impl World {
             self.violation(format!(
                 "r{r}: {presented} presented again, though this replica had seen a newer refresh token"
             ));
+        } else if again {
+            // The residual the module documentation states: Redis lost the
+            // chain, and this replica had not seen the lost part.
+            self.outcome.unknowable_reuses += 1;
         }
     }
 
