@@ -82,10 +82,14 @@
 //! or rolled back if it had seen the lost part: a process that starts after
 //! the loss, with a refresh token from its configuration, cannot (that
 //! token may have been spent long ago), nor can one whose last read predates
-//! a lost rotation. So for rotating refresh tokens, run Redis so that it
-//! does not lose acknowledged writes (AOF with `appendfsync always`, or
-//! failover only to replicas that acknowledged them), and give a process a
-//! refresh token from configuration only to start a fleet.
+//! a lost rotation (nor a keyed cache's tier made again after its key was
+//! evicted: it starts with an empty memory). The simulation measures this:
+//! no refresh token is presented twice while Redis keeps the chain, and
+//! after it loses it, only by processes that had not seen the lost part.
+//! So for rotating refresh tokens, run Redis so that it does not lose
+//! acknowledged writes (AOF with `appendfsync always`, or failover only to
+//! replicas that acknowledged them), and give a process a refresh token from
+//! configuration only to start a fleet.
 //!
 //! # Example
 //!
