@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Runs the issue-4 measurements and writes BENCHMARKS.md from their output.
 
-    python3 benches/report.py run         # run everything (~12 min on 2 cores), then write
-    python3 benches/report.py fleet       # only the fleet run (section 6, ~2 min), then write
+    python3 benches/report.py run         # run everything (~15 min on 2 cores), then write
+    python3 benches/report.py fleet       # only the fleet runs (section 6, ~7 min), then write
     python3 benches/report.py rejections  # only the rejection runs (section 5.1, ~40 s), then
                                           # rewrite that section alone
     python3 benches/report.py             # only rewrite BENCHMARKS.md from stored results
@@ -89,10 +89,18 @@ REJECTION_RUNS = {
 REJECTIONS_OUT = os.path.join(ROOT, "target", "bench-report-rejections")
 REJECTIONS_BEGIN, REJECTIONS_END = "<!-- rejections:begin -->", "<!-- rejections:end -->"
 
-# The fleet (issue 11): N load processes sharing one token endpoint, without
-# and with the shared tier (examples/fleet_load.rs; needs redis-server).
-FLEET_ARGS = ["--processes", "8", "--concurrency", "4", "--duration", "30",
-              "--token-lifetime", "2", "--token-latency", "20"]
+# The fleet (issues 11 and 21): N load processes sharing one token endpoint,
+# without and with the shared tier, and the shared tier under faults
+# (examples/fleet_load.rs; needs redis-server). Each run: name -> extra args.
+FLEET_ARGS = ["--concurrency", "4", "--duration", "30", "--token-lifetime", "2",
+              "--token-latency", "20"]
+FLEET_RUNS = {
+    "1": ["--processes", "1"],
+    "3": ["--processes", "3"],
+    "8": ["--processes", "8"],
+    "stall": ["--processes", "8", "--fault", "stall", "--fault-for", "6"],
+    "flush": ["--processes", "8", "--fault", "flush", "--only", "shared"],
+}
 
 
 def snapshot(group_prefix, name):
@@ -236,13 +244,14 @@ def ns(x):
 
 
 def run_fleet(out, env):
-    """The fleet run, its JSON into `out`, its load average into `env`."""
+    """The fleet runs, their JSON into `out`, their load averages into `env`."""
     sh(["cargo", "build", "--release", "--features", "redis",
         "--example", "load", "--example", "fleet_load"])
-    before = loadavg()
-    sh([os.path.join(ROOT, "target", "release", "examples", "fleet_load")] + FLEET_ARGS
-       + ["--json", os.path.join(out, "fleet.json")])
-    env.setdefault("loadavg", {})["fleet"] = [before, loadavg()]
+    for name, args in FLEET_RUNS.items():
+        before = loadavg()
+        sh([os.path.join(ROOT, "target", "release", "examples", "fleet_load")] + args + FLEET_ARGS
+           + ["--json", os.path.join(out, f"fleet-{name}.json")])
+        env.setdefault("loadavg", {})[f"fleet-{name}"] = [before, loadavg()]
 
 
 def fleet_only():
@@ -621,7 +630,7 @@ def summary(res, runs, env=None):
                    f"(check: {s['waits_check']}), {s['local_server']['expired_tokens_received']} "
                    "expired tokens sent.")
     out += rejection_bullets()
-    fleet = read_json("fleet.json")
+    fleet = read_json("fleet-8.json")
     runs_by_mode = {r["mode"]: r for r in (fleet or {}).get("runs", [])}
     if "local" in runs_by_mode and "shared" in runs_by_mode:
         local, shared = runs_by_mode["local"], runs_by_mode["shared"]
@@ -629,12 +638,13 @@ def summary(res, runs, env=None):
                    f"{local['token_requests']} token requests each on its own, "
                    f"{shared['token_requests']} with the shared tier; "
                    f"{shared['shared_tier']['redis_commands_per_api_request']:.6f} Redis commands per "
-                   "API request (none on the hot path).")
+                   "API request (none on the hot path)."
+                   + fault_note({n: read_json(f"fleet-{n}.json") for n in FLEET_RUNS}, shared))
     return "\n".join(out) + "\n"
 
 
-def fleet_section(fleet, env):
-    """Section 6, from fleet_load's JSON."""
+def fleet_section(env):
+    """Section 6, from fleet_load's JSON of every fleet run."""
     head = """## 6. A fleet: N processes, with and without the shared tier (`examples/fleet_load.rs`)
 
 `fleet_load` starts one `redis-server` and one `load --serve-only` process
@@ -645,23 +655,44 @@ counts the token requests; each tier counts its Redis commands, and times
 every miss of its cache: served from Redis at once, after waiting for the
 process that held the lease, or as the lease holder (what it added beyond the
 token request itself). Goal: token requests per token lifetime N times one
-process's without the tier, one process's with it; no Redis command on the
-hot path.
+process's without the tier, one process's with it, whatever fails; no Redis
+command on the hot path (`tests/fleet.rs` asserts none in 2,000 requests).
+The fault runs stop one of 8 processes (SIGSTOP) for 6 s (3 lifetimes) at half
+time, or empty Redis (FLUSHALL) at half time.
 """
-    if not fleet:
+    fleets = {name: read_json(f"fleet-{name}.json") for name in FLEET_RUNS}
+    if not any(fleets.values()):
         return head + "\n_not run: `python3 benches/report.py fleet`_\n"
+    la = (env or {}).get("loadavg", {})
+    out = [head, "| processes | fault | token requests per lifetime, each on its own | "
+           "with the shared tier | errors (own / shared) | Redis commands per API request | load average |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, fleet in fleets.items():
+        if not fleet:
+            continue
+        runs = {r["mode"]: r for r in fleet["runs"]}
+        local, shared = runs.get("local"), runs.get("shared")
+        fault = (shared or local or {}).get("fault") or "none"
+        per = lambda r: "—" if not r else f"{r['token_requests_per_lifetime']:g} ({r['token_requests']})"
+        errors = lambda r: "—" if not r else str(r["errors"])
+        cmds = "—" if not shared else f"{shared['shared_tier']['redis_commands_per_api_request']:.6f}"
+        load = la.get(f"fleet-{name}")
+        out.append(f"| {fleet['processes']} | {fault} | {per(local)} | {per(shared)} | "
+                   f"{errors(local)} / {errors(shared)} | {cmds} | "
+                   + (f"{load[0]} → {load[1]}" if load else "—") + " |")
+    out.append("")
+    fleet = fleets.get("8")
+    if not fleet:
+        return "\n".join(out) + "\n"
     runs = {r["mode"]: r for r in fleet["runs"]}
     local, shared = runs.get("local"), runs.get("shared")
     n = fleet["processes"]
     lifetimes = fleet["duration_s"] / fleet["token_lifetime_s"]
-    la = (env or {}).get("loadavg", {}).get("fleet")
     ran = re.sub(r"\s*--json \S+", "", fleet["args"])
-    out = [head,
-           f"**{n} processes × {fleet['concurrency']} tasks, {fleet['duration_s']} s, "
-           f"{fleet['token_lifetime_s']} s tokens ({lifetimes:g} lifetimes), token endpoint "
-           f"{fleet['token_latency_ms']} ms** — `target/release/examples/fleet_load {ran}`"
-           + (f" (load average {la[0]} → {la[1]})" if la else "") + "\n",
-           "| metric | each process on its own | shared tier |", "| --- | --- | --- |"]
+    out += [f"**{n} processes × {fleet['concurrency']} tasks, {fleet['duration_s']} s, "
+            f"{fleet['token_lifetime_s']} s tokens ({lifetimes:g} lifetimes), token endpoint "
+            f"{fleet['token_latency_ms']} ms** — `target/release/examples/fleet_load {ran}`\n",
+            "| metric | each process on its own | shared tier |", "| --- | --- | --- |"]
 
     def cell(run, f):
         return "—" if not run else f(run)
@@ -703,20 +734,22 @@ hot path.
             f"Without the tier the {n} processes made {local['token_requests']} token requests, "
             f"{local['token_requests'] / max(shared['token_requests'], 1):.1f} times the "
             f"{shared['token_requests']} the fleet made with it: with the tier the fleet costs the "
-            "token endpoint what one process costs. One process asks more than once per token "
-            "lifetime because it refreshes ahead of expiry (a 2 s token is replaced from 1.26 s "
-            "into its life), so one process's rate, not 1, is the floor. Redis is asked only on "
-            "a miss, a few commands per process per token generation (a read; the lease holder's "
-            "lease and write; a waiter's subscription and re-reads): zero per request in the steady "
-            f"state, {shared['shared_tier']['redis_commands_per_api_request'] * 1e4:.1f} per 10,000 "
-            "requests over the run.\n")
+            "token endpoint about what one process costs (the first table: 1 process alone, 3 and 8 "
+            "with the tier). One process asks more than once per token lifetime because it "
+            "refreshes ahead of expiry (a 2 s token is replaced from 1.26 s into its life), so one "
+            "process's rate, not 1, is the floor. Redis is asked only on a miss, a few commands per "
+            "process per token generation (a read; the lease holder's lease and write; a waiter's "
+            "subscription and re-reads): zero per request in the steady state, "
+            f"{shared['shared_tier']['redis_commands_per_api_request'] * 1e4:.1f} per 10,000 "
+            "requests over the run." + fault_note(fleets, shared) + "\n")
         out.append(
             "The miss latencies are what a cache's fetch took through the tier. Served from Redis "
-            "is one `HMGET` and a decryption. A miss that waited lasted about as long as the lease "
-            "holder's token request (the endpoint answers in 20 ms), as it should. What the holder "
-            "adds (the lease script, the sealed write and its publication) is a few Redis round "
-            "trips; on this shared 2-core machine, with 8 load processes and the servers on it "
-            "(the load average above), scheduling delays dominate the maxima.\n")
+            "is one script (a read of both entries and the server's clock) and a decryption. A miss "
+            "that waited lasted about as long as the lease holder's token request (the endpoint "
+            "answers in 20 ms), as it should. What the holder adds (the lease script, the sealed "
+            "write and its publication) is a few Redis round trips; on this shared 2-core machine, "
+            "with 8 load processes and the servers on it (the load averages above), scheduling "
+            "delays dominate the maxima.\n")
     return "\n".join(out) + "\n"
 
 
@@ -866,6 +899,21 @@ def splice_rejections():
     print("wrote section 5.1 of BENCHMARKS.md and its summary lines", file=sys.stderr)
 
 
+def fault_note(fleets, shared):
+    """What the fault runs cost, against the 8-process run without faults."""
+    notes = []
+    for name, what in (("stall", "a process stopped for 3 lifetimes"), ("flush", "a flushed Redis")):
+        run = {r["mode"]: r for r in (fleets.get(name) or {}).get("runs", [])}.get("shared")
+        if run:
+            notes.append(f"{what} cost the fleet {run['token_requests'] - shared['token_requests']:+d} "
+                         f"token requests ({run['token_requests']} against {shared['token_requests']})")
+    if not notes:
+        return ""
+    said = "; ".join(notes)
+    return (" " + said[0].upper() + said[1:] + ": the others go on, and a process that resumes "
+            "(or a fleet that finds Redis empty) fetches once for all.")
+
+
 def splice_fleet():
     """Replaces (or appends) section 6 of BENCHMARKS.md alone, for a
     checkout without the stored results of sections 1 to 5."""
@@ -877,7 +925,7 @@ def splice_fleet():
     keyed = doc[doc.index(keyed_report.BEGIN):] if keyed_report.BEGIN in doc else ""
     start = doc.find("\n## 6. ")
     doc = doc if start < 0 else doc[:start + 1]
-    doc = doc.rstrip("\n") + "\n\n" + fleet_section(read_json("fleet.json"), read_json("env.json"))
+    doc = doc.rstrip("\n") + "\n\n" + fleet_section(read_json("env.json"))
     if keyed:
         doc = doc.rstrip("\n") + "\n\n" + keyed
     with open(path, "w") as f:
@@ -1054,7 +1102,7 @@ wait for a token only at start-up (at most one per task), then never.
 
 {load_table(runs)}
 {rejections_section()}
-{fleet_section(read_json("fleet.json"), env)}"""
+{fleet_section(env)}"""
     # The keyed cache's section (issue 10) comes from its own runs.
     import keyed_report
     doc = doc.rstrip("\n") + "\n\n" + keyed_report.section()

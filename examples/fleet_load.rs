@@ -4,6 +4,9 @@
 //! 127.0.0.1 (and stops). Prints, for both runs, the token requests per token
 //! lifetime at the endpoint (the goal: N without the tier, 1 with it), the
 //! Redis commands per API request, and the latency the tier adds to a miss.
+//! `--fault stall` stops one load process (SIGSTOP) halfway through each run
+//! for `--fault-for` seconds, then lets it go on (SIGCONT); `--fault flush`
+//! empties Redis (FLUSHALL) halfway through.
 //!
 //! ```text
 //! cargo build --release --features redis --example load --example fleet_load
@@ -34,6 +37,9 @@ USAGE: target/release/examples/fleet_load [OPTIONS]
   --token-lifetime SECS  lifetime of the endpoint's tokens            [2]
   --token-latency MS     the endpoint's response time                 [20]
   --only MODE            run only `local` or `shared`
+  --fault FAULT          halfway through each run: `stall` one process
+                         (SIGSTOP, then SIGCONT), or `flush` Redis     [none]
+  --fault-for SECS       how long a stalled process stays stopped      [3 lifetimes]
   --json PATH            also write both summaries as JSON to PATH
   -h, --help             this text
 ";
@@ -45,7 +51,15 @@ struct Args {
     lifetime: u64,
     latency: u64,
     only: Option<String>,
+    fault: Option<Fault>,
+    fault_for: Option<u64>,
     json: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Stall,
+    Flush,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +70,8 @@ fn parse_args() -> Result<Args, String> {
         lifetime: 2,
         latency: 20,
         only: None,
+        fault: None,
+        fault_for: None,
         json: None,
     };
     let mut it = std::env::args().skip(1);
@@ -71,6 +87,14 @@ fn parse_args() -> Result<Args, String> {
             "--token-lifetime" => args.lifetime = num(&flag, value()?)?,
             "--token-latency" => args.latency = num(&flag, value()?)?,
             "--only" => args.only = Some(value()?),
+            "--fault" => {
+                args.fault = Some(match value()?.as_str() {
+                    "stall" => Fault::Stall,
+                    "flush" => Fault::Flush,
+                    other => return Err(format!("--fault takes `stall` or `flush`, not {other}")),
+                })
+            }
+            "--fault-for" => args.fault_for = Some(num(&flag, value()?)?),
             "--json" => args.json = Some(value()?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown option {other}")),
@@ -174,6 +198,10 @@ fn one_run(args: &Args, load: &Path, work: &Path, redis: Option<&Redis>) -> Resu
         }
         members.push((json, command.spawn()?));
     }
+    let fault = match args.fault {
+        Some(fault) => Some(inject(args, fault, &members, redis)?),
+        None => None,
+    };
     let mut summaries = Vec::new();
     for (json, mut child) in members {
         let status = child.wait()?;
@@ -208,6 +236,7 @@ fn one_run(args: &Args, load: &Path, work: &Path, redis: Option<&Redis>) -> Resu
         "token_requests_per_lifetime": round2(tokens as f64 / lifetimes),
         "cache_fetches": sum(&|s| s["token_fetches"].as_u64().unwrap_or(0)),
         "waits_after_startup": sum(&|s| s["waits_after_startup"].as_u64().unwrap_or(0)),
+        "fault": fault,
     });
     if redis.is_some() {
         let tier = |field: &str| sum(&|s| s["shared_tier"][field].as_u64().unwrap_or(0));
@@ -244,6 +273,51 @@ fn one_run(args: &Args, load: &Path, work: &Path, redis: Option<&Redis>) -> Resu
     Ok(run)
 }
 
+/// Halfway through the run, stalls one load process or flushes Redis; what
+/// was done.
+fn inject(
+    args: &Args,
+    fault: Fault,
+    members: &[(PathBuf, Child)],
+    redis: Option<&Redis>,
+) -> Result<String, Error> {
+    // A benchmark waits for its moment; the tests order events, never sleep.
+    std::thread::sleep(Duration::from_secs(args.duration) / 2);
+    match fault {
+        Fault::Stall => {
+            let stopped_for = args.fault_for.unwrap_or(3 * args.lifetime);
+            let pid = members[0].1.id();
+            signal(pid, "STOP")?;
+            std::thread::sleep(Duration::from_secs(stopped_for));
+            signal(pid, "CONT")?;
+            Ok(format!(
+                "one process stopped (SIGSTOP) for {stopped_for} s at half time"
+            ))
+        }
+        Fault::Flush => match redis {
+            Some(redis) => {
+                let mut conn = redis::Client::open(redis.url())?.get_connection()?;
+                redis::cmd("FLUSHALL").query::<()>(&mut conn)?;
+                Ok("Redis flushed (FLUSHALL) at half time".into())
+            }
+            None => Ok("no Redis to flush".into()),
+        },
+    }
+}
+
+/// Sends `SIG<name>` to `pid` with the system's `kill`.
+fn signal(pid: u32, name: &str) -> Result<(), Error> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -{name} {pid}: {status}").into())
+    }
+}
+
 fn print_table(args: &Args, runs: &[Value]) {
     println!(
         "\n{} processes x {} tasks, {} s, {} s tokens ({:.1} lifetimes), token endpoint {} ms\n",
@@ -264,6 +338,9 @@ fn print_table(args: &Args, runs: &[Value]) {
     let row = |name: &str, f: &dyn Fn(&Value) -> String| {
         println!("| {name} | {} | {} |", cell("local", f), cell("shared", f));
     };
+    if args.fault.is_some() {
+        row("fault", &|r| r["fault"].as_str().unwrap_or("-").to_owned());
+    }
     row("API requests", &|r| r["api_requests"].to_string());
     row("errors / expired tokens at the API", &|r| {
         format!("{} / {}", r["errors"], r["expired_tokens_received"])

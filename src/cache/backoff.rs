@@ -1,5 +1,7 @@
 //! How long to wait before the next fetch: after failed fetches, and between
-//! the replacements of tokens that servers keep rejecting.
+//! the replacements of tokens that servers keep rejecting. [`equal_jitter`] is
+//! the crate's one exponential backoff: the shared tier backs off from Redis
+//! with it too.
 
 use std::time::Duration;
 
@@ -23,8 +25,7 @@ pub(crate) fn delay_after_failure(
         // Repeating a permanent failure cannot help: wait the longest, no jitter.
         ErrorKind::Permanent => config.max_backoff,
         ErrorKind::Transient => {
-            let half = exponential(failures, config) / 2;
-            half + half.mul_f64(random.clamp(0.0, 1.0))
+            equal_jitter(failures, config.initial_backoff, config.max_backoff, random)
         }
     };
     match error.retry_after() {
@@ -33,14 +34,27 @@ pub(crate) fn delay_after_failure(
     }
 }
 
+/// The delay after the `n`-th failure in a row (counting from 1): `initial`
+/// doubling with each failure up to `max`, with "equal jitter" (half fixed,
+/// half random; `random` in `[0, 1)`), so that retries spread out but never
+/// come at once.
+pub(crate) fn equal_jitter(n: u32, initial: Duration, max: Duration, random: f64) -> Duration {
+    let half = doubling(n, initial, max) / 2;
+    half + half.mul_f64(random.clamp(0.0, 1.0))
+}
+
+/// `initial * 2^(n-1)`, capped at `max`; no jitter.
+pub(crate) fn doubling(n: u32, initial: Duration, max: Duration) -> Duration {
+    let doublings = n.saturating_sub(1).min(30);
+    initial
+        .checked_mul(1u32 << doublings)
+        .unwrap_or(max)
+        .min(max)
+}
+
 /// `initial_backoff * 2^(n-1)`, capped at `max_backoff`; no jitter.
 pub(crate) fn exponential(n: u32, config: &CacheConfig) -> Duration {
-    let doublings = n.saturating_sub(1).min(30);
-    config
-        .initial_backoff
-        .checked_mul(1u32 << doublings)
-        .unwrap_or(config.max_backoff)
-        .min(config.max_backoff)
+    doubling(n, config.initial_backoff, config.max_backoff)
 }
 
 /// The pace before the replacement that follows `replacements` in a run (see
@@ -85,6 +99,26 @@ mod tests {
         );
         // Huge failure counts do not overflow.
         assert_eq!(exponential(u32::MAX, &config), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn equal_jitter_doubles_up_to_the_cap() {
+        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(30));
+        let table = [
+            (1, 1.0, Duration::from_secs(1)),
+            (1, 0.0, Duration::from_millis(500)),
+            (2, 1.0, Duration::from_secs(2)),
+            (5, 1.0, Duration::from_secs(16)),
+            (6, 1.0, Duration::from_secs(30)),
+            (u32::MAX, 0.0, Duration::from_secs(15)),
+        ];
+        for (failures, random, want) in table {
+            assert_eq!(
+                equal_jitter(failures, initial, max, random),
+                want,
+                "{failures} {random}"
+            );
+        }
     }
 
     #[test]

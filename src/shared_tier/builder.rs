@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use super::encryption::{EncryptionKey, Keyring};
 use super::error::SharedTierBuildError;
+use super::identity::check_namespace;
 use super::keyed::KeyedSharedTier;
-use super::keys::check_namespace;
 use super::redis_link::RedisLink;
-use super::{Fleet, SharedTier, Upstream};
-use crate::cache::config::CacheConfig;
+use super::tier::{Fleet, SharedTier, Upstream};
 use crate::oauth2::RefreshTokenSource;
 use crate::redact;
 use crate::secret::Secret;
@@ -21,10 +20,12 @@ use crate::source::{BoxTokenSource, TokenSource};
 const DEFAULT_NAMESPACE: &str = "tower-bearer";
 const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
-const DEFAULT_MAX_WAIT: Duration = Duration::from_secs(10);
 const DEFAULT_REDIS_BACKOFF: (Duration, Duration) =
     (Duration::from_secs(1), Duration::from_secs(30));
 const DEFAULT_FAILURE_HOLD: Duration = Duration::from_secs(1);
+const DEFAULT_UNKNOWN_LIFETIME: Duration = Duration::from_secs(3600);
+const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(90 * 24 * 3600);
+const DEFAULT_DOUBT_AFTER: Duration = Duration::from_secs(120);
 
 /// The shortest lease: renewals come every third of it, and Redis commands
 /// take their time.
@@ -33,11 +34,21 @@ const MIN_LEASE_TTL: Duration = Duration::from_millis(300);
 #[derive(Debug, Clone)]
 pub(crate) struct TierConfig {
     pub(crate) lease_ttl: Duration,
-    pub(crate) max_wait: Duration,
     pub(crate) failure_hold: Duration,
-    pub(crate) local_fallback: Option<bool>,
-    /// The cache's timing, for the refresh moment written into each entry.
-    pub(crate) timing: CacheConfig,
+    /// For plain tiers only: rotating refresh tokens never fall back.
+    pub(crate) local_fallback: bool,
+    pub(crate) doubt_after: Duration,
+    pub(crate) unknown_lifetime: Duration,
+    pub(crate) refresh_ttl: Duration,
+}
+
+/// Certificates for TLS to Redis (`rediss://`).
+#[derive(Default)]
+struct Tls {
+    /// PEM: trusted instead of the platform's roots.
+    root: Option<Vec<u8>>,
+    /// PEM certificate chain and key, for servers that ask for one.
+    client: Option<(Vec<u8>, Secret)>,
 }
 
 /// Builds a [`SharedTier`]. Only the encryption key is required; every other
@@ -65,6 +76,7 @@ pub struct SharedTierBuilder {
     opening: Vec<EncryptionKey>,
     redis_timeout: Duration,
     redis_backoff: (Duration, Duration),
+    tls: Tls,
     config: TierConfig,
 }
 
@@ -77,12 +89,14 @@ impl SharedTierBuilder {
             opening: Vec::new(),
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
             redis_backoff: DEFAULT_REDIS_BACKOFF,
+            tls: Tls::default(),
             config: TierConfig {
                 lease_ttl: DEFAULT_LEASE_TTL,
-                max_wait: DEFAULT_MAX_WAIT,
                 failure_hold: DEFAULT_FAILURE_HOLD,
-                local_fallback: None,
-                timing: CacheConfig::default(),
+                local_fallback: true,
+                doubt_after: DEFAULT_DOUBT_AFTER,
+                unknown_lifetime: DEFAULT_UNKNOWN_LIFETIME,
+                refresh_ttl: DEFAULT_REFRESH_TTL,
             },
         }
     }
@@ -118,99 +132,107 @@ impl SharedTierBuilder {
     }
 
     /// After a Redis failure, how long the tier leaves Redis alone (fetches
-    /// go straight to the source): `initial`, doubling with each further
-    /// failure up to `max`, jittered. Defaults to 1 second, doubling up to
-    /// 30 seconds.
+    /// of a plain tier go straight to the source, a refreshing tier's fail):
+    /// `initial`, doubling with each further failure up to `max`, jittered
+    /// (the cache's own backoff). Zero asks Redis again at every fetch.
+    /// Defaults to 1 second, doubling up to 30 seconds.
     pub fn redis_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        let initial = initial.max(Duration::from_millis(1));
         self.redis_backoff = (initial, max.max(initial));
         self
     }
 
+    /// Trusts this CA certificate (PEM) for `rediss://` instead of the
+    /// platform's roots: a self-hosted Redis with its own CA. TLS is
+    /// rustls with the `ring` provider; the certificate, as any key, never
+    /// shows in `Debug`.
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.root = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate chain and key (both PEM) for
+    /// `rediss://`, to a Redis that asks for one (`tls-auth-clients`).
+    pub fn tls_client_certificate(
+        mut self,
+        chain_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Secret>,
+    ) -> Self {
+        self.tls.client = Some((chain_pem.into(), key_pem.into()));
+        self
+    }
+
     /// How long a lease lasts unless its holder renews it (it does, every
-    /// third of this, while it fetches). A process that dies holding the lease
-    /// delays the fleet by at most this. At least 300 milliseconds; defaults
-    /// to 5 seconds.
+    /// third of this, while it fetches or redeems). A process that dies
+    /// holding the lease delays the fleet by at most this; a process that
+    /// stalls for longer loses it (what it writes then is fenced, what it
+    /// redeems stays its own). At least 300 milliseconds; defaults to 5
+    /// seconds.
+    ///
+    /// There is no longest wait: a process waits for the lease holder while
+    /// the holder renews its lease, bounded by its cache's fetch timeout, so
+    /// that a slow token endpoint is asked once, not once per process.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.config.lease_ttl = ttl.max(MIN_LEASE_TTL);
         self
     }
 
-    /// The longest a process waits for another one's fetch before it fetches
-    /// from the source itself. Defaults to 10 seconds.
-    pub fn max_wait(mut self, wait: Duration) -> Self {
-        self.config.max_wait = wait;
-        self
-    }
-
-    /// After a lease holder's fetch fails, how long the rest of the fleet is
-    /// answered with that failure instead of fetching again: a `Retry-After`
-    /// from the token endpoint, else this for a transient failure, else 30
-    /// seconds for a permanent one. Zero switches it off. Defaults to
-    /// 1 second.
+    /// After a lease holder's fetch fails, how long the rest of the fleet
+    /// asking for the same identity is answered with that failure instead of
+    /// fetching again: a `Retry-After` from the token endpoint, else this for
+    /// a transient failure, else 30 seconds for a permanent one; at most 10
+    /// minutes. The failure keeps its kind and its endpoint-overload mark
+    /// and is never seen by another identity. Zero switches it off. Defaults
+    /// to 1 second.
     pub fn failure_hold(mut self, hold: Duration) -> Self {
         self.config.failure_hold = hold;
         self
     }
 
-    /// Whether a fetch falls back to the source when Redis cannot be used
-    /// (down, stalled, backing off, or holding an entry this process cannot
-    /// open). Defaults to `true` for [`build`](Self::build): each process
-    /// then fetches for itself, once per its own cache's single flight.
+    /// Whether a fetch of a tier built with [`build`](Self::build) falls
+    /// back to the source when Redis cannot be used (down, stalled, backing
+    /// off, or holding an entry sealed with a key this process was not
+    /// given). Each process then fetches for itself, once per its own cache's
+    /// single flight. Defaults to `true`.
     ///
-    /// Defaults to `false` for [`build_refreshing`](Self::build_refreshing):
-    /// with rotating refresh tokens, a process that redeems a refresh token
+    /// A tier built with [`build_refreshing`](Self::build_refreshing) never
+    /// falls back, whatever this says: a process that redeems a refresh token
     /// another process has already spent makes the server revoke the whole
-    /// grant. Without Redis, the fetch fails (transient); the cache keeps
-    /// serving its token while it is valid and tries again after its backoff.
+    /// grant. Without Redis its fetch fails (transient,
+    /// [`FleetError::RedisUnavailable`](super::FleetError::RedisUnavailable));
+    /// the cache keeps serving its token while it is valid and tries again
+    /// after its backoff.
     pub fn local_fallback(mut self, fallback: bool) -> Self {
-        self.config.local_fallback = Some(fallback);
+        self.config.local_fallback = fallback;
         self
     }
 
-    /// The [`TokenCacheBuilder::expiry_skew`](crate::TokenCacheBuilder::expiry_skew)
-    /// of the caches in front of this tier. Set the same value on both (the
-    /// defaults agree): each entry records the moment the first cache of the
-    /// fleet will want a new token, computed with these settings. Defaults
-    /// to 10 seconds, as the cache's.
-    pub fn expiry_skew(mut self, skew: Duration) -> Self {
-        self.config.timing.expiry_skew = skew;
+    /// How long tokens without an expiry are shared before the fleet asks
+    /// for a new one (every key in Redis expires). Tokens that live longer
+    /// than a day are shared for a day. Defaults to one hour.
+    pub fn default_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.unknown_lifetime = lifetime.max(Duration::from_millis(1));
         self
     }
 
-    /// The caches' [`refresh_ahead`](crate::TokenCacheBuilder::refresh_ahead);
-    /// see [`expiry_skew`](Self::expiry_skew). Defaults to 60 seconds, as
-    /// the cache's.
-    pub fn refresh_ahead(mut self, ahead: Duration) -> Self {
-        self.config.timing.refresh_ahead = ahead;
+    /// How long the refresh entry of a [refreshing](Self::build_refreshing)
+    /// tier is kept after its last rotation: set it to your provider's
+    /// refresh-token lifetime. An identity unused for longer loses its chain
+    /// (its processes then fail with
+    /// [`ChainLost(Forgotten)`](super::ChainLoss::Forgotten) until reseeded).
+    /// Defaults to 90 days.
+    pub fn refresh_ttl(mut self, ttl: Duration) -> Self {
+        self.config.refresh_ttl = ttl.max(Duration::from_secs(1));
         self
     }
 
-    /// The caches' [`refresh_ahead_fraction`](crate::TokenCacheBuilder::refresh_ahead_fraction);
-    /// see [`expiry_skew`](Self::expiry_skew). Defaults to 0.25, as the
-    /// cache's.
-    pub fn refresh_ahead_fraction(mut self, fraction: f64) -> Self {
-        if !fraction.is_nan() {
-            self.config.timing.refresh_ahead_fraction = fraction.clamp(0.0, 1.0);
-        }
-        self
-    }
-
-    /// The caches' [`refresh_jitter`](crate::TokenCacheBuilder::refresh_jitter);
-    /// see [`expiry_skew`](Self::expiry_skew). Defaults to 0.2, as the
-    /// cache's.
-    pub fn refresh_jitter(mut self, fraction: f64) -> Self {
-        if !fraction.is_nan() {
-            self.config.timing.refresh_jitter = fraction.clamp(0.0, 1.0);
-        }
-        self
-    }
-
-    /// The caches' [`default_lifetime`](crate::TokenCacheBuilder::default_lifetime)
-    /// for tokens without an expiry: in Redis they expire after it, so that
-    /// the fleet agrees on when. Defaults to one hour.
-    pub fn default_lifetime(mut self, lifetime: Option<Duration>) -> Self {
-        self.config.timing.default_lifetime = lifetime;
+    /// How long the fleet waits for a process that started redeeming the
+    /// refresh token and then stopped renewing its lease (stalled, or died)
+    /// before it reports the chain [`InDoubt`](super::ChainLoss::InDoubt)
+    /// instead of [`RedemptionPending`](super::FleetError::RedemptionPending).
+    /// Nobody else redeems meanwhile, either way: if that process comes back
+    /// and stores what it got, the fleet carries on. Defaults to 2 minutes.
+    pub fn doubt_after(mut self, after: Duration) -> Self {
+        self.config.doubt_after = after;
         self
     }
 
@@ -225,15 +247,19 @@ impl SharedTierBuilder {
 
     /// Builds a tier around a refresh-token grant whose refresh token lives
     /// in Redis, sealed, next to the access token, and is replaced with it
-    /// atomically: each refresh token is redeemed once in the whole fleet,
-    /// by the process holding the lease, so rotation works across replicas.
+    /// atomically: each refresh token is presented to the token endpoint at
+    /// most once in the whole fleet, by the process that marked it in Redis
+    /// first, so rotation works across replicas.
     ///
-    /// The fleet starts from `source`'s refresh token (and the token of its
-    /// code exchange, if any) when Redis holds none; from then on Redis's is
-    /// used, and every process learns each new one as it reads the shared
-    /// token, so that a Redis that lost its data restarts from the newest one
-    /// a process has seen. `source`'s [`on_rotate`](RefreshTokenSource::on_rotate)
-    /// is called in the process that redeemed the old one.
+    /// The fleet starts the chain from `source`'s refresh token (and the
+    /// token of its code exchange, if any) when Redis has never held one that
+    /// this process knows of; from then on Redis's is used. A process never
+    /// redeems a refresh token of its own once it has seen the chain: if
+    /// Redis loses the chain, or goes back to an older place in it, the
+    /// fetch fails with [`FleetError::ChainLost`](super::FleetError::ChainLost)
+    /// until the application [reseeds](SharedTier::reseed) it. `source`'s
+    /// [`on_rotate`](RefreshTokenSource::on_rotate) is called in the process
+    /// that redeemed the old one, once the new one is stored in Redis.
     pub fn build_refreshing(
         self,
         source: impl Into<Arc<RefreshTokenSource>>,
@@ -243,8 +269,8 @@ impl SharedTierBuilder {
 
     /// Builds the fleet side of a [`KeyedTokenCache`](crate::keyed::KeyedTokenCache):
     /// one tier per key, all on one Redis connection with these settings,
-    /// each key's entries under `{namespace}:{key}`. See
-    /// [`KeyedSharedTier`].
+    /// each key's entries apart from every other key's and every other
+    /// namespace's. See [`KeyedSharedTier`].
     pub fn build_keyed(self) -> Result<KeyedSharedTier, SharedTierBuildError> {
         Ok(KeyedSharedTier::new(self.fleet()?))
     }
@@ -253,11 +279,22 @@ impl SharedTierBuilder {
     /// the keyring, the settings.
     fn fleet(self) -> Result<Fleet, SharedTierBuildError> {
         let url_for_logs = redact::url(self.url.expose());
-        let client = redis::Client::open(self.url.expose()).map_err(|err| {
-            SharedTierBuildError::InvalidRedisUrl {
-                url: url_for_logs.clone(),
-                reason: redact::server_text(&err.to_string(), &[self.url.expose()]),
-            }
+        let client = match (self.tls.root, self.tls.client) {
+            (None, None) => redis::Client::open(self.url.expose()),
+            (root_cert, client) => redis::Client::build_with_tls(
+                self.url.expose(),
+                redis::TlsCertificates {
+                    client_tls: client.map(|(client_cert, key)| redis::ClientTlsConfig {
+                        client_cert,
+                        client_key: key.expose().as_bytes().to_vec(),
+                    }),
+                    root_cert,
+                },
+            ),
+        }
+        .map_err(|err| SharedTierBuildError::InvalidRedisUrl {
+            url: url_for_logs.clone(),
+            reason: redact::server_text(&err.to_string(), &[self.url.expose()]),
         })?;
         let password = client
             .get_connection_info()
@@ -289,6 +326,8 @@ impl fmt::Debug for SharedTierBuilder {
             .field("decryption_keys", &self.opening)
             .field("redis_timeout", &self.redis_timeout)
             .field("redis_backoff", &self.redis_backoff)
+            .field("tls_root_certificate", &self.tls.root.is_some())
+            .field("tls_client_certificate", &self.tls.client.is_some())
             .field("config", &self.config)
             .finish()
     }

@@ -1,99 +1,164 @@
-//! What the tier keeps in Redis: the access token entry and the refresh
-//! token entry, each a hash of a few fields, the secret sealed.
+//! What the tier keeps in Redis, sealed and read back: the access token entry
+//! and the refresh token entry, each a hash of a few fields.
 //!
-//! `{ns}:token` — `v` (the fencing number of the lease it was written
-//! under), `iat`, `exp`, `ref` (issued, expires, refresh from; Unix
-//! milliseconds, `0` for never), `kid` (the sealing key's id) and `blob` (the
-//! sealed access token and scope). A rejected token leaves its entry without
-//! `blob` (a tombstone that keeps the version, so that fencing holds) until it
-//! expires.
+//! `{id}:token` — `v` (the fence of the lease it was written under), `w` (its
+//! writer's nonce: which write this is), `life` (the token's lifetime in
+//! milliseconds), `exp` (when it expires, in milliseconds of the Redis
+//! server's own clock: `TIME` plus the time left, set by the script that
+//! writes it), `kid` (the sealing key's id) and `blob` (the sealed access token
+//! and scope). The hash expires with the token.
 //!
-//! `{ns}:refresh` — `v`, `kid`, `blob` (the sealed refresh token).
+//! `{id}:refresh` — `epoch` (which chain: a random id given when the chain
+//! was started), `seq` (its place in the chain, one up per rotation),
+//! `origin` (`b`: started from a process's own refresh token; `r`: reseeded
+//! by the application), `kid`, `blob` (the sealed refresh token), `by` (the
+//! lease that committed it), and while a
+//! process redeems it `mark` (that process's lease), `marked` (since when, on
+//! the server's clock) and `doubt` (the redemption's outcome is unknown); or
+//! `lost` alone, with why (see [`ChainLoss`]).
+//!
+//! No time in an entry comes from a process's clock: a process sends the time
+//! its token has left, and readers get the time left from the server, so the
+//! fleet agrees on expiry whatever the hosts' clocks say.
+//!
+//! Everything read is untrusted: numbers are bounded, ids checked, times
+//! capped by the key's own time to live, and a sealed value opens only for the
+//! identity, version and writer it was sealed for.
+
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::encryption::{Keyring, Unreadable};
-use super::freshness::{instant_of, Timing};
+use super::error::ChainLoss;
+use super::identity::{aad, Identity};
 use crate::secret::Secret;
-use crate::token::AccessToken;
+use crate::token::{AccessToken, Expiry};
 
-/// The fields of a token entry, in the order the tier reads them.
-pub(crate) const TOKEN_FIELDS: [&str; 6] = ["v", "iat", "exp", "ref", "kid", "blob"];
+/// The longest a token is shared for: a token that lives longer is shared
+/// as if it lived this long (the fleet refreshes it daily), and an entry
+/// that claims more is malformed.
+pub(crate) const MAX_SHARED_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// The fields of a refresh entry, in the order the tier reads them.
-pub(crate) const REFRESH_FIELDS: [&str; 3] = ["v", "kid", "blob"];
+/// The largest number read from Redis: larger ones (or ones Lua would turn
+/// into floats) are malformed.
+const MAX_NUMBER: u64 = 999_999_999_999_999;
 
-/// Fields as Redis returns them for `HMGET`: each present or not.
-pub(crate) type Fields = Vec<Option<Vec<u8>>>;
+/// The longest writer nonce or chain epoch: 16 hex digits are written.
+const MAX_ID_LEN: usize = 32;
 
-/// A sealed access token and its timing, as stored.
+/// An access token sealed for one identity, ready for the write script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TokenEntry {
-    pub(crate) version: u64,
-    pub(crate) timing: Timing,
+pub(crate) struct SealedToken {
+    pub(crate) fence: u64,
+    pub(crate) writer: String,
+    /// The token's lifetime, as readers will see it.
+    pub(crate) life_ms: u64,
+    /// How long it has left, from the moment it was sealed.
+    pub(crate) ttl_ms: u64,
     pub(crate) key_id: String,
     pub(crate) sealed: Vec<u8>,
 }
 
-impl TokenEntry {
-    /// Seals `token` for the entry `key_name` at `version`.
+impl SealedToken {
+    /// Seals `token` for `identity`, to be written under `fence` by
+    /// `writer`; `None` if it has no life left to share. A token without an
+    /// expiry is shared for `unknown_lifetime`.
     pub(crate) fn seal(
         token: &AccessToken,
-        version: u64,
-        timing: Timing,
+        identity: &Identity,
+        fence: u64,
+        writer: &str,
+        unknown_lifetime: Duration,
         keyring: &Keyring,
-        key_name: &str,
-    ) -> Self {
-        let payload = json!({ "access_token": token.secret(), "scope": token.scope() });
-        let aad = token_aad(key_name, version, &timing);
-        Self {
-            version,
-            timing,
-            key_id: keyring.sealing_id().to_owned(),
-            sealed: keyring.seal(&aad, payload.to_string().as_bytes()),
+        now: Instant,
+    ) -> Option<Self> {
+        let (left, life) = match token.expiry() {
+            Expiry::At(at) => (
+                at.saturating_duration_since(now),
+                at.saturating_duration_since(token.received_at().min(now)),
+            ),
+            Expiry::Unknown | Expiry::Never => (unknown_lifetime, unknown_lifetime),
+        };
+        let life = life.min(MAX_SHARED_LIFETIME);
+        let ttl_ms = millis(left.min(life));
+        if ttl_ms == 0 {
+            return None;
         }
+        let life_ms = millis(life);
+        let payload = json!({ "access_token": token.secret(), "scope": token.scope() });
+        Some(Self {
+            fence,
+            writer: writer.to_owned(),
+            life_ms,
+            ttl_ms,
+            key_id: keyring.sealing_id().to_owned(),
+            sealed: keyring.seal(
+                &token_aad(identity, fence, writer, life_ms),
+                payload.to_string().as_bytes(),
+            ),
+        })
     }
+}
 
-    /// Reads the fields of `HMGET key TOKEN_FIELDS`: `None` if there is no
-    /// entry, or only the tombstone of a rejected one.
-    pub(crate) fn from_fields(fields: &Fields) -> Result<Option<Self>, Unreadable> {
-        let [v, iat, exp, refresh, kid, blob] = fields.as_slice() else {
-            return Err(Unreadable::Malformed);
-        };
-        let Some(blob) = blob else {
+/// An access token entry as read, before it is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenRecord {
+    pub(crate) fence: u64,
+    pub(crate) writer: String,
+    pub(crate) life_ms: u64,
+    /// Time left, on the server's clock, when the read script ran.
+    pub(crate) left_ms: u64,
+    pub(crate) key_id: String,
+    pub(crate) sealed: Vec<u8>,
+}
+
+/// Fields of `{id}:token` as the read script returns them: `v`, `w`,
+/// `life`, `exp`, `kid`, `blob`.
+pub(crate) type TokenFields = [Option<Vec<u8>>; 6];
+
+impl TokenRecord {
+    /// Reads the fields returned at `server_now_ms`, with the key's `pttl`:
+    /// `Ok(None)` if there is no entry, `Err` if it is not one this crate
+    /// writes (then it is replaced, like an entry that does not open).
+    pub(crate) fn parse(
+        fields: &TokenFields,
+        server_now_ms: u64,
+        pttl: i64,
+    ) -> Result<Option<Self>, Unreadable> {
+        if fields.iter().all(Option::is_none) {
             return Ok(None);
-        };
-        let number = |field: &Option<Vec<u8>>| -> Result<u64, Unreadable> {
-            let text = field.as_deref().ok_or(Unreadable::Malformed)?;
-            std::str::from_utf8(text)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or(Unreadable::Malformed)
-        };
-        let optional = |ms: u64| (ms != 0).then_some(ms);
+        }
+        let [v, w, life, exp, kid, blob] = fields;
+        let life_ms = number(life)?;
+        let exp = number(exp)?;
+        // A key without a time to live, or one longer than any token's, was
+        // not written by this crate.
+        let pttl = u64::try_from(pttl).map_err(|_| Unreadable::Malformed)?;
+        if life_ms == 0 || life_ms > millis(MAX_SHARED_LIFETIME) || pttl > life_ms {
+            return Err(Unreadable::Malformed);
+        }
         Ok(Some(Self {
-            version: number(v)?,
-            timing: Timing {
-                issued_ms: number(iat)?,
-                expires_ms: optional(number(exp)?),
-                refresh_at_ms: optional(number(refresh)?),
-            },
+            fence: number(v)?,
+            writer: id(w)?,
+            life_ms,
+            left_ms: exp.saturating_sub(server_now_ms).min(pttl),
             key_id: text(kid)?,
-            sealed: blob.clone(),
+            sealed: blob.clone().ok_or(Unreadable::Malformed)?,
         }))
     }
 
-    /// Opens the entry stored under `key_name` into a token whose expiry and
-    /// issue are the entry's, on this process's monotonic clock.
+    /// Opens the entry of `identity` into a token that expires when the entry
+    /// says, counted from `read_at` (when the read was sent: the server
+    /// answered later, so this errs on the early side).
     pub(crate) fn open(
         &self,
         keyring: &Keyring,
-        key_name: &str,
-        now: Instant,
-        now_ms: u64,
+        identity: &Identity,
+        read_at: Instant,
     ) -> Result<AccessToken, Unreadable> {
-        let aad = token_aad(key_name, self.version, &self.timing);
+        let aad = token_aad(identity, self.fence, &self.writer, self.life_ms);
         let plaintext = keyring.open(&self.key_id, &aad, &self.sealed)?;
         let payload: Value =
             serde_json::from_slice(&plaintext).map_err(|_| Unreadable::Malformed)?;
@@ -106,228 +171,408 @@ impl TokenEntry {
             Some(scope) => token.with_scope(scope),
             None => token,
         };
-        Ok(with_timing(token, &self.timing, now, now_ms))
-    }
-
-    /// The values the write script stores, after the version: `iat`, `exp`,
-    /// `ref` (`0` for never), `kid`, `blob`.
-    pub(crate) fn stored_fields(&self) -> (u64, u64, u64, &str, &[u8]) {
-        (
-            self.timing.issued_ms,
-            self.timing.expires_ms.unwrap_or(0),
-            self.timing.refresh_at_ms.unwrap_or(0),
-            &self.key_id,
-            &self.sealed,
-        )
+        let expires = read_at + Duration::from_millis(self.left_ms);
+        let issued = expires
+            .checked_sub(Duration::from_millis(self.life_ms))
+            .unwrap_or(read_at)
+            .min(read_at);
+        Ok(token.with_expires_at(expires).with_received_at(issued))
     }
 }
 
-/// A sealed refresh token, as stored.
+/// Where a refresh-token chain was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// From the refresh token a process was built with.
+    Bootstrap,
+    /// By the application, with [`SharedTier::reseed`](super::SharedTier::reseed).
+    Reseed,
+}
+
+/// A redemption under way, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RefreshEntry {
-    pub(crate) version: u64,
-    pub(crate) key_id: String,
-    pub(crate) sealed: Vec<u8>,
+pub(crate) struct MarkRecord {
+    /// The lease of the process redeeming.
+    pub(crate) by: String,
+    /// How long ago it was marked, on the server's clock.
+    pub(crate) age_ms: u64,
+    /// Its outcome is unknown: the refresh token may have been spent.
+    pub(crate) doubt: bool,
 }
 
-impl RefreshEntry {
-    /// Seals `refresh_token` for the entry `key_name` at `version`.
-    pub(crate) fn seal(
-        refresh_token: &Secret,
-        version: u64,
-        keyring: &Keyring,
-        key_name: &str,
-    ) -> Self {
-        Self {
-            version,
-            key_id: keyring.sealing_id().to_owned(),
-            sealed: keyring.seal(
-                &refresh_aad(key_name, version),
-                refresh_token.expose().as_bytes(),
-            ),
+/// The refresh entry as read, before it is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ChainRecord {
+    Absent,
+    Lost(ChainLoss),
+    Present {
+        epoch: String,
+        seq: u64,
+        origin: Origin,
+        key_id: String,
+        sealed: Vec<u8>,
+        mark: Option<MarkRecord>,
+    },
+}
+
+/// Fields of `{id}:refresh` as the read script returns them: `epoch`,
+/// `seq`, `origin`, `kid`, `blob`, `mark`, `marked`, `doubt`, `lost`.
+pub(crate) type ChainFields = [Option<Vec<u8>>; 9];
+
+impl ChainRecord {
+    /// Reads the fields returned at `server_now_ms`. Anything this crate
+    /// does not write reads as unreadable, which loses the chain: no process
+    /// can tell which refresh token is current.
+    pub(crate) fn parse(fields: &ChainFields, server_now_ms: u64) -> Self {
+        if fields.iter().all(Option::is_none) {
+            return Self::Absent;
         }
-    }
-
-    /// Reads the fields of `HMGET key REFRESH_FIELDS`: `None` if there is none.
-    pub(crate) fn from_fields(fields: &[Option<Vec<u8>>]) -> Result<Option<Self>, Unreadable> {
-        let [v, kid, blob] = fields else {
-            return Err(Unreadable::Malformed);
+        let [epoch, seq, origin, kid, blob, mark, marked, doubt, lost] = fields;
+        if let Some(lost) = lost {
+            return Self::Lost(ChainLoss::from_code(lost));
+        }
+        let present = || -> Result<Self, Unreadable> {
+            let origin = match origin.as_deref() {
+                Some(b"b") => Origin::Bootstrap,
+                Some(b"r") => Origin::Reseed,
+                _ => return Err(Unreadable::Malformed),
+            };
+            let mark = match mark {
+                None => None,
+                Some(_) => Some(MarkRecord {
+                    by: text(mark)?,
+                    age_ms: server_now_ms.saturating_sub(number(marked)?),
+                    doubt: doubt.is_some(),
+                }),
+            };
+            Ok(Self::Present {
+                epoch: id(epoch)?,
+                seq: number(seq)?,
+                origin,
+                key_id: text(kid)?,
+                sealed: blob.clone().ok_or(Unreadable::Malformed)?,
+                mark,
+            })
         };
-        let (Some(v), Some(blob)) = (v, blob) else {
-            return Ok(None);
-        };
-        let version = std::str::from_utf8(v)
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .ok_or(Unreadable::Malformed)?;
-        Ok(Some(Self {
-            version,
-            key_id: text(kid)?,
-            sealed: blob.clone(),
-        }))
-    }
-
-    /// Opens the refresh token stored under `key_name`.
-    pub(crate) fn open(&self, keyring: &Keyring, key_name: &str) -> Result<Secret, Unreadable> {
-        let plaintext = keyring.open(
-            &self.key_id,
-            &refresh_aad(key_name, self.version),
-            &self.sealed,
-        )?;
-        String::from_utf8(plaintext)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .map(Secret::new)
-            .ok_or(Unreadable::Malformed)
+        present().unwrap_or(Self::Lost(ChainLoss::Unreadable))
     }
 }
 
-/// `token` as every process of the fleet sees it: issued and expiring when
-/// the entry says, on this process's monotonic clock.
-pub(crate) fn with_timing(
-    token: AccessToken,
-    timing: &Timing,
-    now: Instant,
-    now_ms: u64,
-) -> AccessToken {
-    let token = token.with_received_at(instant_of(timing.issued_ms, now, now_ms));
-    match timing.expires_ms {
-        Some(ms) => token.with_expires_at(instant_of(ms, now, now_ms)),
-        None => token.never_expires(),
+/// Seals `refresh_token` as the `seq`-th of the chain `epoch` of `identity`.
+pub(crate) fn seal_refresh_token(
+    refresh_token: &Secret,
+    identity: &Identity,
+    epoch: &str,
+    seq: u64,
+    keyring: &Keyring,
+) -> Vec<u8> {
+    keyring.seal(
+        &refresh_aad(identity, epoch, seq),
+        refresh_token.expose().as_bytes(),
+    )
+}
+
+/// Opens what [`seal_refresh_token`] sealed.
+pub(crate) fn open_refresh_token(
+    keyring: &Keyring,
+    key_id: &str,
+    sealed: &[u8],
+    identity: &Identity,
+    epoch: &str,
+    seq: u64,
+) -> Result<Secret, Unreadable> {
+    let plaintext = keyring.open(key_id, &refresh_aad(identity, epoch, seq), sealed)?;
+    String::from_utf8(plaintext)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .ok_or(Unreadable::Malformed)
+}
+
+fn token_aad(identity: &Identity, fence: u64, writer: &str, life_ms: u64) -> Vec<u8> {
+    aad(&[
+        b"token",
+        identity.as_str().as_bytes(),
+        fence.to_string().as_bytes(),
+        writer.as_bytes(),
+        life_ms.to_string().as_bytes(),
+    ])
+}
+
+fn refresh_aad(identity: &Identity, epoch: &str, seq: u64) -> Vec<u8> {
+    aad(&[
+        b"refresh",
+        identity.as_str().as_bytes(),
+        epoch.as_bytes(),
+        seq.to_string().as_bytes(),
+    ])
+}
+
+/// A decimal number this crate could have written.
+fn number(field: &Option<Vec<u8>>) -> Result<u64, Unreadable> {
+    let text = field.as_deref().ok_or(Unreadable::Malformed)?;
+    if text.is_empty() || text.len() > 15 || !text.iter().all(u8::is_ascii_digit) {
+        return Err(Unreadable::Malformed);
     }
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .filter(|n| *n <= MAX_NUMBER)
+        .ok_or(Unreadable::Malformed)
+}
+
+/// A writer nonce or chain epoch: lowercase hex.
+fn id(field: &Option<Vec<u8>>) -> Result<String, Unreadable> {
+    let text = text(field)?;
+    if text.is_empty()
+        || text.len() > MAX_ID_LEN
+        || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(Unreadable::Malformed);
+    }
+    Ok(text)
 }
 
 fn text(field: &Option<Vec<u8>>) -> Result<String, Unreadable> {
     field
         .as_deref()
+        .filter(|t| t.len() <= 256)
         .and_then(|t| std::str::from_utf8(t).ok())
         .map(str::to_owned)
         .ok_or(Unreadable::Malformed)
 }
 
-/// What a sealed access token is bound to: the key it is stored under and
-/// every field stored beside it in the clear.
-fn token_aad(key_name: &str, version: u64, timing: &Timing) -> Vec<u8> {
-    format!(
-        "tower-bearer/1|{key_name}|{version}|{}|{}|{}",
-        timing.issued_ms,
-        timing.expires_ms.unwrap_or(0),
-        timing.refresh_at_ms.unwrap_or(0)
-    )
-    .into_bytes()
-}
-
-fn refresh_aad(key_name: &str, version: u64) -> Vec<u8> {
-    format!("tower-bearer/1|{key_name}|{version}").into_bytes()
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::shared_tier::encryption::EncryptionKey;
-    use std::time::Duration;
+
+    const NOW: u64 = 1_800_000_000_000;
 
     fn keyring() -> Keyring {
         Keyring::new(EncryptionKey::new("k1", [9; 32]).unwrap(), vec![]).unwrap()
     }
 
-    fn stored(entry: &TokenEntry) -> Fields {
-        let (iat, exp, refresh, kid, blob) = entry.stored_fields();
-        vec![
-            Some(entry.version.to_string().into_bytes()),
-            Some(iat.to_string().into_bytes()),
-            Some(exp.to_string().into_bytes()),
-            Some(refresh.to_string().into_bytes()),
-            Some(kid.as_bytes().to_vec()),
-            Some(blob.to_vec()),
+    fn stored(entry: &SealedToken, written_at: u64) -> TokenFields {
+        [
+            Some(entry.fence.to_string().into_bytes()),
+            Some(entry.writer.clone().into_bytes()),
+            Some(entry.life_ms.to_string().into_bytes()),
+            Some((written_at + entry.ttl_ms).to_string().into_bytes()),
+            Some(entry.key_id.clone().into_bytes()),
+            Some(entry.sealed.clone()),
         ]
     }
 
     #[tokio::test(start_paused = true)]
-    async fn token_entries_round_trip_through_redis_fields() {
-        let now = Instant::now();
-        let now_ms = 1_800_000_000_000;
+    async fn token_entries_round_trip_on_the_servers_clock() {
+        let identity = Identity::tenant("ns", "acme");
         let token = AccessToken::new("s3cr3t")
             .with_expires_in(Duration::from_secs(2))
             .with_scope("api:read");
-        let timing = Timing {
-            issued_ms: now_ms,
-            expires_ms: Some(now_ms + 2000),
-            refresh_at_ms: Some(now_ms + 1260),
-        };
-        let entry = TokenEntry::seal(&token, 7, timing, &keyring(), "{ns}:token");
-        assert!(!entry.sealed.windows(6).any(|w| w == b"s3cr3t"));
-        let read = TokenEntry::from_fields(&stored(&entry)).unwrap().unwrap();
-        assert_eq!(read, entry);
-        // Read a second later by another process.
-        let later = now + Duration::from_secs(1);
-        let opened = read
-            .open(&keyring(), "{ns}:token", later, now_ms + 1000)
+        let now = Instant::now();
+        let sealed = SealedToken::seal(
+            &token,
+            &identity,
+            7,
+            "ab12",
+            Duration::ZERO,
+            &keyring(),
+            now,
+        )
+        .unwrap();
+        assert_eq!((sealed.life_ms, sealed.ttl_ms), (2000, 2000));
+        assert!(!sealed.sealed.windows(6).any(|w| w == b"s3cr3t"));
+        // Read 500 ms later (server time), by a process whose clock says
+        // anything at all: only durations cross between processes.
+        let record = TokenRecord::parse(&stored(&sealed, NOW), NOW + 500, 1500)
+            .unwrap()
             .unwrap();
+        assert_eq!(record.left_ms, 1500);
+        let read_at = now + Duration::from_secs(100);
+        let opened = record.open(&keyring(), &identity, read_at).unwrap();
         assert_eq!(opened.secret(), "s3cr3t");
         assert_eq!(opened.scope(), Some("api:read"));
-        assert_eq!(opened.expires_at(), Some(now + Duration::from_secs(2)));
-        assert_eq!(opened.received_at(), now);
-        // Stored under another key, or with altered timing: refused.
         assert_eq!(
-            read.open(&keyring(), "{other}:token", later, now_ms).err(),
+            opened.expires_at(),
+            Some(read_at + Duration::from_millis(1500))
+        );
+        assert_eq!(opened.received_at(), read_at - Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_opens_for_its_own_identity_writer_and_fields_only() {
+        let identity = Identity::tenant("svc", "admin");
+        let token = AccessToken::new("t").with_expires_in(Duration::from_secs(60));
+        let now = Instant::now();
+        let sealed =
+            SealedToken::seal(&token, &identity, 3, "aa", Duration::ZERO, &keyring(), now).unwrap();
+        let record = TokenRecord::parse(&stored(&sealed, NOW), NOW, 60_000)
+            .unwrap()
+            .unwrap();
+        assert!(record.open(&keyring(), &identity, now).is_ok());
+        for other in [
+            Identity::single("svc:admin"),
+            Identity::tenant("svc:", "admin"),
+        ] {
+            assert_eq!(
+                record.open(&keyring(), &other, now).err(),
+                Some(Unreadable::Tampered)
+            );
+        }
+        let mut moved = record.clone();
+        moved.fence = 4;
+        assert_eq!(
+            moved.open(&keyring(), &identity, now).err(),
             Some(Unreadable::Tampered)
         );
-        let mut extended = read.clone();
-        extended.timing.expires_ms = Some(now_ms + 3_600_000);
+        let mut rewritten = record.clone();
+        rewritten.writer = "bb".into();
         assert_eq!(
-            extended.open(&keyring(), "{ns}:token", later, now_ms).err(),
+            rewritten.open(&keyring(), &identity, now).err(),
+            Some(Unreadable::Tampered)
+        );
+        let mut longer = record;
+        longer.life_ms = 3_600_000;
+        assert_eq!(
+            longer.open(&keyring(), &identity, now).err(),
             Some(Unreadable::Tampered)
         );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn never_expiring_tokens_and_tombstones() {
-        let token = AccessToken::new("k").never_expires();
-        let timing = Timing {
-            issued_ms: 5,
-            expires_ms: None,
-            refresh_at_ms: None,
-        };
-        let entry = TokenEntry::seal(&token, 1, timing, &keyring(), "n");
-        let read = TokenEntry::from_fields(&stored(&entry)).unwrap().unwrap();
-        assert_eq!(read.timing, timing);
-        let opened = read.open(&keyring(), "n", Instant::now(), 10).unwrap();
-        assert_eq!(opened.expiry(), crate::token::Expiry::Never);
+    async fn what_redis_holds_is_validated_and_bounded() {
+        let identity = Identity::single("ns");
+        let token = AccessToken::new("t").with_expires_in(Duration::from_secs(60));
+        let sealed = SealedToken::seal(
+            &token,
+            &identity,
+            1,
+            "ab",
+            Duration::ZERO,
+            &keyring(),
+            Instant::now(),
+        )
+        .unwrap();
+        let good = stored(&sealed, NOW);
+        assert!(TokenRecord::parse(&good, NOW, 60_000).unwrap().is_some());
+        assert_eq!(TokenRecord::parse(&Default::default(), NOW, -2), Ok(None));
+        // An expiry far beyond the key's own time to live: the key wins.
+        let mut far = good.clone();
+        far[3] = Some(b"999999999999999".to_vec());
+        assert_eq!(
+            TokenRecord::parse(&far, NOW, 10).unwrap().unwrap().left_ms,
+            10
+        );
+        let table: [(usize, &[u8], i64); 9] = [
+            (0, b"1e309", 60_000),
+            (0, b"99999999999999999999", 60_000),
+            (0, b"-1", 60_000),
+            (1, b"NOT-HEX", 60_000),
+            (2, b"0", 60_000),
+            (2, b"86400001", 60_000),
+            (3, b"soon", 60_000),
+            // No time to live, or longer than the token's life.
+            (3, b"1", -1),
+            (3, b"1", 60_001),
+        ];
+        for (field, value, pttl) in table {
+            let mut bad = good.clone();
+            bad[field] = Some(value.to_vec());
+            assert_eq!(
+                TokenRecord::parse(&bad, NOW, pttl),
+                Err(Unreadable::Malformed),
+                "field {field} = {:?}, pttl {pttl}",
+                String::from_utf8_lossy(value)
+            );
+        }
+    }
 
-        let mut tombstone = stored(&entry);
-        tombstone[5] = None;
-        assert_eq!(TokenEntry::from_fields(&tombstone), Ok(None));
-        assert_eq!(TokenEntry::from_fields(&vec![None; 6]), Ok(None));
-        let mut garbled = stored(&entry);
-        garbled[0] = Some(b"seven".to_vec());
-        assert_eq!(
-            TokenEntry::from_fields(&garbled),
-            Err(Unreadable::Malformed)
-        );
-        assert_eq!(
-            TokenEntry::from_fields(&vec![None; 2]),
-            Err(Unreadable::Malformed)
-        );
+    #[tokio::test(start_paused = true)]
+    async fn long_and_endless_tokens_are_shared_for_a_bounded_time() {
+        let identity = Identity::single("ns");
+        let now = Instant::now();
+        let seal = |token: AccessToken| {
+            SealedToken::seal(
+                &token,
+                &identity,
+                1,
+                "a",
+                Duration::from_secs(3600),
+                &keyring(),
+                now,
+            )
+        };
+        let month =
+            seal(AccessToken::new("t").with_expires_in(Duration::from_secs(30 * 86_400))).unwrap();
+        assert_eq!((month.life_ms, month.ttl_ms), (86_400_000, 86_400_000));
+        let endless = seal(AccessToken::new("t").never_expires()).unwrap();
+        assert_eq!((endless.life_ms, endless.ttl_ms), (3_600_000, 3_600_000));
+        assert!(seal(AccessToken::new("t").with_expires_at(now)).is_none());
     }
 
     #[test]
-    fn refresh_entries_round_trip() {
-        let entry = RefreshEntry::seal(&Secret::new("rt-1"), 4, &keyring(), "{ns}:refresh");
-        let fields = vec![
-            Some(b"4".to_vec()),
-            Some(entry.key_id.clone().into_bytes()),
-            Some(entry.sealed.clone()),
-        ];
-        let read = RefreshEntry::from_fields(&fields).unwrap().unwrap();
+    fn refresh_entries() {
+        let identity = Identity::single("ns");
+        let sealed = seal_refresh_token(&Secret::new("rt-1"), &identity, "e1", 4, &keyring());
+        let fields = |lost: Option<&[u8]>, mark: bool| -> ChainFields {
+            [
+                Some(b"e1".to_vec()),
+                Some(b"4".to_vec()),
+                Some(b"b".to_vec()),
+                Some(b"k1".to_vec()),
+                Some(sealed.clone()),
+                mark.then(|| b"5:ab".to_vec()),
+                mark.then(|| (NOW - 300).to_string().into_bytes()),
+                None,
+                lost.map(<[u8]>::to_vec),
+            ]
+        };
+        let ChainRecord::Present {
+            epoch,
+            seq,
+            key_id,
+            sealed: blob,
+            mark,
+            ..
+        } = ChainRecord::parse(&fields(None, true), NOW)
+        else {
+            panic!("not present")
+        };
         assert_eq!(
-            read.open(&keyring(), "{ns}:refresh").unwrap().expose(),
-            "rt-1"
+            mark,
+            Some(MarkRecord {
+                by: "5:ab".into(),
+                age_ms: 300,
+                doubt: false
+            })
         );
+        let open = |identity: &Identity, seq| {
+            open_refresh_token(&keyring(), &key_id, &blob, identity, &epoch, seq)
+        };
+        assert_eq!(open(&identity, seq).unwrap().expose(), "rt-1");
+        assert_eq!(open(&identity, 5), Err(Unreadable::Tampered));
         assert_eq!(
-            read.open(&keyring(), "{ns}:token"),
+            open(&Identity::tenant("ns", ""), 4),
             Err(Unreadable::Tampered)
         );
-        assert_eq!(RefreshEntry::from_fields(&[None, None, None]), Ok(None));
+        assert_eq!(
+            ChainRecord::parse(&Default::default(), NOW),
+            ChainRecord::Absent
+        );
+        assert_eq!(
+            ChainRecord::parse(&fields(Some(b"rolled-back"), false), NOW),
+            ChainRecord::Lost(ChainLoss::RolledBack)
+        );
+        let mut garbled = fields(None, false);
+        garbled[1] = Some(b"four".to_vec());
+        assert_eq!(
+            ChainRecord::parse(&garbled, NOW),
+            ChainRecord::Lost(ChainLoss::Unreadable)
+        );
     }
 }

@@ -2,11 +2,10 @@
 //! workspace, a user), all keys on one Redis connection.
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::stats::SharedTierStats;
-use super::{Fleet, SharedTier, Upstream};
+use super::tier::{Fleet, SharedTier, Upstream};
 use crate::oauth2::RefreshTokenSource;
 use crate::source::{BoxTokenSource, TokenSource};
 
@@ -17,16 +16,19 @@ use crate::source::{BoxTokenSource, TokenSource};
 ///
 /// Every tier it makes shares one Redis connection, the encryption keys, the
 /// settings and the counters ([`stats`](Self::stats) adds up all keys); each
-/// key has its own entry, lease, fencing counter and channel, under
-/// `{namespace}:{key}`, so keys never wait for one another and a rejection
-/// of one key's token refreshes that key only. Making a tier costs no Redis
-/// command, and a key whose tier is dropped (the keyed cache evicted it)
-/// leaves nothing behind but its entry, which expires with its token.
+/// key has its own entry, lease, held failure and channel, so keys never
+/// wait for one another, one key's failure is never another's, and a
+/// rejection of one key's token refreshes that key only. Making a tier costs
+/// no Redis command, and a key whose tier is dropped (the keyed cache evicted
+/// it) leaves nothing behind that does not expire: its entry expires with its
+/// token, a failed fetch leaves only its failure for the hold.
 ///
-/// Any string is a key: characters that Redis Cluster's hash tags or a
-/// reader of `redis-cli` output would trip on (braces, spaces, control
-/// characters, `%`, anything outside printable ASCII) are written
-/// percent-encoded, so two different keys never share an entry.
+/// Any string is a key, and no (namespace, key) pair can reach another's
+/// entries or open them: the Redis keys are
+/// `{<namespace length>.<namespace>/<key>}:…`, the key percent-encoded where
+/// it is not printable ASCII or is one of `{ } % #`, and hashed (SHA-256)
+/// when encoded it would be longer than 64 bytes; the same text is sealed
+/// into every entry as associated data.
 ///
 /// ```no_run
 /// use tower_bearer::keyed::KeyedTokenCache;
@@ -63,10 +65,8 @@ impl KeyedSharedTier {
 
     /// The tier of `key`, sharing the tokens of `source` through Redis.
     pub fn tier(&self, key: &str, source: impl TokenSource) -> SharedTier {
-        self.fleet.tier(
-            self.namespace_of(key),
-            Upstream::Source(BoxTokenSource::new(source)),
-        )
+        self.fleet
+            .tenant(key, Upstream::Source(BoxTokenSource::new(source)))
     }
 
     /// The tier of `key` for a refresh-token grant whose refresh token lives
@@ -77,17 +77,12 @@ impl KeyedSharedTier {
         key: &str,
         source: impl Into<Arc<RefreshTokenSource>>,
     ) -> SharedTier {
-        self.fleet
-            .tier(self.namespace_of(key), Upstream::Refreshing(source.into()))
+        self.fleet.tenant(key, Upstream::Refreshing(source.into()))
     }
 
     /// What the tiers of all keys have done so far, added up.
     pub fn stats(&self) -> SharedTierStats {
         self.fleet.stats()
-    }
-
-    fn namespace_of(&self, key: &str) -> String {
-        key_namespace(self.fleet.namespace(), key)
     }
 }
 
@@ -98,45 +93,5 @@ impl fmt::Debug for KeyedSharedTier {
             .field("namespace", &self.fleet.namespace())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
-    }
-}
-
-/// The namespace of `key`'s entries: `{namespace}:{key}`, the key
-/// percent-encoded where it is not printable ASCII or is one of `{`, `}`
-/// (they would move the entry out of its hash slot) and `%` (so that the
-/// encoding is one-to-one).
-fn key_namespace(namespace: &str, key: &str) -> String {
-    let mut out = String::with_capacity(namespace.len() + 1 + key.len());
-    out.push_str(namespace);
-    out.push(':');
-    for byte in key.bytes() {
-        if byte.is_ascii_graphic() && !matches!(byte, b'{' | b'}' | b'%') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::key_namespace;
-
-    #[test]
-    fn keys_are_written_one_to_one_and_inside_the_hash_tag() {
-        let cases = [
-            ("wks_32kb", "app:wks_32kb"),
-            ("https://api.example/", "app:https://api.example/"),
-            ("a b", "app:a%20b"),
-            ("a%20b", "app:a%2520b"),
-            ("{x}", "app:%7Bx%7D"),
-            ("naïve", "app:na%C3%AFve"),
-            ("line\nbreak", "app:line%0Abreak"),
-            ("", "app:"),
-        ];
-        for (key, expected) in cases {
-            assert_eq!(key_namespace("app", key), expected, "key {key:?}");
-        }
     }
 }

@@ -1,13 +1,15 @@
-//! The lease holder keeps its lease alive while it fetches, and only while:
-//! renewals run in a task that stops when the fetch ends, however it ends
-//! (completed, cut by the cache's fetch timeout, its runtime shut down), so a
-//! lease outlives a dead holder by at most its time to live.
+//! The lease holder keeps its lease alive while it works, and only while:
+//! renewals run in a task that stops when the run lets the lease go, however
+//! it ends (completed, cut by the cache's fetch timeout, its runtime shut
+//! down), so a lease outlives a dead or stalled holder by at most its time
+//! to live.
 
 use std::sync::Arc;
 
 use tokio::task::AbortHandle;
 
-use super::Inner;
+use super::protocol::Lease;
+use super::tier::Inner;
 
 /// Renews a lease every third of its time to live until dropped.
 pub(crate) struct Renewal {
@@ -15,23 +17,26 @@ pub(crate) struct Renewal {
 }
 
 impl Renewal {
-    /// Starts renewing the lease held under `fence`.
-    pub(crate) fn start(inner: &Arc<Inner>, fence: u64) -> Self {
+    /// Starts renewing `lease`.
+    pub(crate) fn start(inner: &Arc<Inner>, lease: &Lease) -> Self {
         let inner = Arc::clone(inner);
-        let period = inner.config.lease_ttl / 3;
+        let lease = lease.clone();
+        let period = inner.settings.lease_ttl / 3;
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
-                match inner.renew(fence).await {
+                match inner.renew(&lease).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        // Another process may fetch now; this one's write is
-                        // refused if that one writes first (fencing).
-                        tracing::warn!(fence, "shared tier: lease lost while fetching");
+                        // Another process may take over now: what this one
+                        // writes is fenced, what it redeems is marked.
+                        tracing::warn!(
+                            fence = lease.fence,
+                            "shared tier: lease lost while working"
+                        );
                         return;
                     }
-                    // Redis is failing: the lease may lapse, and another
-                    // process take over; keep trying while the fetch runs.
+                    // Redis is failing: the lease may lapse; keep trying.
                     Err(failure) => {
                         tracing::debug!(error = %failure, "shared tier: lease renewal failed")
                     }

@@ -1,7 +1,8 @@
 //! The tier's connection to Redis: every command bounded by the Redis
 //! timeout and counted, the connection dropped after any failure, and a
-//! backoff after failures so that a dead or stalled Redis is not asked again
-//! and again while every fetch falls back to the token source.
+//! backoff after failures (the cache's own [`equal_jitter`](backoff::equal_jitter))
+//! so that a dead or stalled Redis is not asked again and again while every
+//! fetch falls back to the token source.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -13,26 +14,9 @@ use tokio::time::Instant;
 
 use super::error::RedisFailure;
 use super::stats::Counters;
-use crate::cache::backoff::jitter;
+use crate::cache::backoff;
 use crate::redact;
 use crate::secret::Secret;
-
-/// When Redis may be asked again after `failures` failures in a row:
-/// `initial` doubling up to `max`, with equal jitter (`random` in `[0, 1)`).
-pub(crate) fn backoff_after(
-    failures: u32,
-    initial: Duration,
-    max: Duration,
-    random: f64,
-) -> Duration {
-    let doublings = failures.saturating_sub(1).min(30);
-    let full = initial
-        .checked_mul(1u32 << doublings)
-        .unwrap_or(max)
-        .min(max);
-    let half = full / 2;
-    half + half.mul_f64(random.clamp(0.0, 1.0))
-}
 
 #[derive(Debug, Default)]
 struct Health {
@@ -150,8 +134,17 @@ impl RedisLink {
         *lock(&self.connection) = None;
         let mut health = lock(&self.health);
         health.failures = health.failures.saturating_add(1);
-        let delay = backoff_after(health.failures, self.backoff.0, self.backoff.1, jitter());
-        health.backoff_until = Some(Instant::now() + delay);
+        let delay = if self.backoff.0.is_zero() {
+            Duration::ZERO
+        } else {
+            backoff::equal_jitter(
+                health.failures,
+                self.backoff.0,
+                self.backoff.1,
+                backoff::jitter(),
+            )
+        };
+        health.backoff_until = (!delay.is_zero()).then(|| Instant::now() + delay);
         tracing::warn!(
             error = %failure,
             failures = health.failures,
@@ -188,29 +181,4 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap_with_equal_jitter() {
-        let (initial, max) = (Duration::from_secs(1), Duration::from_secs(30));
-        let table = [
-            (1, 1.0, Duration::from_secs(1)),
-            (1, 0.0, Duration::from_millis(500)),
-            (2, 1.0, Duration::from_secs(2)),
-            (5, 1.0, Duration::from_secs(16)),
-            (6, 1.0, Duration::from_secs(30)),
-            (u32::MAX, 0.0, Duration::from_secs(15)),
-        ];
-        for (failures, random, want) in table {
-            assert_eq!(
-                backoff_after(failures, initial, max, random),
-                want,
-                "{failures} {random}"
-            );
-        }
-    }
 }

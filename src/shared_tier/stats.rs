@@ -34,9 +34,14 @@ pub struct SharedTierStats {
     /// them).
     pub invalidations: u64,
     /// Fetches that went to the source directly because Redis failed, was
-    /// backed off from, held an entry this process cannot read, or kept the
-    /// lease too long.
+    /// backed off from, or held an entry sealed with a key this process was
+    /// not given (never for rotating refresh tokens).
     pub fallbacks: u64,
+    /// Refresh tokens this process presented to the token endpoint (each
+    /// marked in Redis first, so that no other process presents it).
+    pub redemptions: u64,
+    /// Lease renewals Redis took while this process fetched or redeemed.
+    pub renewals: u64,
     /// Connections opened to Redis (pub/sub connections included).
     pub connections: u64,
     /// Commands sent to Redis (a script counts as one, a pipelined read of the
@@ -55,6 +60,8 @@ pub(crate) struct Counters {
     pub(crate) shared_failures: AtomicU64,
     pub(crate) invalidations: AtomicU64,
     pub(crate) fallbacks: AtomicU64,
+    pub(crate) redemptions: AtomicU64,
+    pub(crate) renewals: AtomicU64,
     pub(crate) connections: AtomicU64,
     pub(crate) redis_commands: AtomicU64,
     pub(crate) redis_errors: AtomicU64,
@@ -79,6 +86,8 @@ impl Counters {
             shared_failures: read(&self.shared_failures),
             invalidations: read(&self.invalidations),
             fallbacks: read(&self.fallbacks),
+            redemptions: read(&self.redemptions),
+            renewals: read(&self.renewals),
             connections: read(&self.connections),
             redis_commands: read(&self.redis_commands),
             redis_errors: read(&self.redis_errors),

@@ -1,6 +1,6 @@
-//! Waiting for another process's fetch: woken by its pub/sub message, and
-//! checking again at least every [`RECHECK`] (a message can be lost: Redis
-//! does not keep them, and a failover drops subscriptions).
+//! Waiting for another process's fetch: woken by its pub/sub message, or by
+//! the bound the protocol gives (a message can be lost: Redis does not keep
+//! them, and a failover drops subscriptions).
 
 use std::time::Duration;
 
@@ -10,9 +10,6 @@ use redis::aio::PubSub;
 use super::error::RedisFailure;
 use super::redis_link::RedisLink;
 use super::stats::Counters;
-
-/// The longest a waiting process goes without reading Redis again.
-pub(crate) const RECHECK: Duration = Duration::from_secs(1);
 
 /// A process waiting for the lease holder, subscribed once it first waits.
 #[derive(Default)]

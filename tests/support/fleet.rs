@@ -6,8 +6,12 @@
 //!
 //! Real time throughout: Redis and the network do not follow tokio's paused
 //! clock (a paused runtime waiting on real I/O jumps its timers, which would
-//! fire every Redis timeout at once). Lifetimes are a few seconds where
-//! expiry matters, and every count asserted exactly does not depend on timing.
+//! fire every Redis timeout at once). Tests order events by what they can
+//! observe (a request the endpoint received, a counter, a key in Redis, a
+//! subscriber on a channel: see [`eventually`]), never by sleeping; every
+//! count asserted exactly does not depend on timing; timeouts are generous
+//! hang guards (Redis commands get 10 s unless a test stalls Redis on
+//! purpose), never assertions.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -74,6 +78,9 @@ struct EndpointState {
     mode: Mutex<Mint>,
     /// Requests to hang before answering again (for a holder that dies).
     hang_next: AtomicUsize,
+    /// `true`: token requests wait (before they are answered) until it is
+    /// `false` again.
+    held: Mutex<Option<tokio::sync::watch::Sender<bool>>>,
 }
 
 /// A client-credentials token endpoint and an API on 127.0.0.1, in a runtime
@@ -110,6 +117,10 @@ impl Servers {
                     let mode = *state.mode.lock().unwrap();
                     if hang || mode == Mint::Hang {
                         std::future::pending::<()>().await;
+                    }
+                    let held = state.held.lock().unwrap().as_ref().map(|h| h.subscribe());
+                    if let Some(mut held) = held {
+                        let _ = held.wait_for(|held| !held).await;
                     }
                     let delay = *state.latency.lock().unwrap();
                     tokio::time::sleep(delay).await;
@@ -241,6 +252,23 @@ impl Servers {
         self.state.hang_next.store(n, Ordering::SeqCst);
     }
 
+    /// Token requests from now on wait, unanswered, until [`release`](Self::release).
+    pub fn hold(&self) {
+        let mut held = self.state.held.lock().unwrap();
+        match held.as_ref() {
+            Some(held) => {
+                held.send_replace(true);
+            }
+            None => *held = Some(tokio::sync::watch::channel(true).0),
+        }
+    }
+
+    pub fn release(&self) {
+        if let Some(held) = self.state.held.lock().unwrap().as_ref() {
+            held.send_replace(false);
+        }
+    }
+
     pub fn set_latency(&self, latency: Duration) {
         *self.state.latency.lock().unwrap() = latency;
     }
@@ -271,20 +299,16 @@ impl Servers {
         self.state.expired.load(Ordering::SeqCst)
     }
 
-    /// Waits (real time, bounded) until the endpoint has seen `n` requests.
+    /// Waits until the endpoint has seen `n` requests.
     pub fn wait_token_requests(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.token_requests() < n {
-            assert!(
-                Instant::now() < deadline,
-                "the token endpoint never saw {n} requests"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        eventually(&format!("{n} token requests"), || {
+            self.token_requests() >= n
+        });
     }
 }
 
-fn json(status: u16, body: String) -> Response<Full<Bytes>> {
+/// A JSON response that no cache may keep, as token endpoints answer.
+pub fn json(status: u16, body: String) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -350,7 +374,10 @@ impl Replica {
         let tier = tier(
             SharedTier::builder(redis_url)
                 .namespace("fleet-tests")
-                .encryption_key(key("k1", 1)),
+                .encryption_key(key("k1", 1))
+                // A hang guard: a loaded machine must not make a healthy
+                // Redis look stalled.
+                .redis_timeout(Duration::from_secs(10)),
         )
         .build(ClientCredentials::new(endpoint))
         .unwrap();
@@ -383,6 +410,23 @@ impl Replica {
             client,
             api_url,
         }
+    }
+
+    /// Stops everything that runs on the replica's runtime (its lease
+    /// renewals, its requests, a redemption going on alone), as SIGSTOP
+    /// would, until the guard is dropped: the runtime's only worker thread
+    /// blocks.
+    pub fn stall(&self) -> Stalled {
+        let (release, stalled) = std::sync::mpsc::channel::<()>();
+        let (started, has_started) = std::sync::mpsc::channel();
+        self.runtime.spawn(async move {
+            started.send(()).unwrap();
+            let _ = stalled.recv();
+        });
+        has_started
+            .recv_timeout(HANG_GUARD)
+            .expect("the replica's runtime never stalled");
+        Stalled { _release: release }
     }
 
     /// Sends one request to the API through the replica's `BearerAuth`.
@@ -458,6 +502,25 @@ impl Replica {
             results.push(call.await.unwrap());
         }
         results
+    }
+}
+
+/// A replica's runtime, stalled: see [`Replica::stall`].
+pub struct Stalled {
+    _release: std::sync::mpsc::Sender<()>,
+}
+
+/// How long any wait for an event may take before the test fails as hung.
+pub const HANG_GUARD: Duration = Duration::from_secs(30);
+
+/// Waits until `done` holds (checking every few milliseconds); fails if it
+/// never does within [`HANG_GUARD`]. Orders a test by an event it can
+/// observe, never by a sleep.
+pub fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + HANG_GUARD;
+    while !done() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -14,6 +14,8 @@ pub mod fleet;
 pub mod oauth2;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "redis")]
+pub mod rotating;
 pub mod sources;
 pub mod stack;
 #[cfg(feature = "rustls")]

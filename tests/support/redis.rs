@@ -94,6 +94,45 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A server that also speaks TLS, with a certificate for `127.0.0.1`
+    /// and `localhost` from `ca`; `rediss://` URL from [`tls_url`](Self::tls_url).
+    #[cfg(feature = "rustls")]
+    pub fn start_tls(ca: &super::tls::Ca, extra: &[&str]) -> (Self, u16) {
+        let (cert, key) = ca.issue(&["127.0.0.1", "localhost"]);
+        let dir = std::env::temp_dir().join(format!(
+            "tower-bearer-redis-tls-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, contents: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, contents).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (cert, key, ca) = (
+            file("cert.pem", &cert),
+            file("key.pem", &key),
+            file("ca.pem", &ca.pem),
+        );
+        let tls_port = free_port().to_string();
+        let mut args = vec![
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "no",
+        ];
+        args.extend_from_slice(extra);
+        let server = Self::start_with(&args);
+        (server, tls_port.parse().unwrap())
+    }
+
     pub fn pid(&self) -> u32 {
         self.child
             .as_ref()
@@ -155,8 +194,52 @@ impl RedisServer {
         cmd.query(&mut self.admin().unwrap()).unwrap()
     }
 
+    /// Runs a pipeline (or transaction) as the test's own client.
+    pub fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> T {
+        pipe.query(&mut self.admin().unwrap()).unwrap()
+    }
+
     pub fn flushall(&self) {
         self.query::<()>(&mut redis::cmd("FLUSHALL"));
+    }
+
+    /// Every key's name.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.query(redis::cmd("KEYS").arg("*"));
+        keys.sort();
+        keys
+    }
+
+    /// `PTTL key`: -2 if there is none, -1 if it never expires.
+    pub fn pttl(&self, key: &str) -> i64 {
+        self.query(redis::cmd("PTTL").arg(key))
+    }
+
+    /// The subscribers of `channel`.
+    pub fn subscribers(&self, channel: &str) -> u64 {
+        let reply: Vec<redis::Value> = self.query(redis::cmd("PUBSUB").arg("NUMSUB").arg(channel));
+        match reply.get(1) {
+            Some(redis::Value::Int(n)) => *n as u64,
+            _ => 0,
+        }
+    }
+
+    /// `key` as `DUMP` serializes it, with its time to live, to put back
+    /// later with [`restore`](Self::restore): Redis going back to an older
+    /// write, as after a failover to a replica that missed the newer one.
+    pub fn capture(&self, key: &str) -> (Vec<u8>, i64) {
+        let dump: Vec<u8> = self.query(redis::cmd("DUMP").arg(key));
+        (dump, self.pttl(key))
+    }
+
+    pub fn restore(&self, key: &str, (dump, pttl): &(Vec<u8>, i64)) {
+        self.query::<()>(
+            redis::cmd("RESTORE")
+                .arg(key)
+                .arg((*pttl).max(0))
+                .arg(dump)
+                .arg("REPLACE"),
+        );
     }
 
     /// Calls per command since the start, from `INFO commandstats`, without
