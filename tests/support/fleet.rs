@@ -396,7 +396,11 @@ impl Replica {
             .enable_all()
             .build()
             .unwrap();
-        let cache = cache(TokenCache::builder(tier.clone())).build();
+        // The fleet suites revoke tokens as fast as they can: their counts
+        // must not depend on how fast the machine is, so replacements are
+        // never paced here (the in-process pacing has its own tests).
+        let cache = cache(TokenCache::builder(tier.clone()).rejections_before_pacing(u32::MAX))
+            .build();
         let client = {
             let _entered = runtime.enter();
             BearerAuthLayer::from_cache(cache.clone())
