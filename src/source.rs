@@ -5,6 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::dpop::DpopProver;
 use crate::error::TokenError;
 use crate::secret::Secret;
 use crate::token::AccessToken;
@@ -53,6 +54,13 @@ pub trait TokenSource: Send + Sync + 'static {
         self.fetch()
     }
 
+    /// The key this source's tokens are bound to (DPoP), if it binds them: a
+    /// shared tier shares a bound token only with processes whose source
+    /// declares the same key. By default none.
+    fn dpop(&self) -> Option<Arc<dyn DpopProver>> {
+        None
+    }
+
     /// `true` if the source can ask for `ask` (claims a server's challenge
     /// named, a wider scope) in [`fetch_asking`](TokenSource::fetch_asking).
     /// By default no: the challenge's answer then goes to the caller as it
@@ -91,6 +99,9 @@ pub trait DynTokenSource: Send + Sync + 'static {
     /// Like [`TokenSource::can_ask`].
     fn can_ask_dyn(&self, ask: &TokenAsk) -> bool;
 
+    /// Like [`TokenSource::dpop`].
+    fn dpop_dyn(&self) -> Option<Arc<dyn DpopProver>>;
+
     /// Like [`TokenSource::fetch_asking`], boxed.
     fn fetch_asking_boxed<'a>(
         &'a self,
@@ -113,6 +124,10 @@ impl<T: TokenSource> DynTokenSource for T {
 
     fn can_ask_dyn(&self, ask: &TokenAsk) -> bool {
         self.can_ask(ask)
+    }
+
+    fn dpop_dyn(&self) -> Option<Arc<dyn DpopProver>> {
+        self.dpop()
     }
 
     fn fetch_asking_boxed<'a>(
@@ -162,6 +177,10 @@ impl TokenSource for BoxTokenSource {
         self.0.can_ask_dyn(ask)
     }
 
+    fn dpop(&self) -> Option<Arc<dyn DpopProver>> {
+        self.0.dpop_dyn()
+    }
+
     fn fetch_asking<'a>(
         &'a self,
         rejected: &'a AccessToken,
@@ -191,6 +210,10 @@ impl<T: TokenSource> TokenSource for Arc<T> {
 
     fn can_ask(&self, ask: &TokenAsk) -> bool {
         (**self).can_ask(ask)
+    }
+
+    fn dpop(&self) -> Option<Arc<dyn DpopProver>> {
+        (**self).dpop()
     }
 
     fn fetch_asking<'a>(

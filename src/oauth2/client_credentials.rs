@@ -122,6 +122,10 @@ impl TokenSource for ClientCredentials {
         self.request(None).await
     }
 
+    fn dpop(&self) -> Option<std::sync::Arc<dyn crate::dpop::DpopProver>> {
+        self.endpoint.dpop().cloned()
+    }
+
     /// Claims (a claims challenge) and scopes (a step-up) are request
     /// parameters this grant can send.
     fn can_ask(&self, _ask: &TokenAsk) -> bool {

@@ -217,6 +217,10 @@ fn has_useful_life(token: &AccessToken) -> bool {
 }
 
 impl TokenSource for RefreshTokenSource {
+    fn dpop(&self) -> Option<std::sync::Arc<dyn crate::dpop::DpopProver>> {
+        self.endpoint.dpop().cloned()
+    }
+
     async fn fetch(&self) -> Result<AccessToken, TokenError> {
         let seen = self.refreshes.load(Ordering::Acquire);
         let mut state = self.state.lock().await;

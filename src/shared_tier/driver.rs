@@ -233,7 +233,7 @@ impl Inner {
                 Ok(None) => None,
                 Ok(Some(record)) => Some(SeenToken {
                     writer: record.writer.clone().into_bytes(),
-                    token: record.open(&self.keyring, &self.identity, read_at),
+                    token: record.open(&self.keyring, &self.identity, self.dpop.as_ref(), read_at),
                 }),
                 Err(why) => Some(SeenToken {
                     writer: token_fields[1].clone().unwrap_or_default(),

@@ -25,6 +25,7 @@
 //! capped by the key's own time to live, and a sealed value opens only for the
 //! identity, version and writer it was sealed for.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -33,6 +34,7 @@ use tokio::time::Instant;
 use super::encryption::{Keyring, Unreadable};
 use super::error::ChainLoss;
 use super::identity::{aad, Identity};
+use crate::dpop::DpopProver;
 use crate::secret::Secret;
 use crate::token::{AccessToken, Expiry};
 
@@ -87,7 +89,13 @@ impl SealedToken {
             return None;
         }
         let life_ms = millis(life);
-        let payload = json!({ "access_token": token.secret(), "scope": token.scope() });
+        // A token bound to a key other than the identity's is not shared:
+        // the processes reading it could not prove it.
+        let jkt = token.dpop().map(|prover| prover.thumbprint());
+        if jkt.is_some() && jkt != identity.jkt() {
+            return None;
+        }
+        let payload = json!({ "access_token": token.secret(), "scope": token.scope(), "jkt": jkt });
         Some(Self {
             fence,
             writer: writer.to_owned(),
@@ -156,6 +164,7 @@ impl TokenRecord {
         &self,
         keyring: &Keyring,
         identity: &Identity,
+        dpop: Option<&Arc<dyn DpopProver>>,
         read_at: Instant,
     ) -> Result<AccessToken, Unreadable> {
         let aad = token_aad(identity, self.fence, &self.writer, self.life_ms);
@@ -170,6 +179,14 @@ impl TokenRecord {
         let token = match payload["scope"].as_str() {
             Some(scope) => token.with_scope(scope),
             None => token,
+        };
+        // A bound token opens only for a process that holds its key.
+        let token = match (payload["jkt"].as_str(), dpop) {
+            (None, _) => token,
+            (Some(jkt), Some(prover)) if prover.thumbprint() == jkt => {
+                token.bound_with_dpop(Arc::clone(prover))
+            }
+            (Some(_), _) => return Err(Unreadable::Malformed),
         };
         let expires = read_at + Duration::from_millis(self.left_ms);
         let issued = expires
@@ -394,7 +411,7 @@ mod tests {
             .unwrap();
         assert_eq!(record.left_ms, 1500);
         let read_at = now + Duration::from_secs(100);
-        let opened = record.open(&keyring(), &identity, read_at).unwrap();
+        let opened = record.open(&keyring(), &identity, None, read_at).unwrap();
         assert_eq!(opened.secret(), "s3cr3t");
         assert_eq!(opened.scope(), Some("api:read"));
         assert_eq!(
@@ -414,32 +431,32 @@ mod tests {
         let record = TokenRecord::parse(&stored(&sealed, NOW), NOW, 60_000)
             .unwrap()
             .unwrap();
-        assert!(record.open(&keyring(), &identity, now).is_ok());
+        assert!(record.open(&keyring(), &identity, None, now).is_ok());
         for other in [
             Identity::single("svc:admin"),
             Identity::tenant("svc:", "admin"),
         ] {
             assert_eq!(
-                record.open(&keyring(), &other, now).err(),
+                record.open(&keyring(), &other, None, now).err(),
                 Some(Unreadable::Tampered)
             );
         }
         let mut moved = record.clone();
         moved.fence = 4;
         assert_eq!(
-            moved.open(&keyring(), &identity, now).err(),
+            moved.open(&keyring(), &identity, None, now).err(),
             Some(Unreadable::Tampered)
         );
         let mut rewritten = record.clone();
         rewritten.writer = "bb".into();
         assert_eq!(
-            rewritten.open(&keyring(), &identity, now).err(),
+            rewritten.open(&keyring(), &identity, None, now).err(),
             Some(Unreadable::Tampered)
         );
         let mut longer = record;
         longer.life_ms = 3_600_000;
         assert_eq!(
-            longer.open(&keyring(), &identity, now).err(),
+            longer.open(&keyring(), &identity, None, now).err(),
             Some(Unreadable::Tampered)
         );
     }

@@ -69,6 +69,37 @@ impl Identity {
         Self { encoded }
     }
 
+    /// The same identity for tokens bound to the DPoP key whose thumbprint
+    /// is `jkt` (RFC 7638, base64url): `!` and the thumbprint right after the
+    /// namespace, where neither a namespace (its length says where it ends)
+    /// nor a tenant (after its `/`) can put one. Processes whose sources hold
+    /// different keys never share an entry, and a bound token never opens
+    /// for a process that cannot prove its key.
+    pub(crate) fn bound_to(self, jkt: Option<&str>) -> Self {
+        let Some(jkt) = jkt else {
+            return self;
+        };
+        let (length, rest) = self.encoded.split_once('.').expect("an encoded identity");
+        let end = length.len() + 1 + length.parse::<usize>().expect("a length prefix");
+        debug_assert!(rest.len() >= end - length.len() - 1);
+        let jkt: String = jkt
+            .bytes()
+            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+            .map(char::from)
+            .collect();
+        let mut encoded = self.encoded;
+        encoded.insert_str(end, &format!("!{jkt}"));
+        Self { encoded }
+    }
+
+    /// The DPoP thumbprint the identity's tokens are bound to, if any.
+    pub(crate) fn jkt(&self) -> Option<&str> {
+        let (length, _) = self.encoded.split_once('.')?;
+        let end = length.len() + 1 + length.parse::<usize>().ok()?;
+        let rest = self.encoded.get(end..)?.strip_prefix('!')?;
+        Some(rest.split('/').next().unwrap_or(rest))
+    }
+
     pub(crate) fn as_str(&self) -> &str {
         &self.encoded
     }
@@ -119,6 +150,14 @@ mod tests {
     fn identities_are_written_one_to_one() {
         let table = [
             (Identity::single("svc"), "3.svc"),
+            (
+                Identity::single("svc").bound_to(Some("jkT-_1")),
+                "3.svc!jkT-_1",
+            ),
+            (
+                Identity::tenant("svc", "a!b").bound_to(Some("k")),
+                "3.svc!k/a!b",
+            ),
             (Identity::single("svc:admin"), "9.svc:admin"),
             (Identity::tenant("svc", "admin"), "3.svc/admin"),
             (Identity::tenant("svc", ""), "3.svc/"),
@@ -150,6 +189,10 @@ mod tests {
             Identity::tenant("svc", ""),
             Identity::tenant("3.svc", ""),
             Identity::single("3.svc"),
+            Identity::single("svc").bound_to(Some("key-one")),
+            Identity::single("svc").bound_to(Some("key-two")),
+            Identity::tenant("svc", "admin").bound_to(Some("key-one")),
+            Identity::single("svc!key-one"),
         ];
         let distinct: HashSet<_> = identities.iter().map(Identity::as_str).collect();
         assert_eq!(distinct.len(), identities.len(), "{identities:?}");
@@ -158,6 +201,17 @@ mod tests {
             .map(|i| aad(&[i.as_str().as_bytes()]))
             .collect();
         assert_eq!(sealed_for.len(), identities.len());
+    }
+
+    #[test]
+    fn a_bound_identity_says_its_thumbprint() {
+        assert_eq!(Identity::single("svc").jkt(), None);
+        assert_eq!(Identity::tenant("svc", "a!b").jkt(), None);
+        assert_eq!(Identity::single("s!x").bound_to(Some("k")).jkt(), Some("k"));
+        assert_eq!(
+            Identity::tenant("svc", "a!b").bound_to(Some("k")).jkt(),
+            Some("k")
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::redis_link::RedisLink;
 use super::scripts::Scripts;
 use super::stats::{Counters, SharedTierStats};
 use super::SharedTierBuilder;
+use crate::dpop::DpopProver;
 use crate::error::TokenError;
 use crate::oauth2::RefreshTokenSource;
 use crate::secret::Secret;
@@ -61,8 +62,20 @@ pub(crate) enum Upstream {
     Refreshing(Arc<RefreshTokenSource>),
 }
 
+impl Upstream {
+    /// The DPoP key the source binds its tokens to, if any.
+    fn dpop(&self) -> Option<Arc<dyn DpopProver>> {
+        match self {
+            Upstream::Source(source) => source.dpop(),
+            Upstream::Refreshing(source) => source.dpop(),
+        }
+    }
+}
+
 /// One identity's tier.
 pub(crate) struct Inner {
+    /// The DPoP key of the source, which tokens read back are bound to.
+    pub(super) dpop: Option<Arc<dyn DpopProver>>,
     pub(super) link: Arc<RedisLink>,
     pub(super) redis_for_logs: String,
     pub(super) namespace: String,
@@ -195,6 +208,10 @@ impl Fleet {
 
     /// The tier of `identity`.
     pub(crate) fn tier(&self, identity: Identity, upstream: Upstream) -> SharedTier {
+        // Tokens bound to a DPoP key are shared only among processes whose
+        // source holds that key: the key's thumbprint is part of the identity.
+        let dpop = upstream.dpop();
+        let identity = identity.bound_to(dpop.as_deref().map(|p| p.thumbprint()));
         // Rotating refresh tokens never fall back: a process without Redis
         // cannot know whether its refresh token is still the current one.
         let local_fallback = matches!(upstream, Upstream::Source(_)) && self.config.local_fallback;
@@ -212,6 +229,7 @@ impl Fleet {
                 namespace: self.namespace.clone(),
                 keys: Keys::new(&identity),
                 identity,
+                dpop,
                 keyring: self.keyring.clone(),
                 scripts: Arc::clone(&self.scripts),
                 upstream,

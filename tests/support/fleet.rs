@@ -399,8 +399,8 @@ impl Replica {
         // The fleet suites revoke tokens as fast as they can: their counts
         // must not depend on how fast the machine is, so replacements are
         // never paced here (the in-process pacing has its own tests).
-        let cache = cache(TokenCache::builder(tier.clone()).rejections_before_pacing(u32::MAX))
-            .build();
+        let cache =
+            cache(TokenCache::builder(tier.clone()).rejections_before_pacing(u32::MAX)).build();
         let client = {
             let _entered = runtime.enter();
             BearerAuthLayer::from_cache(cache.clone())
