@@ -182,10 +182,89 @@ async fn callbacks_that_fail_a_check_send_nothing() {
     ));
     assert!(requests.lock().unwrap().is_empty());
 
+    // The state twice, a forged copy first or last: refused when read,
+    // whichever copy a lenient parser would have kept.
+    for query in [
+        format!("code=c&state=nope&state={state}&{iss}"),
+        format!("code=c&state={state}&state=nope&{iss}"),
+        format!("code=c&code=d&state={state}&{iss}"),
+        format!("code=c&state={state}&{iss}&iss=https%3A%2F%2Fattacker.example"),
+    ] {
+        let err = Callback::from_query(&query).unwrap_err();
+        assert!(
+            matches!(exchange_error(&err), ExchangeError::InvalidCallback(reason) if reason.contains("more than once")),
+            "{query}: {err:?}"
+        );
+        assert!(!err.to_string().contains(&state), "{err}");
+    }
+    assert!(requests.lock().unwrap().is_empty());
+
     // The same code with everything right goes through: one request.
     let callback = Callback::from_query(&format!("code=c&state={state}&{iss}")).unwrap();
     request.finish(&callback).await.unwrap();
     assert_eq!(requests.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_pending_authorization_is_exchanged_once() {
+    let (endpoint, requests) = token_endpoint().await;
+    let flow = flow(endpoint);
+    let request = flow.start();
+    let state = url_param(request.url(), "state");
+    let callback = Callback::from_query(&format!(
+        "code=c&state={state}&iss=https%3A%2F%2Fidp.example"
+    ))
+    .unwrap();
+    let pending = request.pending().clone();
+
+    // A forged callback first does not use it up.
+    let forged =
+        Callback::from_query("code=evil&state=forged&iss=https%3A%2F%2Fidp.example").unwrap();
+    let err = flow.finish(&pending, &forged).await.unwrap_err();
+    assert!(matches!(exchange_error(&err), ExchangeError::StateMismatch));
+
+    flow.finish(&pending, &callback).await.unwrap();
+    // Again, through the request, a clone, and the same pending value:
+    // refused before anything is sent.
+    let again = [
+        request.finish(&callback).await.unwrap_err(),
+        flow.exchange(&pending.clone(), &callback)
+            .await
+            .unwrap_err(),
+        flow.finish(&pending, &callback).await.unwrap_err(),
+    ];
+    for err in &again {
+        assert!(
+            matches!(exchange_error(err), ExchangeError::AlreadyExchanged),
+            "{err:?}"
+        );
+        assert!(err.is_permanent());
+    }
+    assert_eq!(requests.lock().unwrap().len(), 1);
+
+    // An exchange that failed used it up too: its code may have reached the
+    // server.
+    let refused = support::token_server::refused_addr().await;
+    let refused = TokenEndpoint::builder(format!("http://{refused}/token"))
+        .client_id("app")
+        .http_client(http_client())
+        .build()
+        .unwrap();
+    let unreachable = AuthorizationCode::new(format!("{ISSUER}/authorize"), refused)
+        .unwrap()
+        .require_issuer(ISSUER);
+    let request = unreachable.start();
+    let state = url_param(request.url(), "state");
+    let callback = Callback::from_query(&format!(
+        "code=c&state={state}&iss=https%3A%2F%2Fidp.example"
+    ))
+    .unwrap();
+    assert!(request.finish(&callback).await.unwrap_err().is_transient());
+    let err = request.finish(&callback).await.unwrap_err();
+    assert!(matches!(
+        exchange_error(&err),
+        ExchangeError::AlreadyExchanged
+    ));
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use super::authorize_url::AuthorizeUrl;
 use super::callback::Callback;
 use super::csrf_state::CsrfState;
 use super::endpoint::TokenEndpoint;
-use super::error::BuildError;
+use super::error::{BuildError, ExchangeError};
 use super::issuer_check::{self, ExpectedIssuer};
 use super::pending_authorization::PendingAuthorization;
 use super::pkce::PkceVerifier;
@@ -291,6 +291,10 @@ impl AuthorizationCode {
     /// another issuer refuses it ([`ExchangeError::FlowMismatch`](super::ExchangeError::FlowMismatch)),
     /// since its token endpoint must not get the code. A flow's issuer also
     /// applies to a pending authorization saved without one.
+    ///
+    /// A pending authorization is exchanged once; a second exchange from it
+    /// is [`ExchangeError::AlreadyExchanged`](super::ExchangeError::AlreadyExchanged)
+    /// (see [`PendingAuthorization`]).
     pub async fn exchange(
         &self,
         pending: &PendingAuthorization,
@@ -301,6 +305,11 @@ impl AuthorizationCode {
         let expected = issuer_check::for_exchange(self.issuer.as_ref(), pending.expected_issuer())?;
         let pending = &pending.clone().with_issuer(expected);
         let code = callback.verified_code(pending)?;
+        // Only a callback that passed the checks uses the authorization up:
+        // a forged one must not lock the user out of a good one.
+        if !pending.begin_exchange() {
+            return Err(ExchangeError::AlreadyExchanged.into());
+        }
         let mut params = vec![
             ("grant_type", "authorization_code"),
             ("code", code.expose()),

@@ -61,6 +61,7 @@ impl Callback {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(|_| {
             ExchangeError::InvalidCallback("the redirect's query string could not be parsed")
         })?;
+        let mut seen: Vec<String> = Vec::with_capacity(pairs.len());
         let mut callback = Callback {
             code: None,
             state: None,
@@ -69,6 +70,10 @@ impl Callback {
         };
         let (mut error, mut description, mut uri) = (None, None, None);
         for (key, value) in pairs {
+            if let Some(repeated) = repeated_parameter(&key, &seen) {
+                return Err(ExchangeError::InvalidCallback(repeated).into());
+            }
+            seen.push(key.clone());
             match key.as_str() {
                 "code" => callback.code = Some(Secret::new(value)),
                 "state" => callback.state = Some(value),
@@ -180,6 +185,34 @@ impl Callback {
     }
 }
 
+/// The reason to refuse `key` if it is a response parameter already `seen`:
+/// RFC 6749 §3.1 forbids repeated parameters, and reading either copy would
+/// let an attacker who can add one to the URL (`state=forged&state=<good>`)
+/// choose what the checks see.
+fn repeated_parameter(key: &str, seen: &[String]) -> Option<&'static str> {
+    if !seen.iter().any(|s| s == key) {
+        return None;
+    }
+    macro_rules! repeated {
+        ($parameter:literal) => {
+            concat!(
+                "`",
+                $parameter,
+                "` appears more than once (RFC 6749 §3.1 forbids repeated parameters)"
+            )
+        };
+    }
+    Some(match key {
+        "code" => repeated!("code"),
+        "state" => repeated!("state"),
+        "iss" => repeated!("iss"),
+        "error" => repeated!("error"),
+        "error_description" => repeated!("error_description"),
+        "error_uri" => repeated!("error_uri"),
+        _ => return None,
+    })
+}
+
 /// Whether a fragment holds an authorization response's parameters.
 fn carries_a_response(fragment: &str) -> bool {
     serde_urlencoded::from_str::<Vec<(String, String)>>(fragment).is_ok_and(|pairs| {
@@ -214,6 +247,8 @@ mod tests {
         ),
         Error(&'static str),
         InFragment,
+        /// Refused: this parameter appears twice.
+        Repeated(&'static str),
     }
 
     #[test]
@@ -272,6 +307,24 @@ mod tests {
                 Response(None, None, None),
             ),
             ("https://app.example/cb", Response(None, None, None)),
+            // A repeated response parameter is refused, whichever copy is
+            // the good one (RFC 6749 §3.1).
+            ("https://app.example/cb?code=c&state=nope&state=st4te", Repeated("state")),
+            ("https://app.example/cb?code=c&state=st4te&state=st4te", Repeated("state")),
+            ("https://app.example/cb?code=c&code=d&state=st4te", Repeated("code")),
+            (
+                "https://app.example/cb?code=c&state=st4te&iss=https%3A%2F%2Fidp.example&iss=https%3A%2F%2Fevil.example",
+                Repeated("iss"),
+            ),
+            (
+                "https://app.example/cb?error=access_denied&error=server_error&state=st4te",
+                Repeated("error"),
+            ),
+            // Other parameters may repeat: they are not read.
+            (
+                "https://app.example/cb?code=c&state=st4te&session_state=a&session_state=b",
+                Response(Some("c"), Some("st4te"), None),
+            ),
         ];
         for (url, expected) in cases {
             let read = match Callback::from_url(url) {
@@ -288,11 +341,17 @@ mod tests {
                 },
                 Err(err) => {
                     let cause = err.cause().unwrap().downcast_ref::<ExchangeError>();
-                    assert!(
-                        matches!(cause, Some(ExchangeError::InvalidCallback(_))),
-                        "{url}: {err}"
-                    );
-                    InFragment
+                    let Some(ExchangeError::InvalidCallback(reason)) = cause else {
+                        panic!("{url}: {err}");
+                    };
+                    assert!(!err.to_string().contains("st4te"), "{url}: {err}");
+                    match ["code", "state", "iss", "error"]
+                        .into_iter()
+                        .find(|p| reason.starts_with(&format!("`{p}` appears more than once")))
+                    {
+                        Some(parameter) => Repeated(parameter),
+                        None => InFragment,
+                    }
                 }
             };
             assert_eq!(&read, expected, "{url}");

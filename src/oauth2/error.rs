@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::transport_error::TransportError;
 use crate::error::{BoxError, ErrorKind, TokenError};
 use crate::redact;
 
@@ -129,9 +130,10 @@ impl From<BuildError> for TokenError {
 pub enum ExchangeError {
     /// The endpoint did not answer in time.
     Timeout(Duration),
-    /// The request could not be sent or the response not read; the cause is
-    /// the error's [`source`](std::error::Error::source).
-    Transport(BoxError),
+    /// The request could not be sent or the response not read: the HTTP
+    /// client's error, its text made safe to print (also the error's
+    /// [`source`](std::error::Error::source)).
+    Transport(TransportError),
     /// The TLS handshake failed over a certificate: the endpoint's was not
     /// trusted (unknown issuer, expired, another name) or the endpoint did
     /// not accept the client's. Permanent: trying again cannot help until the
@@ -187,8 +189,14 @@ pub enum ExchangeError {
         /// The issuer the request was sent to.
         expected: String,
     },
+    /// This pending authorization was already exchanged (or its exchange
+    /// began): its code is sent at most once, since a server that sees a
+    /// code twice must revoke what it issued for it (RFC 6749 §4.1.2).
+    /// Nothing was sent; start a new authorization.
+    AlreadyExchanged,
     /// What reached the redirect URI is not an authorization response this
-    /// client can read (an unparsable query, parameters in the fragment).
+    /// client can read (an unparsable query, a repeated parameter, parameters
+    /// in the fragment).
     InvalidCallback(&'static str),
     /// An authorization started with one issuer was being finished with the
     /// flow of another, whose token endpoint must not receive the code (an
@@ -206,10 +214,12 @@ impl ExchangeError {
     /// A transport failure: a certificate failure found anywhere in its chain
     /// becomes [`ExchangeError::Certificate`], anything else stays a
     /// [`ExchangeError::Transport`].
-    pub(crate) fn transport(err: BoxError) -> Self {
+    /// `sent` are the secrets the request carried, should the client's
+    /// error quote it.
+    pub(crate) fn transport(err: BoxError, sent: &[&str]) -> Self {
         match super::tls_failure::certificate_failure(&*err) {
             Some(reason) => ExchangeError::Certificate(reason),
-            None => ExchangeError::Transport(err),
+            None => ExchangeError::Transport(TransportError::with_secrets_sent(err, sent)),
         }
     }
 
@@ -295,6 +305,9 @@ impl fmt::Display for ExchangeError {
                 f,
                 "the authorization response has no `iss`, though `{expected}` always sends one (RFC 9207; possible mix-up attack); the code was not exchanged"
             ),
+            ExchangeError::AlreadyExchanged => f.write_str(
+                "this pending authorization was already exchanged; a code is sent at most once (RFC 6749 §4.1.2); the code was not sent again",
+            ),
             ExchangeError::InvalidCallback(reason) => {
                 write!(f, "invalid authorization response: {reason}")
             }
@@ -312,7 +325,7 @@ impl fmt::Display for ExchangeError {
 impl StdError for ExchangeError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match self {
-            ExchangeError::Transport(err) => Some(&**err),
+            ExchangeError::Transport(err) => Some(err),
             _ => None,
         }
     }
@@ -772,7 +785,8 @@ mod tests {
     fn discovery_errors_print_each_message_once() {
         use crate::error::Chain;
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let fetch = DiscoveryError::Fetch(ExchangeError::Transport(Box::new(io)));
+        let fetch =
+            DiscoveryError::Fetch(ExchangeError::Transport(TransportError::new(Box::new(io))));
         assert_eq!(
             Chain(&fetch).to_string(),
             "authorization server discovery failed: token endpoint unreachable: refused"

@@ -3,6 +3,8 @@
 //! Saved in a session, it lets any process finish the flow.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use super::csrf_state::CsrfState;
 use super::issuer_check::ExpectedIssuer;
@@ -25,6 +27,16 @@ use crate::redact::{self, Redacted};
 /// It holds secrets (the `state` and the verifier): keep it where sessions
 /// keep secrets (server-side, or in an encrypted cookie). `Debug` shows
 /// neither.
+///
+/// It is exchanged once: a second exchange from it or from a clone, of the
+/// same callback or another, is refused before anything is sent
+/// ([`ExchangeError::AlreadyExchanged`](super::ExchangeError::AlreadyExchanged)),
+/// also after a first exchange that failed, since its code may have reached
+/// the server, which must then revoke what it issued for it (RFC 6749
+/// §4.1.2). A callback refused by the checks (a forged `state`, another
+/// issuer) does not use it up. A copy read back from a session store is a
+/// new value that knows nothing of this: take it out of the session when the
+/// callback arrives, so that a replayed callback finds none.
 ///
 /// ```
 /// use tower_bearer::oauth2::{AuthorizationCode, CsrfState, PendingAuthorization, PkceVerifier, TokenEndpoint};
@@ -72,13 +84,29 @@ use crate::redact::{self, Redacted};
 /// assert!(err.to_string().contains("RFC 7636") && !err.to_string().contains("short"));
 /// # }
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct PendingAuthorization {
     state: CsrfState,
     verifier: Option<PkceVerifier>,
     redirect_uri: Option<String>,
     issuer: Option<ExpectedIssuer>,
+    /// Shared by clones: a clone is the same authorization, whose code may
+    /// be sent once.
+    exchanged: Arc<AtomicBool>,
 }
+
+/// Equal when they describe the same authorization; whether it was
+/// exchanged is not part of that.
+impl PartialEq for PendingAuthorization {
+    fn eq(&self, other: &Self) -> bool {
+        self.state == other.state
+            && self.verifier == other.verifier
+            && self.redirect_uri == other.redirect_uri
+            && self.issuer == other.issuer
+    }
+}
+
+impl Eq for PendingAuthorization {}
 
 impl PendingAuthorization {
     /// An authorization that sent `state`, without PKCE, redirect URI or
@@ -89,6 +117,7 @@ impl PendingAuthorization {
             verifier: None,
             redirect_uri: None,
             issuer: None,
+            exchanged: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -158,6 +187,12 @@ impl PendingAuthorization {
 
     pub(super) fn expected_issuer(&self) -> Option<&ExpectedIssuer> {
         self.issuer.as_ref()
+    }
+
+    /// Marks this authorization (and its clones) exchanged; `false` if it
+    /// already was, and its code must not be sent again.
+    pub(super) fn begin_exchange(&self) -> bool {
+        !self.exchanged.swap(true, Ordering::AcqRel)
     }
 }
 
