@@ -78,6 +78,48 @@ pub(crate) fn server_url(text: &str, sent: &[&str]) -> String {
     server_text(&url(text), sent)
 }
 
+/// The text of an error the client's own HTTP stack raised (a transport
+/// error), fit for an error message or a log: as [`server_text`], and the
+/// user info and query of every URL in it replaced, since HTTP clients name
+/// the URL they failed to reach, query and all (`?subscription-key=…`).
+pub(crate) fn error_text(text: &str, sent: &[&str]) -> String {
+    let mut ranges = secret_values(text);
+    ranges.extend(url_credentials(text));
+    for secret in sent.iter().filter(|s| !s.is_empty()) {
+        ranges.extend(text.match_indices(secret).map(|(at, s)| at..at + s.len()));
+    }
+    escape_and_cap(&replace(text, ranges), MAX_SERVER_TEXT_CHARS)
+}
+
+/// The byte ranges of the user info and of the query and fragment of every
+/// URL (`scheme://…`) in `text`; a URL ends at whitespace, a quote, a
+/// bracket or a parenthesis.
+fn url_credentials(text: &str) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
+    let ends_url = |b: u8| b.is_ascii_whitespace() || b"\"'<>()[]{}`".contains(&b);
+    let mut ranges = Vec::new();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let authority_start = from + found + 3;
+        let end = bytes[authority_start..]
+            .iter()
+            .position(|&b| ends_url(b))
+            .map_or(bytes.len(), |n| authority_start + n);
+        let url = &text[authority_start..end];
+        let authority_len = url.find(['/', '?', '#']).unwrap_or(url.len());
+        if let Some(at) = url[..authority_len].rfind('@') {
+            ranges.push(authority_start..authority_start + at);
+        }
+        if let Some(q) = url.find(['?', '#']) {
+            if authority_start + q + 1 < end {
+                ranges.push(authority_start + q + 1..end);
+            }
+        }
+        from = end.max(authority_start);
+    }
+    ranges
+}
+
 /// The start of a response body, as [`server_text`].
 pub(crate) fn excerpt(body: &[u8], sent: &[&str]) -> String {
     server_text(&String::from_utf8_lossy(body), sent)
@@ -324,6 +366,41 @@ mod tests {
 
     fn shown(text: &str) -> String {
         server_text(text, &[])
+    }
+
+    #[test]
+    fn error_texts_lose_the_credentials_of_every_url_in_them() {
+        let cases = [
+            (
+                "error sending request for url (https://idp.example/token?subscription-key=k3y)",
+                "error sending request for url (https://idp.example/token?[redacted])",
+            ),
+            (
+                "error sending request for url (http://user:pa55@127.0.0.1:9/token?a=1#f): connection refused",
+                "error sending request for url (http://[redacted]@127.0.0.1:9/token?[redacted]): connection refused",
+            ),
+            (
+                "redirect to https://a.example/x?k=1 then \"https://b.example/?k=2\"",
+                "redirect to https://a.example/x?[redacted] then \"https://b.example/?[redacted]\"",
+            ),
+            // Nothing to hide: unchanged.
+            (
+                "tcp connect error: Connection refused (os error 111)",
+                "tcp connect error: Connection refused (os error 111)",
+            ),
+            ("https://idp.example/token", "https://idp.example/token"),
+            ("https://idp.example/token?", "https://idp.example/token?"),
+            ("://", "://"),
+            // What server_text hides, and log forging, as for server texts.
+            ("client_secret=s3cr3t\nINFO forged", "client_secret=[redacted]\\nINFO forged"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(error_text(text, &[]), expected, "{text}");
+        }
+        assert_eq!(
+            error_text("sent s3cr3t back", &["s3cr3t"]),
+            "sent [redacted] back"
+        );
     }
 
     #[test]

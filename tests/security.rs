@@ -1083,3 +1083,70 @@ mod signed_credentials {
             .any(|t| t.contains("refused [redacted] and [redacted]")));
     }
 }
+
+/// A transport error's text is the HTTP client's, and reqwest's names the
+/// URL it failed to reach, query and all: an API key in the token
+/// endpoint's query (`?subscription-key=…`) must not reach the error, its
+/// `Debug`, or the log.
+#[cfg(feature = "reqwest")]
+#[tokio::test]
+async fn a_transport_error_does_not_show_the_token_endpoints_query() {
+    use http_body_util::BodyExt;
+
+    let (captured, _guard) = Captured::trace();
+    let refused = refused_addr().await;
+    let reqwest_client = reqwest::Client::new();
+    let http = HttpClient::new(service_fn(move |req: Request<Full<Bytes>>| {
+        let client = reqwest_client.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await?.to_bytes();
+            let request = reqwest::Request::try_from(Request::from_parts(parts, body))?;
+            let response = client.execute(request).await?;
+            Ok::<_, tower_bearer::BoxError>(Response::<reqwest::Body>::from(response))
+        }
+    }));
+    let source = ClientCredentials::new(
+        TokenEndpoint::builder(format!(
+            "http://{refused}/token?subscription-key=Q-SECRET-Q"
+        ))
+        .client_id(CLIENT_ID)
+        .client_secret(CLIENT_SECRET)
+        .http_client(http)
+        .build()
+        .unwrap(),
+    );
+    let err = source.fetch().await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    let cause = err
+        .cause()
+        .unwrap()
+        .downcast_ref::<ExchangeError>()
+        .unwrap();
+    let ExchangeError::Transport(transport) = cause else {
+        panic!("{cause:?}");
+    };
+    // What reqwest said, less the query: the URL's path still shows.
+    let text = transport.to_string();
+    assert!(
+        text.contains(&format!("http://{refused}/token?[redacted]")),
+        "{text}"
+    );
+    // The client's own error is there to inspect, and does hold the query.
+    let reqwest_error = transport.cause().downcast_ref::<reqwest::Error>().unwrap();
+    assert!(reqwest_error.is_connect());
+    assert!(reqwest_error.to_string().contains("Q-SECRET-Q"));
+
+    let mut shown = renderings(&err);
+    // The whole chain, as an error reporter walks it.
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(level) = next {
+        shown.extend([level.to_string(), format!("{level:?}")]);
+        next = level.source();
+    }
+    shown.push(captured.text());
+    for text in &shown {
+        assert!(!text.contains("Q-SECRET-Q"), "{text}");
+        assert!(!text.contains(CLIENT_SECRET), "{text}");
+    }
+}

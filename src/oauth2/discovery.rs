@@ -182,10 +182,13 @@ impl Discovery {
         request
             .headers_mut()
             .insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let response = http.send(request).await.map_err(ExchangeError::Transport)?;
+        let response = http
+            .send(request)
+            .await
+            .map_err(|err| ExchangeError::transport(err, &[]))?;
         let (parts, body) = response.into_parts();
         let retry_after = retry_after(&parts.headers, SystemTime::now());
-        let body = read_capped(body, &parts, self.max_document_bytes).await?;
+        let body = read_capped(body, &parts, self.max_document_bytes, &[]).await?;
         Ok((parts.status, retry_after, body))
     }
 }

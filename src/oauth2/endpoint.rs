@@ -225,9 +225,9 @@ impl TokenEndpoint {
                 .http
                 .send(request)
                 .await
-                .map_err(ExchangeError::transport)?;
+                .map_err(|err| ExchangeError::transport(err, &sent))?;
             let (parts, body) = response.into_parts();
-            let body = read_capped(body, &parts, inner.max_response_bytes).await?;
+            let body = read_capped(body, &parts, inner.max_response_bytes, &sent).await?;
             Ok::<_, ExchangeError>((parts, body))
         };
         let (parts, body) = match tokio::time::timeout(inner.timeout, exchange).await {
@@ -329,6 +329,7 @@ pub(super) async fn read_capped(
     mut body: HttpBody,
     parts: &http::response::Parts,
     limit: usize,
+    sent: &[&str],
 ) -> Result<Vec<u8>, ExchangeError> {
     let too_large = || ExchangeError::ResponseTooLarge {
         status: parts.status,
@@ -343,7 +344,7 @@ pub(super) async fn read_capped(
     }
     let mut collected = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(ExchangeError::transport)?;
+        let frame = frame.map_err(|err| ExchangeError::transport(err, sent))?;
         if let Ok(data) = frame.into_data() {
             if collected.len() + data.len() > limit {
                 return Err(too_large());

@@ -253,6 +253,7 @@ mod tls_failure;
 mod token_exchange;
 mod token_file;
 mod token_type;
+mod transport_error;
 mod uri_reference;
 #[cfg(feature = "jwt")]
 mod wall_clock;
@@ -305,6 +306,7 @@ pub use self::signing_key::SigningKey;
 pub use self::token_exchange::TokenExchange;
 pub use self::token_file::TokenFileError;
 pub use self::token_type::TokenType;
+pub use self::transport_error::TransportError;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::wall_clock::WallClock;

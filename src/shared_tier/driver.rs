@@ -727,7 +727,9 @@ pub(super) fn redeemed(presented: &Secret, answer: Result<TokenResponse, TokenEr
         }
     } else if let Some(exchange) = cause.and_then(|c| c.downcast_ref::<ExchangeError>()) {
         match exchange {
-            ExchangeError::Transport(inner) if refused_connection(&**inner) => Verdict::NotConsumed,
+            ExchangeError::Transport(inner) if refused_connection(inner.cause()) => {
+                Verdict::NotConsumed
+            }
             ExchangeError::Certificate(_) => Verdict::NotConsumed,
             ExchangeError::UnexpectedResponse { status, .. }
             | ExchangeError::ResponseTooLarge { status, .. }
