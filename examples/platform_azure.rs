@@ -311,22 +311,26 @@ fn handle(state: &Mutex<State>, parts: Parts, body: Bytes) -> Response<Full<Byte
     }
 }
 
-/// The identity parameters of a managed-identity request, and who it is.
+/// Who a managed-identity request asks for, by the identity parameters
+/// it carries (recorded, whatever the answer).
 fn identity(
+    state: &mut State,
     query: &std::collections::BTreeMap<String, String>,
     names: [&str; 3],
-) -> Result<(Vec<(String, String)>, &'static str), &'static str> {
+) -> Result<&'static str, &'static str> {
     let given: Vec<(String, String)> = query
         .iter()
         .filter(|(k, _)| names.contains(&k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    match given.as_slice() {
-        [] => Ok((given, SYSTEM_ASSIGNED)),
-        [(name, id)] if name == "client_id" && id == USER_ASSIGNED => Ok((given, USER_ASSIGNED)),
+    let who = match given.as_slice() {
+        [] => Ok(SYSTEM_ASSIGNED),
+        [(name, id)] if name == "client_id" && id == USER_ASSIGNED => Ok(USER_ASSIGNED),
         [_] => Err("Identity not found"),
         _ => Err("Only one of client_id, object_id and msi_res_id may be given"),
-    }
+    };
+    state.identity_params.push(given);
+    who
 }
 
 /// IMDS: `Metadata: true`, no proxy, api-version and resource exactly.
@@ -371,11 +375,10 @@ fn imds(state: &mut State, parts: &Parts) -> Response<Full<Bytes>> {
             "AADSTS500011: The resource principal was not found",
         );
     }
-    let (params, who) = match identity(&query, names) {
-        Ok(found) => found,
+    let who = match identity(state, &query, names) {
+        Ok(who) => who,
         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
-    state.identity_params.push(params);
     let token = format!("eyJ0eXAi.imds-{}", state.imds_requests);
     state.tokens.push((token.clone(), format!("vm:{who}")));
     let now = unix_now();
@@ -424,11 +427,10 @@ fn app_service(state: &mut State, parts: &Parts) -> Response<Full<Bytes>> {
             "api-version 2019-08-01 and a resource",
         );
     }
-    let (params, who) = match identity(&query, names) {
-        Ok(found) => found,
+    let who = match identity(state, &query, names) {
+        Ok(who) => who,
         Err(why) => return error(StatusCode::BAD_REQUEST, "invalid_request", why),
     };
-    state.identity_params.push(params);
     let token = format!("eyJ0eXAi.app-service-{}", state.app_service_requests);
     state.tokens.push((token.clone(), format!("app:{who}")));
     support::json_response(
