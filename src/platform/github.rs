@@ -11,7 +11,8 @@ use http_body_util::Full;
 use serde_json::Value;
 
 use super::error::{SetupError, StatusPolicy};
-use super::transport::{Endpoint, HttpSettings};
+use super::settings::HttpSettings;
+use super::transport::Endpoint;
 use super::{lifetime, Env};
 use crate::error::TokenError;
 use crate::oauth2::HttpClient;

@@ -54,6 +54,7 @@ mod error;
 pub mod github;
 pub mod google;
 mod lifetime;
+mod settings;
 mod transport;
 
 pub use self::env::Env;

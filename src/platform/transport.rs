@@ -10,92 +10,15 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value};
 
-use super::error::{Failure, PlatformError, SetupError, Skipped, StatusPolicy};
+use super::error::{Failure, PlatformError, Skipped, StatusPolicy};
 use super::lifetime;
 use crate::error::TokenError;
 use crate::oauth2::HttpClient;
 use crate::redact;
 use crate::token::AccessToken;
 
-/// How long one request to a platform endpoint may take unless set
-/// otherwise: connection and whole answer. Metadata servers answer in
-/// milliseconds; Google's Go client waits 5 s too.
-pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long connecting to a metadata server may take with the default
-/// client unless set otherwise. The servers are link-local or on the
-/// machine, a round trip of well under a millisecond; off the platform,
-/// packets to 169.254.169.254 are often dropped, and the system's own
-/// connect timeout would be a minute or more.
-pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// The largest answer read: tokens are a few KiB.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
-
-/// The HTTP settings a platform source's builder gathers.
-#[derive(Clone, Debug)]
-pub(crate) struct HttpSettings {
-    pub(crate) client: Option<HttpClient>,
-    pub(crate) timeout: Duration,
-    pub(crate) connect_timeout: Duration,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            client: None,
-            timeout: DEFAULT_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-        }
-    }
-}
-
-impl HttpSettings {
-    /// The client for an endpoint on the machine or link-local (a metadata
-    /// server, a managed-identity endpoint): the one given, or one that
-    /// never goes through a proxy (a proxy cannot reach a link-local
-    /// address, and must not see these tokens) and gives up connecting
-    /// after the connect timeout.
-    pub(crate) fn local_client(&self) -> Result<HttpClient, SetupError> {
-        match &self.client {
-            Some(client) => Ok(client.clone()),
-            None => local_default(self.connect_timeout),
-        }
-    }
-
-    /// The client for an endpoint across the network (Google's STS, Entra
-    /// ID, GitHub's token service): the one given, or the default HTTPS
-    /// client, with the proxies of the environment.
-    pub(crate) fn remote_client(&self) -> Result<HttpClient, SetupError> {
-        match &self.client {
-            Some(client) => Ok(client.clone()),
-            None => remote_default(),
-        }
-    }
-}
-
-#[cfg(feature = "rustls")]
-fn local_default(connect_timeout: Duration) -> Result<HttpClient, SetupError> {
-    Ok(HttpClient::builder()
-        .no_proxy()
-        .connect_timeout(connect_timeout)
-        .build()?)
-}
-
-#[cfg(not(feature = "rustls"))]
-fn local_default(_connect_timeout: Duration) -> Result<HttpClient, SetupError> {
-    Err(crate::oauth2::BuildError::NoHttpClient.into())
-}
-
-#[cfg(feature = "rustls")]
-fn remote_default() -> Result<HttpClient, SetupError> {
-    Ok(HttpClient::https())
-}
-
-#[cfg(not(feature = "rustls"))]
-fn remote_default() -> Result<HttpClient, SetupError> {
-    Err(crate::oauth2::BuildError::NoHttpClient.into())
-}
 
 /// One platform endpoint as a source asks it: its name for errors and
 /// logs, the client and timeout, how its statuses read, and what a chooser

@@ -3,16 +3,15 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::managed_identity::{
     ManagedIdentity, ManagedIdentityId, ManagedIdentityKind, DEFAULT_IMDS_HOST,
 };
 use super::workload_identity::{entra_token_endpoint, WorkloadIdentity, DEFAULT_AUTHORITY_HOST};
 use crate::error::TokenError;
-use crate::oauth2::{ClientAuth, ClientCredentials, HttpClient};
+use crate::oauth2::{ClientAuth, ClientCredentials};
 use crate::platform::error::{SetupError, Skipped};
-use crate::platform::transport::HttpSettings;
+use crate::platform::settings::{chooser_setters, HttpSettings};
 use crate::platform::Env;
 use crate::secret::Secret;
 use crate::source::TokenSource;
@@ -321,34 +320,7 @@ pub struct DefaultCredentialBuilder {
 }
 
 impl DefaultCredentialBuilder {
-    /// The environment to choose from. Defaults to the process's, read by
-    /// [`build`](Self::build).
-    pub fn env(mut self, env: Env) -> Self {
-        self.env = Some(env);
-        self
-    }
-
-    /// The HTTP client for every request. Defaults to each source's own
-    /// (never a proxy for the managed-identity endpoints; feature `rustls`).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.http.client = Some(client);
-        self
-    }
-
-    /// How long each request may take. Defaults to each source's own (5
-    /// seconds for managed identity, 10 for Entra ID).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self.timeout_set = true;
-        self
-    }
-
-    /// How long connecting to a managed-identity endpoint may take with the
-    /// default client. Defaults to 1 second.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.http.connect_timeout = timeout;
-        self
-    }
+    chooser_setters!();
 
     /// Chooses and builds the source; see [`DefaultCredential`].
     pub fn build(self) -> Result<DefaultCredential, SetupError> {
@@ -447,6 +419,8 @@ mod tests {
         ),
     ];
 
+    type Vars = Vec<(&'static str, &'static str)>;
+
     fn env(vars: &[(&str, &str)]) -> Env {
         vars.iter().copied().collect()
     }
@@ -461,7 +435,8 @@ mod tests {
             host: DEFAULT_IMDS_HOST.into(),
             client_id: client_id.map(Into::into),
         };
-        let table: Vec<(Vec<(&str, &str)>, Decision, Vec<&str>)> = vec![
+        // (environment, decision, reasons of what was passed over)
+        let table: Vec<(Vars, Decision, Vec<&str>)> = vec![
             (
                 vec![],
                 imds(None),

@@ -2,16 +2,15 @@
 //! sets, or from the local token service of App Service and Functions.
 
 use std::fmt;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Uri};
 use http_body_util::Full;
 
 use crate::error::TokenError;
-use crate::oauth2::HttpClient;
 use crate::platform::error::{SetupError, Skipped, StatusPolicy};
-use crate::platform::transport::{Endpoint, HttpSettings};
+use crate::platform::settings::{local_http_setters, HttpSettings};
+use crate::platform::transport::Endpoint;
 use crate::platform::Env;
 use crate::secret::Secret;
 use crate::source::TokenSource;
@@ -217,6 +216,8 @@ pub struct ManagedIdentityBuilder {
 }
 
 impl ManagedIdentityBuilder {
+    local_http_setters!();
+
     /// A user-assigned identity. Defaults to none: the system-assigned
     /// identity.
     pub fn user_assigned(mut self, identity: ManagedIdentityId) -> Self {
@@ -248,29 +249,6 @@ impl ManagedIdentityBuilder {
             endpoint: endpoint.into(),
             header: header.into(),
         });
-        self
-    }
-
-    /// The HTTP client to send through. Defaults to one that never uses a
-    /// proxy and gives up connecting after the
-    /// [connect timeout](Self::connect_timeout) (feature `rustls`;
-    /// required without it).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.http.client = Some(client);
-        self
-    }
-
-    /// How long one request may take, connection and answer. Defaults to
-    /// 5 seconds.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self
-    }
-
-    /// How long connecting may take with the default client. Defaults to
-    /// 1 second.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.http.connect_timeout = timeout;
         self
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::TokenError;
 use crate::oauth2::{ClientAuth, HttpClient, SecurityToken, TokenEndpoint, TokenType};
 use crate::platform::error::SetupError;
-use crate::platform::transport::HttpSettings;
+use crate::platform::settings::HttpSettings;
 use crate::platform::Env;
 use crate::source::TokenSource;
 use crate::token::AccessToken;

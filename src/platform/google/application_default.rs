@@ -3,18 +3,16 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use super::external_account::{read_config, ExternalAccount};
 use super::metadata_access_token::{MetadataAccessToken, MetadataAccessTokenBuilder};
 use crate::error::TokenError;
-use crate::oauth2::HttpClient;
 #[cfg(feature = "jwt")]
 use crate::oauth2::{GoogleServiceAccount, ServiceAccountKey};
 use crate::platform::error::{SetupError, Skipped};
-use crate::platform::transport::HttpSettings;
+use crate::platform::settings::{chooser_setters, HttpSettings};
 use crate::platform::Env;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
@@ -211,40 +209,12 @@ pub struct ApplicationDefaultBuilder {
 }
 
 impl ApplicationDefaultBuilder {
+    chooser_setters!();
     /// Adds a scope the token must carry. Defaults to none: the metadata
     /// server's instance scopes, `cloud-platform` for an external account;
     /// a service-account key needs at least one.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scopes.push(scope.into());
-        self
-    }
-
-    /// The environment to choose from. Defaults to the process's, read by
-    /// [`build`](Self::build).
-    pub fn env(mut self, env: Env) -> Self {
-        self.env = Some(env);
-        self
-    }
-
-    /// The HTTP client for every request. Defaults to each source's own
-    /// (never a proxy for the metadata server; feature `rustls`).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.http.client = Some(client);
-        self
-    }
-
-    /// How long each request may take. Defaults to each source's own (5
-    /// seconds for the metadata server).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.http.timeout = timeout;
-        self.timeout_set = true;
-        self
-    }
-
-    /// How long connecting to the metadata server may take with the
-    /// default client. Defaults to 1 second.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.http.connect_timeout = timeout;
         self
     }
 

@@ -17,7 +17,8 @@ use crate::error::TokenError;
 use crate::oauth2::{ClientAuth, HttpClient, TokenEndpoint, TokenExchange, TokenType};
 use crate::platform::error::{SetupError, StatusPolicy};
 use crate::platform::lifetime;
-use crate::platform::transport::{Endpoint, HttpSettings};
+use crate::platform::settings::HttpSettings;
+use crate::platform::transport::Endpoint;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
 

@@ -2,13 +2,11 @@
 //! account, from the Google metadata server.
 
 use std::fmt;
-use std::time::Duration;
 
-use super::metadata_server::{MetadataServer, MetadataSettings};
+use super::metadata_server::{metadata_server_setters, MetadataServer, MetadataSettings};
 use crate::error::TokenError;
-use crate::oauth2::HttpClient;
 use crate::platform::error::{SetupError, Skipped};
-use crate::platform::Env;
+use crate::platform::settings::{local_http_setters, HttpSettings};
 use crate::source::TokenSource;
 use crate::token::AccessToken;
 
@@ -51,6 +49,7 @@ impl MetadataAccessToken {
     pub fn builder() -> MetadataAccessTokenBuilder {
         MetadataAccessTokenBuilder {
             settings: MetadataSettings::default(),
+            http: HttpSettings::default(),
             scopes: Vec::new(),
         }
     }
@@ -97,58 +96,18 @@ impl fmt::Debug for MetadataAccessToken {
 #[derive(Debug)]
 pub struct MetadataAccessTokenBuilder {
     settings: MetadataSettings,
+    http: HttpSettings,
     scopes: Vec<String>,
 }
 
 impl MetadataAccessTokenBuilder {
-    /// The service account, by email, among those attached to the
-    /// instance. Defaults to `default`, the instance's own.
-    pub fn account(mut self, email: impl Into<String>) -> Self {
-        self.settings.account = Some(email.into());
-        self
-    }
+    metadata_server_setters!();
+    local_http_setters!();
 
     /// Adds a scope the token must carry (sent comma-separated as
     /// `scopes`). Defaults to none: the scopes the instance was given.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scopes.push(scope.into());
-        self
-    }
-
-    /// The environment whose `GCE_METADATA_HOST` names the server.
-    /// Defaults to the process's, read by [`build`](Self::build).
-    pub fn env(mut self, env: Env) -> Self {
-        self.settings.env = Some(env);
-        self
-    }
-
-    /// The server's host (`host` or `host:port`), whatever the environment
-    /// says. Defaults to `GCE_METADATA_HOST`, else 169.254.169.254.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.settings.host = Some(host.into());
-        self
-    }
-
-    /// The HTTP client to send through. Defaults to one that never uses a
-    /// proxy and gives up connecting after the
-    /// [connect timeout](Self::connect_timeout) (feature `rustls`;
-    /// required without it).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.settings.http.client = Some(client);
-        self
-    }
-
-    /// How long one request may take, connection and answer. Defaults to
-    /// 5 seconds.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.settings.http.timeout = timeout;
-        self
-    }
-
-    /// How long connecting may take with the default client (not one given
-    /// with [`http_client`](Self::http_client)). Defaults to 1 second.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.http.connect_timeout = timeout;
         self
     }
 
@@ -171,7 +130,7 @@ impl MetadataAccessTokenBuilder {
             path_and_query = format!("{path_and_query}?{query}");
         }
         Ok(MetadataAccessToken {
-            server: self.settings.server(skipped)?,
+            server: self.settings.server(&self.http, skipped)?,
             path_and_query,
         })
     }

@@ -2,13 +2,13 @@
 //! account for an audience, from the Google metadata server.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use super::metadata_server::{MetadataServer, MetadataSettings};
+use super::metadata_server::{metadata_server_setters, MetadataServer, MetadataSettings};
 use crate::error::TokenError;
-use crate::oauth2::HttpClient;
 use crate::platform::error::SetupError;
-use crate::platform::{lifetime, Env};
+use crate::platform::lifetime;
+use crate::platform::settings::{local_http_setters, HttpSettings};
 use crate::source::TokenSource;
 use crate::token::AccessToken;
 
@@ -46,6 +46,7 @@ impl MetadataIdToken {
     pub fn builder(audience: impl Into<String>) -> MetadataIdTokenBuilder {
         MetadataIdTokenBuilder {
             settings: MetadataSettings::default(),
+            http: HttpSettings::default(),
             audience: audience.into(),
         }
     }
@@ -95,53 +96,13 @@ impl fmt::Debug for MetadataIdToken {
 #[derive(Debug)]
 pub struct MetadataIdTokenBuilder {
     settings: MetadataSettings,
+    http: HttpSettings,
     audience: String,
 }
 
 impl MetadataIdTokenBuilder {
-    /// The service account, by email. Defaults to `default`, the
-    /// instance's own.
-    pub fn account(mut self, email: impl Into<String>) -> Self {
-        self.settings.account = Some(email.into());
-        self
-    }
-
-    /// The environment whose `GCE_METADATA_HOST` names the server.
-    /// Defaults to the process's, read by [`build`](Self::build).
-    pub fn env(mut self, env: Env) -> Self {
-        self.settings.env = Some(env);
-        self
-    }
-
-    /// The server's host (`host` or `host:port`), whatever the environment
-    /// says. Defaults to `GCE_METADATA_HOST`, else 169.254.169.254.
-    pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.settings.host = Some(host.into());
-        self
-    }
-
-    /// The HTTP client to send through. Defaults to one that never uses a
-    /// proxy and gives up connecting after the
-    /// [connect timeout](Self::connect_timeout) (feature `rustls`;
-    /// required without it).
-    pub fn http_client(mut self, client: HttpClient) -> Self {
-        self.settings.http.client = Some(client);
-        self
-    }
-
-    /// How long one request may take, connection and answer. Defaults to
-    /// 5 seconds.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.settings.http.timeout = timeout;
-        self
-    }
-
-    /// How long connecting may take with the default client. Defaults to
-    /// 1 second.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.http.connect_timeout = timeout;
-        self
-    }
+    metadata_server_setters!();
+    local_http_setters!();
 
     /// Builds the source. Fails for an empty audience, a host or account
     /// that cannot be used, and without an HTTP client.
@@ -157,7 +118,7 @@ impl MetadataIdTokenBuilder {
             serde_urlencoded::to_string([("audience", self.audience.as_str()), ("format", "full")])
                 .expect("string pairs encode");
         Ok(MetadataIdToken {
-            server: self.settings.server(&[])?,
+            server: self.settings.server(&self.http, &[])?,
             path_and_query: format!("instance/service-accounts/{account}/identity?{query}"),
         })
     }

@@ -6,7 +6,8 @@ use http::{HeaderValue, Request, Uri};
 use http_body_util::Full;
 
 use crate::platform::error::{PlatformError, SetupError, Skipped, StatusPolicy};
-use crate::platform::transport::{Answer, Endpoint, HttpSettings};
+use crate::platform::settings::HttpSettings;
+use crate::platform::transport::{Answer, Endpoint};
 use crate::platform::Env;
 
 /// The metadata server's documented address. An IP rather than
@@ -33,14 +34,17 @@ pub(crate) struct MetadataServer {
 pub(crate) struct MetadataSettings {
     pub(crate) host: Option<String>,
     pub(crate) env: Option<Env>,
-    pub(crate) http: HttpSettings,
     pub(crate) account: Option<String>,
 }
 
 impl MetadataSettings {
     /// The server: the host set, else `GCE_METADATA_HOST` (`host` or
     /// `host:port`, as Google's libraries read it), else 169.254.169.254.
-    pub(crate) fn server(&self, skipped: &[Skipped]) -> Result<MetadataServer, SetupError> {
+    pub(crate) fn server(
+        &self,
+        http: &HttpSettings,
+        skipped: &[Skipped],
+    ) -> Result<MetadataServer, SetupError> {
         let from_env;
         let host = match (&self.host, &self.env) {
             (Some(host), _) => host.as_str(),
@@ -56,11 +60,15 @@ impl MetadataSettings {
                 format!("the metadata host {host:?} is not a host or host:port"),
             ));
         }
-        let http = self.http.local_client()?;
         Ok(MetadataServer {
             host: host.to_owned(),
-            endpoint: Endpoint::new(NAME, http, self.http.timeout, StatusPolicy::Plain)
-                .passed_over(skipped),
+            endpoint: Endpoint::new(
+                NAME,
+                http.local_client()?,
+                http.timeout,
+                StatusPolicy::Plain,
+            )
+            .passed_over(skipped),
         })
     }
 
@@ -104,3 +112,33 @@ impl MetadataServer {
         &self.host
     }
 }
+
+/// The setters of a metadata-server source's builder, whose `settings`
+/// field is its [`MetadataSettings`].
+macro_rules! metadata_server_setters {
+    () => {
+        /// The service account, by email, among those attached to the
+        /// instance. Defaults to `default`, the instance's own.
+        pub fn account(mut self, email: impl Into<String>) -> Self {
+            self.settings.account = Some(email.into());
+            self
+        }
+
+        /// The environment whose `GCE_METADATA_HOST` names the server.
+        /// Defaults to the process's, read by [`build`](Self::build).
+        pub fn env(mut self, env: $crate::platform::Env) -> Self {
+            self.settings.env = Some(env);
+            self
+        }
+
+        /// The server's host (`host` or `host:port`), whatever the
+        /// environment says. Defaults to `GCE_METADATA_HOST`, else
+        /// 169.254.169.254.
+        pub fn host(mut self, host: impl Into<String>) -> Self {
+            self.settings.host = Some(host.into());
+            self
+        }
+    };
+}
+
+pub(crate) use metadata_server_setters;
