@@ -31,22 +31,21 @@
 #[path = "support/mod.rs"]
 mod support;
 
+pub use support::platform::claims;
+
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{json, Value};
-use tower::{ServiceBuilder, ServiceExt};
+use serde_json::json;
+use support::platform::{caller, jwt, rotate, unix_now, PlatformDir};
+use tower::ServiceBuilder;
 use tower_bearer::oauth2::HttpClient;
 use tower_bearer::platform::azure::{AzureCredential, DefaultCredential};
 use tower_bearer::platform::Env;
@@ -88,8 +87,8 @@ pub struct Outcome {
 pub async fn run(azure: &Fixture) -> Result<Outcome, BoxError> {
     let http = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let aks = TokenFile::new()?;
-    azure.kubelet_writes(&aks.0, 1)?;
-    let platforms = [azure.vm(), azure.app_service(), azure.aks(&aks.0)];
+    azure.kubelet_writes(&aks.path, 1)?;
+    let platforms = [azure.vm(), azure.app_service(), azure.aks(&aks.path)];
 
     let mut chosen = Vec::new();
     let mut vault_callers = Vec::new();
@@ -111,7 +110,7 @@ pub async fn run(azure: &Fixture) -> Result<Outcome, BoxError> {
                 // The kubelet rotates the projected token; Entra revokes the
                 // tokens bought with the old one. The 401 brings one new
                 // token request, which reads the file again.
-                azure.kubelet_writes(&aks.0, 2)?;
+                azure.kubelet_writes(&aks.path, 2)?;
                 azure.revoke_tokens();
             }
             vault_callers
@@ -132,72 +131,19 @@ pub async fn run(azure: &Fixture) -> Result<Outcome, BoxError> {
     })
 }
 
-/// `GET url` through `client`; the `caller` the stand-in saw, or the status.
-async fn caller<S>(client: &S, url: &str) -> Result<String, BoxError>
-where
-    S: tower::Service<Request<Full<Bytes>>, Response = Response<hyper::body::Incoming>> + Clone,
-    S::Error: Into<BoxError>,
-{
-    let response = client
-        .clone()
-        .oneshot(Request::get(url).body(Full::default())?)
-        .await
-        .map_err(Into::into)?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(match body["caller"].as_str() {
-        Some(caller) => caller.to_owned(),
-        None => status.to_string(),
-    })
+/// The projected token's file, in its own temporary directory, removed
+/// on drop.
+pub struct TokenFile {
+    _dir: PlatformDir,
+    pub path: PathBuf,
 }
-
-/// The projected token's file, in the temporary directory; removed on drop.
-pub struct TokenFile(pub PathBuf);
 
 impl TokenFile {
     pub fn new() -> std::io::Result<Self> {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tower-bearer-azure-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir.join("azure-identity-token")))
+        let dir = PlatformDir::new("azure")?;
+        let path = dir.path("azure-identity-token");
+        Ok(Self { _dir: dir, path })
     }
-}
-
-impl Drop for TokenFile {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// A JWT as the platforms issue them (unsigned: the stand-in vouches).
-pub fn jwt(claims: Value) -> String {
-    format!(
-        "eyJhbGciOiJSUzI1NiJ9.{}.c2lnbmF0dXJl",
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
-}
-
-/// A JWT's claims, unverified.
-pub fn claims(jwt: &str) -> Value {
-    jwt.split('.')
-        .nth(1)
-        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-        .and_then(|c| serde_json::from_slice(&c).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// The stand-in for Azure: IMDS, App Service's token service, Entra ID and
@@ -270,9 +216,7 @@ impl Fixture {
             "exp": unix_now() + 3600,
             "n": n,
         }));
-        let staged = file.with_extension("new");
-        std::fs::write(&staged, &token)?;
-        std::fs::rename(&staged, file)?;
+        rotate(file, &token)?;
         self.state().valid_assertion = token;
         Ok(())
     }

@@ -22,19 +22,19 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+pub use support::platform::claims;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use std::sync::Mutex;
+
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use serde_json::{json, Value};
-use tower::{ServiceBuilder, ServiceExt};
+use serde_json::json;
+use support::platform::{caller, jwt, unix_now};
+use tower::ServiceBuilder;
 use tower_bearer::oauth2::{
     ClientAuth, HttpClient, SecurityToken, TokenEndpoint, TokenExchange, TokenType,
 };
@@ -124,42 +124,6 @@ pub async fn run(github: &Fixture) -> Result<Outcome, BoxError> {
         fetches: [api_cache.stats().fetches, azure_cache.stats().fetches],
         audiences: github.state().issued.clone(),
     })
-}
-
-/// `GET url` through `client`; the `caller` the stand-in saw, or the status.
-async fn caller<S>(client: &S, url: &str) -> Result<String, BoxError>
-where
-    S: tower::Service<Request<Full<Bytes>>, Response = Response<hyper::body::Incoming>> + Clone,
-    S::Error: Into<BoxError>,
-{
-    let response = client
-        .clone()
-        .oneshot(Request::get(url).body(Full::default())?)
-        .await
-        .map_err(Into::into)?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(match body["caller"].as_str() {
-        Some(caller) => caller.to_owned(),
-        None => status.to_string(),
-    })
-}
-
-/// A JWT's claims, unverified.
-pub fn claims(jwt: &str) -> Value {
-    jwt.split('.')
-        .nth(1)
-        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-        .and_then(|c| serde_json::from_slice(&c).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// The stand-in for GitHub's token service, an API's token service, Entra
@@ -264,10 +228,7 @@ fn oidc(state: &mut State, parts: &Parts) -> Response<Full<Bytes>> {
         "repository": "acme/billing",
         "sub": SUBJECT,
     });
-    let token = format!(
-        "eyJhbGciOiJSUzI1NiJ9.{}.c2lnbmF0dXJl",
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    );
+    let token = jwt(claims);
     state.issued.push(audience);
     state.oidc_tokens.push(token.clone());
     support::json_response(StatusCode::OK, json!({"count": 1, "value": token}))

@@ -29,22 +29,21 @@
 #[path = "support/mod.rs"]
 mod support;
 
+pub use support::platform::{claims, jwt, PlatformDir};
+
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
-use tower::{ServiceBuilder, ServiceExt};
+use support::platform::{caller, rotate, unix_now};
+use tower::ServiceBuilder;
 use tower_bearer::oauth2::HttpClient;
 use tower_bearer::platform::google::{ApplicationDefault, GoogleCredential, MetadataIdToken};
 use tower_bearer::platform::Env;
@@ -153,85 +152,28 @@ pub async fn run(google: &Fixture) -> Result<Outcome, BoxError> {
     })
 }
 
-/// `GET url` through `client`; the `caller` the stand-in saw, or the status.
-async fn caller<S>(client: &S, url: &str) -> Result<String, BoxError>
-where
-    S: tower::Service<Request<Full<Bytes>>, Response = Response<hyper::body::Incoming>> + Clone,
-    S::Error: Into<BoxError>,
-{
-    let response = client
-        .clone()
-        .oneshot(Request::get(url).body(Full::default())?)
-        .await
-        .map_err(Into::into)?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    Ok(match body["caller"].as_str() {
-        Some(caller) => caller.to_owned(),
-        None => status.to_string(),
-    })
-}
-
 /// An AKS pod's files: the projected token and the credential
 /// configuration naming it; removed on drop.
 pub struct Aks {
-    dir: PathBuf,
+    _dir: PlatformDir,
     pub token_file: PathBuf,
     pub config: PathBuf,
 }
 
 impl Aks {
     pub fn new(google: &Fixture) -> std::io::Result<Self> {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tower-bearer-gcp-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir)?;
-        let token_file = dir.join("token");
-        let config = dir.join("credential-configuration.json");
+        let dir = PlatformDir::new("gcp")?;
+        let token_file = dir.path("token");
+        let config = dir.path("credential-configuration.json");
         // As `gcloud iam workload-identity-pools create-cred-config` writes it.
         let configuration = google.credential_configuration(json!({"file": token_file}));
         std::fs::write(&config, configuration.to_string())?;
         Ok(Self {
-            dir,
+            _dir: dir,
             token_file,
             config,
         })
     }
-}
-
-impl Drop for Aks {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A JWT as the platforms issue them (unsigned here: the stand-ins vouch
-/// for their own tokens).
-pub fn jwt(claims: Value) -> String {
-    format!(
-        "eyJhbGciOiJSUzI1NiJ9.{}.c2lnbmF0dXJl",
-        URL_SAFE_NO_PAD.encode(claims.to_string())
-    )
-}
-
-/// A JWT's claims, unverified.
-pub fn claims(jwt: &str) -> Value {
-    jwt.split('.')
-        .nth(1)
-        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-        .and_then(|c| serde_json::from_slice(&c).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// The projected token number `n` of the AKS pod.
@@ -331,9 +273,7 @@ impl Fixture {
     /// file renamed over the old one.
     pub fn cluster_writes(&self, file: &std::path::Path, n: usize) -> std::io::Result<()> {
         let token = projected_token(n);
-        let staged = file.with_extension("new");
-        std::fs::write(&staged, format!("{token}\n"))?;
-        std::fs::rename(&staged, file)?;
+        rotate(file, &token)?;
         self.state().valid_subject = token;
         Ok(())
     }
