@@ -25,18 +25,13 @@ use tower_bearer::platform::azure::{
     AzureCredential, DefaultCredential, ManagedIdentity, ManagedIdentityId, ManagedIdentityKind,
     WorkloadIdentity,
 };
-use tower_bearer::platform::{Env, Failure, PlatformError, SetupError};
-use tower_bearer::{ErrorKind, StaticToken, TokenError, TokenSource};
+use tower_bearer::platform::{Env, Failure, SetupError};
+use tower_bearer::{ErrorKind, StaticToken, TokenSource};
 
 use support::captured_log::Captured;
 use support::oauth2::http_client;
+use support::platform::platform_error;
 use support::token_server::{refused_addr, Endpoint, TokenServer};
-
-fn platform_error(err: &TokenError) -> &PlatformError {
-    err.cause()
-        .and_then(|c| c.downcast_ref::<PlatformError>())
-        .unwrap_or_else(|| panic!("not a PlatformError: {err:?}"))
-}
 
 fn managed(env: Env) -> ManagedIdentity {
     ManagedIdentity::builder(azure::SCOPE)
@@ -269,7 +264,7 @@ async fn workload_identity_reads_the_file_for_every_request() {
     let fixture = azure::Fixture::start().await;
     let file = azure::TokenFile::new().unwrap();
     let source = WorkloadIdentity::builder(azure::SCOPE)
-        .env(fixture.aks(&file.0))
+        .env(fixture.aks(&file.path))
         .http_client(http_client())
         .build()
         .unwrap();
@@ -282,7 +277,7 @@ async fn workload_identity_reads_the_file_for_every_request() {
         .downcast_ref::<TokenFileError>()
         .is_some());
     for n in 1..=2 {
-        fixture.kubelet_writes(&file.0, n).unwrap();
+        fixture.kubelet_writes(&file.path, n).unwrap();
         let token = source.fetch().await.unwrap();
         assert_eq!(token.secret(), format!("eyJ0eXAi.entra-{n}"));
         let lifetime = token.expires_at().unwrap() - token.received_at();
@@ -290,9 +285,9 @@ async fn workload_identity_reads_the_file_for_every_request() {
     }
     // A token Entra does not trust (stale): invalid_client, the assertion
     // never shown.
-    let stale = std::fs::read_to_string(&file.0).unwrap();
+    let stale = std::fs::read_to_string(&file.path).unwrap();
     fixture
-        .kubelet_writes(&file.0.with_extension("elsewhere"), 3)
+        .kubelet_writes(&file.path.with_extension("elsewhere"), 3)
         .unwrap();
     let err = source.fetch().await.unwrap_err();
     let oauth = err
@@ -309,8 +304,11 @@ async fn workload_identity_reads_the_file_for_every_request() {
 async fn workload_identity_takes_an_assertion_from_any_source() {
     let fixture = azure::Fixture::start().await;
     let file = azure::TokenFile::new().unwrap();
-    fixture.kubelet_writes(&file.0, 1).unwrap();
-    let assertion = std::fs::read_to_string(&file.0).unwrap();
+    fixture.kubelet_writes(&file.path, 1).unwrap();
+    let assertion = std::fs::read_to_string(&file.path)
+        .unwrap()
+        .trim()
+        .to_owned();
     let source = WorkloadIdentity::builder(azure::SCOPE)
         .env(Env::new())
         .tenant_id(azure::TENANT)
@@ -356,12 +354,12 @@ async fn workload_identity_takes_an_assertion_from_any_source() {
 async fn the_chooser_picks_from_the_environment() {
     let fixture = azure::Fixture::start().await;
     let file = azure::TokenFile::new().unwrap();
-    fixture.kubelet_writes(&file.0, 1).unwrap();
+    fixture.kubelet_writes(&file.path, 1).unwrap();
     let user_assigned_vm = fixture.vm().with("AZURE_CLIENT_ID", azure::USER_ASSIGNED);
     // Workload identity's variables half set: passed over for IMDS.
     let half = fixture
         .vm()
-        .with("AZURE_FEDERATED_TOKEN_FILE", file.0.to_string_lossy());
+        .with("AZURE_FEDERATED_TOKEN_FILE", file.path.to_string_lossy());
     for (env, chosen, skipped, caller) in [
         (
             fixture.vm(),
@@ -390,7 +388,7 @@ async fn the_chooser_picks_from_the_environment() {
         (
             // Workload identity comes before managed identity.
             fixture
-                .aks(&file.0)
+                .aks(&file.path)
                 .with("AZURE_POD_IDENTITY_AUTHORITY_HOST", fixture.url("")),
             AzureCredential::WorkloadIdentity,
             1,
@@ -417,7 +415,7 @@ async fn the_chooser_picks_from_the_environment() {
         .with("AZURE_TENANT_ID", azure::TENANT)
         .with("AZURE_CLIENT_ID", azure::APP_CLIENT_ID)
         .with("AZURE_CLIENT_SECRET", "s3cr3t-value")
-        .with("AZURE_FEDERATED_TOKEN_FILE", file.0.to_string_lossy());
+        .with("AZURE_FEDERATED_TOKEN_FILE", file.path.to_string_lossy());
     let source = DefaultCredential::builder(azure::SCOPE)
         .env(secret_env)
         .http_client(http_client())

@@ -18,18 +18,13 @@ use std::time::Duration;
 
 use tower_bearer::oauth2::BuildError;
 use tower_bearer::platform::github::ActionsIdToken;
-use tower_bearer::platform::{Env, Failure, PlatformError, SetupError};
-use tower_bearer::{ErrorKind, TokenError, TokenSource};
+use tower_bearer::platform::{Env, Failure, SetupError};
+use tower_bearer::{ErrorKind, TokenSource};
 
 use support::captured_log::Captured;
 use support::oauth2::http_client;
+use support::platform::platform_error;
 use support::token_server::{refused_addr, Endpoint, TokenServer};
-
-fn platform_error(err: &TokenError) -> &PlatformError {
-    err.cause()
-        .and_then(|c| c.downcast_ref::<PlatformError>())
-        .unwrap_or_else(|| panic!("not a PlatformError: {err:?}"))
-}
 
 #[tokio::test]
 async fn the_example_exchanges_the_jobs_token_and_presents_it_to_entra() {

@@ -15,7 +15,6 @@ mod google;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,18 +24,13 @@ use serde_json::{json, Value};
 use tower_bearer::platform::google::{
     ApplicationDefault, ExternalAccount, GoogleCredential, MetadataAccessToken, MetadataIdToken,
 };
-use tower_bearer::platform::{Env, Failure, PlatformError, SetupError};
+use tower_bearer::platform::{Env, Failure, SetupError};
 use tower_bearer::{ErrorKind, TokenError, TokenSource};
 
 use support::captured_log::Captured;
 use support::oauth2::http_client;
+use support::platform::platform_error;
 use support::token_server::{refused_addr, Endpoint, TokenServer};
-
-fn platform_error(err: &TokenError) -> &PlatformError {
-    err.cause()
-        .and_then(|c| c.downcast_ref::<PlatformError>())
-        .unwrap_or_else(|| panic!("not a PlatformError: {err:?}"))
-}
 
 fn status_of(err: &TokenError) -> StatusCode {
     match platform_error(err).failure() {
@@ -45,32 +39,11 @@ fn status_of(err: &TokenError) -> StatusCode {
     }
 }
 
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "tower-bearer-platform-google-{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Writes `contents` to `name` in `dir`.
+fn write(dir: &google::PlatformDir, name: &str, contents: &str) -> PathBuf {
+    let path = dir.path(name);
+    std::fs::write(&path, contents).unwrap();
+    path
 }
 
 fn metadata_source(fixture: &google::Fixture) -> MetadataAccessToken {
@@ -302,8 +275,8 @@ fn direct_configuration(fixture: &google::Fixture, credential_source: Value) -> 
 #[tokio::test]
 async fn a_url_sourced_subject_token_in_json_asked_again_for_every_exchange() {
     let fixture = google::Fixture::start().await;
-    let dir = TempDir::new();
-    fixture.cluster_writes(&dir.0.join("unused"), 1).unwrap();
+    let dir = google::PlatformDir::new("platform-google-test").unwrap();
+    fixture.cluster_writes(&dir.path("unused"), 1).unwrap();
     let config = direct_configuration(
         &fixture,
         json!({
@@ -318,7 +291,7 @@ async fn a_url_sourced_subject_token_in_json_asked_again_for_every_exchange() {
         .build()
         .unwrap();
     assert_eq!(source.fetch().await.unwrap().secret(), "ya29.sts-1");
-    fixture.cluster_writes(&dir.0.join("unused"), 2).unwrap();
+    fixture.cluster_writes(&dir.path("unused"), 2).unwrap();
     assert_eq!(source.fetch().await.unwrap().secret(), "ya29.sts-2");
     let state = fixture.state();
     assert_eq!(state.subject_requests, 2);
@@ -333,11 +306,12 @@ async fn a_url_sourced_subject_token_in_json_asked_again_for_every_exchange() {
 #[tokio::test]
 async fn a_json_subject_token_file_and_what_makes_it_fail() {
     let fixture = google::Fixture::start().await;
-    let dir = TempDir::new();
+    let dir = google::PlatformDir::new("platform-google-test").unwrap();
     // The stand-in vouches for the token written last.
-    fixture.cluster_writes(&dir.0.join("token"), 1).unwrap();
-    let current = std::fs::read_to_string(dir.0.join("token")).unwrap();
-    let file = dir.write(
+    fixture.cluster_writes(&dir.path("token"), 1).unwrap();
+    let current = std::fs::read_to_string(dir.path("token")).unwrap();
+    let file = write(
+        &dir,
         "subject.json",
         &json!({"id_token": current.trim()}).to_string(),
     );
@@ -353,7 +327,8 @@ async fn a_json_subject_token_file_and_what_makes_it_fail() {
     assert_eq!(source.fetch().await.unwrap().secret(), "ya29.sts-1");
 
     // Another field: permanent, and the file's contents are never shown.
-    dir.write(
+    write(
+        &dir,
         "subject.json",
         &json!({"other": current.trim()}).to_string(),
     );
@@ -372,7 +347,8 @@ async fn a_json_subject_token_file_and_what_makes_it_fail() {
     );
     // The STS refuses a subject token it does not vouch for, without
     // showing it.
-    dir.write(
+    write(
+        &dir,
         "subject.json",
         &json!({"id_token": "eyJ.forged.token"}).to_string(),
     );
@@ -413,10 +389,11 @@ async fn credential_configurations_that_are_refused() {
 #[tokio::test]
 async fn the_chooser_picks_from_the_environment() {
     let fixture = google::Fixture::start().await;
-    let dir = TempDir::new();
+    let dir = google::PlatformDir::new("platform-google-test").unwrap();
     let aks = google::Aks::new(&fixture).unwrap();
     fixture.cluster_writes(&aks.token_file, 1).unwrap();
-    let authorized_user = dir.write(
+    let authorized_user = write(
+        &dir,
         "adc.json",
         r#"{"type":"authorized_user","client_id":"x","client_secret":"s3cr3t","refresh_token":"r"}"#,
     );
@@ -468,12 +445,13 @@ async fn the_chooser_picks_from_the_environment() {
 #[cfg(feature = "jwt")]
 #[tokio::test]
 async fn the_chooser_reads_a_service_account_key() {
-    let dir = TempDir::new();
+    let dir = google::PlatformDir::new("platform-google-test").unwrap();
     let pem = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keys/rsa.pkcs8.pem"),
     )
     .unwrap();
-    let key = dir.write(
+    let key = write(
+        &dir,
         "key.json",
         &json!({
             "type": "service_account",

@@ -11,6 +11,7 @@ pub mod captured_log;
 #[cfg(feature = "redis")]
 pub mod fleet;
 pub mod oauth2;
+pub mod platform;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sources;
