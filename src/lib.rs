@@ -148,6 +148,10 @@
 //! - **reqwest**: `reqwest::BearerAuthMiddleware` for reqwest-middleware
 //!   (feature `reqwest-middleware`), `reqwest::ReqwestService` to put a
 //!   plain `reqwest::Client` under the layer (feature `reqwest`).
+//! - **The platform's own identity**: [`platform`] has the token sources of
+//!   Google Cloud's metadata server and workload identity federation,
+//!   Azure's managed and workload identity, and GitHub Actions' OIDC token,
+//!   with choosers that read the environment as the platforms' SDKs do.
 //! - **Any client**: the [`TokenCache`] protocol (`current`, `acquire`,
 //!   `replace`, `reject`, `accepted`).
 //! - **TLS and proxies for the token endpoint**: [`oauth2::HttpClient::builder`]
@@ -212,6 +216,7 @@ pub mod keyed;
 pub mod layer;
 pub mod oauth2;
 pub mod origin;
+pub mod platform;
 mod redact;
 pub mod replay;
 #[cfg(feature = "reqwest")]

@@ -3,8 +3,9 @@
 //! the server on 127.0.0.1 (`loopback.rs`), the token-endpoint and
 //! API plumbing (`oauth_server.rs`: forms, headers, JSON and OAuth error
 //! responses), a provider's state behind a server
-//! (`stand_in.rs`) and a JWS verifier that checks signed assertions the way an
-//! authorization server does (`jws.rs`).
+//! (`stand_in.rs`), a JWS verifier that checks signed assertions the way an
+//! authorization server does (`jws.rs`), and what the platform examples'
+//! stand-ins share (`platform.rs`: platform JWTs, rotated token files).
 //!
 //! Not an example itself: the examples include it, and so do
 //! `tests/credentials.rs` and `tests/providers.rs` (through the examples).
@@ -19,6 +20,8 @@ mod jws;
 pub mod loopback;
 #[path = "oauth_server.rs"]
 mod oauth_server;
+#[path = "platform.rs"]
+pub mod platform;
 #[path = "stand_in.rs"]
 mod stand_in;
 

@@ -292,6 +292,9 @@ pub use self::pending_authorization::PendingAuthorization;
 pub use self::pkce::{PkceChallenge, PkceVerifier};
 pub use self::refresh_token::RefreshTokenSource;
 pub use self::response::TokenResponse;
+// For `platform`: what a `Retry-After` asks, and which URLs may carry secrets.
+pub(crate) use self::response::retry_after;
+pub(crate) use self::secure_url::parse as parse_secure_url;
 pub use self::security_token::SecurityToken;
 pub use self::server_metadata::AuthorizationServerMetadata;
 #[cfg(feature = "jwt")]

@@ -284,7 +284,7 @@ pub(super) fn parse_fields(
 
 /// `Retry-After` (RFC 9110 §10.2.3): delay-seconds or an HTTP-date, as the
 /// delay from `now` (zero for a date in the past).
-pub(super) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -9,7 +9,7 @@ use super::error::BuildError;
 use crate::redact;
 
 /// Parses `url` if secrets may be sent to it.
-pub(super) fn parse(url: &str, allow_insecure_http: bool) -> Result<Uri, BuildError> {
+pub(crate) fn parse(url: &str, allow_insecure_http: bool) -> Result<Uri, BuildError> {
     let invalid = |reason| BuildError::InvalidUrl {
         url: redact::url(url),
         reason,

@@ -81,7 +81,7 @@ impl SecurityToken {
     }
 
     /// The token's value now.
-    pub(super) async fn value(&self) -> Result<Secret, TokenError> {
+    pub(crate) async fn value(&self) -> Result<Secret, TokenError> {
         match &self.origin {
             Origin::Value(value) => Ok(value.clone()),
             Origin::File(path) => Ok(token_file::read(path).await?),

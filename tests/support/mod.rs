@@ -12,6 +12,7 @@ pub mod dpop_api;
 #[cfg(feature = "redis")]
 pub mod fleet;
 pub mod oauth2;
+pub mod platform;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "redis")]
