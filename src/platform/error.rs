@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::error::{BoxError, ErrorKind, TokenError};
-use crate::oauth2::BuildError;
+use crate::error::{ErrorKind, TokenError};
 #[cfg(feature = "jwt")]
 use crate::oauth2::KeyError;
+use crate::oauth2::{BuildError, TransportError};
 
 /// A source that a chooser passed over, and why it did not apply.
 ///
@@ -213,9 +213,10 @@ pub struct PlatformError {
 pub enum Failure {
     /// No connection, or the connection broke before an answer: the
     /// connection was refused, there is no route, the connect timeout
-    /// passed. Most often: not running on this platform. The cause is the
-    /// error's [`source`](std::error::Error::source).
-    Unreachable(BoxError),
+    /// passed. Most often: not running on this platform. The HTTP client's
+    /// error, its text made safe to print (URLs without their query), is
+    /// the error's [`source`](std::error::Error::source).
+    Unreachable(TransportError),
     /// Connected, but no whole answer within the source's timeout.
     TimedOut(Duration),
     /// The endpoint answered with an error status.
@@ -365,7 +366,7 @@ impl fmt::Display for PlatformError {
 impl StdError for PlatformError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
         match &self.failure {
-            Failure::Unreachable(cause) => Some(&**cause),
+            Failure::Unreachable(cause) => Some(cause),
             _ => None,
         }
     }

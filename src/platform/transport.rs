@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use super::error::{Failure, PlatformError, Skipped, StatusPolicy};
 use super::lifetime;
 use crate::error::TokenError;
-use crate::oauth2::HttpClient;
+use crate::oauth2::{HttpClient, TransportError};
 use crate::redact;
 use crate::token::AccessToken;
 
@@ -168,14 +168,14 @@ async fn exchange(
 ) -> Result<(http::response::Parts, Bytes), Failure> {
     let response = match http.send(request).await {
         Ok(response) => response,
-        Err(err) => return Err(Failure::Unreachable(err)),
+        Err(err) => return Err(Failure::Unreachable(TransportError::new(err))),
     };
     let (parts, mut body) = response.into_parts();
     let mut collected = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = match frame {
             Ok(frame) => frame,
-            Err(err) => return Err(Failure::Unreachable(err)),
+            Err(err) => return Err(Failure::Unreachable(TransportError::new(err))),
         };
         if let Ok(data) = frame.into_data() {
             if collected.len() + data.len() > MAX_ANSWER_BYTES {
