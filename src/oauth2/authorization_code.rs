@@ -7,7 +7,6 @@ use super::authorize_url::AuthorizeUrl;
 use super::callback::Callback;
 use super::csrf_state::CsrfState;
 use super::endpoint::TokenEndpoint;
-use super::error::{BuildError, ExchangeError};
 use super::issuer_check::{self, ExpectedIssuer};
 use super::pending_authorization::PendingAuthorization;
 use super::pkce::PkceVerifier;
@@ -16,6 +15,7 @@ use super::response::TokenResponse;
 use super::secure_url;
 use super::uri_reference::UriReference;
 use crate::error::TokenError;
+use crate::oauth2::{BuildError, ExchangeError};
 use crate::redact;
 use std::fmt;
 

@@ -3,11 +3,11 @@
 
 use std::fmt;
 
-use super::error::{ExchangeError, OAuth2Error};
 use super::issuer_check;
 use super::pending_authorization::PendingAuthorization;
 use super::uri_reference::UriReference;
 use crate::error::TokenError;
+use crate::oauth2::{ExchangeError, OAuth2Error};
 use crate::redact::Redacted;
 use crate::secret::Secret;
 

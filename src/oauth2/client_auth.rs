@@ -9,7 +9,6 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::HeaderValue;
 
-use super::error::BuildError;
 use super::form_urlencoded::{encode_into, Space};
 #[cfg(feature = "jwt")]
 use super::jwt_assertion::{JwtAssertion, Signer, DEFAULT_ASSERTION_LIFETIME};
@@ -18,6 +17,7 @@ use super::signing_key::SigningKey;
 #[cfg(feature = "jwt")]
 use super::wall_clock::WallClock;
 use crate::error::TokenError;
+use crate::oauth2::BuildError;
 use crate::secret::Secret;
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).

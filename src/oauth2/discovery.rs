@@ -10,12 +10,12 @@ use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
 
 use super::endpoint::read_capped;
-use super::error::{BuildError, DiscoveryError, ExchangeError};
 use super::http_client::HttpClient;
 use super::response::retry_after;
 use super::secure_url;
 use super::server_metadata::AuthorizationServerMetadata;
 use super::uri_reference::UriReference;
+use crate::oauth2::{BuildError, DiscoveryError, ExchangeError};
 use crate::redact;
 
 /// How long fetching one document may take unless set otherwise.

@@ -15,7 +15,6 @@ use super::body_format::BodyFormat;
 #[cfg(feature = "jwt")]
 use super::client_auth::AssertionSettings;
 use super::client_auth::{ClientAuth, ClientIdentity};
-use super::error::{BuildError, ErrorCode, ExchangeError, OAuth2Error};
 use super::http_client::{HttpBody, HttpClient};
 use super::response::{parse_fields, TokenResponse};
 use super::secure_url;
@@ -25,6 +24,7 @@ use super::signing_key::SigningKey;
 use super::wall_clock::WallClock;
 use crate::dpop::{DpopProver, DPOP, DPOP_NONCE};
 use crate::error::{Chain, TokenError};
+use crate::oauth2::{BuildError, ErrorCode, ExchangeError, OAuth2Error};
 use crate::redact;
 use crate::secret::Secret;
 

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use super::client_auth::ClientAuth;
 use super::endpoint::TokenEndpoint;
-use super::error::BuildError;
 use super::http_client::HttpClient;
 use super::jwt_assertion::{JwtAssertion, DEFAULT_ASSERTION_LIFETIME};
 use super::jwt_bearer::JwtBearer;
 use super::service_account_key::ServiceAccountKey;
 use super::wall_clock::WallClock;
 use crate::error::TokenError;
+use crate::oauth2::BuildError;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
 

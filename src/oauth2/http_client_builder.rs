@@ -15,9 +15,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
-use super::error::BuildError;
 use super::http_client::HttpClient;
 use super::proxy::{ProxyAuthorization, ProxyConfig, ProxyConnector};
+use crate::oauth2::BuildError;
 use crate::redact::Redacted;
 
 /// Builds the default HTTPS client of the token endpoint: hyper-util's pooled

@@ -2,7 +2,7 @@
 //! issuer that produced it (`iss`), and a client that knows where it sent
 //! the user refuses a response from anywhere else before spending the code.
 
-use super::error::ExchangeError;
+use crate::oauth2::ExchangeError;
 use crate::redact;
 
 /// The issuer an authorization request was sent to, and whether that issuer

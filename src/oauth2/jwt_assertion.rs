@@ -9,11 +9,11 @@ use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde_json::{json, Map, Value};
 
-use super::error::BuildError;
 use super::jwk::base64url;
 use super::key_error::KeyError;
 use super::signing_key::SigningKey;
 use super::wall_clock::WallClock;
+use crate::oauth2::BuildError;
 use crate::redact::Redacted;
 use crate::secret::Secret;
 

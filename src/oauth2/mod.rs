@@ -202,17 +202,19 @@
 mod authorization_code;
 mod authorize_url;
 mod body_format;
+mod build_error;
 mod callback;
 mod client_auth;
 mod client_credentials;
 mod csrf_state;
 mod discovery;
+mod discovery_error;
 #[cfg(feature = "jwt")]
 mod dpop_key;
 #[cfg(feature = "jwt")]
 mod dpop_nonces;
 mod endpoint;
-mod error;
+mod exchange_error;
 mod form_urlencoded;
 #[cfg(feature = "jwt")]
 mod google_service_account;
@@ -220,6 +222,7 @@ mod grant_params;
 mod http_client;
 #[cfg(feature = "rustls")]
 mod http_client_builder;
+mod http_status;
 mod issuer_check;
 #[cfg(feature = "jwt")]
 mod jwk;
@@ -231,6 +234,7 @@ mod jwt_assertion;
 mod jwt_bearer;
 #[cfg(feature = "jwt")]
 mod key_error;
+mod oauth2_error;
 #[cfg(feature = "jwt")]
 mod pem_key;
 mod pending_authorization;
@@ -262,16 +266,18 @@ pub use self::authorization_code::{AuthorizationCode, AuthorizationRequest};
 
 pub use self::authorize_url::AuthorizeUrl;
 pub use self::body_format::BodyFormat;
+pub use self::build_error::BuildError;
 pub use self::callback::Callback;
 pub use self::client_auth::ClientAuth;
 pub use self::client_credentials::ClientCredentials;
 pub use self::csrf_state::CsrfState;
 pub use self::discovery::Discovery;
+pub use self::discovery_error::DiscoveryError;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::dpop_key::DpopKey;
 pub use self::endpoint::{TokenEndpoint, TokenEndpointBuilder};
-pub use self::error::{BuildError, DiscoveryError, ErrorCode, ExchangeError, OAuth2Error};
+pub use self::exchange_error::ExchangeError;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::google_service_account::{GoogleServiceAccount, GoogleServiceAccountBuilder};
@@ -288,6 +294,7 @@ pub use self::jwt_bearer::JwtBearer;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub use self::key_error::KeyError;
+pub use self::oauth2_error::{ErrorCode, OAuth2Error};
 pub use self::pending_authorization::PendingAuthorization;
 pub use self::pkce::{PkceChallenge, PkceVerifier};
 pub use self::refresh_token::RefreshTokenSource;

@@ -7,8 +7,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
-use super::error::BuildError;
 use super::random::random_text;
+use crate::oauth2::BuildError;
 use crate::secret::Secret;
 
 /// The verifier lengths RFC 7636 §4.1 allows.

@@ -22,8 +22,8 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-use super::error::BuildError;
 use crate::error::BoxError;
+use crate::oauth2::BuildError;
 use crate::redact;
 use crate::source::BoxFuture;
 

@@ -9,9 +9,9 @@ use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
-use super::error::{ExchangeError, OAuth2Error};
 use crate::dpop::DpopProver;
 use crate::error::TokenError;
+use crate::oauth2::{ExchangeError, OAuth2Error};
 use crate::redact;
 use crate::secret::Secret;
 use crate::token::AccessToken;

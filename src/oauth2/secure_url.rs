@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use http::Uri;
 
-use super::error::BuildError;
+use crate::oauth2::BuildError;
 use crate::redact;
 
 /// Parses `url` if secrets may be sent to it.

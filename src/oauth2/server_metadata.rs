@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 use super::authorization_code::AuthorizationCode;
 use super::client_auth::ClientAuth;
 use super::endpoint::{TokenEndpoint, TokenEndpointBuilder};
-use super::error::{BuildError, DiscoveryError};
 use super::http_client::HttpClient;
 use super::secure_url;
 use super::uri_reference::UriReference;
+use crate::oauth2::{BuildError, DiscoveryError};
 use crate::redact;
 
 /// What an authorization server says about itself (RFC 8414 §2, OpenID
