@@ -199,124 +199,43 @@
 //! # let _ = explain;
 //! ```
 
-mod authorization_code;
-mod authorize_url;
-mod body_format;
+mod browser_flow;
 mod build_error;
-mod callback;
-mod client_auth;
-mod client_credentials;
-mod csrf_state;
-mod discovery;
-mod discovery_error;
-#[cfg(feature = "jwt")]
-mod dpop_key;
-#[cfg(feature = "jwt")]
-mod dpop_nonces;
+mod client_authentication;
 mod endpoint;
-mod exchange_error;
-mod form_urlencoded;
-#[cfg(feature = "jwt")]
-mod google_service_account;
-mod grant_params;
-mod http_client;
-#[cfg(feature = "rustls")]
-mod http_client_builder;
-mod http_status;
-mod issuer_check;
-#[cfg(feature = "jwt")]
-mod jwk;
-#[cfg(feature = "jwt")]
-mod jwk_thumbprint;
-#[cfg(feature = "jwt")]
-mod jwt_assertion;
-#[cfg(feature = "jwt")]
-mod jwt_bearer;
-#[cfg(feature = "jwt")]
-mod key_error;
-mod oauth2_error;
-#[cfg(feature = "jwt")]
-mod pem_key;
-mod pending_authorization;
-mod pkce;
-#[cfg(feature = "rustls")]
-mod proxy;
+mod grants;
 mod random;
-mod refresh_token;
-mod response;
-mod secure_url;
-mod security_token;
 mod server_metadata;
 #[cfg(feature = "jwt")]
-mod service_account_key;
-#[cfg(feature = "jwt")]
-mod signing_algorithm;
-#[cfg(feature = "jwt")]
-mod signing_key;
-mod tls_failure;
-mod token_exchange;
-mod token_file;
-mod token_type;
-mod transport_error;
-mod uri_reference;
-#[cfg(feature = "jwt")]
-mod wall_clock;
+mod signing;
+mod transport;
 
-pub use self::authorization_code::{AuthorizationCode, AuthorizationRequest};
-
-pub use self::authorize_url::AuthorizeUrl;
-pub use self::body_format::BodyFormat;
+pub use self::browser_flow::{
+    AuthorizationCode, AuthorizationRequest, AuthorizeUrl, Callback, CsrfState,
+    PendingAuthorization, PkceChallenge, PkceVerifier,
+};
 pub use self::build_error::BuildError;
-pub use self::callback::Callback;
-pub use self::client_auth::ClientAuth;
-pub use self::client_credentials::ClientCredentials;
-pub use self::csrf_state::CsrfState;
-pub use self::discovery::Discovery;
-pub use self::discovery_error::DiscoveryError;
+pub use self::client_authentication::ClientAuth;
 #[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::dpop_key::DpopKey;
-pub use self::endpoint::{TokenEndpoint, TokenEndpointBuilder};
-pub use self::exchange_error::ExchangeError;
+pub use self::client_authentication::{JwtAssertion, JwtAssertionBuilder};
+pub use self::endpoint::{
+    BodyFormat, ErrorCode, ExchangeError, OAuth2Error, TokenEndpoint, TokenEndpointBuilder,
+    TokenResponse,
+};
+pub use self::grants::{
+    ClientCredentials, RefreshTokenSource, SecurityToken, TokenExchange, TokenFileError, TokenType,
+};
 #[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::google_service_account::{GoogleServiceAccount, GoogleServiceAccountBuilder};
-pub use self::http_client::{HttpBody, HttpClient};
+pub use self::grants::{GoogleServiceAccount, GoogleServiceAccountBuilder, JwtBearer};
+pub use self::server_metadata::{AuthorizationServerMetadata, Discovery, DiscoveryError};
+#[cfg(feature = "jwt")]
+pub use self::signing::{
+    DpopKey, KeyError, ServiceAccountKey, SigningAlgorithm, SigningKey, WallClock,
+};
 #[cfg(feature = "rustls")]
-#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
-pub use self::http_client_builder::HttpClientBuilder;
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::jwt_assertion::{JwtAssertion, JwtAssertionBuilder};
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::jwt_bearer::JwtBearer;
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::key_error::KeyError;
-pub use self::oauth2_error::{ErrorCode, OAuth2Error};
-pub use self::pending_authorization::PendingAuthorization;
-pub use self::pkce::{PkceChallenge, PkceVerifier};
-pub use self::refresh_token::RefreshTokenSource;
-pub use self::response::TokenResponse;
+pub use self::transport::HttpClientBuilder;
+pub use self::transport::{HttpBody, HttpClient, TransportError};
+
 // For `platform`: what a `Retry-After` asks, and which URLs may carry secrets.
-pub(crate) use self::response::retry_after;
-pub(crate) use self::secure_url::parse as parse_secure_url;
-pub use self::security_token::SecurityToken;
-pub use self::server_metadata::AuthorizationServerMetadata;
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::service_account_key::ServiceAccountKey;
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::signing_algorithm::SigningAlgorithm;
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::signing_key::SigningKey;
-pub use self::token_exchange::TokenExchange;
-pub use self::token_file::TokenFileError;
-pub use self::token_type::TokenType;
-pub use self::transport_error::TransportError;
-#[cfg(feature = "jwt")]
-#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
-pub use self::wall_clock::WallClock;
+pub(crate) use self::endpoint::response::retry_after;
+pub(crate) use self::transport::secure_url::parse as parse_secure_url;
