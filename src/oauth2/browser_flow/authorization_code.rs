@@ -3,14 +3,14 @@
 //! authorization server for, the authorization in progress, and how to
 //! exchange what comes back.
 
+use super::authorize_url::AuthorizeUrl;
+use super::callback::Callback;
+use super::csrf_state::CsrfState;
+use super::issuer_check::{self, ExpectedIssuer};
+use super::pending_authorization::PendingAuthorization;
+use super::pkce::PkceVerifier;
+use super::uri_reference::UriReference;
 use crate::error::TokenError;
-use crate::oauth2::browser_flow::authorize_url::AuthorizeUrl;
-use crate::oauth2::browser_flow::callback::Callback;
-use crate::oauth2::browser_flow::csrf_state::CsrfState;
-use crate::oauth2::browser_flow::issuer_check::{self, ExpectedIssuer};
-use crate::oauth2::browser_flow::pending_authorization::PendingAuthorization;
-use crate::oauth2::browser_flow::pkce::PkceVerifier;
-use crate::oauth2::browser_flow::uri_reference::UriReference;
 use crate::oauth2::endpoint::response::TokenResponse;
 use crate::oauth2::endpoint::token_endpoint::TokenEndpoint;
 use crate::oauth2::grants::refresh_token::RefreshTokenSource;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::oauth2::browser_flow::uri_reference::UriReference;
+use super::uri_reference::UriReference;
 use crate::oauth2::endpoint::form_urlencoded::{encode_into, Space};
 use crate::redact;
 

@@ -3,10 +3,10 @@
 
 use std::fmt;
 
+use super::issuer_check;
+use super::pending_authorization::PendingAuthorization;
+use super::uri_reference::UriReference;
 use crate::error::TokenError;
-use crate::oauth2::browser_flow::issuer_check;
-use crate::oauth2::browser_flow::pending_authorization::PendingAuthorization;
-use crate::oauth2::browser_flow::uri_reference::UriReference;
 use crate::oauth2::{ExchangeError, OAuth2Error};
 use crate::redact::Redacted;
 use crate::secret::Secret;

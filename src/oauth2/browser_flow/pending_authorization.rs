@@ -6,9 +6,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crate::oauth2::browser_flow::csrf_state::CsrfState;
-use crate::oauth2::browser_flow::issuer_check::ExpectedIssuer;
-use crate::oauth2::browser_flow::pkce::PkceVerifier;
+use super::csrf_state::CsrfState;
+use super::issuer_check::ExpectedIssuer;
+use super::pkce::PkceVerifier;
 use crate::redact::{self, Redacted};
 
 /// An authorization in progress, as a web app keeps it in the user's session

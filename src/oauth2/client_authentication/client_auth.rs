@@ -9,11 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http::HeaderValue;
 
-use crate::error::TokenError;
 #[cfg(feature = "jwt")]
-use crate::oauth2::client_authentication::jwt_assertion::{
-    JwtAssertion, Signer, DEFAULT_ASSERTION_LIFETIME,
-};
+use super::jwt_assertion::{JwtAssertion, Signer, DEFAULT_ASSERTION_LIFETIME};
+use crate::error::TokenError;
 use crate::oauth2::endpoint::form_urlencoded::{encode_into, Space};
 #[cfg(feature = "jwt")]
 use crate::oauth2::signing::signing_key::SigningKey;

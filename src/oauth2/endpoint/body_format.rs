@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::oauth2::endpoint::form_urlencoded::{encode_into, Space};
+use super::form_urlencoded::{encode_into, Space};
 
 /// How the request parameters are encoded.
 ///

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::http_status::{overloaded_status, status_kind};
 use crate::error::{BoxError, ErrorKind, TokenError};
-use crate::oauth2::endpoint::http_status::{overloaded_status, status_kind};
 use crate::oauth2::transport::transport_error::TransportError;
 
 /// Anything but an RFC 6749 error response that goes wrong while exchanging

@@ -10,6 +10,7 @@
 //! statuses may pass.
 
 pub(super) mod body_format;
+pub(super) mod builder;
 #[cfg(feature = "jwt")]
 pub(super) mod dpop_nonces;
 pub(super) mod exchange_error;
@@ -20,7 +21,8 @@ pub(super) mod response;
 pub(super) mod token_endpoint;
 
 pub use self::body_format::BodyFormat;
+pub use self::builder::TokenEndpointBuilder;
 pub use self::exchange_error::ExchangeError;
 pub use self::oauth2_error::{ErrorCode, OAuth2Error};
 pub use self::response::TokenResponse;
-pub use self::token_endpoint::{TokenEndpoint, TokenEndpointBuilder};
+pub use self::token_endpoint::TokenEndpoint;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use http::StatusCode;
 
+use super::http_status::{overloaded_status, status_kind};
 use crate::error::{ErrorKind, TokenError};
-use crate::oauth2::endpoint::http_status::{overloaded_status, status_kind};
 use crate::redact;
 
 /// The `error` code of an RFC 6749 §5.2 error response (or of an authorization

@@ -1,8 +1,8 @@
 //! The client-credentials grant (RFC 6749 §4.4).
 
+use super::grant_params::GrantParams;
 use crate::error::TokenError;
 use crate::oauth2::endpoint::token_endpoint::TokenEndpoint;
-use crate::oauth2::grants::grant_params::GrantParams;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
 use crate::token_ask::TokenAsk;

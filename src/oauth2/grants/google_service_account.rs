@@ -3,13 +3,13 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::jwt_bearer::JwtBearer;
 use crate::error::TokenError;
 use crate::oauth2::client_authentication::client_auth::ClientAuth;
 use crate::oauth2::client_authentication::jwt_assertion::{
     JwtAssertion, DEFAULT_ASSERTION_LIFETIME,
 };
 use crate::oauth2::endpoint::token_endpoint::TokenEndpoint;
-use crate::oauth2::grants::jwt_bearer::JwtBearer;
 use crate::oauth2::signing::service_account_key::ServiceAccountKey;
 use crate::oauth2::signing::wall_clock::WallClock;
 use crate::oauth2::transport::http_client::HttpClient;

@@ -3,10 +3,10 @@
 
 use std::fmt;
 
+use super::grant_params::GrantParams;
 use crate::error::TokenError;
 use crate::oauth2::client_authentication::jwt_assertion::JwtAssertion;
 use crate::oauth2::endpoint::token_endpoint::TokenEndpoint;
-use crate::oauth2::grants::grant_params::GrantParams;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
 

@@ -4,9 +4,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use super::token_file;
+use super::token_type::TokenType;
 use crate::error::TokenError;
-use crate::oauth2::grants::token_file;
-use crate::oauth2::grants::token_type::TokenType;
 use crate::secret::Secret;
 use crate::source::{BoxTokenSource, TokenSource};
 

@@ -3,11 +3,11 @@
 
 use std::fmt;
 
+use super::grant_params::GrantParams;
+use super::security_token::SecurityToken;
+use super::token_type::TokenType;
 use crate::error::TokenError;
 use crate::oauth2::endpoint::token_endpoint::TokenEndpoint;
-use crate::oauth2::grants::grant_params::GrantParams;
-use crate::oauth2::grants::security_token::SecurityToken;
-use crate::oauth2::grants::token_type::TokenType;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
 

@@ -9,10 +9,10 @@ use http::header::ACCEPT;
 use http::{HeaderValue, Method, Request, StatusCode};
 use http_body_util::Full;
 
+use super::metadata::AuthorizationServerMetadata;
 use crate::oauth2::browser_flow::uri_reference::UriReference;
 use crate::oauth2::endpoint::response::retry_after;
 use crate::oauth2::endpoint::token_endpoint::read_capped;
-use crate::oauth2::server_metadata::metadata::AuthorizationServerMetadata;
 use crate::oauth2::transport::http_client::HttpClient;
 use crate::oauth2::transport::secure_url;
 use crate::oauth2::{BuildError, DiscoveryError, ExchangeError};

@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 use crate::oauth2::browser_flow::authorization_code::AuthorizationCode;
 use crate::oauth2::browser_flow::uri_reference::UriReference;
 use crate::oauth2::client_authentication::client_auth::ClientAuth;
-use crate::oauth2::endpoint::token_endpoint::{TokenEndpoint, TokenEndpointBuilder};
 use crate::oauth2::transport::http_client::HttpClient;
 use crate::oauth2::transport::secure_url;
 use crate::oauth2::{BuildError, DiscoveryError};
+use crate::oauth2::{TokenEndpoint, TokenEndpointBuilder};
 use crate::redact;
 
 /// What an authorization server says about itself (RFC 8414 §2, OpenID

@@ -10,16 +10,16 @@ use ring::signature::{Ed25519KeyPair, KeyPair as _};
 use rustls_pki_types::PrivateKeyDer;
 use serde_json::{Map, Value};
 
+use super::jwk::base64url;
+use super::jwk_thumbprint::PublicJwk;
+use super::key_error::KeyError;
+use super::pem_key;
+use super::signing_algorithm::SigningAlgorithm;
+use super::signing_key::SigningKey;
+use super::wall_clock::WallClock;
 use crate::dpop::{htu, origin_of, DpopProver};
 use crate::error::TokenError;
 use crate::oauth2::endpoint::dpop_nonces::DpopNonces;
-use crate::oauth2::signing::jwk::base64url;
-use crate::oauth2::signing::jwk_thumbprint::PublicJwk;
-use crate::oauth2::signing::key_error::KeyError;
-use crate::oauth2::signing::pem_key;
-use crate::oauth2::signing::signing_algorithm::SigningAlgorithm;
-use crate::oauth2::signing::signing_key::SigningKey;
-use crate::oauth2::signing::wall_clock::WallClock;
 use crate::redact::Redacted;
 
 /// Random bytes in each proof's `jti`: 128 bits from the operating system's

@@ -6,8 +6,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::oauth2::signing::key_error::KeyError;
-use crate::oauth2::signing::signing_algorithm::SigningAlgorithm;
+use super::key_error::KeyError;
+use super::signing_algorithm::SigningAlgorithm;
 use crate::redact;
 
 /// base64url as JWKs write it: no padding, though padding is tolerated.

@@ -1,7 +1,7 @@
 //! JWK thumbprints (RFC 7638): the name by which a DPoP-bound token
 //! (`cnf.jkt`) and an authorization request (`dpop_jkt`) refer to a public key.
 
-use crate::oauth2::signing::jwk::base64url;
+use super::jwk::base64url;
 
 /// A public key as the members RFC 7638 §3.2 requires, in lexicographic
 /// order, written as the canonical JSON object that §3 hashes. The same text
@@ -14,7 +14,7 @@ pub(crate) struct PublicJwk {
 
 impl PublicJwk {
     /// `members` must be the required members only, already in lexicographic
-    /// order of their names (as [`SigningKey::public_members`](crate::oauth2::signing::signing_key::SigningKey)
+    /// order of their names (as [`SigningKey::public_members`](super::signing_key::SigningKey)
     /// gives them); their values are base64url or fixed names, which JSON
     /// writes unescaped, but they are escaped all the same.
     pub(crate) fn from_members(members: &[(&str, String)]) -> Self {

@@ -4,7 +4,7 @@
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::oauth2::signing::key_error::KeyError;
+use super::key_error::KeyError;
 
 /// The key type a PKCS#8 or SEC1 document names, for error messages: the
 /// OIDs are looked for where the algorithm identifier sits, not parsed.

@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::oauth2::signing::key_error::KeyError;
-use crate::oauth2::signing::signing_algorithm::SigningAlgorithm;
-use crate::oauth2::signing::signing_key::SigningKey;
+use super::key_error::KeyError;
+use super::signing_algorithm::SigningAlgorithm;
+use super::signing_key::SigningKey;
 
 /// Google's token endpoint, for key files that do not name one.
 const GOOGLE_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";

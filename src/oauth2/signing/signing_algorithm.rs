@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::oauth2::signing::key_error::KeyError;
+use super::key_error::KeyError;
 use crate::redact;
 
 /// The JWS algorithm (RFC 7518 §3.1) of an asymmetric [`SigningKey`](crate::oauth2::SigningKey):

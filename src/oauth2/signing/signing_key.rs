@@ -13,10 +13,10 @@ use ring::signature::{
 use rustls_pki_types::PrivateKeyDer;
 use serde_json::{json, Value};
 
-use crate::oauth2::signing::jwk::{self, base64url, PrivateJwk};
-use crate::oauth2::signing::key_error::KeyError;
-use crate::oauth2::signing::pem_key;
-use crate::oauth2::signing::signing_algorithm::SigningAlgorithm;
+use super::jwk::{self, base64url, PrivateJwk};
+use super::key_error::KeyError;
+use super::pem_key;
+use super::signing_algorithm::SigningAlgorithm;
 use crate::redact::Redacted;
 
 /// A private key that signs JWT assertions (`private_key_jwt`, the

@@ -15,8 +15,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
-use crate::oauth2::transport::http_client::HttpClient;
-use crate::oauth2::transport::proxy::{ProxyAuthorization, ProxyConfig, ProxyConnector};
+use super::http_client::HttpClient;
+use super::proxy::{ProxyAuthorization, ProxyConfig, ProxyConnector};
 use crate::oauth2::BuildError;
 use crate::redact::Redacted;
 
