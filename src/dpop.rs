@@ -97,15 +97,9 @@ pub fn htu(url: &str) -> &str {
 }
 
 /// The origin of `url` (`scheme://host[:port]`), to keep nonces by: servers
-/// hand them out per origin.
-///
-/// ```
-/// use tower_bearer::dpop::origin_of;
-///
-/// assert_eq!(origin_of("https://api.example:8443/v1?x#y"), "https://api.example:8443");
-/// assert_eq!(origin_of("http://127.0.0.1"), "http://127.0.0.1");
-/// ```
-pub fn origin_of(url: &str) -> &str {
+/// hand them out per origin. (A prover of one's own can use
+/// [`Origin::from_uri`](crate::Origin::from_uri).)
+pub(crate) fn origin_of(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     let end = url[after_scheme..]
         .find(['/', '?', '#'])

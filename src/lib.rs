@@ -210,12 +210,12 @@
 pub mod cache;
 pub mod classify;
 pub mod dpop;
-pub mod error;
+mod error;
 pub mod exchange;
 pub mod keyed;
-pub mod layer;
+mod layer;
 pub mod oauth2;
-pub mod origin;
+mod origin;
 pub mod platform;
 mod redact;
 pub mod replay;
@@ -227,19 +227,19 @@ pub mod service;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod shared_tier;
-pub mod source;
-pub mod token;
+mod source;
+mod token;
 mod token_ask;
 mod www_authenticate;
 
 pub use crate::cache::{TokenCache, TokenCacheBuilder};
 pub use crate::error::{BearerAuthError, BoxError, CacheError, ErrorKind, TokenError};
 pub use crate::layer::BearerAuthLayer;
-pub use crate::origin::Origin;
+pub use crate::origin::{InvalidOrigin, Origin};
 pub use crate::secret::Secret;
 pub use crate::service::BearerAuth;
-pub use crate::source::{from_fn, StaticToken, TokenSource};
-pub use crate::token::AccessToken;
+pub use crate::source::{from_fn, BoxTokenSource, FnSource, StaticToken, TokenSource};
+pub use crate::token::{AccessToken, Expiry};
 pub use crate::token_ask::TokenAsk;
 
 /// The README's Rust snippets, compiled by `cargo test --all-features` so

@@ -86,9 +86,9 @@ impl<S, P, C, T> BearerAuth<S, P, C, T> {
         }
     }
 
-    /// Where this service's tokens come from: a [`TokenCache`], or a keyed
+    /// The cache this service reads from: a [`TokenCache`], or a keyed
     /// cache with its key function ([`KeyedBy`](crate::keyed::KeyedBy)).
-    pub fn tokens(&self) -> &T {
+    pub fn cache(&self) -> &T {
         &self.tokens
     }
 
@@ -105,13 +105,6 @@ impl<S, P, C, T> BearerAuth<S, P, C, T> {
     /// Unwraps the inner service.
     pub fn into_inner(self) -> S {
         self.inner
-    }
-}
-
-impl<S, P, C> BearerAuth<S, P, C, TokenCache> {
-    /// The token cache this service reads from.
-    pub fn cache(&self) -> &TokenCache {
-        &self.tokens
     }
 }
 

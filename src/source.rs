@@ -12,7 +12,7 @@ use crate::token::AccessToken;
 use crate::token_ask::TokenAsk;
 
 /// A boxed, `Send` future, as returned by the object-safe form of a source.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Anything that can asynchronously produce an access token.
 ///
@@ -86,7 +86,7 @@ pub trait TokenSource: Send + Sync + 'static {
 /// The object-safe form of [`TokenSource`], implemented for every source.
 ///
 /// Use it (through [`BoxTokenSource`]) to store sources of different types together.
-pub trait DynTokenSource: Send + Sync + 'static {
+pub(crate) trait DynTokenSource: Send + Sync + 'static {
     /// Like [`TokenSource::fetch`], boxed.
     fn fetch_boxed(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>>;
 
@@ -143,7 +143,7 @@ impl<T: TokenSource> DynTokenSource for T {
 ///
 /// ```
 /// use tower_bearer::{StaticToken, TokenSource};
-/// use tower_bearer::source::BoxTokenSource;
+/// use tower_bearer::BoxTokenSource;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let source = BoxTokenSource::new(StaticToken::new("abc"));
@@ -229,7 +229,7 @@ impl<T: TokenSource> TokenSource for Arc<T> {
 ///
 /// ```
 /// use tower_bearer::{StaticToken, TokenSource};
-/// use tower_bearer::token::Expiry;
+/// use tower_bearer::Expiry;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let source = StaticToken::new("my-api-key");

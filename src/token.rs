@@ -41,7 +41,7 @@ pub enum Expiry {
 ///
 /// // Huge lifetimes do not overflow.
 /// let forever = AccessToken::new("k").with_expires_in(Duration::from_secs(u64::MAX));
-/// assert_eq!(forever.expiry(), tower_bearer::token::Expiry::Never);
+/// assert_eq!(forever.expiry(), tower_bearer::Expiry::Never);
 /// ```
 #[derive(Clone)]
 pub struct AccessToken {

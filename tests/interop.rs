@@ -1472,7 +1472,8 @@ mod dpop {
             .exchange(&callback)
             .await
             .unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
-        assert!(response.is_dpop());
+        assert_eq!(response.token_type(), Some("DPoP"));
+        assert!(response.dpop().is_some());
         assert_bound_to(&server, response.access_token().expose(), &key).await;
     }
 }

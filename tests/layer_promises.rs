@@ -484,7 +484,7 @@ fn secrets_are_absent_from_debug_output() {
         format!("{:?}", layer.cache()),
         format!(
             "{:?}",
-            tower_bearer::source::BoxTokenSource::new(StaticToken::new(secret))
+            tower_bearer::BoxTokenSource::new(StaticToken::new(secret))
         ),
         format!("{:?}", TokenCache::builder(StaticToken::new(secret))),
     ];

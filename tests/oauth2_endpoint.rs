@@ -20,7 +20,7 @@ use tower_bearer::oauth2::{
     ErrorCode, ExchangeError, HttpClient, OAuth2Error, PkceVerifier, RefreshTokenSource,
     TokenEndpoint, TokenResponse,
 };
-use tower_bearer::token::Expiry;
+use tower_bearer::Expiry;
 use tower_bearer::{TokenError, TokenSource};
 
 fn endpoint_at(addr: std::net::SocketAddr) -> TokenEndpoint {

@@ -92,13 +92,6 @@ impl BearerAuthMiddleware {
     pub fn new(source: impl TokenSource) -> Self {
         Self::from_cache(TokenCache::new(source))
     }
-
-    /// A middleware reading from an existing cache (tuned with
-    /// [`TokenCache::builder`], or shared with Tower layers and other
-    /// clients).
-    pub fn from_cache(cache: TokenCache) -> Self {
-        Self::with_tokens(cache)
-    }
 }
 
 impl<K, F> BearerAuthMiddleware<CloneBody, DefaultClassifier, KeyedBy<K, F>> {
@@ -137,15 +130,17 @@ impl<K, F> BearerAuthMiddleware<CloneBody, DefaultClassifier, KeyedBy<K, F>> {
     where
         F: Fn(&Request, &Extensions) -> Option<K>,
     {
-        Self::with_tokens(KeyedBy::new(cache, key))
+        Self::from_cache(KeyedBy::new(cache, key))
     }
 }
 
 impl<T> BearerAuthMiddleware<CloneBody, DefaultClassifier, T> {
-    /// A middleware taking each request's token from the cache `tokens`
-    /// chooses for it ([`CacheSelector`] of a `(&reqwest::Request,
-    /// &Extensions)`).
-    pub fn with_tokens(tokens: T) -> Self {
+    /// A middleware reading from an existing cache: a [`TokenCache`] (tuned
+    /// with [`TokenCache::builder`], or shared with Tower layers and other
+    /// clients), or any [`CacheSelector`] of a `(&reqwest::Request,
+    /// &Extensions)`, which chooses the cache of each request
+    /// ([`keyed`](BearerAuthMiddleware::keyed) makes one).
+    pub fn from_cache(tokens: T) -> Self {
         Self {
             tokens,
             replay: CloneBody,
@@ -154,17 +149,11 @@ impl<T> BearerAuthMiddleware<CloneBody, DefaultClassifier, T> {
     }
 }
 
-impl<P, C> BearerAuthMiddleware<P, C, TokenCache> {
-    /// The cache the middleware reads from, for its [`stats`](TokenCache::stats).
-    pub fn cache(&self) -> &TokenCache {
-        &self.tokens
-    }
-}
-
 impl<P, C, T> BearerAuthMiddleware<P, C, T> {
-    /// Where the middleware takes tokens from: a [`TokenCache`], or a keyed
-    /// cache with its key function ([`KeyedBy`]).
-    pub fn tokens(&self) -> &T {
+    /// The cache the middleware reads from, for its
+    /// [`stats`](TokenCache::stats): a [`TokenCache`], or a keyed cache with
+    /// its key function ([`KeyedBy`]).
+    pub fn cache(&self) -> &T {
         &self.tokens
     }
 

@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
-use tower_bearer::source::BoxTokenSource;
+use tower_bearer::BoxTokenSource;
 use tower_bearer::{from_fn, AccessToken, TokenError};
 
 use super::loopback;

@@ -123,8 +123,9 @@ impl TokenResponse {
     }
 
     /// Whether the `token_type` is `DPoP` (in any case): the token is bound
-    /// to the key whose proof the request carried (RFC 9449 §5).
-    pub fn is_dpop(&self) -> bool {
+    /// to the key whose proof the request carried (RFC 9449 §5). Users see
+    /// it as [`dpop`](Self::dpop): the key it is bound to.
+    pub(crate) fn is_dpop(&self) -> bool {
         self.token_type
             .as_deref()
             .is_some_and(|kind| kind.eq_ignore_ascii_case("dpop"))

@@ -59,12 +59,6 @@ impl BearerAuthLayer {
     pub fn new(source: impl TokenSource) -> Self {
         Self::from_cache(TokenCache::new(source))
     }
-
-    /// A layer reading from an existing cache (tuned with
-    /// [`TokenCache::builder`], or shared with other layers).
-    pub fn from_cache(cache: TokenCache) -> Self {
-        Self::with_tokens(cache)
-    }
 }
 
 impl<K, F> BearerAuthLayer<CloneBody, DefaultClassifier, KeyedBy<K, F>> {
@@ -116,14 +110,16 @@ impl<K, F> BearerAuthLayer<CloneBody, DefaultClassifier, KeyedBy<K, F>> {
     where
         F: Fn(&Request<B>) -> Option<K>,
     {
-        Self::with_tokens(KeyedBy::new(cache, key))
+        Self::from_cache(KeyedBy::new(cache, key))
     }
 }
 
 impl<T> BearerAuthLayer<CloneBody, DefaultClassifier, T> {
-    /// A layer taking each request's token from the cache `tokens` chooses
-    /// for it ([`CacheSelector`](crate::keyed::CacheSelector)).
-    pub fn with_tokens(tokens: T) -> Self {
+    /// A layer reading from an existing cache: a [`TokenCache`] (tuned with
+    /// [`TokenCache::builder`], or shared with other layers and clients), or
+    /// any [`CacheSelector`](crate::keyed::CacheSelector), which chooses the
+    /// cache of each request ([`keyed`](BearerAuthLayer::keyed) makes one).
+    pub fn from_cache(tokens: T) -> Self {
         Self {
             tokens,
             replay: CloneBody,
@@ -132,17 +128,11 @@ impl<T> BearerAuthLayer<CloneBody, DefaultClassifier, T> {
     }
 }
 
-impl<P, C> BearerAuthLayer<P, C, TokenCache> {
-    /// The cache the layer's services read from, for its [`stats`](TokenCache::stats).
-    pub fn cache(&self) -> &TokenCache {
-        &self.tokens
-    }
-}
-
 impl<P, C, T> BearerAuthLayer<P, C, T> {
-    /// Where the layer's services take tokens from: a [`TokenCache`], or a
-    /// keyed cache with its key function ([`KeyedBy`]).
-    pub fn tokens(&self) -> &T {
+    /// The cache the layer's services read from, for its
+    /// [`stats`](TokenCache::stats): a [`TokenCache`], or a keyed cache with
+    /// its key function ([`KeyedBy`]).
+    pub fn cache(&self) -> &T {
         &self.tokens
     }
 
