@@ -1,6 +1,6 @@
 //! The client-credentials grant (RFC 6749 §4.4).
 
-use super::grant_params::GrantParams;
+use super::grant_params::{grant_setters, GrantParams};
 use crate::error::TokenError;
 use crate::oauth2::endpoint::token_endpoint::TokenEndpoint;
 use crate::source::TokenSource;
@@ -49,29 +49,7 @@ impl ClientCredentials {
         }
     }
 
-    /// Adds a scope; scopes are sent space-separated in one `scope` parameter.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.params.add_scope(scope);
-        self
-    }
-
-    /// Sets `audience` (Auth0-style APIs such as Blooma's).
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.params.set_audience(audience);
-        self
-    }
-
-    /// Adds a `resource` indicator (RFC 8707); may be given more than once.
-    pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.params.add_resource(resource);
-        self
-    }
-
-    /// Adds any other parameter (`subject`, `redirect_uri`, …).
-    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.add(key, value);
-        self
-    }
+    grant_setters!(params);
 
     /// The endpoint asked.
     pub fn endpoint(&self) -> &TokenEndpoint {

@@ -50,12 +50,6 @@ impl GrantParams {
         self.audiences.push(audience.into());
     }
 
-    /// Replaces every audience with this one (a grant that takes only one).
-    pub(crate) fn set_audience(&mut self, audience: impl Into<String>) {
-        self.audiences.clear();
-        self.audiences.push(audience.into());
-    }
-
     pub(crate) fn add_resource(&mut self, resource: impl Into<String>) {
         self.resources.push(resource.into());
     }
@@ -130,6 +124,44 @@ impl GrantParams {
     }
 }
 
+/// The setters of what a grant sends besides its own parameters, written
+/// once for every grant: `grant_setters!(params);` in a grant's `impl`, where
+/// `params` is its [`GrantParams`] field.
+macro_rules! grant_setters {
+    ($params:ident) => {
+        /// Adds a scope; scopes are sent space-separated in one `scope`
+        /// parameter.
+        pub fn scope(mut self, scope: impl Into<String>) -> Self {
+            self.$params.add_scope(scope);
+            self
+        }
+
+        /// Adds an `audience`: the logical name of the service the token is
+        /// for (RFC 8693 §2.1; Auth0-style APIs such as Blooma's want one).
+        /// May be given more than once: each is sent.
+        pub fn audience(mut self, audience: impl Into<String>) -> Self {
+            self.$params.add_audience(audience);
+            self
+        }
+
+        /// Adds a `resource` indicator (RFC 8707): the URI of the service
+        /// the token is for. May be given more than once: each is sent.
+        pub fn resource(mut self, resource: impl Into<String>) -> Self {
+            self.$params.add_resource(resource);
+            self
+        }
+
+        /// Adds any other parameter (`subject`, `redirect_uri`, …), sent
+        /// after the others, in the order given. `Debug` shows its name,
+        /// never its value.
+        pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+            self.$params.add(key, value);
+            self
+        }
+    };
+}
+pub(crate) use grant_setters;
+
 /// Scopes, audiences and resources name what a token is for; the other
 /// parameters' values may be anything, so only their names show.
 impl fmt::Debug for GrantParams {
@@ -191,8 +223,8 @@ mod tests {
         extra.add("subject", "wks_1");
         extra.add_resource("urn:one");
         extra.add_scope("a");
-        extra.set_audience("first");
-        extra.set_audience("second");
+        extra.add_audience("first");
+        extra.add_audience("second");
         extra.add_scope("b");
         extra.add_resource("urn:two");
         let mut params = vec![("grant_type", "client_credentials")];
@@ -202,6 +234,7 @@ mod tests {
             [
                 ("grant_type", "client_credentials"),
                 ("scope", "a b"),
+                ("audience", "first"),
                 ("audience", "second"),
                 ("resource", "urn:one"),
                 ("resource", "urn:two"),

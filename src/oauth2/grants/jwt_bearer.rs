@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::grant_params::GrantParams;
+use super::grant_params::{grant_setters, GrantParams};
 use crate::error::TokenError;
 use crate::oauth2::client_authentication::jwt_assertion::JwtAssertion;
 use crate::oauth2::endpoint::token_endpoint::TokenEndpoint;
@@ -55,17 +55,7 @@ impl JwtBearer {
         }
     }
 
-    /// Adds a scope; scopes are sent space-separated in one `scope` parameter.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.params.add_scope(scope);
-        self
-    }
-
-    /// Adds any other parameter (`audience`, `resource`, …).
-    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.add(key, value);
-        self
-    }
+    grant_setters!(params);
 
     /// The endpoint asked.
     pub fn endpoint(&self) -> &TokenEndpoint {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
+use super::grant_params::{grant_setters, GrantParams};
 use crate::error::TokenError;
 use crate::oauth2::endpoint::response::TokenResponse;
 use crate::oauth2::endpoint::token_endpoint::TokenEndpoint;
@@ -52,8 +53,7 @@ type RotateCallback = Arc<dyn Fn(&Secret) + Send + Sync>;
 /// ```
 pub struct RefreshTokenSource {
     endpoint: TokenEndpoint,
-    scope: Option<String>,
-    params: Vec<(String, String)>,
+    params: GrantParams,
     on_rotate: Option<RotateCallback>,
     /// Bumped after every successful refresh.
     refreshes: AtomicU64,
@@ -74,8 +74,7 @@ impl RefreshTokenSource {
     pub fn new(endpoint: TokenEndpoint, refresh_token: impl Into<Secret>) -> Self {
         Self {
             endpoint,
-            scope: None,
-            params: Vec::new(),
+            params: GrantParams::default(),
             on_rotate: None,
             refreshes: AtomicU64::new(0),
             state: Mutex::new(State {
@@ -94,24 +93,9 @@ impl RefreshTokenSource {
         Some(Self::new(endpoint, refresh_token).with_initial_token(response.to_access_token()))
     }
 
-    /// Asks for this (narrower) scope on refresh (RFC 6749 §6 `scope`).
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.scope = Some(scope.into());
-        self
-    }
-
-    /// Adds a `resource` indicator (RFC 8707) to every refresh request, so
-    /// that each access token is issued for that resource. May be given more
-    /// than once.
-    pub fn resource(self, resource: impl Into<String>) -> Self {
-        self.param("resource", resource)
-    }
-
-    /// Adds a parameter to every refresh request.
-    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.push((key.into(), value.into()));
-        self
-    }
+    // A scope asks for a narrower one on refresh (RFC 6749 §6); every
+    // parameter is sent with every refresh request.
+    grant_setters!(params);
 
     /// Called with the new refresh token whenever the server rotates it, while
     /// refreshes are held off, so calls come in order. Keep it quick.
@@ -157,10 +141,7 @@ impl RefreshTokenSource {
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
         ];
-        if let Some(scope) = &self.scope {
-            params.push(("scope", scope));
-        }
-        params.extend(self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.params.append_to(&mut params);
         self.endpoint.request(&params).await
     }
 
@@ -257,7 +238,7 @@ impl fmt::Debug for RefreshTokenSource {
         f.debug_struct("RefreshTokenSource")
             .field("endpoint", &self.endpoint)
             .field("refresh_token", &Redacted)
-            .field("scope", &self.scope)
+            .field("params", &self.params)
             .field("on_rotate", &self.on_rotate.as_ref().map(|_| "Fn"))
             .finish_non_exhaustive()
     }

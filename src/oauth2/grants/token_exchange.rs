@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::grant_params::GrantParams;
+use super::grant_params::{grant_setters, GrantParams};
 use super::security_token::SecurityToken;
 use super::token_type::TokenType;
 use crate::error::TokenError;
@@ -64,25 +64,7 @@ impl TokenExchange {
         }
     }
 
-    /// Adds an `audience`: the logical name of a service the token is for;
-    /// may be given more than once.
-    pub fn audience(mut self, audience: impl Into<String>) -> Self {
-        self.params.add_audience(audience);
-        self
-    }
-
-    /// Adds a `resource`: the URI of a service the token is for; may be
-    /// given more than once.
-    pub fn resource(mut self, resource: impl Into<String>) -> Self {
-        self.params.add_resource(resource);
-        self
-    }
-
-    /// Adds a scope; scopes are sent space-separated in one `scope` parameter.
-    pub fn scope(mut self, scope: impl Into<String>) -> Self {
-        self.params.add_scope(scope);
-        self
-    }
+    grant_setters!(params);
 
     /// The type of token asked for (`requested_token_type`); the server
     /// chooses when it is not sent.
@@ -95,12 +77,6 @@ impl TokenExchange {
     /// `actor_token` and `actor_token_type`.
     pub fn actor(mut self, actor: SecurityToken) -> Self {
         self.actor = Some(actor);
-        self
-    }
-
-    /// Adds any other parameter.
-    pub fn param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.params.add(key, value);
         self
     }
 
