@@ -14,8 +14,8 @@
 //! flight, and prints what happened. Run it with
 //! `cargo run --example glue_workspaces`.
 
-#[path = "support/loopback.rs"]
-// Tests that include this example may include the server too.
+#[path = "../loopback/mod.rs"]
+// Tests that include this example include the module too (`tests/support`).
 #[allow(clippy::duplicate_mod)]
 mod loopback;
 
