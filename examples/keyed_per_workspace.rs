@@ -12,7 +12,7 @@
 //! workspace than the one the request was meant for. Then it serves 1,000
 //! workspaces concurrently from one client, with at most 8 token requests in
 //! flight, and prints what happened. Run it with
-//! `cargo run --example glue_workspaces`.
+//! `cargo run --example keyed_per_workspace`.
 
 #[path = "../loopback/mod.rs"]
 // Tests that include this example include the module too (`tests/support`).
