@@ -9,19 +9,19 @@
 //!   a keyed cache holding 10,000 keys (hash, lock-free map lookup, use bit):
 //!   what choosing a key costs.
 //! - `keyed/cold_start`: 10,000 cold keys at once against the loopback Glue of
-//!   `examples/glue_workspaces.rs` (2 ms per token request), through gates of
-//!   16 and 64 fetches in flight: the time until every key has its token. The
-//!   most token requests the endpoint served at once is printed (and asserted
-//!   never to exceed the limit).
+//!   `examples/keyed_per_workspace.rs` (2 ms per token request), through
+//!   gates of 16 and 64 fetches in flight: the time until every key has its
+//!   token. The most token requests the endpoint served at once is printed
+//!   (and asserted never to exceed the limit).
 //!
 //! ```text
 //! cargo bench --bench keyed -- --warm-up-time 1 --measurement-time 3
 //! ```
 
 mod common;
-#[path = "../examples/glue_workspaces.rs"]
+#[path = "../examples/keyed_per_workspace.rs"]
 #[allow(dead_code)]
-mod glue_workspaces;
+mod keyed_per_workspace;
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -38,7 +38,7 @@ use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, TokenCache};
 use tower_http::auth::AddAuthorizationLayer;
 
 use common::{current_thread_runtime, noop_context, send, warm_layer, Api, TOKEN};
-use glue_workspaces::{workspace_tokens, Fixture, Workspace};
+use keyed_per_workspace::{workspace_tokens, Fixture, Workspace};
 const KEYS: usize = 10_000;
 const COLD_KEYS: usize = 10_000;
 const TOKEN_LATENCY: Duration = Duration::from_millis(2);

@@ -241,7 +241,7 @@ drops, without building the request; deterministic, so load cannot blur it):
 
 {lookup_table(res)}
 **Cold start**: 10,000 keys asked for at once (one task each, a multi-thread
-runtime) against the loopback Glue of `examples/glue_workspaces.rs`, which
+runtime) against the loopback Glue of `examples/keyed_per_workspace.rs`, which
 takes 2 ms per token request, through an `EndpointGate` of 16 and of 64. The
 time is what the limit buys: about 10,000 / limit × 2 ms plus the HTTP work;
 the endpoint never sees more than the limit.

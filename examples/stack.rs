@@ -16,8 +16,8 @@
 //! starts an API on 127.0.0.1 that answers 503 twice, then revokes a token,
 //! and prints what each layer did.
 
-#[path = "support/loopback.rs"]
-// Tests that include this example may include the server too.
+#[path = "../loopback/mod.rs"]
+// Tests that include this example include the module too (`tests/support`).
 #[allow(clippy::duplicate_mod)]
 mod loopback;
 

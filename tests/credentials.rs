@@ -4,12 +4,14 @@
 //!
 //! The loopback identity providers verify every signed assertion with the
 //! public key (with `ring`, independently of the crate's signing code,
-//! `examples/support/mod.rs`) and check its claims and the request's
-//! parameters exactly; the examples are compiled in here as they are, so
-//! what they show is what is tested. Test keys: `tests/fixtures/keys`.
+//! `loopback/jws.rs`) and check its claims and the request's parameters
+//! exactly; the examples are compiled in here as they are, so what they show
+//! is what is tested. Test keys: `tests/fixtures/keys`.
 
-// Each example includes `examples/support` so that it runs on its own;
-// compiled in here together, that module is loaded once per example.
+// Each example includes `examples/support`, and with it `loopback/`, so that
+// it runs on its own; `support` (tests/support) includes `loopback/` too, so
+// compiled in here together, that module is loaded once per example and once
+// for the suite.
 #![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/google_service_account.rs"]
@@ -18,7 +20,6 @@ mod google;
 #[path = "../examples/private_key_jwt.rs"]
 #[allow(dead_code)]
 mod private_key_jwt;
-#[path = "../examples/support/mod.rs"]
 mod support;
 #[path = "../examples/token_exchange.rs"]
 #[allow(dead_code)]
@@ -37,6 +38,7 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 use ring::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use serde_json::{json, Value};
+use support::loopback;
 use tower_bearer::oauth2::{
     BuildError, ClientAuth, ClientCredentials, ErrorCode, ExchangeError, GoogleServiceAccount,
     HttpClient, JwtAssertion, JwtBearer, KeyError, OAuth2Error, SecurityToken, ServiceAccountKey,
@@ -131,15 +133,15 @@ impl Recorder {
     ) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let addr = support::serve(Arc::new(move |parts, body| {
+        let addr = loopback::serve_collected(move |parts, body| {
             let request = Seen {
-                fields: support::form(&body).unwrap_or_default(),
-                authorization: support::header(&parts, AUTHORIZATION.as_str()).map(str::to_owned),
+                fields: loopback::form(&body).unwrap_or_default(),
+                authorization: loopback::header(&parts, AUTHORIZATION.as_str()).map(str::to_owned),
             };
             let response = respond(&request);
             log.lock().unwrap().push(request);
             response
-        }))
+        })
         .await;
         Self {
             url: format!("http://{addr}/token"),
@@ -152,7 +154,7 @@ impl Recorder {
         let count = AtomicUsize::new(0);
         Self::start(move |_| {
             let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-            support::json_response(
+            loopback::json_response(
                 StatusCode::OK,
                 json!({"access_token": format!("tok-{n}"), "token_type": "Bearer", "expires_in": 3600}),
             )
@@ -237,7 +239,7 @@ fn keys_load_alike_from_pkcs8_pkcs1_sec1_and_jwk_and_their_signatures_verify() {
             .unwrap()
             .sign()
             .unwrap();
-        let verified = support::verify(assertion.expose(), &registered)
+        let verified = loopback::verify(assertion.expose(), &registered)
             .unwrap_or_else(|e| panic!("case {i}: {e}"));
         assert_eq!(verified.header["alg"], alg);
         assert_eq!(verified.header["typ"], "JWT");
@@ -355,7 +357,7 @@ fn a_certificate_names_the_key_by_its_thumbprints() {
         .unwrap();
     let mut jwks = public_jwks();
     jwks["keys"][0].as_object_mut().unwrap().remove("kid");
-    let verified = support::verify(assertion.expose(), &jwks).unwrap();
+    let verified = loopback::verify(assertion.expose(), &jwks).unwrap();
     assert_eq!(
         verified.header,
         json!({"alg": "PS256", "typ": "JWT", "x5t": thumbprint(SHA1), "x5t#S256": thumbprint(SHA256)})
@@ -521,7 +523,7 @@ async fn client_secret_jwt_signs_with_the_secret_and_never_sends_it() {
             ]
         );
         assert_eq!(request.field("client_assertion_type"), JWT_BEARER_ASSERTION);
-        let verified = support::verify_hs256(request.field("client_assertion"), SECRET).unwrap();
+        let verified = loopback::verify_hs256(request.field("client_assertion"), SECRET).unwrap();
         assert_eq!(verified.header, json!({"alg": "HS256", "typ": "JWT"}));
         assert_eq!(verified.claims["iss"], "cs-jwt-client");
         assert_eq!(verified.claims["sub"], "cs-jwt-client");
@@ -622,7 +624,7 @@ async fn every_fetch_signs_a_fresh_assertion_also_ahead_of_expiry() {
     assert_eq!(seen.len(), 3);
     let mut jtis = std::collections::HashSet::new();
     for (request, at) in seen.iter().zip([0, ahead_at, replaced_at]) {
-        let verified = support::verify(request.field("client_assertion"), &registered).unwrap();
+        let verified = loopback::verify(request.field("client_assertion"), &registered).unwrap();
         let claims = &verified.claims;
         assert_eq!(claims["iat"], T0 + at, "{claims}");
         assert_eq!(claims["nbf"], T0 + at);
@@ -738,7 +740,7 @@ async fn jwt_bearer_grant_sends_the_assertion_and_parameters_exactly() {
         assert_eq!(request.field("audience"), "reports-api");
         let basic = format!("Basic {}", STANDARD.encode("rs-client:rs%20secret"));
         assert_eq!(request.authorization.as_deref(), Some(basic.as_str()));
-        let verified = support::verify(request.field("assertion"), &jwks).unwrap();
+        let verified = loopback::verify(request.field("assertion"), &jwks).unwrap();
         assert_eq!(
             verified.header,
             json!({"alg": "ES256", "kid": "fresh", "typ": "JWT"})
@@ -840,7 +842,7 @@ async fn kubernetes_token_exchange_reads_the_rotated_file_again() {
 #[tokio::test]
 async fn token_exchange_sends_every_parameter_exactly() {
     let recorder = Recorder::start(|_| {
-        support::json_response(
+        loopback::json_response(
             StatusCode::OK,
             json!({
                 "access_token": "exchanged",
@@ -915,7 +917,7 @@ async fn token_exchange_sends_every_parameter_exactly() {
         .collect();
         assert_eq!(fields, expected.as_slice());
         assert_eq!(assertion.0, "client_assertion");
-        support::verify(&assertion.1, &public_jwks()).unwrap();
+        loopback::verify(&assertion.1, &public_jwks()).unwrap();
         assert_eq!(claims_of(&assertion.1)["iss"], "gateway");
         assert_eq!(request.authorization, None);
     }
@@ -985,7 +987,7 @@ async fn subject_token_files_that_cannot_be_used_are_typed_and_recovered_from() 
 #[tokio::test]
 async fn an_issued_token_that_is_not_an_access_token_is_refused() {
     let recorder = Recorder::start(|_| {
-        support::json_response(
+        loopback::json_response(
             StatusCode::OK,
             json!({"access_token": "idt", "issued_token_type": "urn:ietf:params:oauth:token-type:id_token", "token_type": "N_A"}),
         )

@@ -8,14 +8,14 @@
 //!
 //! Sources are either `from_fn` closures that count their fetches per key, or
 //! the client-credentials grant against the loopback stand-in for Glue of
-//! `examples/glue_workspaces.rs` (compiled in here as it is), which records
+//! `examples/keyed_per_workspace.rs` (compiled in here as it is), which records
 //! the workspace of every token it issues and how many token requests it
 //! served at once. Time is tokio's paused clock; every caller runs under a
 //! timeout so that a hang fails the test.
 
-#[path = "../examples/glue_workspaces.rs"]
+#[path = "../examples/keyed_per_workspace.rs"]
 #[allow(dead_code)]
-mod glue_workspaces;
+mod keyed_per_workspace;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use glue_workspaces::{workspace_tokens, Fixture, Workspace};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use keyed_per_workspace::{workspace_tokens, Fixture, Workspace};
 use tower::{Layer, ServiceExt};
 use tower_bearer::cache::EndpointGate;
 use tower_bearer::keyed::{KeyedTokenCache, KeyedTokenCacheBuilder, SourceError};
@@ -380,7 +380,7 @@ async fn a_rejection_of_a_dropped_keys_old_token_does_not_touch_its_new_one() {
 // One token endpoint, many keys (the loopback Glue)
 // ---------------------------------------------------------------------------
 
-fn hyper_client() -> glue_workspaces::HyperClient {
+fn hyper_client() -> keyed_per_workspace::HyperClient {
     Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>()
 }
 
@@ -541,7 +541,7 @@ async fn a_temporarily_unavailable_from_a_plain_source_pauses_every_key() {
 // ---------------------------------------------------------------------------
 
 type GlueClient = tower_bearer::BearerAuth<
-    glue_workspaces::HyperClient,
+    keyed_per_workspace::HyperClient,
     tower_bearer::replay::CloneBody,
     tower_bearer::classify::DefaultClassifier,
     tower_bearer::keyed::KeyedBy<Workspace, fn(&Request<Full<Bytes>>) -> Option<Workspace>>,
@@ -560,7 +560,7 @@ async fn glue_client(glue: &Fixture) -> (KeyedTokenCache<Workspace>, GlueClient)
 }
 
 async fn call(client: &GlueClient, glue: &Fixture, workspace: &Workspace) -> StatusCode {
-    let request = glue_workspaces::graphql(&glue.base(), workspace);
+    let request = keyed_per_workspace::graphql(&glue.base(), workspace);
     bounded(client.clone().oneshot(request))
         .await
         .expect("the call succeeds")
@@ -597,7 +597,7 @@ async fn every_request_carries_its_own_workspaces_token() {
 async fn a_request_without_a_workspace_fails_typed_and_is_never_sent() {
     let glue = Fixture::start(Duration::ZERO).await;
     let (tokens, client) = glue_client(&glue).await;
-    let mut request = glue_workspaces::graphql(&glue.base(), &Workspace::numbered(1));
+    let mut request = keyed_per_workspace::graphql(&glue.base(), &Workspace::numbered(1));
     request.extensions_mut().remove::<Workspace>();
     let err = bounded(client.oneshot(request)).await.unwrap_err();
     let BearerAuthError::Token(err) = err else {
@@ -672,7 +672,7 @@ async fn no_replay_and_a_custom_classifier_work_per_key() {
     };
     let (a, b) = (Workspace::numbered(1), Workspace::numbered(2));
     let send = |w: &Workspace| {
-        let request = glue_workspaces::graphql(&glue.base(), w);
+        let request = keyed_per_workspace::graphql(&glue.base(), w);
         let client = client.clone();
         async move { bounded(client.oneshot(request)).await.unwrap().status() }
     };
@@ -695,7 +695,7 @@ async fn no_replay_and_a_custom_classifier_work_per_key() {
 #[tokio::test(start_paused = true)]
 async fn the_example_serves_a_thousand_workspaces_from_one_client() {
     let glue = Fixture::start(Duration::from_millis(20)).await;
-    let outcome = glue_workspaces::run(&glue, 1_000, 3).await.unwrap();
+    let outcome = keyed_per_workspace::run(&glue, 1_000, 3).await.unwrap();
     assert_eq!((outcome.api_requests, outcome.ok), (3_000, 3_000));
     assert_eq!(outcome.wrong_workspace, 0);
     assert_eq!(outcome.token_requests, 1_000);

@@ -6,8 +6,8 @@
 //! choice, failing fast where no IMDS is, and no secret in what is printed
 //! or logged.
 
-// The example includes `examples/support`, and `support` includes its
-// loopback server too.
+// The example includes `examples/support`, and with it `loopback/`, which
+// `support` (tests/support) includes too.
 #![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/platform_azure.rs"]

@@ -5,8 +5,8 @@
 //! client assertion, the errors outside a job, and the request token never
 //! shown or logged.
 
-// The example includes `examples/support`, and `support` includes its
-// loopback server too.
+// The example includes `examples/support`, and with it `loopback/`, which
+// `support` (tests/support) includes too.
 #![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/platform_github.rs"]

@@ -5,8 +5,8 @@
 //! application-default chooser, failing fast where no metadata server is,
 //! and no secret in what is printed or logged.
 
-// The example includes `examples/support`, and `support` includes its
-// loopback server too.
+// The example includes `examples/support`, and with it `loopback/`, which
+// `support` (tests/support) includes too.
 #![allow(clippy::duplicate_mod)]
 
 #[path = "../examples/platform_google.rs"]

@@ -3,18 +3,18 @@
 //! documents. The examples are compiled in here as they are, so what they show
 //! is what is tested.
 
-#[path = "../examples/blooma.rs"]
+#[path = "../examples/client_credentials_basic.rs"]
 #[allow(dead_code)]
-mod blooma;
-#[path = "../examples/glama.rs"]
+mod client_credentials_basic;
+#[path = "../examples/client_credentials_json_body.rs"]
 #[allow(dead_code)]
-mod glama;
-#[path = "../examples/gloo.rs"]
+mod client_credentials_json_body;
+#[path = "../examples/code_flow_comma_scopes.rs"]
 #[allow(dead_code)]
-mod gloo;
-#[path = "../examples/glue.rs"]
+mod code_flow_comma_scopes;
+#[path = "../examples/pkce_code_for_api_key.rs"]
 #[allow(dead_code)]
-mod glue;
+mod pkce_code_for_api_key;
 
 use http::StatusCode;
 use tower_bearer::oauth2::{
@@ -38,8 +38,8 @@ fn oauth2_error(err: &TokenError) -> &OAuth2Error {
 
 #[tokio::test]
 async fn gloo_basic_auth_refreshes_on_401_and_not_on_403() {
-    let fixture = gloo::Fixture::start().await;
-    let outcome = gloo::run(&fixture).await.unwrap();
+    let fixture = client_credentials_basic::Fixture::start().await;
+    let outcome = client_credentials_basic::run(&fixture).await.unwrap();
     assert_eq!(outcome.first, StatusCode::OK);
     assert_eq!(outcome.reply, "Hello from Gloo!");
     assert_eq!(outcome.after_revocation, StatusCode::OK);
@@ -54,10 +54,11 @@ async fn gloo_basic_auth_refreshes_on_401_and_not_on_403() {
 
 #[tokio::test]
 async fn gloo_fixture_rejects_other_shapes() {
-    let fixture = gloo::Fixture::start().await;
+    use client_credentials_basic::{Fixture, CLIENT_ID, CLIENT_SECRET};
+    let fixture = Fixture::start().await;
     let endpoint = |auth, secret: &str| {
         TokenEndpoint::builder(format!("{}/oauth2/token", fixture.base()))
-            .client_id(gloo::CLIENT_ID)
+            .client_id(CLIENT_ID)
             .client_secret(secret)
             .client_auth(auth)
             .http_client(plain())
@@ -65,14 +66,14 @@ async fn gloo_fixture_rejects_other_shapes() {
             .unwrap()
     };
     // Credentials in the body instead of Basic.
-    let err = ClientCredentials::new(endpoint(ClientAuth::RequestBody, gloo::CLIENT_SECRET))
+    let err = ClientCredentials::new(endpoint(ClientAuth::RequestBody, CLIENT_SECRET))
         .scope("api/access")
         .fetch()
         .await
         .unwrap_err();
     assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidClient);
     // Another scope.
-    let err = ClientCredentials::new(endpoint(ClientAuth::Basic, gloo::CLIENT_SECRET))
+    let err = ClientCredentials::new(endpoint(ClientAuth::Basic, CLIENT_SECRET))
         .scope("api/other")
         .fetch()
         .await
@@ -95,9 +96,9 @@ async fn gloo_fixture_rejects_other_shapes() {
 
 #[tokio::test]
 async fn glue_client_credentials_and_authorization_code_with_rotation() {
-    let fixture = glue::Fixture::start().await;
-    let outcome = glue::run(&fixture).await.unwrap();
-    assert_eq!(outcome.app_user, glue::USER_ID);
+    let fixture = code_flow_comma_scopes::Fixture::start().await;
+    let outcome = code_flow_comma_scopes::run(&fixture).await.unwrap();
+    assert_eq!(outcome.app_user, code_flow_comma_scopes::USER_ID);
     assert_eq!(
         outcome.client_credentials_fetches, 1,
         "a ten-year token is fetched once"
@@ -118,17 +119,17 @@ async fn glue_client_credentials_and_authorization_code_with_rotation() {
 
 #[tokio::test]
 async fn glue_state_mismatch_and_pkce_are_checked() {
-    let fixture = glue::Fixture::start().await;
+    let fixture = code_flow_comma_scopes::Fixture::start().await;
     let endpoint = TokenEndpoint::builder(format!("{}/oauth/token", fixture.base()))
-        .client_id(glue::CLIENT_ID)
-        .client_secret(glue::CLIENT_SECRET)
+        .client_id(code_flow_comma_scopes::CLIENT_ID)
+        .client_secret(code_flow_comma_scopes::CLIENT_SECRET)
         .client_auth(ClientAuth::RequestBody)
         .http_client(plain())
         .build()
         .unwrap();
     let with_pkce = AuthorizationCode::new(format!("{}/oauth/authorize", fixture.base()), endpoint)
         .unwrap()
-        .redirect_uri(glue::REDIRECT_URI)
+        .redirect_uri(code_flow_comma_scopes::REDIRECT_URI)
         .scope("workspaces:read")
         .scope("chats:write")
         .scope_separator(",");
@@ -174,8 +175,8 @@ async fn support_get(url: &str) -> StatusCode {
 
 #[tokio::test]
 async fn glama_pkce_exchange_then_static_key() {
-    let fixture = glama::Fixture::start().await;
-    let outcome = glama::run(&fixture).await.unwrap();
+    let fixture = pkce_code_for_api_key::Fixture::start().await;
+    let outcome = pkce_code_for_api_key::run(&fixture).await.unwrap();
     assert_eq!(
         outcome.verifier_len, 43,
         "RFC 7636 verifiers, not Glama's 342-char sample"
@@ -188,7 +189,7 @@ async fn glama_pkce_exchange_then_static_key() {
 
 #[tokio::test]
 async fn glama_exchange_rejects_a_wrong_verifier() {
-    let fixture = glama::Fixture::start().await;
+    let fixture = pkce_code_for_api_key::Fixture::start().await;
     let endpoint = TokenEndpoint::builder(format!(
         "{}/api/gateway/v1/auth/exchange-code",
         fixture.base()
@@ -215,8 +216,8 @@ async fn glama_exchange_rejects_a_wrong_verifier() {
 
 #[tokio::test]
 async fn blooma_json_and_form_bodies() {
-    let fixture = blooma::Fixture::start().await;
-    let outcome = blooma::run(&fixture).await.unwrap();
+    let fixture = client_credentials_json_body::Fixture::start().await;
+    let outcome = client_credentials_json_body::run(&fixture).await.unwrap();
     assert_eq!(outcome.json_body, StatusCode::OK);
     assert_eq!(outcome.form_body, StatusCode::OK);
     assert_eq!(outcome.deals, 2);
@@ -229,11 +230,11 @@ async fn blooma_json_and_form_bodies() {
 
 #[tokio::test]
 async fn blooma_rejects_basic_auth_and_a_missing_audience() {
-    let fixture = blooma::Fixture::start().await;
+    let fixture = client_credentials_json_body::Fixture::start().await;
     let endpoint = |auth| {
         TokenEndpoint::builder(format!("{}/oauth/token", fixture.login_base()))
-            .client_id(blooma::CLIENT_ID)
-            .client_secret(blooma::CLIENT_SECRET)
+            .client_id(client_credentials_json_body::CLIENT_ID)
+            .client_secret(client_credentials_json_body::CLIENT_SECRET)
             .client_auth(auth)
             .body_format(BodyFormat::Json)
             .http_client(plain())

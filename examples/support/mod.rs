@@ -1,25 +1,23 @@
 //! What the examples' loopback identity providers and APIs share, one concept
-//! per file: a browser's part in an authorization-code flow (`browser.rs`),
-//! the server on 127.0.0.1 (`loopback.rs`), the token-endpoint and
-//! API plumbing (`oauth_server.rs`: forms, headers, JSON and OAuth error
-//! responses), a provider's state behind a server
-//! (`stand_in.rs`), a JWS verifier that checks signed assertions the way an
-//! authorization server does (`jws.rs`), and what the platform examples'
-//! stand-ins share (`platform.rs`: platform JWTs, rotated token files).
+//! per file: a browser's part in an authorization-code flow (`browser.rs`), a
+//! provider's state behind a server (`stand_in.rs`), and what the platform
+//! examples' stand-ins share (`platform.rs`: platform JWTs, rotated token
+//! files). The server on 127.0.0.1, the token-endpoint and API plumbing
+//! (forms, headers, JSON and OAuth error responses) and the JWS verifier come
+//! from the repository's `loopback/` module, which the test suites include
+//! too: here it is `support::loopback`, and what the examples call from it is
+//! re-exported below.
 //!
-//! Not an example itself: the examples include it, and so do
-//! `tests/credentials.rs` and `tests/providers.rs` (through the examples).
+//! Not an example itself: the examples include it, and so do the test suites
+//! that compile an example in, through that example (a suite's own scaffold
+//! is `tests/support`).
 
 #![allow(dead_code, unused_imports)]
 
 #[path = "browser.rs"]
 mod browser;
-#[path = "jws.rs"]
-mod jws;
-#[path = "loopback.rs"]
+#[path = "../../loopback/mod.rs"]
 pub mod loopback;
-#[path = "oauth_server.rs"]
-mod oauth_server;
 #[path = "platform.rs"]
 pub mod platform;
 #[path = "stand_in.rs"]
@@ -29,11 +27,10 @@ use std::fmt::Debug;
 use std::net::SocketAddr;
 
 pub use browser::follow_authorization;
-pub use jws::{verify, verify_hs256, Verified};
-pub use loopback::{serve_collected, Handler};
-pub use oauth_server::{
+pub use loopback::{
     bad_request, basic_credentials, bearer_token, form, form_map, header, json_response,
-    oauth_error, query_map, unique_fields,
+    oauth_error, query_map, serve_collected, unique_fields, verify, verify_hs256, Handler,
+    Verified,
 };
 pub use stand_in::StandIn;
 

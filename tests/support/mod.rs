@@ -1,9 +1,14 @@
 //! The one test scaffold, one file per concept. Each suite includes it with
 //! `mod support;` and uses what it needs; parts that need a cargo feature are
 //! behind it, so that plain `cargo check --tests` builds too.
+//!
+//! The server on 127.0.0.1, the token-endpoint and API plumbing (forms,
+//! headers, JSON and OAuth error responses) and the JWS verifier are the
+//! repository's `loopback/` module, which the examples include too; here it
+//! is `support::loopback`.
 #![allow(dead_code, unreachable_pub)]
 
-#[path = "../../examples/support/loopback.rs"]
+#[path = "../../loopback/mod.rs"]
 pub mod loopback;
 
 pub mod api;

@@ -9,7 +9,8 @@
 //!
 //! This example starts a loopback stand-in for Gloo that answers `400` to any
 //! request not shaped exactly that way, and calls it through
-//! `BearerAuthLayer`. Run it with `cargo run --example gloo`.
+//! `BearerAuthLayer`. Run it with
+//! `cargo run --example client_credentials_basic`.
 
 #[path = "support/mod.rs"]
 // tests/providers.rs compiles the providers together, each with its own copy.

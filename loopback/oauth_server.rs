@@ -5,9 +5,8 @@
 //! What is particular to one identity provider (which fields it demands, what
 //! it answers) stays in that provider's example; this is the plumbing.
 //!
-//! Not an example itself: `examples/support/mod.rs` includes it.
-
-#![allow(dead_code)]
+//! Part of the shared `loopback` module (`loopback/mod.rs` says who includes
+//! it).
 
 use std::collections::BTreeMap;
 

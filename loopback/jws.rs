@@ -2,9 +2,8 @@
 //! server does: with the registered public key (or the shared secret), using
 //! `ring`, independently of the crate's signing code.
 //!
-//! Not an example itself: `examples/support/mod.rs` includes it.
-
-#![allow(dead_code)]
+//! Part of the shared `loopback` module (`loopback/mod.rs` says who includes
+//! it).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;

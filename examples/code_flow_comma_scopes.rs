@@ -15,7 +15,8 @@
 //!
 //! This example starts a loopback stand-in for Glue that answers `400` to any
 //! request not shaped that way, and drives both flows through
-//! `BearerAuthLayer`. Run it with `cargo run --example glue`.
+//! `BearerAuthLayer`. Run it with
+//! `cargo run --example code_flow_comma_scopes`.
 
 #[path = "support/mod.rs"]
 // tests/providers.rs compiles the providers together, each with its own copy.

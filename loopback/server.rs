@@ -1,9 +1,8 @@
-//! The one loopback HTTP server that the examples and the test suites share.
+//! The one HTTP server on 127.0.0.1 that the examples' stand-ins and the test
+//! suites' servers share.
 //!
-//! Not an example itself: examples and tests include it with
-//! `#[path = ".../examples/support/loopback.rs"] mod loopback;`.
-
-#![allow(dead_code)]
+//! Part of the shared `loopback` module (`loopback/mod.rs` says who includes
+//! it).
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -12,10 +12,10 @@
 //! workspace than the one the request was meant for. Then it serves 1,000
 //! workspaces concurrently from one client, with at most 8 token requests in
 //! flight, and prints what happened. Run it with
-//! `cargo run --example glue_workspaces`.
+//! `cargo run --example keyed_per_workspace`.
 
-#[path = "support/loopback.rs"]
-// Tests that include this example may include the server too.
+#[path = "../loopback/mod.rs"]
+// Tests that include this example include the module too (`tests/support`).
 #[allow(clippy::duplicate_mod)]
 mod loopback;
 

@@ -14,7 +14,7 @@
 //! This example starts a loopback stand-in for Glama that answers `400` to any
 //! request not shaped that way (and checks the verifier against the
 //! challenge), and calls the chat API through `BearerAuthLayer`. Run it with
-//! `cargo run --example glama`.
+//! `cargo run --example pkce_code_for_api_key`.
 
 #[path = "support/mod.rs"]
 // tests/providers.rs compiles the providers together, each with its own copy.

@@ -11,7 +11,7 @@
 //! (two ports, as in production) that answer `400` to any token request not
 //! shaped that way, then calls the API through `BearerAuthLayer`, once with
 //! the JSON body and once with the form body. Run it with
-//! `cargo run --example blooma`.
+//! `cargo run --example client_credentials_json_body`.
 
 #[path = "support/mod.rs"]
 // tests/providers.rs compiles the providers together, each with its own copy.
