@@ -15,12 +15,6 @@ use super::timer;
 use super::turns::{Take, Turns};
 use crate::error::{CacheError, TokenError};
 
-// Defaults, stated again in the setter docs of `EndpointGateBuilder`.
-const DEFAULT_MAX_IN_FLIGHT: usize = 16;
-const DEFAULT_INITIAL_PAUSE: Duration = Duration::from_millis(250);
-const DEFAULT_MAX_PAUSE: Duration = Duration::from_secs(30);
-const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
-
 /// How much longer than its fetch timeout a turn may be held, and how much
 /// longer still a fetch waits for one (see [`EndpointGate::admit`]).
 pub(crate) const GRACE: Duration = Duration::from_secs(1);
@@ -51,7 +45,7 @@ pub(crate) const GRACE: Duration = Duration::from_secs(1);
 ///   ([`TokenError::endpoint_overloaded`]: a `429`, a `503`,
 ///   `temporarily_unavailable`, `slow_down`) pauses the endpoint for every
 ///   cache behind the gate: for as long as its `Retry-After` asks (up to
-///   [`max_retry_after`](EndpointGateBuilder::max_retry_after)), otherwise
+///   [`max_retry_after`](super::EndpointGateBuilder::max_retry_after)), otherwise
 ///   for a pause that doubles with each such answer in a row. Meanwhile no key
 ///   fetches; a key with a token that has not expired keeps serving it, and a
 ///   key without one fails at once with [`CacheError::EndpointPaused`], whose
@@ -152,13 +146,28 @@ impl EndpointGate {
         Self::builder().max_in_flight(max_in_flight).build()
     }
 
-    /// A builder to set the limit and the pauses.
-    pub fn builder() -> EndpointGateBuilder {
-        EndpointGateBuilder {
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            initial_pause: DEFAULT_INITIAL_PAUSE,
-            max_pause: DEFAULT_MAX_PAUSE,
-            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
+    /// A gate with these settings; see [`EndpointGateBuilder`](super::EndpointGateBuilder).
+    pub(super) fn with_settings(
+        max_in_flight: usize,
+        initial_pause: Duration,
+        max_pause: Duration,
+        max_retry_after: Duration,
+    ) -> Self {
+        EndpointGate {
+            inner: Arc::new(Inner {
+                turns: Mutex::new(Turns::new(GRACE)),
+                max_in_flight,
+                initial_pause,
+                max_pause,
+                max_retry_after,
+                pause: Mutex::new(Pause::default()),
+                peak_in_flight: AtomicUsize::new(0),
+                admitted: AtomicU64::new(0),
+                pauses: AtomicU64::new(0),
+                held_back: AtomicU64::new(0),
+                reclaimed: AtomicU64::new(0),
+                progress: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -407,73 +416,6 @@ impl Drop for Place<'_> {
     fn drop(&mut self) {
         self.inner.lock_turns().leave(self.ticket);
         self.inner.wake_first_in_line();
-    }
-}
-
-/// Builds an [`EndpointGate`].
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_bearer::cache::EndpointGate;
-///
-/// let gate = EndpointGate::builder()
-///     .max_in_flight(32)
-///     .pause(Duration::from_millis(500), Duration::from_secs(60))
-///     .max_retry_after(Duration::from_secs(120))
-///     .build();
-/// assert_eq!(gate.max_in_flight(), 32);
-/// ```
-#[derive(Debug, Clone)]
-pub struct EndpointGateBuilder {
-    max_in_flight: usize,
-    initial_pause: Duration,
-    max_pause: Duration,
-    max_retry_after: Duration,
-}
-
-impl EndpointGateBuilder {
-    /// How many token requests may be in flight at once. At least 1, so
-    /// that a zero cannot stop every fetch for good. Defaults to 16.
-    pub fn max_in_flight(mut self, max: usize) -> Self {
-        self.max_in_flight = max.max(1);
-        self
-    }
-
-    /// The first and the longest pause after overload answers without a
-    /// `Retry-After` (`429`, `503`, `temporarily_unavailable`, `slow_down`);
-    /// it doubles with each one in a row. Defaults to 250 milliseconds,
-    /// doubling up to 30 seconds. `initial` is at least one millisecond.
-    pub fn pause(mut self, initial: Duration, max: Duration) -> Self {
-        self.initial_pause = initial.max(Duration::from_millis(1));
-        self.max_pause = max.max(self.initial_pause);
-        self
-    }
-
-    /// The longest `Retry-After` honoured; longer requests are cut to this.
-    /// Defaults to 10 minutes.
-    pub fn max_retry_after(mut self, max: Duration) -> Self {
-        self.max_retry_after = max;
-        self
-    }
-
-    /// Builds the gate.
-    pub fn build(self) -> EndpointGate {
-        EndpointGate {
-            inner: Arc::new(Inner {
-                turns: Mutex::new(Turns::new(GRACE)),
-                max_in_flight: self.max_in_flight,
-                initial_pause: self.initial_pause,
-                max_pause: self.max_pause,
-                max_retry_after: self.max_retry_after,
-                pause: Mutex::new(Pause::default()),
-                peak_in_flight: AtomicUsize::new(0),
-                admitted: AtomicU64::new(0),
-                pauses: AtomicU64::new(0),
-                held_back: AtomicU64::new(0),
-                reclaimed: AtomicU64::new(0),
-                progress: AtomicU64::new(0),
-            }),
-        }
     }
 }
 
