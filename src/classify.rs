@@ -72,6 +72,7 @@ const GRPC_UNAUTHENTICATED: &[u8] = b"16";
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 impl RejectionClassifier for DefaultClassifier {
+    #[inline]
     fn is_rejection(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         if status == StatusCode::UNAUTHORIZED {
             return http_401_rejects_token(headers);
@@ -83,6 +84,10 @@ impl RejectionClassifier for DefaultClassifier {
     }
 }
 
+// Out of line: inlined, its parser's stack frame made every response pay
+// for saving and restoring six registers (BENCHMARKS.md).
+#[cold]
+#[inline(never)]
 fn http_401_rejects_token(headers: &HeaderMap) -> bool {
     let mut saw_challenge = false;
     // Bytes, not `str`: a Latin-1 realm or a UTF-8 description must not turn
