@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::clock_ring::ClockRing;
 use super::failed_keys::FailedKeys;
-use super::keyed_cache::{Factory, Keyed, KeyedTokenCache, Labeler, Ring};
+use super::keyed_cache::{Factory, KeyHasher, Keyed, KeyedTokenCache, Labeler, Ring};
 use super::stats::KeyCounters;
 use crate::cache::config::{cache_settings, CacheConfig};
 use crate::cache::{Common, EndpointGate};
@@ -131,7 +131,7 @@ where
         let common = Common::new(self.config, Some(gate.clone()), true);
         KeyedTokenCache {
             inner: Arc::new(Keyed {
-                map: papaya::HashMap::new(),
+                map: papaya::HashMap::with_hasher(KeyHasher::default()),
                 ring: Mutex::new(Ring {
                     clock: ClockRing::new(),
                     next_idle_pass: None,
