@@ -36,12 +36,17 @@ use super::clock::TokenClock;
 use super::current_token::{CurrentToken, Generation};
 use super::decide::{FetchReason, Phase};
 use super::schedule::Schedule;
-use crate::token::AccessToken;
+use crate::token::{AccessToken, Expiry, TokenFacts};
 
 pub(crate) struct CachedToken {
+    /// `<scheme> <token>`: the only copy of the secret the cache keeps (an
+    /// `AccessToken` beside it would double what a token costs at rest).
     header: HeaderValue,
+    /// Where the secret starts in `header`.
+    secret_at: usize,
     pub(super) generation: Generation,
-    pub(super) token: AccessToken,
+    /// What else is known about the token.
+    facts: TokenFacts,
     pub(super) reason: FetchReason,
     /// The fetch that produced it: a late result of an older fetch never
     /// replaces it.
@@ -62,6 +67,7 @@ pub(crate) struct CachedToken {
 }
 
 impl CachedToken {
+    /// `header` ends with `token`'s secret.
     pub(super) fn new(
         header: HeaderValue,
         generation: Generation,
@@ -75,10 +81,13 @@ impl CachedToken {
         let ticks = |at: Option<Duration>| at.map_or(u64::MAX, |d| clock.ticks(d));
         let refresh_after = ticks(schedule.refresh_after);
         let usable_for = ticks(schedule.usable_for);
+        debug_assert!(header.as_bytes().ends_with(token.secret().as_bytes()));
+        let secret_at = header.len() - token.secret().len();
         Self {
             header,
+            secret_at,
             generation,
-            token,
+            facts: token.into_facts(),
             reason,
             fetch,
             too_short,
@@ -97,6 +106,18 @@ impl CachedToken {
     #[inline]
     pub(super) fn is_fresh_now(&self) -> bool {
         self.clock.elapsed() < self.fresh_until.load(Ordering::Relaxed)
+    }
+
+    /// The token itself, built again from the header (an allocation: for
+    /// the rare callers that want it, never for a request).
+    pub(super) fn access_token(&self) -> AccessToken {
+        let secret = std::str::from_utf8(&self.header.as_bytes()[self.secret_at..])
+            .expect("the header was built from the token's str");
+        AccessToken::from_facts(secret, &self.facts)
+    }
+
+    pub(super) fn expiry(&self) -> Expiry {
+        self.facts.expiry
     }
 
     pub(super) fn handout(&self) -> CurrentToken {

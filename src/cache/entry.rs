@@ -232,7 +232,7 @@ impl Entry {
             let replacing = current
                 .as_ref()
                 .filter(|_| reason == FetchReason::Rejected)
-                .map(|token| token.token.clone());
+                .map(|token| token.access_token());
             started = Some((reason, runtime, ticket, replacing));
             own_flight = Some(flight);
         }
@@ -378,7 +378,7 @@ impl Entry {
         self.unconfirmed
             .store(token.generation.0, Ordering::Relaxed);
         self.current.store(Some(Arc::clone(token)));
-        let expires_in = match token.token.expiry() {
+        let expires_in = match token.expiry() {
             Expiry::At(at) => Some(at.saturating_duration_since(Instant::now())),
             Expiry::Unknown => self.common.config.default_lifetime,
             Expiry::Never => None,

@@ -205,9 +205,12 @@ impl TokenCache {
 
     /// The current token itself (not the header value), fetching one if
     /// needed, as [`acquire`](TokenCache::acquire) does.
+    ///
+    /// The cache keeps a token's secret once, in its prepared header value,
+    /// so this makes a copy of it (an allocation); requests never call it.
     pub fn token(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
-        async move { Ok(Entry::acquire(shared, Want::Any).await?.token.clone()) }
+        async move { Ok(Entry::acquire(shared, Want::Any).await?.access_token()) }
     }
 
     /// What the cache has done so far.
