@@ -69,8 +69,13 @@ async fn stampede(cold: bool) -> Duration {
     let elapsed = all_answered(svc, STAMPEDE).await;
     let stats = cache.stats();
     assert_eq!(stats.fetches, 1, "a stampede must cause exactly one fetch");
-    let waits = if cold { STAMPEDE as u64 } else { 1 };
-    assert_eq!(stats.waits, waits);
+    if cold {
+        // Those spawned after the fetch ended (a busy machine spawns slowly)
+        // found the token and did not wait.
+        assert!((1..=STAMPEDE as u64).contains(&stats.waits));
+    } else {
+        assert_eq!(stats.waits, 1);
+    }
     elapsed
 }
 
