@@ -42,8 +42,6 @@ pub(crate) struct CachedToken {
     /// `<scheme> <token>`: the only copy of the secret the cache keeps (an
     /// `AccessToken` beside it would double what a token costs at rest).
     header: HeaderValue,
-    /// Where the secret starts in `header`.
-    secret_at: usize,
     pub(super) generation: Generation,
     /// What else is known about the token.
     facts: TokenFacts,
@@ -67,7 +65,7 @@ pub(crate) struct CachedToken {
 }
 
 impl CachedToken {
-    /// `header` ends with `token`'s secret.
+    /// `header` is the scheme, a space and `token`'s secret.
     pub(super) fn new(
         header: HeaderValue,
         generation: Generation,
@@ -82,10 +80,8 @@ impl CachedToken {
         let refresh_after = ticks(schedule.refresh_after);
         let usable_for = ticks(schedule.usable_for);
         debug_assert!(header.as_bytes().ends_with(token.secret().as_bytes()));
-        let secret_at = header.len() - token.secret().len();
         Self {
             header,
-            secret_at,
             generation,
             facts: token.into_facts(),
             reason,
@@ -108,11 +104,12 @@ impl CachedToken {
         self.clock.elapsed() < self.fresh_until.load(Ordering::Relaxed)
     }
 
-    /// The token itself, built again from the header (an allocation: for
-    /// the rare callers that want it, never for a request).
-    pub(super) fn access_token(&self) -> AccessToken {
-        let secret = std::str::from_utf8(&self.header.as_bytes()[self.secret_at..])
-            .expect("the header was built from the token's str");
+    /// The token itself, built again from the header, which is `scheme`, a
+    /// space and the token (an allocation: for the rare callers that want
+    /// it, never for a request).
+    pub(super) fn access_token(&self, scheme: &str) -> AccessToken {
+        let secret = std::str::from_utf8(&self.header.as_bytes()[scheme.len() + 1..])
+            .expect("the header was built from the scheme and the token's str");
         AccessToken::from_facts(secret, &self.facts)
     }
 
