@@ -160,9 +160,6 @@ where
 }
 
 impl<S, P: Clone, C: Clone, T> BearerAuth<S, P, C, T> {
-    /// Inlined so that the state is built where the future lies, not moved
-    /// into it (a copy of the whole state per request otherwise).
-    #[inline(always)]
     fn future<B>(&self, state: State<S, B, P>) -> ResponseFuture<S, B, P, C>
     where
         S: Service<Request<B>>,
@@ -177,8 +174,8 @@ impl<S, P: Clone, C: Clone, T> BearerAuth<S, P, C, T> {
 }
 
 /// The first attempt: keeps what a replay needs, attaches the token, sends.
-/// Inlined into `call`, the hot path: a call of its own measured 20 to 40
-/// instructions a request (BENCHMARKS.md).
+/// Inlined into `call`, the hot path: as a call of its own, with the route
+/// also a call, they cost 60 to 70 instructions a request (BENCHMARKS.md).
 #[inline(always)]
 fn send<S, B, P>(
     replay: &P,
