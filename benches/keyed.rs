@@ -47,13 +47,16 @@ fn source() -> impl tower_bearer::TokenSource {
     from_fn(|| async { Ok(AccessToken::new(TOKEN).with_expires_in(Duration::from_secs(3600))) })
 }
 
-/// A keyed cache holding a valid token for each of [`KEYS`] workspaces, and
+/// A keyed cache holding a valid token for each of `keys` workspaces, and
 /// those workspaces.
-fn warm_keyed(rt: &tokio::runtime::Runtime) -> (KeyedTokenCache<Workspace>, Vec<Workspace>) {
+fn warm_keyed(
+    rt: &tokio::runtime::Runtime,
+    keys: usize,
+) -> (KeyedTokenCache<Workspace>, Vec<Workspace>) {
     let keyed = KeyedTokenCache::builder(|_: &Workspace| source())
-        .max_keys(KEYS)
+        .max_keys(keys)
         .build();
-    let workspaces: Vec<Workspace> = (0..KEYS).map(Workspace::numbered).collect();
+    let workspaces: Vec<Workspace> = (0..keys).map(Workspace::numbered).collect();
     for workspace in &workspaces {
         rt.block_on(keyed.acquire(workspace)).unwrap();
     }
@@ -76,7 +79,7 @@ fn hot_path(c: &mut Criterion) {
     let rt = current_thread_runtime();
     let _guard = rt.enter();
     let mut cx = noop_context();
-    let (keyed, workspaces) = warm_keyed(&rt);
+    let (keyed, workspaces) = warm_keyed(&rt, KEYS);
     let workspace = &workspaces[KEYS / 2];
 
     let mut bare = Api;
@@ -136,13 +139,7 @@ fn lookup(c: &mut Criterion) {
         b.iter(|| black_box(single_current(black_box(&single))))
     });
     for keys in LOOKUP_KEYS {
-        let keyed = KeyedTokenCache::builder(|_: &Workspace| source())
-            .max_keys(keys)
-            .build();
-        let workspaces: Vec<Workspace> = (0..keys).map(Workspace::numbered).collect();
-        for workspace in &workspaces {
-            rt.block_on(keyed.acquire(workspace)).unwrap();
-        }
+        let (keyed, workspaces) = warm_keyed(&rt, keys);
         // Every lookup a different key, in an order that defeats prefetching:
         // what a service with that many active tenants sees.
         let order: Vec<usize> = (0..keys).map(|i| (i * 7_919) % keys).collect();
