@@ -286,8 +286,10 @@ pin_project! {
             cache: TokenCache,
             token: BoxFuture<'static, Result<CurrentToken, TokenError>>,
             rejected_generation: Generation,
-            replay: Option<(S, Request<B>)>,
-            rejected: Option<S::Response>,
+            // The service and request for the replay, and the rejection:
+            // boxed, so that this rare state does not size every request's
+            // future.
+            held: Option<Box<(S, Request<B>, S::Response)>>,
         },
         // Waiting for the service to accept the replay.
         AwaitReady {
@@ -406,15 +408,14 @@ where
                             return Poll::Ready(Ok(response));
                         }
                         (Action::Return, _) => return Poll::Ready(Ok(response)),
-                        (Action::ReplaceThenReplay, Some(replay)) => {
+                        (Action::ReplaceThenReplay, Some((service, request))) => {
                             let cache = cache.clone();
                             let token = Box::pin(cache.replace(generation));
                             this.state.set(State::AwaitReplacement {
                                 cache,
                                 token,
                                 rejected_generation: generation,
-                                replay: Some(replay),
-                                rejected: Some(response),
+                                held: Some(Box::new((service, request, response))),
                             });
                         }
                         (Action::ReturnRejection | Action::ReplaceThenReplay, _) => {
@@ -427,17 +428,16 @@ where
                     cache,
                     token,
                     rejected_generation,
-                    replay,
-                    rejected,
+                    held,
                 } => {
                     let replacement = ready!(token.as_mut().poll(cx));
-                    let rejected = rejected.take().expect("polled after completion");
+                    let (service, mut request, rejected) =
+                        *held.take().expect("polled after completion");
                     // No replacement now (paced, the source failing): the
                     // rejection is the answer.
                     let Ok(fresh) = replacement else {
                         return Poll::Ready(Ok(rejected));
                     };
-                    let (service, mut request) = replay.take().expect("polled after completion");
                     drop(rejected);
                     request.headers_mut().insert(AUTHORIZATION, fresh.value);
                     cache.record_retry();
