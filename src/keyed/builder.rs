@@ -131,7 +131,15 @@ where
         let common = Common::new(self.config, Some(gate.clone()), true);
         KeyedTokenCache {
             inner: Arc::new(Keyed {
-                map: papaya::HashMap::with_hasher(KeyHasher::default()),
+                // Blocking resizes: the key that makes the table grow moves
+                // every entry at once (under the ring lock, which serializes
+                // additions anyway), so that lookups never search two tables,
+                // as they do for as long as an incremental resize is left
+                // half done (until enough further additions finish it).
+                map: papaya::HashMap::builder()
+                    .hasher(KeyHasher::default())
+                    .resize_mode(papaya::ResizeMode::Blocking)
+                    .build(),
                 ring: Mutex::new(Ring {
                     clock: ClockRing::new(),
                     next_idle_pass: None,
