@@ -7,6 +7,10 @@
 //! `bare` is what each layer adds. (`benches/report.py` also counts the
 //! instructions of the call alone with callgrind, which noise cannot blur.)
 //!
+//! Two peers run in the same groups (benches/common/peers.rs): an equivalent
+//! of aliri_tokens' `TokenWatcher` with its middleware's header, and a
+//! hand-written `RwLock` layer.
+//!
 //! A second group sends the same request with ten more headers: what the
 //! default layer adds per header (it keeps a copy of the head for a replay).
 //!
@@ -17,14 +21,16 @@
 mod common;
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tower::Layer;
 use tower_http::auth::AddAuthorizationLayer;
 
+use common::peers::RwLockLayer;
 use common::{
-    current_thread_runtime, noop_context, request, request_with_more_headers, send, warm_layer,
-    Api, TOKEN,
+    current_thread_runtime, noop_context, request, request_with_more_headers, send, warm_aliri,
+    warm_layer, Api, TOKEN,
 };
 
 fn hot_path(c: &mut Criterion) {
@@ -36,6 +42,9 @@ fn hot_path(c: &mut Criterion) {
     let mut add_auth = AddAuthorizationLayer::bearer(TOKEN).layer(Api);
     let mut bearer = warm_layer(&rt).layer(Api);
     let mut no_replay = warm_layer(&rt).no_replay().layer(Api);
+    // The peers (benches/common/peers.rs), in the same group.
+    let mut aliri = warm_aliri(&rt).layer(Api);
+    let mut rwlock = RwLockLayer::holding(TOKEN, Duration::from_secs(3600)).layer(Api);
 
     for (group, make) in [
         ("hot_path/end_to_end", request as fn() -> _),
@@ -51,6 +60,12 @@ fn hot_path(c: &mut Criterion) {
         });
         group.bench_function("bearer_auth_no_replay", |b| {
             b.iter(|| send(&mut no_replay, &mut cx, make()))
+        });
+        group.bench_function("aliri_tokens", |b| {
+            b.iter(|| send(&mut aliri, &mut cx, make()))
+        });
+        group.bench_function("rwlock_layer", |b| {
+            b.iter(|| send(&mut rwlock, &mut cx, make()))
         });
         group.finish();
     }

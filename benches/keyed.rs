@@ -6,8 +6,8 @@
 //!   extension), in one group. Every row sends the same request, extension
 //!   included, so the differences are the layers'.
 //! - `keyed/lookup`: the token for a request from a single-key cache against
-//!   a keyed cache holding 10,000 keys (hash, lock-free map lookup, use bit):
-//!   what choosing a key costs.
+//!   keyed caches holding 1, 1,000 and 100,000 keys, each lookup another key
+//!   (hash, lock-free map lookup, use bit): what choosing a key costs.
 //! - `keyed/cold_start`: 10,000 cold keys at once against the loopback Glue of
 //!   `examples/keyed_per_workspace.rs` (2 ms per token request), through
 //!   gates of 16 and 64 fetches in flight: the time until every key has its
@@ -47,13 +47,16 @@ fn source() -> impl tower_bearer::TokenSource {
     from_fn(|| async { Ok(AccessToken::new(TOKEN).with_expires_in(Duration::from_secs(3600))) })
 }
 
-/// A keyed cache holding a valid token for each of [`KEYS`] workspaces, and
+/// A keyed cache holding a valid token for each of `keys` workspaces, and
 /// those workspaces.
-fn warm_keyed(rt: &tokio::runtime::Runtime) -> (KeyedTokenCache<Workspace>, Vec<Workspace>) {
+fn warm_keyed(
+    rt: &tokio::runtime::Runtime,
+    keys: usize,
+) -> (KeyedTokenCache<Workspace>, Vec<Workspace>) {
     let keyed = KeyedTokenCache::builder(|_: &Workspace| source())
-        .max_keys(KEYS)
+        .max_keys(keys)
         .build();
-    let workspaces: Vec<Workspace> = (0..KEYS).map(Workspace::numbered).collect();
+    let workspaces: Vec<Workspace> = (0..keys).map(Workspace::numbered).collect();
     for workspace in &workspaces {
         rt.block_on(keyed.acquire(workspace)).unwrap();
     }
@@ -76,7 +79,7 @@ fn hot_path(c: &mut Criterion) {
     let rt = current_thread_runtime();
     let _guard = rt.enter();
     let mut cx = noop_context();
-    let (keyed, workspaces) = warm_keyed(&rt);
+    let (keyed, workspaces) = warm_keyed(&rt, KEYS);
     let workspace = &workspaces[KEYS / 2];
 
     let mut bare = Api;
@@ -105,23 +108,51 @@ fn hot_path(c: &mut Criterion) {
     assert_eq!(keyed.stats_for(workspace).unwrap().waits, 1);
 }
 
+/// `TokenCache::current`, never inlined, so that callgrind can count it
+/// (`benches/peers_report.py`).
+#[inline(never)]
+fn single_current(cache: &TokenCache) -> Option<tower_bearer::cache::CurrentToken> {
+    cache.current()
+}
+
+/// `KeyedTokenCache::current`, never inlined: the lookup and the read.
+#[inline(never)]
+fn keyed_current(
+    cache: &KeyedTokenCache<Workspace>,
+    key: &Workspace,
+) -> Option<tower_bearer::cache::CurrentToken> {
+    cache.current(key).unwrap()
+}
+
+/// The sizes the lookup is measured at (issue 27): one key, a thousand, and
+/// a hundred thousand (past the caches of the CPU).
+const LOOKUP_KEYS: [usize; 3] = [1, 1_000, 100_000];
+
 fn lookup(c: &mut Criterion) {
     let rt = current_thread_runtime();
     let _guard = rt.enter();
     let single = TokenCache::new(source());
     rt.block_on(single.token()).unwrap();
-    let (keyed, workspaces) = warm_keyed(&rt);
-    let key = workspaces[KEYS / 2].clone();
 
     let mut group = c.benchmark_group("keyed/lookup");
     group.bench_function("single_key_current", |b| {
-        b.iter(|| black_box(single.current()))
+        b.iter(|| black_box(single_current(black_box(&single))))
     });
-    group.bench_function("keyed_current_of_10000", |b| {
-        b.iter(|| black_box(keyed.current(black_box(&key))))
-    });
+    for keys in LOOKUP_KEYS {
+        let (keyed, workspaces) = warm_keyed(&rt, keys);
+        // Every lookup a different key, in an order that defeats prefetching:
+        // what a service with that many active tenants sees.
+        let order: Vec<usize> = (0..keys).map(|i| (i * 7_919) % keys).collect();
+        let mut next = 0;
+        group.bench_function(format!("keyed_current_of_{keys}"), |b| {
+            b.iter(|| {
+                next = if next + 1 == keys { 0 } else { next + 1 };
+                black_box(keyed_current(&keyed, &workspaces[order[next]]))
+            })
+        });
+        assert_eq!(keyed.stats().tokens.fetches, keys as u64);
+    }
     group.finish();
-    assert_eq!(keyed.stats().tokens.fetches, KEYS as u64);
 }
 
 fn cold_start(c: &mut Criterion) {

@@ -944,6 +944,8 @@ def write():
     noise = ", ".join(f"{k} {v[0]} → {v[1]}" for k, v in la.items()) or "not recorded"
 
     e2e = hot_path_table(res, "hot_path/end_to_end")
+    # Issue 27's rows against the peers come from their own runs.
+    import peers_report
     doc = f"""# Benchmarks
 
 How fast `tower-bearer` is on its hot path, under contention, in a stampede,
@@ -967,7 +969,7 @@ python3 benches/report.py         # rewrite this file from the stored results
 
 ## Summary
 
-{summary(res, runs, env)}
+{summary(res, runs, env)}{peers_report.summary_lines()}
 ## Machine
 
 | | |
@@ -1106,6 +1108,7 @@ wait for a token only at start-up (at most one per task), then never.
     # The keyed cache's section (issue 10) comes from its own runs.
     import keyed_report
     doc = doc.rstrip("\n") + "\n\n" + keyed_report.section()
+    doc = doc.rstrip("\n") + "\n\n" + peers_report.section()
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write(doc)
     print("wrote BENCHMARKS.md", file=sys.stderr)

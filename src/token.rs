@@ -143,6 +143,38 @@ impl AccessToken {
     pub fn scope(&self) -> Option<&str> {
         self.scope.as_deref()
     }
+
+    /// What is known about the token besides its secret: a cache keeps the
+    /// secret once, in the prepared header value, and these beside it.
+    pub(crate) fn into_facts(self) -> TokenFacts {
+        TokenFacts {
+            expiry: self.expiry,
+            received_at: self.received_at,
+            scope: self.scope,
+            dpop: self.dpop,
+        }
+    }
+
+    /// The token again, from its secret and `facts`.
+    pub(crate) fn from_facts(secret: &str, facts: &TokenFacts) -> Self {
+        Self {
+            secret: Arc::from(secret),
+            expiry: facts.expiry,
+            received_at: facts.received_at,
+            scope: facts.scope.clone(),
+            dpop: facts.dpop.clone(),
+        }
+    }
+}
+
+/// An [`AccessToken`] without its secret.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenFacts {
+    pub(crate) expiry: Expiry,
+    received_at: Instant,
+    scope: Option<Arc<str>>,
+    /// The key a DPoP-bound token is bound to.
+    pub(crate) dpop: Option<Arc<dyn DpopProver>>,
 }
 
 impl fmt::Debug for AccessToken {

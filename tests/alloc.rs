@@ -29,7 +29,8 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::Full;
 use tower::{Layer, Service, ServiceExt};
-use tower_bearer::replay::{BufferBody, TeeBody};
+use tower_bearer::keyed::KeyedTokenCache;
+use tower_bearer::replay::{BufferBody, CloneBody, TeeBody, WithoutExtensions};
 use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, TokenCache};
 use tower_http::auth::AddAuthorizationLayer;
 
@@ -300,6 +301,130 @@ fn header_less_request_allocates_exactly_as_with_add_authorization() {
     assert!(add_auth.count > bare.count);
     assert_eq!(no_replay, add_auth, "BearerAuth::no_replay");
     assert_eq!(replay, add_auth, "BearerAuth with CloneBody replay");
+}
+
+// ---- requests with extensions -------------------------------------------------
+
+/// A tenant as the keyed cache's own example carries it: an extension.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Tenant(Arc<str>);
+
+// Extensions of other kinds, as middleware adds them: carried, never read.
+#[allow(dead_code)]
+#[derive(Clone)]
+struct TraceId(u128);
+#[allow(dead_code)]
+#[derive(Clone)]
+struct Deadline(std::time::Instant);
+#[allow(dead_code)]
+#[derive(Clone)]
+struct Route(&'static str);
+#[allow(dead_code)]
+#[derive(Clone)]
+struct Attempt(u8);
+
+/// The standard request with `extensions` extensions (1 or 5), the first of
+/// them the tenant.
+fn with_extensions(extensions: usize) -> Request<Full<Bytes>> {
+    let mut req = get_with_headers();
+    let ext = req.extensions_mut();
+    ext.insert(Tenant(Arc::from("wks_00000042")));
+    if extensions == 5 {
+        ext.insert(TraceId(0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736));
+        ext.insert(Deadline(std::time::Instant::now()));
+        ext.insert(Route("/v1/things"));
+        ext.insert(Attempt(1));
+    }
+    assert_eq!(req.extensions().len(), extensions);
+    req
+}
+
+/// What cloning the extensions of `N` requests from `make` allocates: the
+/// documented cost of keeping them for a replay.
+fn extensions_clone(make: &dyn Fn() -> Request<Full<Bytes>>) -> Allocs {
+    let requests: Vec<_> = (0..N).map(|_| make()).collect();
+    counted(|| {
+        for req in &requests {
+            drop(std::hint::black_box(req.extensions().clone()));
+        }
+    })
+}
+
+fn plus(a: Allocs, b: Allocs) -> Allocs {
+    Allocs {
+        count: a.count + b.count,
+        bytes: a.bytes + b.bytes,
+    }
+}
+
+/// With extensions, the default policy adds exactly their clone (the only way
+/// to keep them for the replay) and nothing else; `WithoutExtensions` adds
+/// nothing, through the single-key layer and through a keyed layer whose key
+/// is read from an extension.
+#[test]
+fn extensions_cost_their_clone_by_default_and_nothing_without_them() {
+    let rt = runtime();
+    let _guard = rt.enter();
+    let api = Api::default();
+    let keyed = KeyedTokenCache::new(|tenant: &Tenant| {
+        let token = format!("token-of-{}", tenant.0);
+        from_fn(move || {
+            let token = token.clone();
+            async move { Ok(AccessToken::new(token).with_expires_in(Duration::from_secs(3600))) }
+        })
+    });
+    let tenant = |req: &Request<Full<Bytes>>| req.extensions().get::<Tenant>().cloned();
+
+    for extensions in [1, 5] {
+        let make = || with_extensions(extensions);
+        let mut bare = api.clone();
+        let mut cloned = bearer_layer().layer(api.clone());
+        let mut without = bearer_layer()
+            .replay(WithoutExtensions(CloneBody))
+            .layer(api.clone());
+        let mut keyed_cloned = BearerAuthLayer::keyed(keyed.clone(), tenant).layer(api.clone());
+        let mut keyed_without = BearerAuthLayer::keyed(keyed.clone(), tenant)
+            .replay(WithoutExtensions(CloneBody))
+            .layer(api.clone());
+        warm(&rt, &mut cloned, make());
+        warm(&rt, &mut without, make());
+        warm(&rt, &mut keyed_cloned, make());
+        warm(&rt, &mut keyed_without, make());
+
+        let before = api.authorized.load(Ordering::Relaxed);
+        let bare_allocs = allocs_for(&mut bare, &make);
+        let counts = [
+            allocs_for(&mut cloned, &make),
+            allocs_for(&mut without, &make),
+            allocs_for(&mut keyed_cloned, &make),
+            allocs_for(&mut keyed_without, &make),
+        ];
+        assert_eq!(
+            api.authorized.load(Ordering::Relaxed) - before,
+            4 * (WARM_UP + N),
+            "every request went out with a token"
+        );
+        let clone = extensions_clone(&make);
+        eprintln!(
+            "[{extensions}_extensions] per {N} requests: bare {bare_allocs:?}, BearerAuth {:?}, \
+             WithoutExtensions {:?}, keyed {:?}, keyed WithoutExtensions {:?}; cloning the \
+             extensions alone {clone:?}",
+            counts[0], counts[1], counts[2], counts[3]
+        );
+        assert!(clone.count >= extensions as u64 * N as u64);
+        assert_eq!(
+            counts[0],
+            plus(bare_allocs, clone),
+            "CloneBody: the clone, nothing more"
+        );
+        assert_eq!(counts[1], bare_allocs, "WithoutExtensions(CloneBody)");
+        assert_eq!(counts[2], plus(bare_allocs, clone), "keyed, CloneBody");
+        assert_eq!(
+            counts[3], bare_allocs,
+            "keyed, WithoutExtensions(CloneBody)"
+        );
+    }
+    assert_eq!(keyed.stats().tokens.fetches, 1, "one tenant, one token");
 }
 
 // ---- BufferBody ---------------------------------------------------------------------

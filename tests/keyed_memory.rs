@@ -18,8 +18,8 @@ use tower_bearer::{from_fn, AccessToken};
 
 const KEYS: usize = 100_000;
 const HOUR: Duration = Duration::from_secs(3600);
-/// An opaque token of a typical size, as in `tests/memory.rs`.
-const TOKEN: &str = "tok_3q2MVxK7pQe1bLr9Zt8WnYc4Hj6Df0Ga";
+/// An opaque token of 64 bytes, as in `tests/memory.rs`.
+const TOKEN: &str = "tok_3q2MVxK7pQe1bLr9Zt8WnYc4Hj6Df0Ga7sUe2Xk5Rw9Pm1Vb8Nq4Lz6Ty0Ci";
 
 #[tokio::test(start_paused = true)]
 async fn a_hundred_thousand_idle_keys_cost_under_a_kilobyte_each_no_task_and_no_fetch() {

@@ -17,10 +17,10 @@ use tower_bearer::{from_fn, AccessToken, TokenCache};
 
 const CACHES: usize = 10_000;
 const HOUR: Duration = Duration::from_secs(3600);
-/// An opaque token of a typical size (Auth0, Okta and Entra issue 40 to 2,000
-/// bytes; a JWT is larger and costs its own length twice: as the token and in
-/// the prepared header value).
-const TOKEN: &str = "tok_3q2MVxK7pQe1bLr9Zt8WnYc4Hj6Df0Ga";
+/// An opaque token of 64 bytes, the size issue 27's memory goal is stated for
+/// (Auth0, Okta and Entra issue 40 to 2,000 bytes; a JWT is larger and costs
+/// its own length twice: as the token and in the prepared header value).
+const TOKEN: &str = "tok_3q2MVxK7pQe1bLr9Zt8WnYc4Hj6Df0Ga7sUe2Xk5Rw9Pm1Vb8Nq4Lz6Ty0Ci";
 
 #[tokio::test(start_paused = true)]
 async fn ten_thousand_idle_caches_cost_under_a_kilobyte_a_token_no_task_and_no_fetch() {

@@ -2,6 +2,8 @@
 //! requests, a warm layer.
 #![allow(dead_code)]
 
+pub mod peers;
+
 use std::convert::Infallible;
 use std::future::{ready, Future, Ready};
 use std::hint::black_box;
@@ -89,6 +91,14 @@ pub fn warm_layer(rt: &tokio::runtime::Runtime) -> BearerAuthLayer {
     }));
     rt.block_on(cache.token()).unwrap();
     BearerAuthLayer::from_cache(cache)
+}
+
+/// aliri_tokens' watcher holding [`TOKEN`] (see [`peers`]), started at `rt`.
+pub fn warm_aliri(rt: &tokio::runtime::Runtime) -> peers::AliriLayer {
+    let watcher = rt.block_on(peers::TokenWatcher::spawn_from_token_source(|| async {
+        peers::TokenWithLifetime::new(TOKEN, Duration::from_secs(3600))
+    }));
+    peers::AliriLayer::new(watcher)
 }
 
 /// A current-thread runtime for the hot-path benchmarks: one thread, as a

@@ -36,12 +36,15 @@ use super::clock::TokenClock;
 use super::current_token::{CurrentToken, Generation};
 use super::decide::{FetchReason, Phase};
 use super::schedule::Schedule;
-use crate::token::AccessToken;
+use crate::token::{AccessToken, Expiry, TokenFacts};
 
 pub(crate) struct CachedToken {
+    /// `<scheme> <token>`: the only copy of the secret the cache keeps (an
+    /// `AccessToken` beside it would double what a token costs at rest).
     header: HeaderValue,
     pub(super) generation: Generation,
-    pub(super) token: AccessToken,
+    /// What else is known about the token.
+    facts: TokenFacts,
     pub(super) reason: FetchReason,
     /// The fetch that produced it: a late result of an older fetch never
     /// replaces it.
@@ -62,6 +65,7 @@ pub(crate) struct CachedToken {
 }
 
 impl CachedToken {
+    /// `header` is the scheme, a space and `token`'s secret.
     pub(super) fn new(
         header: HeaderValue,
         generation: Generation,
@@ -75,10 +79,11 @@ impl CachedToken {
         let ticks = |at: Option<Duration>| at.map_or(u64::MAX, |d| clock.ticks(d));
         let refresh_after = ticks(schedule.refresh_after);
         let usable_for = ticks(schedule.usable_for);
+        debug_assert!(header.as_bytes().ends_with(token.secret().as_bytes()));
         Self {
             header,
             generation,
-            token,
+            facts: token.into_facts(),
             reason,
             fetch,
             too_short,
@@ -99,11 +104,27 @@ impl CachedToken {
         self.clock.elapsed() < self.fresh_until.load(Ordering::Relaxed)
     }
 
+    /// The token itself, built again from the header, which is the scheme
+    /// (`Bearer`, `DPoP`, or the one configured; never with a space), a
+    /// space and the token (an allocation: for the rare callers that want
+    /// it, never for a request).
+    pub(super) fn access_token(&self) -> AccessToken {
+        let header = self.header.as_bytes();
+        let after_scheme = header.iter().position(|&b| b == b' ').map_or(0, |i| i + 1);
+        let secret = std::str::from_utf8(&header[after_scheme..])
+            .expect("the header was built from the scheme and the token's str");
+        AccessToken::from_facts(secret, &self.facts)
+    }
+
+    pub(super) fn expiry(&self) -> Expiry {
+        self.facts.expiry
+    }
+
     pub(super) fn handout(&self) -> CurrentToken {
         CurrentToken {
             value: self.header.clone(),
             generation: self.generation,
-            dpop: self.token.dpop().cloned(),
+            dpop: self.facts.dpop.clone(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! What every key of one cache shares.
 
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use super::config::CacheConfig;
 use super::stats::StatsCounters;
@@ -20,6 +21,17 @@ pub(crate) struct Common {
 }
 
 impl Common {
+    /// The one `Common` of every single-key cache built with the default
+    /// settings and no gate. Nothing in it belongs to one cache: the
+    /// generation counter only has to give each token a number no other
+    /// token of the same cache has.
+    pub(crate) fn shared_default() -> Arc<Self> {
+        static DEFAULT: OnceLock<Arc<Common>> = OnceLock::new();
+        Arc::clone(
+            DEFAULT.get_or_init(|| Arc::new(Common::new(CacheConfig::default(), None, false))),
+        )
+    }
+
     pub(crate) fn new(config: CacheConfig, gate: Option<EndpointGate>, keyed: bool) -> Self {
         Self {
             config,

@@ -18,6 +18,12 @@
 //! (a fetch waits for its turn at most about its timeout, then fails; it
 //! calls its source at most its timeout), so a live fetch always ends a stage
 //! first, while one that is never polled again is given up as stalled.
+//!
+//! A stage is recorded with the instant it began, without waking anyone:
+//! waiters wake once, for the result, and only a waiter whose patience ran
+//! out looks at the stage, to see whether a newer one restarted it. Waking
+//! ten thousand waiters at each stage, each to set a new timer, was most of
+//! what a cold stampede cost beyond the fetch (BENCHMARKS.md).
 
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -28,6 +34,7 @@ use std::time::Duration;
 
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::timer;
 
@@ -50,9 +57,36 @@ pub(crate) enum Stage<T> {
     Done(T),
 }
 
+/// What a fetch's channel holds: its stage, and since when.
+#[derive(Debug, Clone)]
+pub(crate) struct Progress<T> {
+    stage: Stage<T>,
+    since: Instant,
+}
+
+impl<T> Progress<T> {
+    fn now(stage: Stage<T>) -> Self {
+        Self {
+            stage,
+            since: Instant::now(),
+        }
+    }
+
+    /// Which stage, and when it began: a newer stage restarts patience.
+    fn mark(&self) -> (u8, Instant) {
+        let stage = match self.stage {
+            Stage::Spawned => 0,
+            Stage::Queued => 1,
+            Stage::Running => 2,
+            Stage::Done(_) => 3,
+        };
+        (stage, self.since)
+    }
+}
+
 /// The slot: which fetch is in flight, and where its result will appear.
 pub(crate) struct Flights<T> {
-    current: Option<(u64, watch::Receiver<Stage<T>>)>,
+    current: Option<(u64, watch::Receiver<Progress<T>>)>,
     last_id: u64,
 }
 
@@ -83,7 +117,7 @@ impl<T> Flights<T> {
     pub(crate) fn begin<O: Owner>(&mut self, owner: Arc<O>) -> (Ticket<T, O>, Flight<T>) {
         self.last_id += 1;
         let id = self.last_id;
-        let (tx, rx) = watch::channel(Stage::Spawned);
+        let (tx, rx) = watch::channel(Progress::now(Stage::Spawned));
         self.current = Some((id, rx.clone()));
         (
             Ticket {
@@ -111,7 +145,7 @@ impl<T> Flights<T> {
 /// A waiter's view of one fetch.
 pub(crate) struct Flight<T> {
     pub(crate) id: u64,
-    rx: watch::Receiver<Stage<T>>,
+    rx: watch::Receiver<Progress<T>>,
 }
 
 /// How a wait for a fetch ended.
@@ -143,23 +177,36 @@ impl<T: Clone> Flight<T> {
         // joins a fetch started elsewhere) there is no timer to bound the wait.
         let timed = tokio::runtime::Handle::try_current().is_ok();
         let mut progress = queue_progress();
+        // Patience runs from the later of this waiter's arrival (or the
+        // queue's last move) and the start of the fetch's current stage.
+        let mut patient_from = Instant::now();
         loop {
-            let queued = match &*self.rx.borrow_and_update() {
-                Stage::Done(value) => return Landed::Delivered(value.clone()),
-                Stage::Queued => true,
-                Stage::Spawned | Stage::Running => false,
+            let (queued, seen) = {
+                let current = self.rx.borrow_and_update();
+                match &current.stage {
+                    Stage::Done(value) => return Landed::Delivered(value.clone()),
+                    Stage::Queued => (true, current.mark()),
+                    Stage::Spawned | Stage::Running => (false, current.mark()),
+                }
             };
             let changed = self.rx.changed();
             let changed = if timed {
-                let Ok(bounded) = timer::timeout(limit, changed) else {
+                let deadline = later(seen.1.max(patient_from), limit);
+                let Ok(bounded) = timer::timeout_at(deadline, changed) else {
                     return Landed::NoTimer;
                 };
                 match bounded.await {
                     Ok(changed) => changed,
                     Err(_) => {
+                        // A newer stage began meanwhile (recorded without
+                        // waking this waiter): its own patience starts then.
+                        if self.rx.borrow().mark() != seen {
+                            continue;
+                        }
                         let now = queue_progress();
                         if queued && now != progress {
                             progress = now;
+                            patient_from = Instant::now();
                             continue;
                         }
                         return Landed::Stalled;
@@ -170,7 +217,7 @@ impl<T: Clone> Flight<T> {
             };
             if changed.is_err() {
                 // The ticket is gone; it may have delivered just before.
-                return match &*self.rx.borrow() {
+                return match &self.rx.borrow().stage {
                     Stage::Done(value) => Landed::Delivered(value.clone()),
                     _ => Landed::Abandoned,
                 };
@@ -179,26 +226,35 @@ impl<T: Clone> Flight<T> {
     }
 }
 
+/// `at + limit`, or as far as the clock goes.
+fn later(at: Instant, limit: Duration) -> Instant {
+    at.checked_add(limit)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365 * 30))
+}
+
 /// Owns a fetch's slot until the result is delivered.
 pub(crate) struct Ticket<T, O: Owner> {
     owner: Arc<O>,
     pub(crate) id: u64,
-    tx: Option<watch::Sender<Stage<T>>>,
+    tx: Option<watch::Sender<Progress<T>>>,
 }
 
 impl<T, O: Owner> Ticket<T, O> {
     /// Hands the result to every waiter. The owner has cleared the slot.
     pub(crate) fn deliver(mut self, result: T) {
         if let Some(tx) = self.tx.take() {
-            tx.send_replace(Stage::Done(result));
+            tx.send_replace(Progress::now(Stage::Done(result)));
         }
     }
 
-    /// Tells the waiters how far the fetch has come (never [`Stage::Done`]:
-    /// that is [`deliver`](Self::deliver)).
+    /// Records how far the fetch has come (never [`Stage::Done`]: that is
+    /// [`deliver`](Self::deliver)), without waking the waiters.
     pub(crate) fn reached(&self, stage: Stage<T>) {
         if let Some(tx) = &self.tx {
-            tx.send_replace(stage);
+            tx.send_if_modified(|progress| {
+                *progress = Progress::now(stage);
+                false
+            });
         }
     }
 

@@ -27,6 +27,18 @@ pub(crate) fn timeout<F: Future>(limit: Duration, future: F) -> Result<Timeout<F
     .map_err(|_| CacheError::NoTimer)
 }
 
+/// `tokio::time::timeout_at`, or [`CacheError::NoTimer`].
+pub(crate) fn timeout_at<F: Future>(
+    deadline: Instant,
+    future: F,
+) -> Result<Timeout<F>, CacheError> {
+    let mut future = Some(future);
+    catch_unwind(AssertUnwindSafe(|| {
+        tokio::time::timeout_at(deadline, future.take().expect("called once"))
+    }))
+    .map_err(|_| CacheError::NoTimer)
+}
+
 /// `true` if the current runtime has timers.
 pub(crate) fn available() -> bool {
     sleep_until(Instant::now()).is_ok()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::current_token::{CurrentToken, Generation};
 use super::decide::Want;
-use super::entry::{Entry, Step};
+use super::entry::{Entry, Step, USED};
 use super::stats::Event;
 use super::{CacheStats, Common, EndpointGate, TokenCacheBuilder};
 use crate::error::{CacheError, TokenError};
@@ -96,17 +96,19 @@ impl TokenCache {
     }
 
     /// Marks the entry used for a keyed cache's eviction sweep: a load, and
-    /// a store only the first time after each sweep.
+    /// an atomic or only the first time after each sweep.
     #[inline]
     pub(crate) fn mark_used(&self) {
-        if !self.shared.used.load(Ordering::Relaxed) {
-            self.shared.used.store(true, Ordering::Relaxed);
+        // A read-modify-write only when the bit is clear: the word also
+        // holds the unconfirmed generation, which a plain store would undo.
+        if self.shared.unconfirmed.load(Ordering::Relaxed) & USED == 0 {
+            self.shared.unconfirmed.fetch_or(USED, Ordering::Relaxed);
         }
     }
 
     /// Takes the use bit: `true` if the entry was used since the last take.
     pub(crate) fn take_used(&self) -> bool {
-        self.shared.used.swap(false, Ordering::Relaxed)
+        self.shared.unconfirmed.fetch_and(!USED, Ordering::Relaxed) & USED != 0
     }
 
     /// `true` while a fetch is in flight.
@@ -229,16 +231,22 @@ impl TokenCache {
     /// [`rejections_before_pacing`](crate::TokenCacheBuilder::rejections_before_pacing)).
     #[inline]
     pub fn accepted(&self, generation: Generation) {
-        if self.shared.unconfirmed.load(Ordering::Relaxed) == generation.0 {
+        if self.shared.unconfirmed.load(Ordering::Relaxed) & !USED == generation.0 {
             self.shared.note_accepted(generation);
         }
     }
 
     /// The current token itself (not the header value), fetching one if
     /// needed, as [`acquire`](TokenCache::acquire) does.
+    ///
+    /// The cache keeps a token's secret once, in its prepared header value,
+    /// so this makes a copy of it (an allocation); requests never call it.
     pub fn token(&self) -> impl Future<Output = Result<AccessToken, TokenError>> + Send + 'static {
         let shared = Arc::clone(&self.shared);
-        async move { Ok(Entry::acquire(shared, Want::Any, None).await?.token.clone()) }
+        async move {
+            let token = Entry::acquire(shared, Want::Any, None).await?;
+            Ok(token.access_token())
+        }
     }
 
     /// What the cache has done so far.

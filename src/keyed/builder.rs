@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::clock_ring::ClockRing;
 use super::failed_keys::FailedKeys;
-use super::keyed_cache::{Factory, Keyed, KeyedTokenCache, Labeler, Ring};
+use super::keyed_cache::{Factory, KeyHasher, Keyed, KeyedTokenCache, Labeler, Ring};
 use super::stats::KeyCounters;
 use crate::cache::config::{cache_settings, CacheConfig};
 use crate::cache::{Common, EndpointGate};
@@ -131,7 +131,15 @@ where
         let common = Common::new(self.config, Some(gate.clone()), true);
         KeyedTokenCache {
             inner: Arc::new(Keyed {
-                map: papaya::HashMap::new(),
+                // Blocking resizes: the key that makes the table grow moves
+                // every entry at once (under the ring lock, which serializes
+                // additions anyway), so that lookups never search two tables,
+                // as they do for as long as an incremental resize is left
+                // half done (until enough further additions finish it).
+                map: papaya::HashMap::builder()
+                    .hasher(KeyHasher::default())
+                    .resize_mode(papaya::ResizeMode::Blocking)
+                    .build(),
                 ring: Mutex::new(Ring {
                     clock: ClockRing::new(),
                     next_idle_pass: None,

@@ -74,10 +74,12 @@ pub(super) type Labeler<K> = dyn Fn(&K) -> String + Send + Sync;
 /// cache, so each key still fetches once however many callers).
 ///
 /// The key type should be cheap to clone and compare (an integer, an
-/// `Arc<str>`, a `HeaderValue`): a lookup hashes it on every request. Keys
-/// that come from requests are untrusted: every new key costs a call of the
-/// factory and a token fetch, so check them (the layer's key function may
-/// return `None` for unknown ones) before they reach the cache.
+/// `Arc<str>`, a `HeaderValue`): a lookup hashes it on every request, with
+/// foldhash seeded at random per cache (fast; it resists crafted collisions
+/// only as long as the seed stays unknown, unlike the standard library's
+/// SipHash). Keys that come from requests are untrusted: every new key costs
+/// a call of the factory and a token fetch, so check them (the layer's key
+/// function may return `None` for unknown ones) before they reach the cache.
 ///
 /// ```
 /// use std::time::Duration;
@@ -114,10 +116,22 @@ pub struct KeyedTokenCache<K> {
     pub(super) inner: Arc<Keyed<K>>,
 }
 
+/// How the map hashes keys: foldhash (its "quality" variant), seeded at
+/// random for each cache. A lookup hashes the key on every request, and
+/// SipHash, the standard library's default, was 191 of the lookup's 343
+/// instructions for a 12-byte key (BENCHMARKS.md). foldhash resists HashDoS
+/// only as far as its per-cache random seed stays secret (it is not a keyed
+/// cryptographic hash like SipHash): keys that come from requests can be
+/// chosen by whoever sends them, but every new key also costs a call of the
+/// factory and a token fetch, and the cache holds at most `max_keys`, so
+/// check untrusted keys before they reach it (see the type's docs) whatever
+/// the hash.
+pub(super) type KeyHasher = foldhash::quality::RandomState;
+
 pub(super) struct Keyed<K> {
     /// Read without a lock; written only under `ring`'s lock, so that the map
     /// and the ring always hold the same keys.
-    pub(super) map: papaya::HashMap<K, TokenCache>,
+    pub(super) map: papaya::HashMap<K, TokenCache, KeyHasher>,
     pub(super) ring: Mutex<Ring<K>>,
     /// `None`: keys come only from `insert`.
     pub(super) factory: Option<Box<Factory<K>>>,
@@ -307,7 +321,13 @@ where
     /// (see [`TokenCache::current`]); an error if no source can be had for
     /// the key (see [`get`](Self::get)).
     pub fn current(&self, key: &K) -> Result<Option<CurrentToken>, TokenError> {
-        Ok(self.get(key)?.current())
+        // A held key's cache is read where it lies in the map: no reference
+        // count taken and given back per call.
+        if let Some(cache) = self.inner.map.pin().get(key) {
+            cache.mark_used();
+            return Ok(cache.current());
+        }
+        Ok(self.inner.make(key)?.current())
     }
 
     /// Waits for a token for `key`; see [`TokenCache::acquire`]. Fails at

@@ -36,8 +36,10 @@ pub struct CloneBody;
 /// The URI and the headers are copied as bytes into a buffer that each thread
 /// reuses (cloning a `HeaderMap` allocates its table, and cloning a header
 /// value built from a string allocates too), so keeping a request allocates
-/// nothing in the steady state, and the layer adds no allocation per request.
-/// The method, extensions and body are cloned.
+/// nothing in the steady state, and the layer adds no allocation per request
+/// without extensions. The method, extensions and body are cloned; cloning
+/// extensions allocates (a map, a box per value): see
+/// [`WithoutExtensions`](super::WithoutExtensions) to leave them out.
 ///
 /// Its `Debug` shows the method, the URI without its query and the number of
 /// headers, never their values.

@@ -9,7 +9,9 @@
 //! few hundred bytes into a reused buffer costs less than those allocations
 //! (and than the reference-count traffic of cloning), and the URI and header
 //! map are rebuilt only on the rare replay. The method and the extensions are
-//! cloned: free for standard methods and empty extensions.
+//! cloned: free for standard methods and empty extensions; extensions that
+//! are there cost their clone, a new map and a box per value, which no
+//! other way of keeping them avoids (`WithoutExtensions` leaves them out).
 
 use std::fmt;
 

@@ -13,7 +13,9 @@
 //! Both replaying policies keep the head the same way: the URI and the
 //! headers are copied as bytes into a buffer that each thread reuses, so
 //! keeping a request allocates nothing, and the head is rebuilt only on the
-//! rare replay.
+//! rare replay. Its extensions, if it has any, are cloned, which allocates
+//! (`http::Extensions` clones value by value into a new map);
+//! [`WithoutExtensions`] leaves them out of the replay.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -35,6 +37,7 @@ mod no_replay;
 mod pool;
 mod recording;
 mod tee_body;
+mod without_extensions;
 
 #[cfg(feature = "reqwest")]
 pub(crate) use self::buffer_body::{BodyRecording, LengthHeader};
@@ -42,6 +45,7 @@ pub use self::buffer_body::{BufferBody, BufferedRequest};
 pub use self::clone_body::{CloneBody, ClonedRequest};
 pub use self::no_replay::NoReplay;
 pub use self::tee_body::TeeBody;
+pub use self::without_extensions::WithoutExtensions;
 
 /// Decides whether and how a request of type `R` can be sent twice.
 ///
