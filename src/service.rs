@@ -389,16 +389,16 @@ where
                     let token = ready!(token.as_mut().poll(cx)).map_err(BearerAuthError::Token)?;
                     let mut request = request.take().expect("polled after completion");
                     let mut service = service.take().expect("polled after completion");
-                    let state = match prepare(this.replay, this.judge, &mut request, token, &service)
-                    {
-                        Ok((attached, retry)) => State::Sending {
-                            cache: cache.clone(),
-                            future: service.call(request),
-                            attached,
-                            retry,
-                        },
-                        Err(error) => State::Failed { error: Some(error) },
-                    };
+                    let state =
+                        match prepare(this.replay, this.judge, &mut request, token, &service) {
+                            Ok((attached, retry)) => State::Sending {
+                                cache: cache.clone(),
+                                future: service.call(request),
+                                attached,
+                                retry,
+                            },
+                            Err(error) => State::Failed { error: Some(error) },
+                        };
                     this.state.set(state);
                 }
                 StateProj::Sending {
@@ -445,8 +445,9 @@ where
                             // The same token (a new proof is made for it).
                             Action::ReplaySameToken => Box::pin(cache.acquire()),
                         };
-                    let (service, request) = replay
-                        .expect("after_answer asks for a token only for a request that can be sent again");
+                    let (service, request) = replay.expect(
+                        "after_answer asks for a token only for a request that can be sent again",
+                    );
                     let cache = cache.clone();
                     this.state.set(State::AwaitReplayToken {
                         cache,

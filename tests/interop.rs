@@ -28,9 +28,9 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 use tower_bearer::oauth2::{
-    AuthorizationCode, AuthorizationRequest, Callback, ClientAuth, ClientCredentials, Discovery,
-    ErrorCode, ExchangeError, HttpClient, OAuth2Error, PendingAuthorization, RefreshTokenSource,
-    TokenEndpoint,
+    AuthorizationCode, AuthorizationRequest, Callback, ClientAuth, ClientCredentials, CsrfState,
+    Discovery, ErrorCode, ExchangeError, HttpClient, OAuth2Error, PendingAuthorization,
+    RefreshTokenSource, TokenEndpoint,
 };
 use tower_bearer::{BearerAuthLayer, BoxError, TokenCache, TokenError, TokenSource};
 
@@ -452,8 +452,28 @@ async fn authorization_code_with_pkce_without_a_browser() {
     assert_eq!(info["active"], true, "{info}");
     assert_eq!(info["sub"], "alice");
 
-    // Replaying the code fails (and revokes what it issued).
+    // The same pending authorization is not exchanged twice: refused here,
+    // nothing sent.
     let err = request.exchange(&callback).await.unwrap_err();
+    let cause = err.cause().and_then(|c| c.downcast_ref::<ExchangeError>());
+    assert!(
+        matches!(cause, Some(ExchangeError::AlreadyExchanged)),
+        "{err:?}"
+    );
+
+    // A copy of it (as a session store hands one back) has no such memory:
+    // the server refuses the code it already redeemed.
+    let copy =
+        PendingAuthorization::new(CsrfState::new(request.state().secret().expose().to_owned()))
+            .with_verifier(request.verifier().unwrap().clone());
+    let copy = match request.pending().redirect_uri() {
+        Some(uri) => copy.with_redirect_uri(uri),
+        None => copy,
+    };
+    let err = code_flow(&server)
+        .exchange(&copy, &callback)
+        .await
+        .unwrap_err();
     assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
 }
 
