@@ -17,7 +17,6 @@ use super::backoff;
 use super::cached_token::CachedToken;
 use super::current_token::Generation;
 use super::decide::{decide, later, Answer, Decision, FetchReason, SlowView, TokenView, Want};
-use super::fetch_task::{fetch_task, Replacing};
 use super::flight::{Flight, Flights, Landed, Owner};
 use super::gate;
 use super::metrics;
@@ -52,6 +51,13 @@ pub(crate) struct Entry {
 }
 
 pub(super) type Outcome = Result<Arc<CachedToken>, TokenError>;
+
+/// The token a fetch replaces after a rejection, and what the server's
+/// challenge asked the new one to carry.
+pub(super) struct Replacing {
+    pub(super) token: AccessToken,
+    pub(super) ask: Option<TokenAsk>,
+}
 
 #[derive(Default)]
 pub(super) struct SlowState {
@@ -323,7 +329,7 @@ impl Entry {
             }
             // Outside the lock: a runtime that is shutting down drops the task
             // at once, and the ticket's drop takes the lock to free the slot.
-            runtime.spawn(fetch_task(ticket, reason, replacing).instrument(span));
+            runtime.spawn(Entry::fetch_task(ticket, reason, replacing).instrument(span));
         }
         step
     }

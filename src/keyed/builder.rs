@@ -3,21 +3,101 @@
 //! of each key's cache.
 
 use std::fmt;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::clock_ring::ClockRing;
 use super::failed_keys::FailedKeys;
-use super::keyed_cache::{Factory, KeyHasher, Keyed, KeyedTokenCache, Labeler, Ring};
+use super::keyed_cache::KeyedTokenCache;
+use super::keys::{Factory, KeyHasher, Keys, Labeler, Ring};
 use super::stats::KeyCounters;
 use crate::cache::config::{cache_settings, CacheConfig};
 use crate::cache::{Common, EndpointGate};
+use crate::error::TokenError;
+use crate::source::{BoxTokenSource, TokenSource};
 
 // Defaults, stated again in the setter docs.
 const DEFAULT_MAX_KEYS: usize = 10_000;
 const DEFAULT_MAX_FAILED_KEYS: usize = 1_000;
 const DEFAULT_FACTORY_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 const DEFAULT_FACTORY_MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+// The constructors that hand out a builder live with it, so that the
+// cache's file need not import this one.
+impl<K> KeyedTokenCache<K>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+{
+    /// A builder to set the number of keys, the idle time, the labels, the
+    /// gate and the per-key cache settings; `factory` makes each key's source.
+    pub fn builder<S, F>(factory: F) -> KeyedTokenCacheBuilder<K>
+    where
+        S: TokenSource,
+        F: Fn(&K) -> S + Send + Sync + 'static,
+    {
+        KeyedTokenCacheBuilder::new(Some(Box::new(move |key: &K| {
+            Ok(BoxTokenSource::new(factory(key)))
+        })))
+    }
+
+    /// A builder for a cache whose `factory` may fail for a key: a tenant
+    /// without configuration, a configuration the
+    /// [`TokenEndpoint`](crate::oauth2::TokenEndpoint) builder refuses.
+    ///
+    /// The factory's error goes to the callers of that key, as a
+    /// [`TokenError`] of the same kind whose cause is
+    /// [`SourceError::FactoryFailed`](crate::keyed::SourceError::FactoryFailed); through the layer, the request is not
+    /// sent. The key is not kept, and the factory is not asked again for it
+    /// before a backoff ends (1 s after a first transient failure, doubling
+    /// up to 60 s; 60 s after a permanent one: see
+    /// [`factory_backoff`](crate::keyed::KeyedTokenCacheBuilder::factory_backoff)); until
+    /// then its callers get the same error at once, with the time left as
+    /// its [`retry_after`](TokenError::retry_after). At most
+    /// [`max_failed_keys`](crate::keyed::KeyedTokenCacheBuilder::max_failed_keys) failed
+    /// keys are remembered (1,000 by default), however many bogus keys come.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use tower_bearer::keyed::KeyedTokenCache;
+    /// use tower_bearer::oauth2::{ClientCredentials, TokenEndpoint};
+    /// use tower_bearer::TokenError;
+    ///
+    /// // Tenant id -> (token URL, client id, client secret), loaded at start-up.
+    /// let tenants: HashMap<String, (String, String, String)> = HashMap::new();
+    /// let cache = KeyedTokenCache::try_builder(move |tenant: &String| {
+    ///     let (url, id, secret) = tenants
+    ///         .get(tenant)
+    ///         .ok_or_else(|| TokenError::permanent("unknown tenant"))?;
+    ///     // A URL the builder refuses is this tenant's error, not a panic.
+    ///     let endpoint = TokenEndpoint::builder(url)
+    ///         .client_id(id)
+    ///         .client_secret(secret.as_str())
+    ///         .build()?;
+    ///     Ok::<_, TokenError>(ClientCredentials::new(endpoint))
+    /// })
+    /// .build();
+    /// # let _ = cache;
+    /// ```
+    pub fn try_builder<S, E, F>(factory: F) -> KeyedTokenCacheBuilder<K>
+    where
+        S: TokenSource,
+        E: Into<TokenError>,
+        F: Fn(&K) -> Result<S, E> + Send + Sync + 'static,
+    {
+        KeyedTokenCacheBuilder::new(Some(Box::new(move |key: &K| {
+            factory(key).map(BoxTokenSource::new).map_err(Into::into)
+        })))
+    }
+
+    /// A builder for a cache without a factory: every key's source is
+    /// [`insert`](Self::insert)ed. A key that is not held fails at once with
+    /// [`SourceError::NotInserted`](crate::keyed::SourceError::NotInserted) (kind permanent); through the layer, the
+    /// request is not sent. See [`insert`](Self::insert) for an example.
+    pub fn without_factory() -> KeyedTokenCacheBuilder<K> {
+        KeyedTokenCacheBuilder::new(None)
+    }
+}
 
 /// Builds a [`KeyedTokenCache`]. The per-key settings (skew, refresh ahead,
 /// backoff, timeouts, …) are those of
@@ -130,7 +210,7 @@ where
         let gate = self.gate.unwrap_or_else(|| EndpointGate::builder().build());
         let common = Common::new(self.config, Some(gate.clone()), true);
         KeyedTokenCache {
-            inner: Arc::new(Keyed {
+            inner: Arc::new(Keys {
                 // Blocking resizes: the key that makes the table grow moves
                 // every entry at once (under the ring lock, which serializes
                 // additions anyway), so that lookups never search two tables,

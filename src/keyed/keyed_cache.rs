@@ -4,24 +4,15 @@
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::builder::KeyedTokenCacheBuilder;
-use super::clock_ring::{ClockRing, Tracked};
-use super::failed_keys::FailedKeys;
-use super::source_error::SourceError;
+use super::keys::{Added, Keys};
 use super::stats::{KeyCounters, KeyedStats};
-use crate::cache::{CacheStats, Common, CurrentToken, EndpointGate, Generation, TokenCache};
+use crate::cache::{CacheStats, CurrentToken, EndpointGate, Generation, TokenCache};
 use crate::error::TokenError;
 use crate::source::{BoxTokenSource, TokenSource};
-
-/// Makes the token source of a key, or says why it cannot.
-pub(super) type Factory<K> = dyn Fn(&K) -> Result<BoxTokenSource, TokenError> + Send + Sync;
-/// Names a key in tracing.
-pub(super) type Labeler<K> = dyn Fn(&K) -> String + Send + Sync;
 
 /// Caches one token per key: many tenants, or many users, behind one client.
 ///
@@ -32,7 +23,7 @@ pub(super) type Labeler<K> = dyn Fn(&K) -> String + Send + Sync;
 ///   workspace's `subject`): [`new`](Self::new) and [`builder`](Self::builder)
 ///   take one that cannot fail, [`try_builder`](Self::try_builder) one that
 ///   can (the tenant's configuration may be missing or wrong); its error goes
-///   to the caller, typed ([`SourceError`]), and the key is not kept;
+///   to the caller, typed ([`SourceError`](crate::keyed::SourceError)), and the key is not kept;
 /// - **[`insert`](Self::insert)** puts in a source made elsewhere, such as a
 ///   signed-in user's [`RefreshTokenSource`](crate::oauth2::RefreshTokenSource)
 ///   from the login callback. A cache built with
@@ -42,22 +33,22 @@ pub(super) type Labeler<K> = dyn Fn(&K) -> String + Send + Sync;
 /// ([`get`](Self::get) returns it), and the keyed cache adds, for made and
 /// inserted keys alike:
 ///
-/// - **bounded memory:** at most [`max_keys`](KeyedTokenCacheBuilder::max_keys)
+/// - **bounded memory:** at most [`max_keys`](crate::keyed::KeyedTokenCacheBuilder::max_keys)
 ///   keys (10,000 by default); beyond it the least recently used key is
 ///   dropped (CLOCK, see below), and optionally every key idle longer than
-///   [`evict_idle_after`](KeyedTokenCacheBuilder::evict_idle_after). No key
+///   [`evict_idle_after`](crate::keyed::KeyedTokenCacheBuilder::evict_idle_after). No key
 ///   has a task; dropping happens when a key is added (or when you call
 ///   [`evict_idle`](Self::evict_idle)). A dropped key's token is gone: its
 ///   next use makes its source again (or, without a factory, fails).
 ///   Failures of the factory are remembered for at most
-///   [`max_failed_keys`](KeyedTokenCacheBuilder::max_failed_keys) keys.
+///   [`max_failed_keys`](crate::keyed::KeyedTokenCacheBuilder::max_failed_keys) keys.
 /// - **one view of the token endpoint:** every key fetches through one
 ///   [`EndpointGate`] (by default its own, 16 fetches at a time): a cold start
 ///   of a thousand keys asks the endpoint at most that many at once, and a
 ///   failure the endpoint marks as its own overload (`429`, `503`,
 ///   `temporarily_unavailable`) pauses every key.
 /// - **a label per key** on tracing spans and events (`key = ...`), chosen by
-///   [`label`](KeyedTokenCacheBuilder::label) (never the token; by default a
+///   [`label`](crate::keyed::KeyedTokenCacheBuilder::label) (never the token; by default a
 ///   number in the order keys were added), and **stats** per key and summed.
 ///
 /// The least recently used key is approximated by CLOCK: a lookup sets a bit
@@ -113,54 +104,7 @@ pub(super) type Labeler<K> = dyn Fn(&K) -> String + Send + Sync;
 /// # }
 /// ```
 pub struct KeyedTokenCache<K> {
-    pub(super) inner: Arc<Keyed<K>>,
-}
-
-/// How the map hashes keys: foldhash (its "quality" variant), seeded at
-/// random for each cache. A lookup hashes the key on every request, and
-/// SipHash, the standard library's default, was 191 of the lookup's 343
-/// instructions for a 12-byte key (BENCHMARKS.md). foldhash resists HashDoS
-/// only as far as its per-cache random seed stays secret (it is not a keyed
-/// cryptographic hash like SipHash): keys that come from requests can be
-/// chosen by whoever sends them, but every new key also costs a call of the
-/// factory and a token fetch, and the cache holds at most `max_keys`, so
-/// check untrusted keys before they reach it (see the type's docs) whatever
-/// the hash.
-pub(super) type KeyHasher = foldhash::quality::RandomState;
-
-pub(super) struct Keyed<K> {
-    /// Read without a lock; written only under `ring`'s lock, so that the map
-    /// and the ring always hold the same keys.
-    pub(super) map: papaya::HashMap<K, TokenCache, KeyHasher>,
-    pub(super) ring: Mutex<Ring<K>>,
-    /// `None`: keys come only from `insert`.
-    pub(super) factory: Option<Box<Factory<K>>>,
-    /// Keys whose factory failed, not asked again before their backoff ends.
-    /// Never locked while `ring` is held.
-    pub(super) failed: Mutex<FailedKeys<K>>,
-    pub(super) labeler: Option<Box<Labeler<K>>>,
-    pub(super) common: Arc<Common>,
-    /// The gate, also in `common`: kept here so that `gate()` needs no unwrap.
-    pub(super) gate: EndpointGate,
-    pub(super) max_keys: usize,
-    pub(super) idle_after: Option<Duration>,
-    pub(super) counters: KeyCounters,
-}
-
-pub(super) struct Ring<K> {
-    pub(super) clock: ClockRing<K, TokenCache>,
-    /// When the next pass over idle keys is due.
-    pub(super) next_idle_pass: Option<Instant>,
-}
-
-impl Tracked for TokenCache {
-    fn take_used(&self) -> bool {
-        TokenCache::take_used(self)
-    }
-
-    fn busy(&self) -> bool {
-        self.is_fetching()
-    }
+    pub(super) inner: Arc<Keys<K>>,
 }
 
 impl<K> Clone for KeyedTokenCache<K> {
@@ -184,82 +128,13 @@ where
         Self::builder(factory).build()
     }
 
-    /// A builder to set the number of keys, the idle time, the labels, the
-    /// gate and the per-key cache settings; `factory` makes each key's source.
-    pub fn builder<S, F>(factory: F) -> KeyedTokenCacheBuilder<K>
-    where
-        S: TokenSource,
-        F: Fn(&K) -> S + Send + Sync + 'static,
-    {
-        KeyedTokenCacheBuilder::new(Some(Box::new(move |key: &K| {
-            Ok(BoxTokenSource::new(factory(key)))
-        })))
-    }
-
-    /// A builder for a cache whose `factory` may fail for a key: a tenant
-    /// without configuration, a configuration the
-    /// [`TokenEndpoint`](crate::oauth2::TokenEndpoint) builder refuses.
-    ///
-    /// The factory's error goes to the callers of that key, as a
-    /// [`TokenError`] of the same kind whose cause is
-    /// [`SourceError::FactoryFailed`]; through the layer, the request is not
-    /// sent. The key is not kept, and the factory is not asked again for it
-    /// before a backoff ends (1 s after a first transient failure, doubling
-    /// up to 60 s; 60 s after a permanent one: see
-    /// [`factory_backoff`](KeyedTokenCacheBuilder::factory_backoff)); until
-    /// then its callers get the same error at once, with the time left as
-    /// its [`retry_after`](TokenError::retry_after). At most
-    /// [`max_failed_keys`](KeyedTokenCacheBuilder::max_failed_keys) failed
-    /// keys are remembered (1,000 by default), however many bogus keys come.
-    ///
-    /// ```
-    /// use std::collections::HashMap;
-    /// use tower_bearer::keyed::KeyedTokenCache;
-    /// use tower_bearer::oauth2::{ClientCredentials, TokenEndpoint};
-    /// use tower_bearer::TokenError;
-    ///
-    /// // Tenant id -> (token URL, client id, client secret), loaded at start-up.
-    /// let tenants: HashMap<String, (String, String, String)> = HashMap::new();
-    /// let cache = KeyedTokenCache::try_builder(move |tenant: &String| {
-    ///     let (url, id, secret) = tenants
-    ///         .get(tenant)
-    ///         .ok_or_else(|| TokenError::permanent("unknown tenant"))?;
-    ///     // A URL the builder refuses is this tenant's error, not a panic.
-    ///     let endpoint = TokenEndpoint::builder(url)
-    ///         .client_id(id)
-    ///         .client_secret(secret.as_str())
-    ///         .build()?;
-    ///     Ok::<_, TokenError>(ClientCredentials::new(endpoint))
-    /// })
-    /// .build();
-    /// # let _ = cache;
-    /// ```
-    pub fn try_builder<S, E, F>(factory: F) -> KeyedTokenCacheBuilder<K>
-    where
-        S: TokenSource,
-        E: Into<TokenError>,
-        F: Fn(&K) -> Result<S, E> + Send + Sync + 'static,
-    {
-        KeyedTokenCacheBuilder::new(Some(Box::new(move |key: &K| {
-            factory(key).map(BoxTokenSource::new).map_err(Into::into)
-        })))
-    }
-
-    /// A builder for a cache without a factory: every key's source is
-    /// [`insert`](Self::insert)ed. A key that is not held fails at once with
-    /// [`SourceError::NotInserted`] (kind permanent); through the layer, the
-    /// request is not sent. See [`insert`](Self::insert) for an example.
-    pub fn without_factory() -> KeyedTokenCacheBuilder<K> {
-        KeyedTokenCacheBuilder::new(None)
-    }
-
     /// The cache of `key`'s token, added (and its source made) if the key is
     /// new; adding may drop the least recently used key, or idle ones.
     ///
     /// Fails if the key is not held and no source can be had for it: the
     /// factory failed (now, or recently enough that it is not asked again
     /// yet), or the cache has none and the key was not inserted; the cause
-    /// is a [`SourceError`].
+    /// is a [`SourceError`](crate::keyed::SourceError).
     ///
     /// A known key costs a hash, a lock-free lookup and a reference count.
     pub fn get(&self, key: &K) -> Result<TokenCache, TokenError> {
@@ -273,7 +148,7 @@ where
     /// Puts `source` in as `key`'s token source, made elsewhere: a signed-in
     /// user's [`RefreshTokenSource`](crate::oauth2::RefreshTokenSource) from
     /// the login callback, keyed by session. It counts towards
-    /// [`max_keys`](KeyedTokenCacheBuilder::max_keys) and may be dropped like
+    /// [`max_keys`](crate::keyed::KeyedTokenCacheBuilder::max_keys) and may be dropped like
     /// any key (least recently used, idle, [`remove`](Self::remove)); its
     /// fetches go through the cache's gate and settings, and its counters
     /// into the [`stats`](Self::stats).
@@ -390,7 +265,7 @@ where
 
     /// Drops every key idle for at least the idle time now, rather than when
     /// the next key is added; returns how many. Does nothing without an idle
-    /// time ([`evict_idle_after`](KeyedTokenCacheBuilder::evict_idle_after)).
+    /// time ([`evict_idle_after`](crate::keyed::KeyedTokenCacheBuilder::evict_idle_after)).
     pub fn evict_idle(&self) -> usize {
         let inner = &*self.inner;
         let mut ring = inner.lock_ring();
@@ -444,144 +319,6 @@ where
     pub fn max_keys(&self) -> usize {
         self.inner.max_keys
     }
-}
-
-/// How a key's source came to the cache.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Added {
-    /// The factory made it: a source already held for the key wins.
-    Made,
-    /// `insert`: it replaces a source held for the key.
-    Inserted,
-}
-
-impl<K> Keyed<K>
-where
-    K: Hash + Eq + Clone + Send + Sync + 'static,
-{
-    fn lock_ring(&self) -> MutexGuard<'_, Ring<K>> {
-        // Nothing of the user's runs under this lock, and the ring is never
-        // left half-changed; a panic elsewhere must not stop every key.
-        self.ring
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn lock_failed(&self) -> MutexGuard<'_, FailedKeys<K>> {
-        self.failed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Makes `key`'s source with the factory and adds the key, unless the
-    /// factory failed for it too recently.
-    #[cold]
-    fn make(&self, key: &K) -> Result<TokenCache, TokenError> {
-        let Some(factory) = &self.factory else {
-            return Err(SourceError::not_inserted());
-        };
-        if let Some((error, left)) = self.lock_failed().refusal(key, Instant::now()) {
-            return Err(SourceError::factory_failed(error, left));
-        }
-        // Under no lock: a slow factory holds up the callers of this key only.
-        match factory(key) {
-            Ok(source) => Ok(self.install(key.clone(), source, Added::Made)),
-            Err(error) => {
-                let mut failed = self.lock_failed();
-                // Added meanwhile (inserted, or made by another caller): it
-                // serves. `install` adds to the map before it takes `failed`
-                // to forget the key, so under `failed` either the key is seen
-                // here or the record below is forgotten after.
-                if let Some(cache) = self.map.pin().get(key) {
-                    cache.mark_used();
-                    return Ok(cache.clone());
-                }
-                KeyCounters::add(&self.counters.factory_errors, 1);
-                let retry_in = failed.record(key.clone(), error.clone(), Instant::now());
-                Err(SourceError::factory_failed(error, retry_in))
-            }
-        }
-    }
-
-    /// Adds `key` with `source`, making room first; a made source gives way
-    /// to one already held, an inserted one replaces it.
-    fn install(&self, key: K, source: BoxTokenSource, how: Added) -> TokenCache {
-        // The labeler is the user's code: run outside the lock.
-        let label = self.labeler.as_ref().map(|labeler| labeler(&key));
-        let mut ring = self.lock_ring();
-        let map = self.map.pin();
-        let replaced = match (map.get(&key), how) {
-            (Some(cache), Added::Made) => {
-                cache.mark_used();
-                return cache.clone();
-            }
-            (Some(_), Added::Inserted) => ring.clock.remove(&key),
-            (None, _) => None,
-        };
-        let now = Instant::now();
-        self.drop_idle_if_due(&mut ring, now);
-        // Room first, so that the new key is never its own victim.
-        let evicted = ring.clock.make_room(self.max_keys - 1, now);
-        KeyCounters::add(&self.counters.evicted, evicted.len());
-        for (gone, _) in &evicted {
-            map.remove(gone);
-        }
-        let label = label.unwrap_or_else(|| format!("#{}", self.counters.added() + 1));
-        let cache = TokenCache::from_parts(
-            source,
-            Arc::clone(&self.common),
-            Some(label.into_boxed_str()),
-        );
-        map.insert(key.clone(), cache.clone());
-        ring.clock.push(key.clone(), cache.clone(), now);
-        let counter = match how {
-            Added::Made => &self.counters.created,
-            Added::Inserted => &self.counters.inserted,
-        };
-        KeyCounters::add(counter, 1);
-        drop(ring);
-        drop(map);
-        self.lock_failed().forget(&key);
-        // Dropped outside the locks: the last reference to an evicted or
-        // replaced key's cache frees its token here.
-        drop(evicted);
-        drop(replaced);
-        cache
-    }
-
-    fn drop_idle_if_due(&self, ring: &mut Ring<K>, now: Instant) {
-        let Some(idle) = self.idle_after else {
-            return;
-        };
-        match ring.next_idle_pass {
-            Some(due) if now >= due => {
-                self.drop_idle(ring, now);
-            }
-            Some(_) => {}
-            None => ring.next_idle_pass = Some(now + idle_pass_interval(idle)),
-        }
-    }
-
-    /// One pass over idle keys; schedules the next.
-    fn drop_idle(&self, ring: &mut Ring<K>, now: Instant) -> usize {
-        let Some(idle) = self.idle_after else {
-            return 0;
-        };
-        let dropped = ring.clock.drop_idle(idle, now);
-        let map = self.map.pin();
-        for (gone, _) in &dropped {
-            map.remove(gone);
-        }
-        KeyCounters::add(&self.counters.expired, dropped.len());
-        ring.next_idle_pass = Some(now + idle_pass_interval(idle));
-        dropped.len()
-    }
-}
-
-/// How often idle keys are looked for (when keys are added): an eighth of
-/// the idle time, so that a key goes at most a quarter of it late.
-fn idle_pass_interval(idle: Duration) -> Duration {
-    (idle / 8).max(Duration::from_millis(1))
 }
 
 impl<K> fmt::Debug for KeyedTokenCache<K>

@@ -15,8 +15,10 @@
 //! (one that may fail, with a typed error and a backoff per key), or put in
 //! with `insert` (a signed-in user's, from the login callback).
 //!
-//! - [`KeyedTokenCache`] (keyed_cache.rs): the keys, their sources and
-//!   caches; [`KeyedTokenCacheBuilder`] (builder.rs) its settings.
+//! - [`KeyedTokenCache`] (keyed_cache.rs): the handle and its API;
+//!   [`KeyedTokenCacheBuilder`] (builder.rs) its settings; keys.rs the
+//!   engine: the map read without a lock, the ring under one, and how a
+//!   key's source is made or put in.
 //! - [`CacheSelector`] and [`KeyedBy`] (select.rs): which cache a request's
 //!   token comes from, for
 //!   [`BearerAuthLayer::keyed`](crate::BearerAuthLayer::keyed).
@@ -28,6 +30,7 @@ mod builder;
 mod clock_ring;
 mod failed_keys;
 mod keyed_cache;
+mod keys;
 mod select;
 mod source_error;
 mod stats;
