@@ -14,6 +14,7 @@
 //! identity asks for the resource they name. `examples/platform_azure.rs`
 //! runs each against loopback stand-ins.
 
+mod credential_choice;
 mod default_credential;
 mod managed_identity;
 mod workload_identity;

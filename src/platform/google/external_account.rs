@@ -12,7 +12,7 @@ use http::{HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
 use serde_json::{json, Map, Value};
 
-use super::subject_token::SubjectToken;
+use super::subject_token::{SubjectToken, EXTERNAL_ACCOUNT as NAME};
 use crate::error::TokenError;
 use crate::oauth2::{ClientAuth, HttpClient, TokenEndpoint, TokenExchange, TokenType};
 use crate::platform::error::{SetupError, StatusPolicy};
@@ -21,9 +21,6 @@ use crate::platform::settings::HttpSettings;
 use crate::platform::transport::Endpoint;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
-
-/// The name in errors and logs.
-pub(crate) const NAME: &str = "Google external account";
 
 /// The name of the impersonation endpoint in errors and logs.
 const IMPERSONATION: &str = "Google service account impersonation";

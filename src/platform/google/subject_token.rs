@@ -22,6 +22,10 @@ use crate::secret::Secret;
 use crate::source::TokenSource;
 use crate::token::AccessToken;
 
+/// The name in errors and logs of the external account these subject
+/// tokens serve (here, so that this file need not import that one).
+pub(crate) const EXTERNAL_ACCOUNT: &str = "Google external account";
+
 /// The name in errors and logs of a URL-sourced subject token.
 const URL_SOURCE: &str = "external account credential_source";
 
@@ -50,7 +54,7 @@ impl SubjectToken {
         source: &Map<String, Value>,
         http: &HttpSettings,
     ) -> Result<Self, SetupError> {
-        let invalid = |reason: String| SetupError::source(super::external_account::NAME, reason);
+        let invalid = |reason: String| SetupError::source(EXTERNAL_ACCOUNT, reason);
         if source.contains_key("environment_id") {
             return Err(invalid(
                 "an AWS credential_source (environment_id) is not supported".into(),
