@@ -1,8 +1,8 @@
-//! The `BearerAuth` service and its response future.
+//! `ResponseFuture`: the exchange of one request carried out, the first
+//! attempt and at most one replay, as a state machine.
 
 use std::fmt;
 use std::future::Future;
-use std::mem;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -11,220 +11,16 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use crate::cache::{CurrentToken, Generation, TokenCache};
-use crate::classify::{DefaultClassifier, RejectionClassifier};
+use crate::classify::RejectionClassifier;
 use crate::error::{BearerAuthError, TokenError};
-use crate::exchange::{
-    after_answer, attach, Action, Attached, Attempt, ExchangePolicy, Judge, Route, Verdict,
-};
-use crate::keyed::CacheSelector;
-use crate::replay::{CloneBody, ReplayPolicy};
+use crate::exchange::{after_answer, Action, Attached, Attempt, Judge, Verdict};
+use crate::replay::ReplayPolicy;
 use crate::source::BoxFuture;
 
-/// Adds `Authorization: Bearer <token>` to every request and retries once when
-/// the server rejects the token. Usually built by
-/// [`BearerAuthLayer`](crate::BearerAuthLayer), which also sets the replay
-/// policy, the classifier and the origins; [`BearerAuth::new`] builds one with
-/// the defaults.
-///
-/// What happens to each request is decided by the
-/// [`exchange`](crate::exchange), as for every front end; this service only
-/// carries it out. A request that already has an `Authorization` header gets
-/// the token instead, unless the layer was told to keep the caller's
-/// ([`CallerAuthorization::Keep`](crate::exchange::CallerAuthorization::Keep));
-/// one for an origin outside the layer's
-/// [`only_for_origins`](crate::BearerAuthLayer::only_for_origins) scope, if
-/// set, is passed through as is. A request is never sent without a token
-/// otherwise: if none can be had, the call fails with
-/// [`BearerAuthError::Token`].
-///
-/// `T` chooses the token cache of each request ([`CacheSelector`]): one
-/// [`TokenCache`], or a key's cache in a
-/// [`KeyedTokenCache`](crate::keyed::KeyedTokenCache) ([`KeyedBy`](crate::keyed::KeyedBy)).
-/// The chosen cache serves the whole exchange, replay included.
-#[derive(Clone, Debug)]
-pub struct BearerAuth<S, P = CloneBody, C = DefaultClassifier, T = TokenCache> {
-    inner: S,
-    tokens: T,
-    replay: P,
-    policy: ExchangePolicy<C>,
-}
-
-impl<S> BearerAuth<S> {
-    /// Wraps `inner` so that its requests carry the token that `cache` holds,
-    /// replayed with [`CloneBody`] after a rejection recognised by
-    /// [`DefaultClassifier`], whatever their origin.
-    ///
-    /// ```
-    /// use std::convert::Infallible;
-    /// use http::{Request, Response};
-    /// use tower::{service_fn, ServiceExt};
-    /// use tower_bearer::{BearerAuth, StaticToken, TokenCache};
-    ///
-    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let api = service_fn(|req: Request<String>| async move {
-    ///     Ok::<_, Infallible>(Response::new(req.headers()["authorization"].clone()))
-    /// });
-    /// let client = BearerAuth::new(api, TokenCache::new(StaticToken::new("abc")));
-    ///
-    /// let request = Request::get("http://127.0.0.1/").body(String::new()).unwrap();
-    /// let response = client.oneshot(request).await.unwrap();
-    /// assert_eq!(response.body(), "Bearer abc");
-    /// # }
-    /// ```
-    pub fn new(inner: S, cache: TokenCache) -> Self {
-        Self::from_parts(inner, cache, CloneBody, ExchangePolicy::default())
-    }
-}
-
-impl<S, P, C, T> BearerAuth<S, P, C, T> {
-    pub(crate) fn from_parts(inner: S, tokens: T, replay: P, policy: ExchangePolicy<C>) -> Self {
-        Self {
-            inner,
-            tokens,
-            replay,
-            policy,
-        }
-    }
-
-    /// The cache this service reads from: a [`TokenCache`], or a keyed
-    /// cache with its key function ([`KeyedBy`](crate::keyed::KeyedBy)).
-    pub fn cache(&self) -> &T {
-        &self.tokens
-    }
-
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, P, C, T, B, R> Service<Request<B>> for BearerAuth<S, P, C, T>
-where
-    S: Service<Request<B>, Response = Response<R>> + Clone,
-    P: ReplayPolicy<Request<B>>,
-    C: RejectionClassifier,
-    T: CacheSelector<Request<B>>,
-{
-    type Response = Response<R>;
-    type Error = BearerAuthError<S::Error>;
-    type Future = ResponseFuture<S, B, P, C>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(BearerAuthError::Service)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if self.policy.route(request.uri(), request.headers()) == Route::PassThrough {
-            let future = self.inner.call(request);
-            return self.future(State::Passthrough { future });
-        }
-        let cache = match self.tokens.select(&request) {
-            Ok(cache) => cache,
-            Err(error) => return self.future(State::Failed { error: Some(error) }),
-        };
-        match cache.current() {
-            Some(token) => {
-                let judge = self.policy.judge();
-                match prepare(&self.replay, judge, &mut request, token, &self.inner) {
-                    Ok((attached, retry)) => {
-                        let future = self.inner.call(request);
-                        self.future(State::Sending {
-                            cache,
-                            future,
-                            attached,
-                            retry,
-                        })
-                    }
-                    Err(error) => self.future(State::Failed { error: Some(error) }),
-                }
-            }
-            None => {
-                // The ready service goes with the request; a clone stays behind.
-                let clone = self.inner.clone();
-                let service = mem::replace(&mut self.inner, clone);
-                let token = Box::pin(cache.acquire());
-                self.future(State::AwaitToken {
-                    cache,
-                    token,
-                    request: Some(request),
-                    service: Some(service),
-                })
-            }
-        }
-    }
-}
-
-impl<S, P: Clone, C: Clone, T> BearerAuth<S, P, C, T> {
-    fn future<B>(&self, state: State<S, B, P>) -> ResponseFuture<S, B, P, C>
-    where
-        S: Service<Request<B>>,
-        P: ReplayPolicy<Request<B>>,
-    {
-        ResponseFuture {
-            state,
-            replay: self.replay.clone(),
-            judge: self.policy.judge().clone(),
-        }
-    }
-}
-
-/// Before the first attempt: keeps what a replay needs, attaches the token
-/// (and a proof, for a DPoP-bound one). The caller sends the request itself:
-/// passed in and out of a function that sends it, the request was copied
-/// once more per request (29 instructions, BENCHMARKS.md), inlined or not.
-#[inline(always)]
-#[allow(clippy::type_complexity)]
-fn prepare<S, B, P, C>(
-    replay: &P,
-    judge: &Judge<C>,
-    request: &mut Request<B>,
-    token: CurrentToken,
-    service: &S,
-) -> Result<(Attached, Option<Retry<S, P::Kept>>), TokenError>
-where
-    S: Clone,
-    P: ReplayPolicy<Request<B>>,
-{
-    let retry = replay.keep(request).map(|kept| Retry {
-        service: service.clone(),
-        kept,
-    });
-    Ok((authorize(request, token, judge)?, retry))
-}
-
-/// Puts `token` on `request` (and a DPoP proof for it, if it is bound).
-#[inline]
-fn authorize<B, C>(
-    request: &mut Request<B>,
-    token: CurrentToken,
-    judge: &Judge<C>,
-) -> Result<Attached, TokenError> {
-    // Only a DPoP proof needs the method and URL.
-    let target = token
-        .dpop()
-        .map(|_| (request.method().clone(), judge.absolute_url(request.uri())));
-    attach(request.headers_mut(), target, token)
-}
-
-/// What a response future needs to send its request a second time.
-#[derive(Debug)]
-struct Retry<S, K> {
-    service: S,
-    kept: K,
-}
+use super::attempt::{authorize, prepare, Retry};
 
 pin_project! {
-    /// The response future of [`BearerAuth`]: the first attempt, and the
+    /// The response future of [`BearerAuth`](crate::BearerAuth): the first attempt, and the
     /// replay after a rejection if there is one.
     ///
     /// Its `Debug` names the state it is in and the token generations
@@ -257,15 +53,15 @@ pin_project! {
         P: ReplayPolicy<Request<B>>,
     {
         #[pin]
-        state: State<S, B, P>,
-        replay: P,
-        judge: Judge<C>,
+        pub(super) state: State<S, B, P>,
+        pub(super) replay: P,
+        pub(super) judge: Judge<C>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, B, P>
+    pub(super) enum State<S, B, P>
     where
         S: Service<Request<B>>,
         P: ReplayPolicy<Request<B>>,
