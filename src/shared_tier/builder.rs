@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::encryption::{EncryptionKey, Keyring};
 use super::error::SharedTierBuildError;
 use super::identity::check_namespace;
-use super::keyed::KeyedSharedTier;
+use super::keyed_shared_tier::KeyedSharedTier;
 use super::redis_link::RedisLink;
 use super::tier::{Fleet, SharedTier, Upstream};
 use crate::oauth2::RefreshTokenSource;
