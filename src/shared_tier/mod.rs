@@ -38,7 +38,7 @@
 //! chain. The lease holder marks it in Redis before presenting it, and only
 //! that holder may store the next one; so **a refresh token is presented to
 //! the token endpoint at most once, fleet-wide**. The protocol is a pure
-//! state machine (`protocol.rs`), run the same way by the Redis driver and by
+//! state machine (`protocol/`), run the same way by the Redis driver and by
 //! a deterministic simulation that checks it over 10,000 seeds of faults in
 //! the test suite.
 //!
