@@ -118,6 +118,7 @@ mod encryption;
 mod entry;
 mod error;
 mod failure;
+mod fleet;
 mod identity;
 mod keyed_shared_tier;
 mod keys;
@@ -129,6 +130,7 @@ mod scripts;
 mod sim;
 mod stats;
 mod tier;
+mod tier_config;
 mod wait;
 
 pub use self::builder::SharedTierBuilder;
