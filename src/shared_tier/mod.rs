@@ -122,7 +122,6 @@ mod fleet;
 mod identity;
 mod keyed_shared_tier;
 mod keys;
-mod lease;
 mod protocol;
 mod redis_link;
 mod scripts;
@@ -131,7 +130,6 @@ mod sim;
 mod stats;
 mod tier;
 mod tier_config;
-mod wait;
 
 pub use self::builder::SharedTierBuilder;
 pub use self::encryption::EncryptionKey;
