@@ -11,7 +11,7 @@ use crate::error::{ErrorKind, TokenError};
 use crate::secret::Secret;
 use crate::shared_tier::entry::{millis, seal_refresh_token};
 use crate::shared_tier::error::{ChainLoss, RedisFailure};
-use crate::shared_tier::failure::HeldFailure;
+use crate::shared_tier::held_failure::HeldFailure;
 use crate::shared_tier::protocol::{Bootstrapped, ChainPos, Committed, Event, Lease, Verdict};
 use crate::shared_tier::tier::{Inner, Upstream};
 use crate::token::AccessToken;

@@ -13,7 +13,7 @@ use crate::shared_tier::entry::{
     open_refresh_token, ChainFields, ChainRecord, TokenFields, TokenRecord,
 };
 use crate::shared_tier::error::RedisFailure;
-use crate::shared_tier::failure::HeldFailure;
+use crate::shared_tier::held_failure::HeldFailure;
 use crate::shared_tier::protocol::{ChainPos, SeenChain, SeenLink, SeenToken, Snapshot};
 use crate::shared_tier::tier::{Inner, Upstream};
 

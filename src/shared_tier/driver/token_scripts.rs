@@ -11,7 +11,7 @@ use super::nonce::nonce;
 use super::script_call::{bytes, int, token_args};
 use crate::shared_tier::entry::{millis, SealedToken};
 use crate::shared_tier::error::RedisFailure;
-use crate::shared_tier::failure::HeldFailure;
+use crate::shared_tier::held_failure::HeldFailure;
 use crate::shared_tier::protocol::{Event, Lease, LeaseAnswer};
 use crate::shared_tier::stats::Counters;
 use crate::shared_tier::tier::Inner;

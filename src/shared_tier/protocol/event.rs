@@ -8,7 +8,7 @@ use super::snapshot::Snapshot;
 use crate::error::TokenError;
 use crate::secret::Secret;
 use crate::shared_tier::error::{ChainLoss, RedisFailure};
-use crate::shared_tier::failure::HeldFailure;
+use crate::shared_tier::held_failure::HeldFailure;
 use crate::token::AccessToken;
 
 /// What happened.

@@ -11,7 +11,7 @@ use super::run::{Run, Step};
 use super::snapshot::{SeenChain, Snapshot};
 use super::timing::{LEASE_MARGIN, RECHECK};
 use crate::error::TokenError;
-use crate::shared_tier::failure::HeldFailure;
+use crate::shared_tier::held_failure::HeldFailure;
 use crate::token::AccessToken;
 
 impl Run {
@@ -113,7 +113,7 @@ mod tests {
     use super::RECHECK;
     use crate::error::TokenError;
     use crate::shared_tier::error::{FleetError, RedisFailure};
-    use crate::shared_tier::failure::HeldFailure;
+    use crate::shared_tier::held_failure::HeldFailure;
 
     #[test]
     fn a_plain_holder_fetches_writes_then_answers_and_finishes_alone() {

@@ -16,7 +16,7 @@ use super::run::{Run, Step};
 use crate::error::TokenError;
 use crate::secret::Secret;
 use crate::shared_tier::error::ChainLoss;
-use crate::shared_tier::failure::HeldFailure;
+use crate::shared_tier::held_failure::HeldFailure;
 use crate::token::AccessToken;
 
 impl Run {

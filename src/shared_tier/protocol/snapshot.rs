@@ -7,7 +7,7 @@ use crate::secret::Secret;
 use crate::shared_tier::encryption::Unreadable;
 use crate::shared_tier::entry::{MarkRecord, Origin};
 use crate::shared_tier::error::ChainLoss;
-use crate::shared_tier::failure::HeldFailure;
+use crate::shared_tier::held_failure::HeldFailure;
 use crate::token::AccessToken;
 
 /// One read of an identity's entries, opened.

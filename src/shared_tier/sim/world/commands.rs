@@ -14,7 +14,7 @@ use crate::secret::Secret;
 use crate::shared_tier::encryption::Unreadable;
 use crate::shared_tier::entry::MarkRecord;
 use crate::shared_tier::error::RedisFailure;
-use crate::shared_tier::failure::HeldFailure;
+use crate::shared_tier::held_failure::HeldFailure;
 use crate::shared_tier::protocol::{
     Action, Bootstrapped, ChainPos, Committed, Event, Kind, Lease, LeaseAnswer, SeenChain,
     SeenLink, SeenToken, Snapshot, Verdict,
