@@ -112,6 +112,22 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 
+// Where the code is, in the order a fetch meets it:
+//
+// - tier.rs: SharedTier, one identity's tier, the token source a cache asks.
+//   builder.rs: its builder (and SharedTier::builder); tier_config.rs: what
+//   every tier of one builder follows; fleet.rs: what those tiers share and
+//   how it makes each; keyed_shared_tier.rs: a tier per key.
+// - protocol/: what a tier does when asked, as a pure state machine (one Run
+//   per token asked), with its own guide; driver/ carries a run out against
+//   Redis and the token source.
+// - What Redis holds: keys.rs (the key names), identity.rs (whose they
+//   are), entry/ (the entries, sealed with encryption.rs and read back),
+//   held_failure.rs (a failed fetch held for the fleet), scripts.rs (the Lua
+//   that changes them), redis_link.rs (the connection).
+// - What the tier reports: error/, stats.rs.
+// - sim/ (tests only): the protocol run by a seeded simulation with faults.
+
 mod builder;
 mod driver;
 mod encryption;

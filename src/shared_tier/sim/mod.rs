@@ -67,6 +67,9 @@
 //! itself with its trace, and `FLEET_SIM_SEED=<seed>` replays exactly that
 //! one.
 
+// world/ is the simulated world (its guide says where each part is),
+// store/ the simulated Redis, rng.rs the seeded chance; the suite is below.
+
 mod rng;
 mod store;
 mod world;
