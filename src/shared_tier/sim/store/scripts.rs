@@ -407,13 +407,8 @@ impl Store {
                 }
             }
         }
-        if self.text(&keys.lease, now).as_deref() == Some(lease) {
-            self.del(&keys.lease);
-            if let Some((failure, hold)) = failure.filter(|(_, hold)| *hold > 0) {
-                self.set(&keys.failure, Value::Text(failure), Some(now + hold));
-            }
-        }
-        self.publish(&keys.channel);
+        // Then as RELEASE.
+        self.release(keys, lease, failure, now);
     }
 
     /// DECLARE_LOST: whether recorded.
