@@ -5,14 +5,12 @@
 //! or an abort that Redis did not take is retried while the process lives:
 //! the mark keeps everyone else from the refresh token meanwhile.
 
-use std::time::Duration;
-
 use super::action::Action;
 use super::chain_pos::ChainPos;
 use super::errors::{chain_lost, redis_unavailable};
 use super::event::{Bootstrapped, Committed, Event, Redeemed, Verdict};
 use super::lease::Lease;
-use super::run::{Run, Step};
+use super::run::{Abort, Commit, Run, Step};
 use crate::error::TokenError;
 use crate::secret::Secret;
 use crate::shared_tier::error::ChainLoss;
@@ -98,7 +96,13 @@ impl Run {
         // The mark may have been set: clear it (nothing was presented),
         // however long that takes.
         let answer = redis_unavailable(&failure);
-        self.abort(lease, pos, Verdict::NotConsumed, None, answer)
+        self.abort(Abort {
+            lease,
+            pos,
+            verdict: Verdict::NotConsumed,
+            failure: None,
+            answer,
+        })
     }
 
     pub(super) fn on_redeemed(
@@ -114,7 +118,13 @@ impl Run {
                 refresh_token,
             } => {
                 let rotated = refresh_token != presented;
-                self.commit(lease, pos, rotated, refresh_token, token)
+                self.commit(Commit {
+                    lease,
+                    pos,
+                    rotated,
+                    refresh_token,
+                    token,
+                })
             }
             Redeemed::Failed(verdict, err) => {
                 let failure = match verdict {
@@ -129,45 +139,22 @@ impl Run {
                     Verdict::InDoubt => chain_lost(ChainLoss::InDoubt, Some(&err)),
                     Verdict::Lost(loss) => chain_lost(loss, Some(&err)),
                 };
-                self.abort(lease, pos, verdict, failure, answer)
+                self.abort(Abort {
+                    lease,
+                    pos,
+                    verdict,
+                    failure,
+                    answer,
+                })
             }
         }
     }
 
-    fn commit(
-        &mut self,
-        lease: Lease,
-        pos: ChainPos,
-        rotated: bool,
-        refresh_token: Secret,
-        token: AccessToken,
-    ) -> Action {
-        self.go(
-            Action::Commit {
-                lease: lease.clone(),
-                pos: pos.clone(),
-                refresh_token: refresh_token.clone(),
-                token: token.clone(),
-            },
-            Step::Committing {
-                lease,
-                pos,
-                rotated,
-                refresh_token,
-                token,
-            },
-        )
+    fn commit(&mut self, commit: Commit) -> Action {
+        self.go(commit.action(), Step::Committing(commit))
     }
 
-    pub(super) fn on_committed(
-        &mut self,
-        event: Event,
-        lease: Lease,
-        pos: ChainPos,
-        rotated: bool,
-        refresh_token: Secret,
-        token: AccessToken,
-    ) -> Action {
+    pub(super) fn on_committed(&mut self, event: Event, commit: Commit) -> Action {
         match event {
             Event::Committed(answer) => {
                 self.holding = None;
@@ -175,15 +162,15 @@ impl Run {
                 match answer {
                     Committed::Stored => {
                         self.memory.chain = Some(ChainPos {
-                            epoch: pos.epoch,
-                            seq: pos.seq + 1,
+                            epoch: commit.pos.epoch,
+                            seq: commit.pos.seq + 1,
                         });
                         // Stored: only now is the source (and its
                         // `on_rotate`) told.
                         then.push((
                             Action::Adopt {
-                                refresh_token,
-                                rotated_here: rotated,
+                                refresh_token: commit.refresh_token,
+                                rotated_here: commit.rotated,
                             },
                             Step::Queued,
                         ));
@@ -194,94 +181,43 @@ impl Run {
                         // Nobody else may redeem what Redis now holds.
                         let loss = ChainLoss::RolledBack;
                         let known = ChainPos {
-                            epoch: pos.epoch,
-                            seq: pos.seq + 1,
+                            epoch: commit.pos.epoch,
+                            seq: commit.pos.seq + 1,
                         };
                         then.push((Action::DeclareLost { known, loss }, Step::Queued));
                     }
                 }
-                self.answer_then(Ok(token), then)
+                self.answer_then(Ok(commit.token), then)
             }
             _ => {
                 // Redis did not take it: the mark keeps everyone else from the
                 // spent refresh token while this process retries, for as long
                 // as it lives. The cache gets its token at once.
-                let retry = Action::Commit {
-                    lease: lease.clone(),
-                    pos: pos.clone(),
-                    refresh_token: refresh_token.clone(),
-                    token: token.clone(),
-                };
-                let step = Step::Committing {
-                    lease,
-                    pos,
-                    rotated,
-                    refresh_token,
-                    token: token.clone(),
-                };
-                self.retry(retry, step, Ok(token))
+                let retry = commit.action();
+                let token = commit.token.clone();
+                self.retry(retry, Step::Committing(commit), Ok(token))
             }
         }
     }
 
-    fn abort(
-        &mut self,
-        lease: Lease,
-        pos: ChainPos,
-        verdict: Verdict,
-        failure: Option<(HeldFailure, Duration)>,
-        answer: TokenError,
-    ) -> Action {
-        self.go(
-            Action::Abort {
-                lease: lease.clone(),
-                pos: pos.clone(),
-                verdict,
-                failure: failure.clone(),
-            },
-            Step::Aborting {
-                lease,
-                pos,
-                verdict,
-                failure,
-                answer,
-            },
-        )
+    fn abort(&mut self, abort: Abort) -> Action {
+        self.go(abort.action(), Step::Aborting(abort))
     }
 
-    pub(super) fn on_aborted(
-        &mut self,
-        event: Event,
-        lease: Lease,
-        pos: ChainPos,
-        verdict: Verdict,
-        failure: Option<(HeldFailure, Duration)>,
-        answer: TokenError,
-    ) -> Action {
+    pub(super) fn on_aborted(&mut self, event: Event, abort: Abort) -> Action {
         if matches!(event, Event::Done) {
             self.holding = None;
             return if self.answered {
                 self.go(Action::Finished, Step::Finished)
             } else {
-                self.finish(Err(answer))
+                self.finish(Err(abort.answer))
             };
         }
         // The mark stays until this is stored: retry, after
         // answering the cache.
-        let retry = Action::Abort {
-            lease: lease.clone(),
-            pos: pos.clone(),
-            verdict,
-            failure: failure.clone(),
-        };
-        let step = Step::Aborting {
-            lease,
-            pos,
-            verdict,
-            failure,
-            answer: answer.clone(),
-        };
-        self.retry(retry, step, Err(answer))
+        let retry = abort.action();
+        let answer = abort.answer.clone();
+        self.retry(retry, Step::Aborting(abort), Err(answer))
     }
 
     /// Answers the cache with `result` (once), pauses, then retries.

@@ -50,21 +50,9 @@ pub(super) enum Step {
         pos: ChainPos,
         refresh_token: Secret,
     },
-    Committing {
-        lease: Lease,
-        pos: ChainPos,
-        rotated: bool,
-        refresh_token: Secret,
-        token: AccessToken,
-    },
-    /// Then answers this (unless answered already).
-    Aborting {
-        lease: Lease,
-        pos: ChainPos,
-        verdict: Verdict,
-        failure: Option<(HeldFailure, Duration)>,
-        answer: TokenError,
-    },
+    Committing(Commit),
+    /// Then answers the abort's answer (unless answered already).
+    Aborting(Abort),
     /// Then answers the loss.
     Declaring(ChainLoss),
     /// Waiting out a pause before this action again.
@@ -72,6 +60,52 @@ pub(super) enum Step {
     /// Carrying out actions that need no decision, one by one.
     Queued,
     Finished,
+}
+
+/// A rotation being stored: what [`Action::Commit`] carries, and whether
+/// the refresh token changed (`on_rotate` is told only then).
+#[derive(Debug, Clone)]
+pub(super) struct Commit {
+    pub(super) lease: Lease,
+    pub(super) pos: ChainPos,
+    pub(super) rotated: bool,
+    pub(super) refresh_token: Secret,
+    pub(super) token: AccessToken,
+}
+
+impl Commit {
+    /// The action that stores it (again, after a failure).
+    pub(super) fn action(&self) -> Action {
+        Action::Commit {
+            lease: self.lease.clone(),
+            pos: self.pos.clone(),
+            refresh_token: self.refresh_token.clone(),
+            token: self.token.clone(),
+        }
+    }
+}
+
+/// A redemption being ended without a rotation: what [`Action::Abort`]
+/// carries, and the cache's answer.
+#[derive(Debug, Clone)]
+pub(super) struct Abort {
+    pub(super) lease: Lease,
+    pub(super) pos: ChainPos,
+    pub(super) verdict: Verdict,
+    pub(super) failure: Option<(HeldFailure, Duration)>,
+    pub(super) answer: TokenError,
+}
+
+impl Abort {
+    /// The action that ends it (again, after a failure).
+    pub(super) fn action(&self) -> Action {
+        Action::Abort {
+            lease: self.lease.clone(),
+            pos: self.pos.clone(),
+            verdict: self.verdict,
+            failure: self.failure.clone(),
+        }
+    }
 }
 
 /// One token asked of a tier, from the first read to the last write; see
@@ -197,26 +231,12 @@ impl Run {
                 },
                 Event::Redeemed(redeemed),
             ) => self.on_redeemed(redeemed, lease, pos, refresh_token),
-            (
-                Step::Committing {
-                    lease,
-                    pos,
-                    rotated,
-                    refresh_token,
-                    token,
-                },
-                event @ (Event::Committed(_) | Event::Failed(_)),
-            ) => self.on_committed(event, lease, pos, rotated, refresh_token, token),
-            (
-                Step::Aborting {
-                    lease,
-                    pos,
-                    verdict,
-                    failure,
-                    answer,
-                },
-                event @ (Event::Done | Event::Failed(_)),
-            ) => self.on_aborted(event, lease, pos, verdict, failure, answer),
+            (Step::Committing(commit), event @ (Event::Committed(_) | Event::Failed(_))) => {
+                self.on_committed(event, commit)
+            }
+            (Step::Aborting(abort), event @ (Event::Done | Event::Failed(_))) => {
+                self.on_aborted(event, abort)
+            }
             (Step::Declaring(loss), Event::Done | Event::Failed(_)) => {
                 self.finish(Err(chain_lost(loss, None)))
             }
