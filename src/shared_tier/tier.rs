@@ -107,8 +107,9 @@ impl SharedTier {
     /// [`FleetError::ChainLost`](super::FleetError::ChainLost). Every process
     /// takes the new chain at its next fetch; a redemption of the old chain
     /// still under way is not stored. Only for a tier built with
-    /// [`build_refreshing`](super::SharedTierBuilder::build_refreshing) (or a keyed
-    /// tier's [`refreshing_tier`](super::KeyedSharedTier::refreshing_tier)).
+    /// [`build_refreshing`](super::SharedTierBuilder::build_refreshing) (or a
+    /// keyed tier's
+    /// [`refreshing_tier`](super::KeyedSharedTier::refreshing_tier)).
     ///
     /// Never reseed with a refresh token that has been redeemed before: with
     /// rotation on, the server revokes the grant.

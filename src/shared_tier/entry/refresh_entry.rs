@@ -13,7 +13,8 @@ use crate::shared_tier::identity::{aad, Identity};
 pub(crate) enum Origin {
     /// From the refresh token a process was built with.
     Bootstrap,
-    /// By the application, with [`SharedTier::reseed`](crate::shared_tier::SharedTier::reseed).
+    /// By the application, with
+    /// [`SharedTier::reseed`](crate::shared_tier::SharedTier::reseed).
     Reseed,
 }
 

@@ -13,8 +13,9 @@ pub enum ChainLoss {
     Refused,
     /// A redemption got no answer (a timeout, a connection lost after the
     /// request was sent, a process that stopped mid-request for longer than
-    /// [`doubt_after`](crate::shared_tier::SharedTierBuilder::doubt_after)): the server may
-    /// have rotated the refresh token, and the new one is known to nobody.
+    /// [`doubt_after`](crate::shared_tier::SharedTierBuilder::doubt_after)):
+    /// the server may have rotated the refresh token, and the new one is
+    /// known to nobody.
     InDoubt,
     /// Redis lost the refresh entry (flushed, restarted without
     /// persistence, failed over to a replica without it, evicted, or

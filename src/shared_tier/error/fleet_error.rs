@@ -29,7 +29,8 @@ pub enum FleetError {
     /// The fleet's refresh-token chain may be lost: no process redeems a
     /// refresh token that may have been spent, so no refresh is possible
     /// until the application authorizes again and gives the fleet the new
-    /// refresh token with [`SharedTier::reseed`](crate::shared_tier::SharedTier::reseed).
+    /// refresh token with
+    /// [`SharedTier::reseed`](crate::shared_tier::SharedTier::reseed).
     /// Permanent. Access tokens already handed out stay in use until they
     /// expire.
     ChainLost(ChainLoss),
@@ -38,7 +39,8 @@ pub enum FleetError {
     /// else may redeem it: if that process comes back, it stores what it got;
     /// if it does not, the chain becomes
     /// [`ChainLost(InDoubt)`](ChainLoss::InDoubt) after
-    /// [`doubt_after`](crate::shared_tier::SharedTierBuilder::doubt_after). Transient.
+    /// [`doubt_after`](crate::shared_tier::SharedTierBuilder::doubt_after).
+    /// Transient.
     RedemptionPending,
     /// Redis cannot be used, and a refreshing tier redeems refresh tokens
     /// only under the fleet's lease. Transient.

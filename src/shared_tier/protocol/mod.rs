@@ -30,16 +30,17 @@
 //!    that stalls past its lease (a GC pause, SIGSTOP) still owns its
 //!    redemption, and stores its result when it comes back. While the mark
 //!    stands, the others wait if its holder is alive and fail with
-//!    [`FleetError::RedemptionPending`](super::FleetError::RedemptionPending) if not; a redemption without an
-//!    answer makes the chain [`ChainLoss::InDoubt`](super::ChainLoss::InDoubt). A run that started a
-//!    redemption always finishes it ([`Run::must_finish`]); a commit Redis
+//!    [`FleetError::RedemptionPending`](super::FleetError::RedemptionPending)
+//!    if not; a redemption without an answer makes the chain
+//!    [`ChainLoss::InDoubt`](super::ChainLoss::InDoubt). A run that started
+//!    a redemption always finishes it ([`Run::must_finish`]); a commit Redis
 //!    did not take is retried until it is, while the process lives, and
 //!    `on_rotate` is told only once it is stored.
 //! 4. A process remembers the newest place in the chain it has seen. If
 //!    Redis no longer has the chain, or has an older place in it, the
 //!    refresh token it holds was spent: the process records the loss in Redis
-//!    and fails with [`FleetError::ChainLost`](super::FleetError::ChainLost), and no process redeems
-//!    anything until the application reseeds.
+//!    and fails with [`FleetError::ChainLost`](super::FleetError::ChainLost),
+//!    and no process redeems anything until the application reseeds.
 //!
 //! # Where each part is
 //!

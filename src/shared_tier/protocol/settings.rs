@@ -9,7 +9,8 @@ use super::margin::Margin;
 pub(crate) struct Settings {
     /// How long a lease lasts unless renewed.
     pub(crate) lease_ttl: Duration,
-    /// See [`HeldFailure::hold`](crate::shared_tier::held_failure::HeldFailure::hold).
+    /// See
+    /// [`HeldFailure::hold`](crate::shared_tier::held_failure::HeldFailure::hold).
     pub(crate) failure_hold: Duration,
     /// Whether a plain tier fetches from its source when Redis cannot be used.
     pub(crate) local_fallback: bool,
