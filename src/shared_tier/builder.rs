@@ -1,5 +1,6 @@
-//! Settings of the shared tier, their defaults, and the builder that sets
-//! them.
+//! The builder of a shared tier ([`SharedTier::builder`] starts one): the
+//! defaults of its settings ([`TierConfig`], `tier_config.rs`), the setters
+//! that change them, and what `build` makes (the [`Fleet`], `fleet.rs`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,10 +8,12 @@ use std::time::Duration;
 
 use super::encryption::{EncryptionKey, Keyring};
 use super::error::SharedTierBuildError;
+use super::fleet::Fleet;
 use super::identity::check_namespace;
-use super::keyed::KeyedSharedTier;
+use super::keyed_shared_tier::KeyedSharedTier;
 use super::redis_link::RedisLink;
-use super::tier::{Fleet, SharedTier, Upstream};
+use super::tier::{SharedTier, Upstream};
+use super::tier_config::TierConfig;
 use crate::oauth2::RefreshTokenSource;
 use crate::redact;
 use crate::secret::Secret;
@@ -30,17 +33,6 @@ const DEFAULT_DOUBT_AFTER: Duration = Duration::from_secs(120);
 /// The shortest lease: renewals come every third of it, and Redis commands
 /// take their time.
 const MIN_LEASE_TTL: Duration = Duration::from_millis(300);
-
-#[derive(Debug, Clone)]
-pub(crate) struct TierConfig {
-    pub(crate) lease_ttl: Duration,
-    pub(crate) failure_hold: Duration,
-    /// For plain tiers only: rotating refresh tokens never fall back.
-    pub(crate) local_fallback: bool,
-    pub(crate) doubt_after: Duration,
-    pub(crate) unknown_lifetime: Duration,
-    pub(crate) refresh_ttl: Duration,
-}
 
 /// Certificates for TLS to Redis (`rediss://`).
 #[derive(Default)]
@@ -80,8 +72,17 @@ pub struct SharedTierBuilder {
     config: TierConfig,
 }
 
+impl SharedTier {
+    /// A builder for a tier on the Redis server at `redis_url`
+    /// (`redis://[:password@]host[:port][/db]`, or `rediss://` for TLS).
+    /// Nothing connects until the first fetch.
+    pub fn builder(redis_url: impl Into<Secret>) -> SharedTierBuilder {
+        SharedTierBuilder::new(redis_url)
+    }
+}
+
 impl SharedTierBuilder {
-    pub(super) fn new(redis_url: impl Into<Secret>) -> Self {
+    fn new(redis_url: impl Into<Secret>) -> Self {
         Self {
             url: redis_url.into(),
             namespace: DEFAULT_NAMESPACE.to_owned(),

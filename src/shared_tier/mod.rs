@@ -38,7 +38,7 @@
 //! chain. The lease holder marks it in Redis before presenting it, and only
 //! that holder may store the next one; so **a refresh token is presented to
 //! the token endpoint at most once, fleet-wide**. The protocol is a pure
-//! state machine (`protocol.rs`), run the same way by the Redis driver and by
+//! state machine (`protocol/`), run the same way by the Redis driver and by
 //! a deterministic simulation that checks it over 10,000 seeds of faults in
 //! the test suite.
 //!
@@ -112,16 +112,32 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 
+// Where the code is, in the order a fetch meets it:
+//
+// - tier.rs: SharedTier, one identity's tier, the token source a cache asks.
+//   builder.rs: its builder (and SharedTier::builder); tier_config.rs: what
+//   every tier of one builder follows; fleet.rs: what those tiers share and
+//   how it makes each; keyed_shared_tier.rs: a tier per key.
+// - protocol/: what a tier does when asked, as a pure state machine (one Run
+//   per token asked), with its own guide; driver/ carries a run out against
+//   Redis and the token source.
+// - What Redis holds: keys.rs (the key names), identity.rs (whose they
+//   are), entry/ (the entries, sealed with encryption.rs and read back),
+//   held_failure.rs (a failed fetch held for the fleet), scripts.rs (the Lua
+//   that changes them), redis_link.rs (the connection).
+// - What the tier reports: error/, stats.rs.
+// - sim/ (tests only): the protocol run by a seeded simulation with faults.
+
 mod builder;
 mod driver;
 mod encryption;
 mod entry;
 mod error;
-mod failure;
+mod fleet;
+mod held_failure;
 mod identity;
-mod keyed;
+mod keyed_shared_tier;
 mod keys;
-mod lease;
 mod protocol;
 mod redis_link;
 mod scripts;
@@ -129,11 +145,11 @@ mod scripts;
 mod sim;
 mod stats;
 mod tier;
-mod wait;
+mod tier_config;
 
 pub use self::builder::SharedTierBuilder;
 pub use self::encryption::EncryptionKey;
 pub use self::error::{ChainLoss, FleetError, SharedTierBuildError};
-pub use self::keyed::KeyedSharedTier;
+pub use self::keyed_shared_tier::KeyedSharedTier;
 pub use self::stats::SharedTierStats;
 pub use self::tier::SharedTier;

@@ -1,11 +1,11 @@
-//! [`SharedTier`], the token source a process's cache asks, and [`Fleet`],
-//! what every tier made by one builder shares.
+//! [`SharedTier`], the token source a process's cache asks: one identity's
+//! tier. Its builder is `builder.rs`, what it shares with the other tiers of
+//! that builder `fleet.rs`, and what it does when asked `driver/`.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use super::builder::TierConfig;
 use super::encryption::Keyring;
 use super::identity::Identity;
 use super::keys::Keys;
@@ -13,7 +13,7 @@ use super::protocol::{Kind, Memory, Request, Settings};
 use super::redis_link::RedisLink;
 use super::scripts::Scripts;
 use super::stats::{Counters, SharedTierStats};
-use super::SharedTierBuilder;
+use super::tier_config::TierConfig;
 use crate::dpop::DpopProver;
 use crate::error::TokenError;
 use crate::oauth2::RefreshTokenSource;
@@ -64,7 +64,7 @@ pub(crate) enum Upstream {
 
 impl Upstream {
     /// The DPoP key the source binds its tokens to, if any.
-    fn dpop(&self) -> Option<Arc<dyn DpopProver>> {
+    pub(super) fn dpop(&self) -> Option<Arc<dyn DpopProver>> {
         match self {
             Upstream::Source(source) => source.dpop(),
             Upstream::Refreshing(source) => source.dpop(),
@@ -96,13 +96,6 @@ pub(crate) struct Inner {
 }
 
 impl SharedTier {
-    /// A builder for a tier on the Redis server at `redis_url`
-    /// (`redis://[:password@]host[:port][/db]`, or `rediss://` for TLS).
-    /// Nothing connects until the first fetch.
-    pub fn builder(redis_url: impl Into<Secret>) -> SharedTierBuilder {
-        SharedTierBuilder::new(redis_url)
-    }
-
     /// What the tier has done so far, Redis commands included.
     pub fn stats(&self) -> SharedTierStats {
         self.inner.stats.snapshot()
@@ -114,8 +107,9 @@ impl SharedTier {
     /// [`FleetError::ChainLost`](super::FleetError::ChainLost). Every process
     /// takes the new chain at its next fetch; a redemption of the old chain
     /// still under way is not stored. Only for a tier built with
-    /// [`build_refreshing`](SharedTierBuilder::build_refreshing) (or a keyed
-    /// tier's [`refreshing_tier`](super::KeyedSharedTier::refreshing_tier)).
+    /// [`build_refreshing`](super::SharedTierBuilder::build_refreshing) (or a
+    /// keyed tier's
+    /// [`refreshing_tier`](super::KeyedSharedTier::refreshing_tier)).
     ///
     /// Never reseed with a refresh token that has been redeemed before: with
     /// rotation on, the server revokes the grant.
@@ -170,97 +164,5 @@ impl Inner {
             Upstream::Source(_) => Kind::Plain,
             Upstream::Refreshing(_) => Kind::Refreshing,
         }
-    }
-}
-
-/// What every tier made by one builder shares: the connection to Redis, the
-/// encryption keys, the settings and the counters. A
-/// [`KeyedSharedTier`](super::KeyedSharedTier) makes one tier per key from it.
-#[derive(Clone)]
-pub(crate) struct Fleet {
-    link: Arc<RedisLink>,
-    redis_for_logs: String,
-    namespace: String,
-    keyring: Keyring,
-    scripts: Arc<Scripts>,
-    config: TierConfig,
-    stats: Arc<Counters>,
-}
-
-impl Fleet {
-    pub(crate) fn new(
-        link: RedisLink,
-        redis_for_logs: String,
-        namespace: String,
-        keyring: Keyring,
-        config: TierConfig,
-    ) -> Self {
-        Self {
-            link: Arc::new(link),
-            redis_for_logs,
-            namespace,
-            keyring,
-            scripts: Arc::new(Scripts::new()),
-            config,
-            stats: Arc::default(),
-        }
-    }
-
-    /// The tier of `identity`.
-    pub(crate) fn tier(&self, identity: Identity, upstream: Upstream) -> SharedTier {
-        // Tokens bound to a DPoP key are shared only among processes whose
-        // source holds that key: the key's thumbprint is part of the identity.
-        let dpop = upstream.dpop();
-        let identity = identity.bound_to(dpop.as_deref().map(|p| p.thumbprint()));
-        // Rotating refresh tokens never fall back: a process without Redis
-        // cannot know whether its refresh token is still the current one.
-        let local_fallback = matches!(upstream, Upstream::Source(_)) && self.config.local_fallback;
-        let settings = Settings {
-            lease_ttl: self.config.lease_ttl,
-            failure_hold: self.config.failure_hold,
-            local_fallback,
-            doubt_after: self.config.doubt_after,
-            margin: super::protocol::Margin::of_default_cache(),
-        };
-        SharedTier {
-            inner: Arc::new(Inner {
-                link: Arc::clone(&self.link),
-                redis_for_logs: self.redis_for_logs.clone(),
-                namespace: self.namespace.clone(),
-                keys: Keys::new(&identity),
-                identity,
-                dpop,
-                keyring: self.keyring.clone(),
-                scripts: Arc::clone(&self.scripts),
-                upstream,
-                settings,
-                config: self.config.clone(),
-                stats: Arc::clone(&self.stats),
-                memory: Mutex::default(),
-                turn: Arc::default(),
-            }),
-        }
-    }
-
-    /// The tier of the whole namespace (one shared token).
-    pub(crate) fn single(&self, upstream: Upstream) -> SharedTier {
-        self.tier(Identity::single(&self.namespace), upstream)
-    }
-
-    /// The tier of `tenant` under the namespace.
-    pub(crate) fn tenant(&self, tenant: &str, upstream: Upstream) -> SharedTier {
-        self.tier(Identity::tenant(&self.namespace, tenant), upstream)
-    }
-
-    pub(crate) fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    pub(crate) fn redis_for_logs(&self) -> &str {
-        &self.redis_for_logs
-    }
-
-    pub(crate) fn stats(&self) -> SharedTierStats {
-        self.stats.snapshot()
     }
 }

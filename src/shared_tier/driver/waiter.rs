@@ -7,9 +7,9 @@ use std::time::Duration;
 use futures_core::Stream;
 use redis::aio::PubSub;
 
-use super::error::RedisFailure;
-use super::redis_link::RedisLink;
-use super::stats::Counters;
+use crate::shared_tier::error::RedisFailure;
+use crate::shared_tier::redis_link::RedisLink;
+use crate::shared_tier::stats::Counters;
 
 /// A process waiting for the lease holder, subscribed once it first waits.
 #[derive(Default)]

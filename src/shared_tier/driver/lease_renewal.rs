@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use tokio::task::AbortHandle;
 
-use super::protocol::Lease;
-use super::tier::Inner;
+use crate::shared_tier::protocol::Lease;
+use crate::shared_tier::tier::Inner;
 
 /// Renews a lease every third of its time to live until dropped.
 pub(crate) struct Renewal {

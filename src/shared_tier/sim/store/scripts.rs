@@ -1,221 +1,29 @@
-//! A simulated Redis: keys with expiries, the scripts' effects written again
-//! in Rust, line for line after the Lua in [`scripts`](super::super::scripts)
-//! (the real-Redis suites check the Lua itself), and the faults Redis has:
-//! it forgets everything (a flush, a restart without data), goes back to an
-//! older write of a key (a failover to a replica that missed it), and holds
-//! what nobody should have written (no time to live, garbage).
-//!
-//! Sealing is modelled by the identity each value was sealed for: a value
-//! opens only for a reader of the same identity, as AES-GCM with the
-//! identity as associated data does.
+//! The scripts' effects, line for line after the Lua in
+//! [`scripts`](crate::shared_tier::scripts): one method a script, on one
+//! identity's keys.
 
-use std::collections::BTreeMap;
-
-use super::super::entry::Origin;
-use super::super::error::ChainLoss;
-use super::super::keys::Keys;
-
-/// An access token entry.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct TokenValue {
-    pub(super) v: String,
-    pub(super) w: String,
-    pub(super) life: u64,
-    /// Expiry on the server's clock.
-    pub(super) exp: u64,
-    pub(super) secret: String,
-    /// Who it was sealed for (`None`: garbage that opens for nobody).
-    pub(super) sealed_for: Option<String>,
-}
-
-/// A refresh entry.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum ChainValue {
-    Present {
-        epoch: String,
-        seq: u64,
-        origin: Origin,
-        refresh_token: String,
-        sealed_for: String,
-        mark: Option<(String, u64)>,
-        doubt: bool,
-        /// The lease that committed it.
-        by: Option<String>,
-    },
-    Lost(ChainLoss),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Value {
-    Token(TokenValue),
-    Chain(ChainValue),
-    Text(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-struct Slot {
-    value: Value,
-    /// `None`: no time to live.
-    expires: Option<u64>,
-    /// Written by hand, not by a script.
-    by_hand: bool,
-}
+use super::keyspace::Store;
+use super::values::{ChainValue, TokenValue, Value};
+use crate::shared_tier::entry::Origin;
+use crate::shared_tier::error::ChainLoss;
+use crate::shared_tier::keys::Keys;
 
 /// What an identity's keys held when read.
 #[derive(Debug, Clone)]
-pub(super) struct Read {
-    pub(super) token: Option<(TokenValue, i64)>,
-    pub(super) chain: Option<ChainValue>,
-    pub(super) failure: Option<(String, i64)>,
-    pub(super) lease: Option<String>,
+pub(in crate::shared_tier::sim) struct Read {
+    pub(in crate::shared_tier::sim) token: Option<(TokenValue, i64)>,
+    pub(in crate::shared_tier::sim) chain: Option<ChainValue>,
+    pub(in crate::shared_tier::sim) failure: Option<(String, i64)>,
+    pub(in crate::shared_tier::sim) lease: Option<String>,
 }
-
-/// The keys and their past writes.
-#[derive(Debug, Default)]
-pub(super) struct Store {
-    keys: BTreeMap<String, Slot>,
-    /// Earlier values of each key (`None`: absent), oldest first.
-    history: BTreeMap<String, Vec<Option<Slot>>>,
-    /// Channels published on since the world last looked.
-    pub(super) published: Vec<String>,
-    /// A broken store whose leases do not exclude and whose marks do not
-    /// either: the simulation must notice (see the tests of `sim`).
-    broken: bool,
-}
-
-/// How many earlier writes of a key are kept to go back to.
-const HISTORY: usize = 6;
 
 impl Store {
-    fn get(&mut self, key: &str, now: u64) -> Option<&Value> {
-        let expired = self
-            .keys
-            .get(key)
-            .is_some_and(|slot| slot.expires.is_some_and(|at| at <= now));
-        if expired {
-            self.keys.remove(key);
-        }
-        self.keys.get(key).map(|slot| &slot.value)
-    }
-
-    fn pttl(&mut self, key: &str, now: u64) -> i64 {
-        if self.get(key, now).is_none() {
-            return -2;
-        }
-        match self.keys[key].expires {
-            None => -1,
-            Some(at) => (at - now) as i64,
-        }
-    }
-
-    /// An empty store; `broken`: see [`run_broken_seed`](super::world::run_broken_seed).
-    pub(super) fn new(broken: bool) -> Self {
-        Self {
-            broken,
-            ..Self::default()
-        }
-    }
-
-    fn set(&mut self, key: &str, value: Value, expires: Option<u64>) {
-        self.put(key, value, expires, false);
-    }
-
-    fn put(&mut self, key: &str, value: Value, expires: Option<u64>, by_hand: bool) {
-        let slot = Slot {
-            value,
-            expires,
-            by_hand,
-        };
-        let before = self.keys.insert(key.to_owned(), slot);
-        self.remember(key, before);
-    }
-
-    fn del(&mut self, key: &str) {
-        if let Some(before) = self.keys.remove(key) {
-            self.remember(key, Some(before));
-        }
-    }
-
-    fn remember(&mut self, key: &str, before: Option<Slot>) {
-        let history = self.history.entry(key.to_owned()).or_default();
-        history.push(before);
-        if history.len() > HISTORY {
-            history.remove(0);
-        }
-    }
-
-    fn publish(&mut self, channel: &str) {
-        self.published.push(channel.to_owned());
-    }
-
-    fn chain(&mut self, key: &str, now: u64) -> Option<ChainValue> {
-        match self.get(key, now) {
-            Some(Value::Chain(chain)) => Some(chain.clone()),
-            _ => None,
-        }
-    }
-
-    fn text(&mut self, key: &str, now: u64) -> Option<String> {
-        match self.get(key, now) {
-            Some(Value::Text(text)) => Some(text.clone()),
-            // A key of another type holds a value Lua would see as a string
-            // it cannot compare equal to anything the crate writes.
-            Some(_) => Some(String::new()),
-            None => None,
-        }
-    }
-
-    // -- faults ------------------------------------------------------------
-
-    /// Forgets every key (FLUSHALL, a restart without persistence).
-    pub(super) fn flush(&mut self) {
-        let keys: Vec<String> = self.keys.keys().cloned().collect();
-        for key in keys {
-            self.del(&key);
-        }
-    }
-
-    /// Takes `key` back to its `back`-th earlier write (counting from the
-    /// latest); whether it went back to anything.
-    pub(super) fn roll_back(&mut self, key: &str, back: usize) -> bool {
-        let Some(history) = self.history.get_mut(key) else {
-            return false;
-        };
-        if history.is_empty() {
-            return false;
-        }
-        let index = history.len() - 1 - back.min(history.len() - 1);
-        let older = history[index].clone();
-        history.truncate(index);
-        match older {
-            Some(slot) => {
-                self.keys.insert(key.to_owned(), slot);
-            }
-            None => {
-                self.keys.remove(key);
-            }
-        }
-        true
-    }
-
-    /// Writes what a person or another program might: values without a time
-    /// to live, entries that do not open.
-    pub(super) fn write_by_hand(&mut self, key: &str, value: Value, expires: Option<u64>) {
-        self.put(key, value, expires, true);
-    }
-
-    /// Keys a script wrote that never expire.
-    pub(super) fn written_forever(&self) -> Vec<String> {
-        self.keys
-            .iter()
-            .filter(|(_, slot)| slot.expires.is_none() && !slot.by_hand)
-            .map(|(key, _)| key.clone())
-            .collect()
-    }
-
-    // -- the scripts -------------------------------------------------------
-
-    pub(super) fn read(&mut self, keys: &Keys, refreshing: bool, now: u64) -> Read {
+    pub(in crate::shared_tier::sim) fn read(
+        &mut self,
+        keys: &Keys,
+        refreshing: bool,
+        now: u64,
+    ) -> Read {
         let token_pttl = self.pttl(&keys.token, now);
         let token = match self.get(&keys.token, now) {
             Some(Value::Token(token)) => Some((token.clone(), token_pttl)),
@@ -237,7 +45,7 @@ impl Store {
     }
 
     /// ACQUIRE: `Ok(fence)`, or the answer's code and its values.
-    pub(super) fn acquire(
+    pub(in crate::shared_tier::sim) fn acquire(
         &mut self,
         keys: &Keys,
         seen: &str,
@@ -306,7 +114,12 @@ impl Store {
     }
 
     /// WRITE: whether written.
-    pub(super) fn write(&mut self, keys: &Keys, token: &Sealed, now: u64) -> bool {
+    pub(in crate::shared_tier::sim) fn write(
+        &mut self,
+        keys: &Keys,
+        token: &Sealed,
+        now: u64,
+    ) -> bool {
         let mine = format!("{}:{}", token.fence, token.writer);
         let lease = self.text(&keys.lease, now);
         let ok = match &lease {
@@ -327,7 +140,7 @@ impl Store {
     }
 
     /// RELEASE.
-    pub(super) fn release(
+    pub(in crate::shared_tier::sim) fn release(
         &mut self,
         keys: &Keys,
         lease: &str,
@@ -344,7 +157,13 @@ impl Store {
     }
 
     /// RENEW: whether renewed.
-    pub(super) fn renew(&mut self, keys: &Keys, lease: &str, ttl: u64, now: u64) -> bool {
+    pub(in crate::shared_tier::sim) fn renew(
+        &mut self,
+        keys: &Keys,
+        lease: &str,
+        ttl: u64,
+        now: u64,
+    ) -> bool {
         if self.text(&keys.lease, now).as_deref() == Some(lease) {
             let value = self.keys[&keys.lease].value.clone();
             self.set(&keys.lease, value, Some(now + ttl));
@@ -354,7 +173,12 @@ impl Store {
     }
 
     /// INVALIDATE.
-    pub(super) fn invalidate(&mut self, keys: &Keys, writer: &[u8], now: u64) -> bool {
+    pub(in crate::shared_tier::sim) fn invalidate(
+        &mut self,
+        keys: &Keys,
+        writer: &[u8],
+        now: u64,
+    ) -> bool {
         let holds =
             matches!(self.get(&keys.token, now), Some(Value::Token(t)) if t.w.as_bytes() == writer);
         if holds {
@@ -365,7 +189,7 @@ impl Store {
 
     /// BOOTSTRAP: 1 started, 2 exists, 0 lease lost.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn bootstrap(
+    pub(in crate::shared_tier::sim) fn bootstrap(
         &mut self,
         keys: &Keys,
         lease: &str,
@@ -408,7 +232,7 @@ impl Store {
     }
 
     /// MARK: whether marked.
-    pub(super) fn mark(
+    pub(in crate::shared_tier::sim) fn mark(
         &mut self,
         keys: &Keys,
         lease: &str,
@@ -456,7 +280,7 @@ impl Store {
 
     /// COMMIT: 1 stored, 0 moved on, 2 the same chain without the mark.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn commit(
+    pub(in crate::shared_tier::sim) fn commit(
         &mut self,
         keys: &Keys,
         lease: &str,
@@ -530,7 +354,7 @@ impl Store {
 
     /// ABORT. `verdict`: `n`, `d`, or `l` with `loss`.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn abort(
+    pub(in crate::shared_tier::sim) fn abort(
         &mut self,
         keys: &Keys,
         lease: &str,
@@ -583,17 +407,12 @@ impl Store {
                 }
             }
         }
-        if self.text(&keys.lease, now).as_deref() == Some(lease) {
-            self.del(&keys.lease);
-            if let Some((failure, hold)) = failure.filter(|(_, hold)| *hold > 0) {
-                self.set(&keys.failure, Value::Text(failure), Some(now + hold));
-            }
-        }
-        self.publish(&keys.channel);
+        // Then as RELEASE.
+        self.release(keys, lease, failure, now);
     }
 
     /// DECLARE_LOST: whether recorded.
-    pub(super) fn declare_lost(
+    pub(in crate::shared_tier::sim) fn declare_lost(
         &mut self,
         keys: &Keys,
         epoch: &str,
@@ -632,7 +451,7 @@ impl Store {
 
 /// What ACQUIRE answered.
 #[derive(Debug, Clone)]
-pub(super) enum Acquired {
+pub(in crate::shared_tier::sim) enum Acquired {
     Granted(u64),
     Held(u64),
     Changed,
@@ -641,11 +460,11 @@ pub(super) enum Acquired {
 
 /// A token as the driver would seal it.
 #[derive(Debug, Clone)]
-pub(super) struct Sealed {
-    pub(super) fence: u64,
-    pub(super) writer: String,
-    pub(super) life: u64,
-    pub(super) ttl: u64,
-    pub(super) secret: String,
-    pub(super) sealed_for: String,
+pub(in crate::shared_tier::sim) struct Sealed {
+    pub(in crate::shared_tier::sim) fence: u64,
+    pub(in crate::shared_tier::sim) writer: String,
+    pub(in crate::shared_tier::sim) life: u64,
+    pub(in crate::shared_tier::sim) ttl: u64,
+    pub(in crate::shared_tier::sim) secret: String,
+    pub(in crate::shared_tier::sim) sealed_for: String,
 }

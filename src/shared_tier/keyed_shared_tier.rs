@@ -4,8 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
+use super::fleet::Fleet;
 use super::stats::SharedTierStats;
-use super::tier::{Fleet, SharedTier, Upstream};
+use super::tier::{SharedTier, Upstream};
 use crate::oauth2::RefreshTokenSource;
 use crate::source::{BoxTokenSource, TokenSource};
 

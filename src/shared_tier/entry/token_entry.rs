@@ -1,29 +1,6 @@
-//! What the tier keeps in Redis, sealed and read back: the access token entry
-//! and the refresh token entry, each a hash of a few fields.
-//!
-//! `{id}:token` — `v` (the fence of the lease it was written under), `w` (its
-//! writer's nonce: which write this is), `life` (the token's lifetime in
-//! milliseconds), `exp` (when it expires, in milliseconds of the Redis
-//! server's own clock: `TIME` plus the time left, set by the script that
-//! writes it), `kid` (the sealing key's id) and `blob` (the sealed access token
-//! and scope). The hash expires with the token.
-//!
-//! `{id}:refresh` — `epoch` (which chain: a random id given when the chain
-//! was started), `seq` (its place in the chain, one up per rotation),
-//! `origin` (`b`: started from a process's own refresh token; `r`: reseeded
-//! by the application), `kid`, `blob` (the sealed refresh token), `by` (the
-//! lease that committed it), and while a
-//! process redeems it `mark` (that process's lease), `marked` (since when, on
-//! the server's clock) and `doubt` (the redemption's outcome is unknown); or
-//! `lost` alone, with why (see [`ChainLoss`]).
-//!
-//! No time in an entry comes from a process's clock: a process sends the time
-//! its token has left, and readers get the time left from the server, so the
-//! fleet agrees on expiry whatever the hosts' clocks say.
-//!
-//! Everything read is untrusted: numbers are bounded, ids checked, times
-//! capped by the key's own time to live, and a sealed value opens only for the
-//! identity, version and writer it was sealed for.
+//! The access token entry, `{id}:token`: a token sealed for one identity and
+//! written under a lease's fence, read back on the server's clock, opened
+//! only for that identity, fence, writer and lifetime.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,24 +8,16 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::encryption::{Keyring, Unreadable};
-use super::error::ChainLoss;
-use super::identity::{aad, Identity};
+use super::fields::{id, millis, number, text};
 use crate::dpop::DpopProver;
-use crate::secret::Secret;
+use crate::shared_tier::encryption::{Keyring, Unreadable};
+use crate::shared_tier::identity::{aad, Identity};
 use crate::token::{AccessToken, Expiry};
 
 /// The longest a token is shared for: a token that lives longer is shared
 /// as if it lived this long (the fleet refreshes it daily), and an entry
 /// that claims more is malformed.
 pub(crate) const MAX_SHARED_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-
-/// The largest number read from Redis: larger ones (or ones Lua would turn
-/// into floats) are malformed.
-const MAX_NUMBER: u64 = 999_999_999_999_999;
-
-/// The longest writer nonce or chain epoch: 16 hex digits are written.
-const MAX_ID_LEN: usize = 32;
 
 /// An access token sealed for one identity, ready for the write script.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,115 +166,6 @@ impl TokenRecord {
     }
 }
 
-/// Where a refresh-token chain was started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Origin {
-    /// From the refresh token a process was built with.
-    Bootstrap,
-    /// By the application, with [`SharedTier::reseed`](super::SharedTier::reseed).
-    Reseed,
-}
-
-/// A redemption under way, as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MarkRecord {
-    /// The lease of the process redeeming.
-    pub(crate) by: String,
-    /// How long ago it was marked, on the server's clock.
-    pub(crate) age_ms: u64,
-    /// Its outcome is unknown: the refresh token may have been spent.
-    pub(crate) doubt: bool,
-}
-
-/// The refresh entry as read, before it is opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ChainRecord {
-    Absent,
-    Lost(ChainLoss),
-    Present {
-        epoch: String,
-        seq: u64,
-        origin: Origin,
-        key_id: String,
-        sealed: Vec<u8>,
-        mark: Option<MarkRecord>,
-    },
-}
-
-/// Fields of `{id}:refresh` as the read script returns them: `epoch`,
-/// `seq`, `origin`, `kid`, `blob`, `mark`, `marked`, `doubt`, `lost`.
-pub(crate) type ChainFields = [Option<Vec<u8>>; 9];
-
-impl ChainRecord {
-    /// Reads the fields returned at `server_now_ms`. Anything this crate
-    /// does not write reads as unreadable, which loses the chain: no process
-    /// can tell which refresh token is current.
-    pub(crate) fn parse(fields: &ChainFields, server_now_ms: u64) -> Self {
-        if fields.iter().all(Option::is_none) {
-            return Self::Absent;
-        }
-        let [epoch, seq, origin, kid, blob, mark, marked, doubt, lost] = fields;
-        if let Some(lost) = lost {
-            return Self::Lost(ChainLoss::from_code(lost));
-        }
-        let present = || -> Result<Self, Unreadable> {
-            let origin = match origin.as_deref() {
-                Some(b"b") => Origin::Bootstrap,
-                Some(b"r") => Origin::Reseed,
-                _ => return Err(Unreadable::Malformed),
-            };
-            let mark = match mark {
-                None => None,
-                Some(_) => Some(MarkRecord {
-                    by: text(mark)?,
-                    age_ms: server_now_ms.saturating_sub(number(marked)?),
-                    doubt: doubt.is_some(),
-                }),
-            };
-            Ok(Self::Present {
-                epoch: id(epoch)?,
-                seq: number(seq)?,
-                origin,
-                key_id: text(kid)?,
-                sealed: blob.clone().ok_or(Unreadable::Malformed)?,
-                mark,
-            })
-        };
-        present().unwrap_or(Self::Lost(ChainLoss::Unreadable))
-    }
-}
-
-/// Seals `refresh_token` as the `seq`-th of the chain `epoch` of `identity`.
-pub(crate) fn seal_refresh_token(
-    refresh_token: &Secret,
-    identity: &Identity,
-    epoch: &str,
-    seq: u64,
-    keyring: &Keyring,
-) -> Vec<u8> {
-    keyring.seal(
-        &refresh_aad(identity, epoch, seq),
-        refresh_token.expose().as_bytes(),
-    )
-}
-
-/// Opens what [`seal_refresh_token`] sealed.
-pub(crate) fn open_refresh_token(
-    keyring: &Keyring,
-    key_id: &str,
-    sealed: &[u8],
-    identity: &Identity,
-    epoch: &str,
-    seq: u64,
-) -> Result<Secret, Unreadable> {
-    let plaintext = keyring.open(key_id, &refresh_aad(identity, epoch, seq), sealed)?;
-    String::from_utf8(plaintext)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(Secret::new)
-        .ok_or(Unreadable::Malformed)
-}
-
 fn token_aad(identity: &Identity, fence: u64, writer: &str, life_ms: u64) -> Vec<u8> {
     aad(&[
         b"token",
@@ -314,53 +174,6 @@ fn token_aad(identity: &Identity, fence: u64, writer: &str, life_ms: u64) -> Vec
         writer.as_bytes(),
         life_ms.to_string().as_bytes(),
     ])
-}
-
-fn refresh_aad(identity: &Identity, epoch: &str, seq: u64) -> Vec<u8> {
-    aad(&[
-        b"refresh",
-        identity.as_str().as_bytes(),
-        epoch.as_bytes(),
-        seq.to_string().as_bytes(),
-    ])
-}
-
-/// A decimal number this crate could have written.
-fn number(field: &Option<Vec<u8>>) -> Result<u64, Unreadable> {
-    let text = field.as_deref().ok_or(Unreadable::Malformed)?;
-    if text.is_empty() || text.len() > 15 || !text.iter().all(u8::is_ascii_digit) {
-        return Err(Unreadable::Malformed);
-    }
-    std::str::from_utf8(text)
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .filter(|n| *n <= MAX_NUMBER)
-        .ok_or(Unreadable::Malformed)
-}
-
-/// A writer nonce or chain epoch: lowercase hex.
-fn id(field: &Option<Vec<u8>>) -> Result<String, Unreadable> {
-    let text = text(field)?;
-    if text.is_empty()
-        || text.len() > MAX_ID_LEN
-        || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(Unreadable::Malformed);
-    }
-    Ok(text)
-}
-
-fn text(field: &Option<Vec<u8>>) -> Result<String, Unreadable> {
-    field
-        .as_deref()
-        .filter(|t| t.len() <= 256)
-        .and_then(|t| std::str::from_utf8(t).ok())
-        .map(str::to_owned)
-        .ok_or(Unreadable::Malformed)
-}
-
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -530,66 +343,5 @@ mod tests {
         let endless = seal(AccessToken::new("t").never_expires()).unwrap();
         assert_eq!((endless.life_ms, endless.ttl_ms), (3_600_000, 3_600_000));
         assert!(seal(AccessToken::new("t").with_expires_at(now)).is_none());
-    }
-
-    #[test]
-    fn refresh_entries() {
-        let identity = Identity::single("ns");
-        let sealed = seal_refresh_token(&Secret::new("rt-1"), &identity, "e1", 4, &keyring());
-        let fields = |lost: Option<&[u8]>, mark: bool| -> ChainFields {
-            [
-                Some(b"e1".to_vec()),
-                Some(b"4".to_vec()),
-                Some(b"b".to_vec()),
-                Some(b"k1".to_vec()),
-                Some(sealed.clone()),
-                mark.then(|| b"5:ab".to_vec()),
-                mark.then(|| (NOW - 300).to_string().into_bytes()),
-                None,
-                lost.map(<[u8]>::to_vec),
-            ]
-        };
-        let ChainRecord::Present {
-            epoch,
-            seq,
-            key_id,
-            sealed: blob,
-            mark,
-            ..
-        } = ChainRecord::parse(&fields(None, true), NOW)
-        else {
-            panic!("not present")
-        };
-        assert_eq!(
-            mark,
-            Some(MarkRecord {
-                by: "5:ab".into(),
-                age_ms: 300,
-                doubt: false
-            })
-        );
-        let open = |identity: &Identity, seq| {
-            open_refresh_token(&keyring(), &key_id, &blob, identity, &epoch, seq)
-        };
-        assert_eq!(open(&identity, seq).unwrap().expose(), "rt-1");
-        assert_eq!(open(&identity, 5), Err(Unreadable::Tampered));
-        assert_eq!(
-            open(&Identity::tenant("ns", ""), 4),
-            Err(Unreadable::Tampered)
-        );
-        assert_eq!(
-            ChainRecord::parse(&Default::default(), NOW),
-            ChainRecord::Absent
-        );
-        assert_eq!(
-            ChainRecord::parse(&fields(Some(b"rolled-back"), false), NOW),
-            ChainRecord::Lost(ChainLoss::RolledBack)
-        );
-        let mut garbled = fields(None, false);
-        garbled[1] = Some(b"four".to_vec());
-        assert_eq!(
-            ChainRecord::parse(&garbled, NOW),
-            ChainRecord::Lost(ChainLoss::Unreadable)
-        );
     }
 }
