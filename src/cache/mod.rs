@@ -33,7 +33,8 @@
 // totals) lives in a `Common` that every key of a
 // `KeyedTokenCache` shares, so that an idle key
 // costs a few hundred bytes and no task. Every fetch goes through one
-// function, `fetch_task`: its turn at the gate, the source, the result.
+// function, `fetch_task`: its turn at the gate, the source, the result;
+// `landing` installs the result or records the failure and its backoff.
 
 pub(crate) mod backoff;
 mod cached_token;
@@ -47,6 +48,7 @@ mod fetch_task;
 mod flight;
 mod gate;
 mod gate_builder;
+mod landing;
 mod metrics;
 mod overload;
 pub(crate) mod schedule;
