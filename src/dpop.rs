@@ -98,7 +98,9 @@ pub fn htu(url: &str) -> &str {
 
 /// The origin of `url` (`scheme://host[:port]`), to keep nonces by: servers
 /// hand them out per origin. (A prover of one's own can use
-/// [`Origin::from_uri`](crate::Origin::from_uri).)
+/// [`Origin::from_uri`](crate::Origin::from_uri).) Only `oauth2::DpopKey`
+/// (feature `jwt`) keeps nonces.
+#[cfg(any(test, feature = "jwt"))]
 pub(crate) fn origin_of(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
     let end = url[after_scheme..]
