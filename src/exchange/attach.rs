@@ -59,8 +59,10 @@ impl DpopSent {
 pub(crate) type ProofTarget = (Method, Option<String>);
 
 /// Puts `token` on a request with these `headers`: its `Authorization`, and
-/// for a DPoP-bound token a fresh proof for `target`.
-#[inline]
+/// for a DPoP-bound token a fresh proof for `target`. Always inlined: on a
+/// bearer request it is a header insert, and a call around it costs a fifth
+/// as much again (callgrind); the proof is made out of line.
+#[inline(always)]
 pub(crate) fn attach(
     headers: &mut HeaderMap,
     target: Option<ProofTarget>,
