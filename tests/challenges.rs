@@ -27,7 +27,7 @@ use support::loopback::serve;
 use support::stack::hyper_client;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_bearer::exchange::{Challenge, ChallengeAnswer};
-use tower_bearer::oauth2::{ClientCredentials, TokenEndpoint};
+use tower_bearer::oauth2::{ClientCredentials, RefreshTokenSource, TokenEndpoint};
 use tower_bearer::reqwest::BearerAuthMiddleware;
 use tower_bearer::{from_fn, AccessToken, BearerAuthLayer, TokenCache};
 
@@ -45,6 +45,11 @@ struct Seen {
     issued: HashMap<String, (bool, String)>,
     /// API requests, with the token each carried.
     api_requests: Vec<String>,
+    /// The refresh token each refresh-token grant presented, in order.
+    refreshes: Vec<String>,
+    /// The refresh token that is good now: each refresh rotates it, and a
+    /// spent one is `invalid_grant`.
+    live_refresh_token: String,
 }
 
 #[derive(Clone)]
@@ -62,7 +67,10 @@ impl Entra {
     /// otherwise), and at `/pop` that challenges with a scheme of its own
     /// once per request id.
     async fn start() -> Self {
-        let seen = Arc::new(Mutex::new(Seen::default()));
+        let seen = Arc::new(Mutex::new(Seen {
+            live_refresh_token: "r0".to_owned(),
+            ..Seen::default()
+        }));
         let hold_challenges: Arc<Mutex<Option<Arc<tokio::sync::Barrier>>>> =
             Arc::new(Mutex::new(None));
         let state = Arc::clone(&seen);
@@ -75,12 +83,26 @@ impl Entra {
                     let claims = form.get("claims").cloned();
                     let scope = form.get("scope").cloned();
                     let good = claims.as_deref().is_some_and(satisfies_required);
+                    let mut rotated = String::new();
+                    if form["grant_type"] == "refresh_token" {
+                        let presented = form["refresh_token"].clone();
+                        seen.refreshes.push(presented.clone());
+                        if presented != seen.live_refresh_token {
+                            return Response::builder()
+                                .status(StatusCode::BAD_REQUEST)
+                                .header("content-type", "application/json")
+                                .body(Full::from(r#"{"error":"invalid_grant"}"#))
+                                .unwrap();
+                        }
+                        seen.live_refresh_token = format!("r{}", seen.refreshes.len());
+                        rotated = format!(r#","refresh_token":"{}""#, seen.live_refresh_token);
+                    }
                     seen.token_requests.push((claims, scope.clone()));
                     let token = format!("t{}", seen.token_requests.len());
                     seen.issued
                         .insert(token.clone(), (good, scope.unwrap_or_default()));
                     json(&format!(
-                        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600}}"#
+                        r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":3600{rotated}}}"#
                     ))
                 }
                 path => {
@@ -171,6 +193,23 @@ impl Entra {
         ClientCredentials::new(endpoint)
             .scope("api")
             .client_capability("cp1")
+    }
+
+    /// A signed-in user's refresh token (`r0`), refreshed for the API's
+    /// scope by a client that answers claims challenges.
+    fn user_source(&self) -> RefreshTokenSource {
+        let endpoint = TokenEndpoint::builder(self.url("/token"))
+            .client_id("desktop-app")
+            .http_client(support::oauth2::http_client())
+            .build()
+            .unwrap();
+        RefreshTokenSource::new(endpoint, "r0")
+            .scope("api")
+            .client_capability("cp1")
+    }
+
+    fn refreshes(&self) -> Vec<String> {
+        self.seen.lock().unwrap().refreshes.clone()
     }
 
     fn token_requests(&self) -> Vec<(Option<String>, Option<String>)> {
@@ -373,4 +412,63 @@ async fn a_challenge_of_the_users_own_is_answered_by_its_handler() {
     let res = client.oneshot(get(&entra.url("/pop"))).await.unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(cache.stats().fetches, 1);
+}
+
+#[tokio::test]
+async fn a_claims_challenge_to_a_users_token_refreshes_once_with_the_claims() {
+    let entra = Entra::start().await;
+    let rotations = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&rotations);
+    let source = entra
+        .user_source()
+        .on_rotate(move |new| kept.lock().unwrap().push(new.expose().to_owned()));
+    let cache = TokenCache::new(source);
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::from_cache(cache.clone()))
+        .service(hyper_client());
+
+    let res = client
+        .clone()
+        .oneshot(get(&entra.url("/api")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The capability alone, then the challenge's claims merged with it, each
+    // on a refresh: the second redeems the refresh token the first rotated.
+    assert_eq!(entra.token_requests(), cae_token_requests());
+    assert_eq!(entra.refreshes(), ["r0", "r1"]);
+    assert_eq!(*rotations.lock().unwrap(), ["r1", "r2"]);
+    assert_eq!(entra.api_requests(), 2);
+    assert_eq!(cache.stats().retries, 1);
+
+    // The claims token serves what follows; a later refresh redeems r2.
+    for _ in 0..3 {
+        let res = client
+            .clone()
+            .oneshot(get(&entra.url("/api")))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(entra.api_requests(), 5);
+    cache
+        .replace(cache.current().unwrap().generation())
+        .await
+        .unwrap();
+    assert_eq!(entra.refreshes(), ["r0", "r1", "r2"]);
+}
+
+#[tokio::test]
+async fn a_refresh_cannot_widen_the_scope_so_a_step_up_is_returned_as_it_is() {
+    let entra = Entra::start().await;
+    let cache = TokenCache::new(entra.user_source());
+    let client = ServiceBuilder::new()
+        .layer(BearerAuthLayer::from_cache(cache.clone()).step_up())
+        .service(hyper_client());
+    let res = client.oneshot(get(&entra.url("/admin"))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    // The first token only: a refresh may narrow the scope, never widen it.
+    assert_eq!(entra.refreshes(), ["r0"]);
+    assert_eq!(entra.api_requests(), 1);
+    assert_eq!(cache.stats().retries, 0);
 }

@@ -15,6 +15,7 @@ use crate::redact::Redacted;
 use crate::secret::Secret;
 use crate::source::TokenSource;
 use crate::token::{AccessToken, Expiry};
+use crate::token_ask::TokenAsk;
 
 type RotateCallback = Arc<dyn Fn(&Secret) + Send + Sync>;
 
@@ -97,6 +98,31 @@ impl RefreshTokenSource {
     // parameter is sent with every refresh request.
     grant_setters!(params);
 
+    /// Declares a client capability, sent as claims with every refresh
+    /// (Microsoft Entra's `cp1`: the client answers claims challenges). With
+    /// it, a user's token that an API challenges for claims (continuous
+    /// access evaluation: the user's session changed) is refreshed once with
+    /// the challenge's claims merged in, and the request replayed; if the
+    /// server wants the user back instead (`interaction_required`), that is
+    /// the fetch's error and the caller gets the API's answer.
+    ///
+    /// ```
+    /// use tower_bearer::oauth2::{RefreshTokenSource, TokenEndpoint};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let endpoint = TokenEndpoint::builder("https://login.microsoftonline.com/tenant/oauth2/v2.0/token")
+    ///     .client_id("desktop-app")
+    ///     .build()?;
+    /// let source = RefreshTokenSource::new(endpoint, "the user's refresh token")
+    ///     .scope("https://graph.microsoft.com/User.Read offline_access")
+    ///     .client_capability("cp1");
+    /// # let _ = source; Ok(()) }
+    /// ```
+    pub fn client_capability(mut self, capability: impl Into<String>) -> Self {
+        self.params.add_capability(capability);
+        self
+    }
+
     /// Called with the new refresh token whenever the server rotates it, while
     /// refreshes are held off, so calls come in order. Keep it quick.
     pub fn on_rotate(mut self, callback: impl Fn(&Secret) + Send + Sync + 'static) -> Self {
@@ -137,12 +163,46 @@ impl RefreshTokenSource {
     /// # let _ = next; Ok(()) }
     /// ```
     pub async fn redeem(&self, refresh_token: &Secret) -> Result<TokenResponse, TokenError> {
+        self.redeem_asking(refresh_token, None).await
+    }
+
+    /// Redeems `refresh_token` asking for the claims a challenge named, if
+    /// any, merged with the client's capabilities.
+    async fn redeem_asking(
+        &self,
+        refresh_token: &Secret,
+        ask: Option<&TokenAsk>,
+    ) -> Result<TokenResponse, TokenError> {
+        let claims = self.params.claims(ask.and_then(TokenAsk::claims))?;
         let mut params: Vec<(&str, &str)> = vec![
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token.expose()),
         ];
-        self.params.append_to(&mut params);
+        self.params
+            .append_asking(&mut params, None, claims.as_deref());
         self.endpoint.request(&params).await
+    }
+
+    /// Redeems the current refresh token (asking for what a challenge named,
+    /// if anything), keeps the rotated one, and shares the token with fetches
+    /// that waited.
+    async fn refresh(
+        &self,
+        state: &mut State,
+        ask: Option<&TokenAsk>,
+    ) -> Result<AccessToken, TokenError> {
+        let refresh_token = state.refresh_token.clone();
+        let response = self.redeem_asking(&refresh_token, ask).await?;
+        if let Some(new) = response.refresh_token() {
+            if *new != state.refresh_token {
+                state.refresh_token = new.clone();
+                self.rotated(new);
+            }
+        }
+        let token = response.to_access_token();
+        state.latest = Some(token.clone());
+        self.refreshes.fetch_add(1, Ordering::Release);
+        Ok(token)
     }
 
     /// Takes `refresh_token` as the current one, learnt from elsewhere (a
@@ -218,18 +278,25 @@ impl TokenSource for RefreshTokenSource {
                 return Ok(token.clone());
             }
         }
-        let refresh_token = state.refresh_token.clone();
-        let response = self.redeem(&refresh_token).await?;
-        if let Some(new) = response.refresh_token() {
-            if *new != state.refresh_token {
-                state.refresh_token = new.clone();
-                self.rotated(new);
-            }
-        }
-        let token = response.to_access_token();
-        state.latest = Some(token.clone());
-        self.refreshes.fetch_add(1, Ordering::Release);
-        Ok(token)
+        self.refresh(&mut state, None).await
+    }
+
+    /// Claims (a claims challenge) go with a refresh. A wider scope (a
+    /// step-up) does not: a refresh may only narrow the scope granted
+    /// (RFC 6749 §6), so more takes the user, and the `403` is returned.
+    fn can_ask(&self, ask: &TokenAsk) -> bool {
+        ask.scope().is_none()
+    }
+
+    async fn fetch_asking(
+        &self,
+        _rejected: &AccessToken,
+        ask: &TokenAsk,
+    ) -> Result<AccessToken, TokenError> {
+        let mut state = self.state.lock().await;
+        // The token the flow began with lacks what the server asks for.
+        state.initial = None;
+        self.refresh(&mut state, Some(ask)).await
     }
 }
 
