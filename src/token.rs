@@ -151,7 +151,7 @@ impl AccessToken {
             expiry: self.expiry,
             received_at: self.received_at,
             scope: self.scope,
-            dpop: self.dpop,
+            dpop: self.dpop.map(Box::new),
         }
     }
 
@@ -162,7 +162,7 @@ impl AccessToken {
             expiry: facts.expiry,
             received_at: facts.received_at,
             scope: facts.scope.clone(),
-            dpop: facts.dpop.clone(),
+            dpop: facts.dpop.as_deref().cloned(),
         }
     }
 }
@@ -173,8 +173,10 @@ pub(crate) struct TokenFacts {
     pub(crate) expiry: Expiry,
     received_at: Instant,
     scope: Option<Arc<str>>,
-    /// The key a DPoP-bound token is bound to.
-    pub(crate) dpop: Option<Arc<dyn DpopProver>>,
+    /// The key a DPoP-bound token is bound to. Boxed, a thin pointer: every
+    /// cached token holds facts, few are bound, and 8 bytes less per token
+    /// is 8 bytes less per idle cache and per idle key.
+    pub(crate) dpop: Option<Box<Arc<dyn DpopProver>>>,
 }
 
 impl fmt::Debug for AccessToken {

@@ -124,7 +124,7 @@ impl CachedToken {
         CurrentToken {
             value: self.header.clone(),
             generation: self.generation,
-            dpop: self.facts.dpop.clone(),
+            dpop: self.facts.dpop.as_deref().cloned(),
         }
     }
 
