@@ -20,8 +20,9 @@ use support::dpop_api::verify_proof;
 use support::oauth2::{field, form, http_client, json, serve};
 use tower_bearer::dpop::DpopProver;
 use tower_bearer::oauth2::{
-    AuthorizationCode, Callback, ClientCredentials, DpopKey, ErrorCode, ExchangeError, OAuth2Error,
-    RefreshTokenSource, SigningAlgorithm, SigningKey, TokenEndpoint,
+    AuthorizationCode, Callback, ClientCredentials, DpopKey, ErrorCode, ExchangeError,
+    JwtAssertion, JwtBearer, OAuth2Error, RefreshTokenSource, SigningAlgorithm, SigningKey,
+    TokenEndpoint,
 };
 use tower_bearer::{TokenCache, TokenError, TokenSource};
 
@@ -48,6 +49,8 @@ struct Seen {
     has_ath: bool,
     jkt: String,
     client_assertion: Option<String>,
+    /// A JWT-bearer grant's `assertion`.
+    assertion: Option<String>,
 }
 
 #[derive(Default)]
@@ -153,6 +156,7 @@ fn handle(
         has_ath: verified.ath().is_some(),
         jkt: verified.jkt.clone(),
         client_assertion: field(&fields, "client_assertion").map(str::to_owned),
+        assertion: field(&fields, "assertion").map(str::to_owned),
     });
     let current = nonce_number(state.nonces_made);
     let challenge = match nonces {
@@ -365,6 +369,33 @@ async fn the_retry_carries_a_new_client_assertion() {
     assert_ne!(
         assertions[0], assertions[1],
         "a server keeps assertion jtis"
+    );
+}
+
+#[tokio::test]
+async fn the_retry_of_a_jwt_bearer_grant_carries_a_new_assertion() {
+    let server = Server::start(Nonces::Required, "DPoP").await;
+    let key = DpopKey::generate_es256().unwrap();
+    let pem = std::fs::read_to_string("tests/fixtures/keys/rsa.pkcs8.pem").unwrap();
+    let signing = SigningKey::from_pem(SigningAlgorithm::Rs256, pem).unwrap();
+    let assertion = JwtAssertion::builder(signing)
+        .issuer("service@example")
+        .audience(&server.url)
+        .build()
+        .unwrap();
+    let grant = JwtBearer::new(server.endpoint(&key), assertion);
+    let token = grant.fetch().await.unwrap();
+    assert!(token.dpop().is_some());
+    let seen = server.seen();
+    assert_eq!(server.challenges(), 1);
+    assert!(seen
+        .iter()
+        .all(|s| s.grant_type == "urn:ietf:params:oauth:grant-type:jwt-bearer"));
+    let assertions: Vec<_> = seen.into_iter().map(|s| s.assertion.unwrap()).collect();
+    assert_eq!(assertions.len(), 2);
+    assert_ne!(
+        assertions[0], assertions[1],
+        "a server may take an assertion's jti once"
     );
 }
 

@@ -104,7 +104,19 @@ impl TokenEndpoint {
     /// parses the token response. A `DPoP` token comes back bound to the
     /// endpoint's key ([`TokenResponse::dpop`]).
     pub async fn request(&self, params: &[(&str, &str)]) -> Result<TokenResponse, TokenError> {
-        let fields = self.request_fields(params).await?;
+        self.request_with(params, None).await
+    }
+
+    /// Like [`request`](Self::request), with a parameter made afresh for
+    /// each request sent: a grant's signed assertion (RFC 7523 §2.1), which
+    /// a server may take once (its `jti`), so that the second request of a
+    /// DPoP nonce challenge carries a new one, as client authentication does.
+    pub(crate) async fn request_with(
+        &self,
+        params: &[(&str, &str)],
+        fresh: Option<FreshParam<'_>>,
+    ) -> Result<TokenResponse, TokenError> {
+        let fields = self.exchange(params, fresh).await?;
         let response = TokenResponse::from_fields(fields)?;
         Ok(self.bind(response)?)
     }
@@ -147,19 +159,29 @@ impl TokenEndpoint {
         &self,
         params: &[(&str, &str)],
     ) -> Result<Map<String, Value>, TokenError> {
+        self.exchange(params, None).await
+    }
+
+    /// A token request, and its second send when the server asks for a
+    /// DPoP nonce.
+    async fn exchange(
+        &self,
+        params: &[(&str, &str)],
+        fresh: Option<FreshParam<'_>>,
+    ) -> Result<Map<String, Value>, TokenError> {
         let inner = &*self.inner;
         let grant_type = params
             .iter()
             .find(|(k, _)| *k == "grant_type")
             .map_or("", |(_, v)| *v);
         tracing::debug!(endpoint = %inner.url_for_logs, grant_type, "token request");
-        match self.send(params).await {
+        match self.send(params, fresh).await {
             Sent::NonceChallenge(_) => {
                 // The nonce is learned; one more request carries it. Its own
                 // challenge is not followed: nonces that never satisfy the
                 // server must not make a loop.
                 tracing::debug!(endpoint = %inner.url_for_logs, "sending the token request again with the server's DPoP nonce");
-                match self.send(params).await {
+                match self.send(params, fresh).await {
                     Sent::NonceChallenge(result) | Sent::Answered(result) => result,
                 }
             }
@@ -169,13 +191,24 @@ impl TokenEndpoint {
 
     /// Sends one token request: fresh client authentication and a fresh
     /// proof, a nonce the answer hands out learned.
-    async fn send(&self, params: &[(&str, &str)]) -> Sent {
+    async fn send(&self, params: &[(&str, &str)], fresh: Option<FreshParam<'_>>) -> Sent {
         let inner = &*self.inner;
         let presented = match inner.client.present() {
             Ok(presented) => presented,
             Err(err) => return Sent::Answered(Err(err)),
         };
+        let fresh = match fresh
+            .map(|f| (f.make)().map(|value| (f.name, value)))
+            .transpose()
+        {
+            Ok(fresh) => fresh,
+            Err(err) => return Sent::Answered(Err(err)),
+        };
         let mut params = params.to_vec();
+        if let Some((name, value)) = &fresh {
+            // Where the grant would have put it: after `grant_type`.
+            params.insert(params.len().min(1), (name, value.expose()));
+        }
         params.extend(presented.params.iter().map(|(k, v)| (*k, v.as_ref())));
         let proof = match &inner.dpop {
             Some(key) => match key.proof(&Method::POST, &inner.url_text, None) {
@@ -263,6 +296,15 @@ enum Sent {
     NonceChallenge(Result<Map<String, Value>, TokenError>),
     /// Anything else: the answer, or why there is none.
     Answered(Result<Map<String, Value>, TokenError>),
+}
+
+/// A token request parameter made afresh for each request sent (see
+/// [`TokenEndpoint::request_with`]); its value is redacted like any secret
+/// parameter's.
+#[derive(Clone, Copy)]
+pub(crate) struct FreshParam<'a> {
+    pub(crate) name: &'static str,
+    pub(crate) make: &'a (dyn Fn() -> Result<Secret, TokenError> + Sync),
 }
 
 /// Whether `err` is a server's `use_dpop_nonce` (RFC 9449 §8).

@@ -6,7 +6,7 @@ use std::fmt;
 use super::grant_params::{grant_setters, GrantParams};
 use crate::error::TokenError;
 use crate::oauth2::client_authentication::jwt_assertion::JwtAssertion;
-use crate::oauth2::endpoint::token_endpoint::TokenEndpoint;
+use crate::oauth2::endpoint::token_endpoint::{FreshParam, TokenEndpoint};
 use crate::source::TokenSource;
 use crate::token::AccessToken;
 
@@ -65,13 +65,16 @@ impl JwtBearer {
 
 impl TokenSource for JwtBearer {
     async fn fetch(&self) -> Result<AccessToken, TokenError> {
-        let assertion = self.assertion.sign()?;
-        let mut params = vec![
-            ("grant_type", JWT_BEARER_GRANT),
-            ("assertion", assertion.expose()),
-        ];
+        let mut params = vec![("grant_type", JWT_BEARER_GRANT)];
         self.params.append_to(&mut params);
-        let response = self.endpoint.request(&params).await?;
+        // Signed for each request sent: a DPoP nonce challenge's second
+        // request carries a new assertion (a server may take a `jti` once).
+        let sign = || Ok(self.assertion.sign()?);
+        let assertion = FreshParam {
+            name: "assertion",
+            make: &sign,
+        };
+        let response = self.endpoint.request_with(&params, Some(assertion)).await?;
         Ok(response.to_access_token())
     }
 }
