@@ -21,8 +21,8 @@ use support::oauth2::{field, form, http_client, json, serve};
 use tower_bearer::dpop::DpopProver;
 use tower_bearer::oauth2::{
     AuthorizationCode, Callback, ClientCredentials, DpopKey, ErrorCode, ExchangeError,
-    JwtAssertion, JwtBearer, OAuth2Error, RefreshTokenSource, SigningAlgorithm, SigningKey,
-    TokenEndpoint,
+    JwtAssertion, JwtBearer, OAuth2Error, PendingAuthorization, RefreshTokenSource,
+    SigningAlgorithm, SigningKey, TokenEndpoint,
 };
 use tower_bearer::{TokenCache, TokenError, TokenSource};
 
@@ -447,6 +447,61 @@ async fn the_code_exchange_and_refreshes_prove_the_same_key() {
     );
     assert!(server.seen().iter().all(|s| s.jkt == key.thumbprint()));
     assert_eq!(server.challenges(), 1);
+}
+
+#[tokio::test]
+async fn a_code_bound_to_one_key_is_exchanged_only_by_a_flow_holding_it() {
+    let server = Server::start(Nonces::Required, "DPoP").await;
+    let key = DpopKey::generate_es256().unwrap();
+    let flow_for = |endpoint| {
+        AuthorizationCode::new("http://127.0.0.1:9/authorize", endpoint)
+            .unwrap()
+            .redirect_uri("http://127.0.0.1:9/callback")
+    };
+    let request = flow_for(server.endpoint(&key)).start();
+    // Saved in a session, as a web app does, and read back after a restart.
+    let saved = serde_json::to_string(request.pending()).unwrap();
+    let pending: PendingAuthorization = serde_json::from_str(&saved).unwrap();
+    assert_eq!(pending.dpop_jkt(), Some(key.thumbprint()));
+    let callback = Callback::from_url(&format!(
+        "http://127.0.0.1:9/callback?code=c0de&state={}",
+        pending.state().secret().expose()
+    ))
+    .unwrap();
+
+    // The restart generated a new key; another flow has none.
+    let other = DpopKey::generate_es256().unwrap();
+    let plain = TokenEndpoint::builder(&server.url)
+        .client_id("client")
+        .http_client(http_client())
+        .build()
+        .unwrap();
+    for (endpoint, held) in [
+        (server.endpoint(&other), Some(other.thumbprint().to_owned())),
+        (plain, None),
+    ] {
+        let err = flow_for(endpoint)
+            .exchange(&pending, &callback)
+            .await
+            .unwrap_err();
+        match exchange_error(&err) {
+            ExchangeError::DpopKeyMismatch { bound_to, held: h } => {
+                assert_eq!(bound_to, key.thumbprint());
+                assert_eq!(*h, held);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(err.is_permanent());
+    }
+    assert_eq!(server.requests(), 0, "the code was not sent");
+
+    // Not used up: the flow with the key finishes it.
+    let response = flow_for(server.endpoint(&key))
+        .exchange(&pending, &callback)
+        .await
+        .unwrap();
+    assert!(response.dpop().is_some());
+    assert!(server.seen().iter().all(|s| s.jkt == key.thumbprint()));
 }
 
 #[tokio::test]

@@ -245,6 +245,9 @@ impl AuthorizationCode {
             pending = pending.with_redirect_uri(uri.clone());
         }
         pending = pending.with_issuer(self.issuer.clone());
+        if let Some(key) = self.endpoint.dpop().filter(|_| self.dpop_jkt) {
+            pending = pending.with_dpop_jkt(key.thumbprint());
+        }
         let url = self.authorize_url(&pending);
         AuthorizationRequest::new(url, pending, self.clone())
     }
@@ -267,8 +270,8 @@ impl AuthorizationCode {
                 .param("code_challenge", challenge.as_str())
                 .param("code_challenge_method", challenge.method());
         }
-        if let Some(key) = self.endpoint.dpop().filter(|_| self.dpop_jkt) {
-            url = url.param("dpop_jkt", key.thumbprint());
+        if let Some(jkt) = pending.dpop_jkt() {
+            url = url.param("dpop_jkt", jkt);
         }
         for resource in &self.resources {
             url = url.param("resource", resource);
@@ -304,6 +307,7 @@ impl AuthorizationCode {
         // without one, and must agree with one saved with it.
         let expected = issuer_check::for_exchange(self.issuer.as_ref(), pending.expected_issuer())?;
         let pending = &pending.clone().with_issuer(expected);
+        self.check_dpop_key(pending)?;
         let code = callback.verified_code(pending)?;
         // Only a callback that passed the checks uses the authorization up:
         // a forged one must not lock the user out of a good one.
@@ -322,6 +326,24 @@ impl AuthorizationCode {
         }
         params.extend(self.token_params());
         self.endpoint.request(&params).await
+    }
+
+    /// A code bound to a DPoP key (`dpop_jkt`) goes only to a token endpoint
+    /// that can prove that key: the server would refuse another's proof,
+    /// after taking the code. A new key (a restart that generated one) needs
+    /// a new authorization.
+    fn check_dpop_key(&self, pending: &PendingAuthorization) -> Result<(), ExchangeError> {
+        let Some(bound_to) = pending.dpop_jkt() else {
+            return Ok(());
+        };
+        let held = self.endpoint.dpop().map(|key| key.thumbprint());
+        if held == Some(bound_to) {
+            return Ok(());
+        }
+        Err(ExchangeError::DpopKeyMismatch {
+            bound_to: bound_to.to_owned(),
+            held: held.map(str::to_owned),
+        })
     }
 
     /// [`exchange`](Self::exchange)s the code, then returns a

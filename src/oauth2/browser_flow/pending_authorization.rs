@@ -1,5 +1,6 @@
 //! What a client keeps while the user is at the authorization server: the
-//! `state`, the PKCE verifier, the redirect URI and the expected issuer.
+//! `state`, the PKCE verifier, the redirect URI, the expected issuer and the
+//! DPoP key the code is bound to.
 //! Saved in a session, it lets any process finish the flow.
 
 use std::fmt;
@@ -90,6 +91,8 @@ pub struct PendingAuthorization {
     verifier: Option<PkceVerifier>,
     redirect_uri: Option<String>,
     issuer: Option<ExpectedIssuer>,
+    /// The thumbprint of the DPoP key the code is bound to (`dpop_jkt`).
+    dpop_jkt: Option<String>,
     /// Shared by clones: a clone is the same authorization, whose code may
     /// be sent once.
     exchanged: Arc<AtomicBool>,
@@ -103,6 +106,7 @@ impl PartialEq for PendingAuthorization {
             && self.verifier == other.verifier
             && self.redirect_uri == other.redirect_uri
             && self.issuer == other.issuer
+            && self.dpop_jkt == other.dpop_jkt
     }
 }
 
@@ -117,6 +121,7 @@ impl PendingAuthorization {
             verifier: None,
             redirect_uri: None,
             issuer: None,
+            dpop_jkt: None,
             exchanged: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -154,6 +159,16 @@ impl PendingAuthorization {
         self
     }
 
+    /// The thumbprint of the DPoP key the authorization request named
+    /// (`dpop_jkt`, RFC 9449 §10): the server binds the code to that key, so
+    /// only a flow whose token endpoint holds it may exchange the code
+    /// ([`ExchangeError::DpopKeyMismatch`](crate::oauth2::ExchangeError::DpopKeyMismatch)
+    /// otherwise).
+    pub fn with_dpop_jkt(mut self, thumbprint: impl Into<String>) -> Self {
+        self.dpop_jkt = Some(thumbprint.into());
+        self
+    }
+
     /// The `state` sent.
     pub fn state(&self) -> &CsrfState {
         &self.state
@@ -178,6 +193,12 @@ impl PendingAuthorization {
     /// Whether a callback without `iss` is refused.
     pub fn issuer_required(&self) -> bool {
         self.issuer.as_ref().is_some_and(|i| i.required)
+    }
+
+    /// The thumbprint of the DPoP key the code is bound to, if the
+    /// authorization request named one.
+    pub fn dpop_jkt(&self) -> Option<&str> {
+        self.dpop_jkt.as_deref()
     }
 
     pub(crate) fn with_issuer(mut self, issuer: Option<ExpectedIssuer>) -> Self {
@@ -207,6 +228,7 @@ impl fmt::Debug for PendingAuthorization {
             )
             .field("issuer", &self.issuer())
             .field("issuer_required", &self.issuer_required())
+            .field("dpop_jkt", &self.dpop_jkt)
             .finish()
     }
 }
@@ -235,6 +257,18 @@ mod wire {
         issuer: Option<Cow<'a, str>>,
         #[serde(default, skip_serializing_if = "is_false")]
         issuer_required: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dpop_jkt: Option<Cow<'a, str>>,
+    }
+
+    /// A JWK thumbprint as a server would name it: base64url, no padding,
+    /// at most the length of a SHA-512 one. Anything else did not come from
+    /// `start` and must not reach an error's text.
+    fn is_thumbprint(text: &str) -> bool {
+        (1..=86).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }
 
     fn is_false(value: &bool) -> bool {
@@ -253,6 +287,7 @@ mod wire {
                 redirect_uri: self.redirect_uri.as_deref().map(Cow::Borrowed),
                 issuer: self.issuer().map(Cow::Borrowed),
                 issuer_required: self.issuer_required(),
+                dpop_jkt: self.dpop_jkt().map(Cow::Borrowed),
             }
             .serialize(serializer)
         }
@@ -266,7 +301,7 @@ mod wire {
             let wire = Wire::deserialize(deserializer).map_err(|_| {
                 D::Error::custom(
                     "not a saved PendingAuthorization: expected an object with a string `state` \
-                     and optional strings `code_verifier`, `redirect_uri`, `issuer` and a boolean `issuer_required`",
+                     and optional strings `code_verifier`, `redirect_uri`, `issuer`, `dpop_jkt` and a boolean `issuer_required`",
                 )
             })?;
             if wire.state.is_empty() {
@@ -294,6 +329,14 @@ mod wire {
                 }
                 (None, false) => pending,
             };
+            if let Some(jkt) = wire.dpop_jkt {
+                if !is_thumbprint(&jkt) {
+                    return Err(D::Error::custom(
+                        "the saved `dpop_jkt` is not a JWK thumbprint (base64url)",
+                    ));
+                }
+                pending = pending.with_dpop_jkt(jkt.into_owned());
+            }
             Ok(pending)
         }
     }
@@ -316,6 +359,8 @@ mod wire {
                     .with_verifier(PkceVerifier::new(verifier).unwrap())
                     .with_redirect_uri("https://app.example/cb")
                     .with_required_issuer("https://idp.example"),
+                PendingAuthorization::new(CsrfState::new("s"))
+                    .with_dpop_jkt("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"),
             ];
             for pending in cases {
                 let json = serde_json::to_string(&pending).unwrap();
@@ -339,6 +384,11 @@ mod wire {
                     "RFC 7636",
                 ),
                 (r#"{"state":"s","issuer_required":true}"#, "no `issuer`"),
+                (
+                    r#"{"state":"s","dpop_jkt":"s3cr3t\nforged log line"}"#,
+                    "`dpop_jkt`",
+                ),
+                (r#"{"state":"s","dpop_jkt":""}"#, "`dpop_jkt`"),
                 (r#"{"state":7}"#, "not a saved PendingAuthorization"),
                 (r#""s3cr3t""#, "not a saved PendingAuthorization"),
                 (

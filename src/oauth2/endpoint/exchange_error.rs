@@ -114,6 +114,16 @@ pub enum ExchangeError {
         /// The issuer of the flow asked to finish it.
         finishing_with: String,
     },
+    /// The authorization request bound the code to one DPoP key (its
+    /// `dpop_jkt`), and the flow finishing it holds another or none: the
+    /// server would refuse the exchange's proof. Nothing was sent, and the
+    /// pending authorization is not used up.
+    DpopKeyMismatch {
+        /// The thumbprint the authorization request named.
+        bound_to: String,
+        /// The thumbprint of the key the flow's token endpoint holds, if any.
+        held: Option<String>,
+    },
 }
 
 impl ExchangeError {
@@ -216,6 +226,17 @@ impl fmt::Display for ExchangeError {
                 f,
                 "the authorization was started with issuer `{started_with}`, not `{finishing_with}`, whose flow was asked to finish it; the code was not exchanged"
             ),
+            ExchangeError::DpopKeyMismatch { bound_to, held } => {
+                write!(
+                    f,
+                    "the code is bound to the DPoP key `{bound_to}`, and this flow's token endpoint "
+                )?;
+                match held {
+                    Some(held) => write!(f, "holds the key `{held}`")?,
+                    None => f.write_str("has no DPoP key")?,
+                }
+                f.write_str("; the code was not exchanged: start a new authorization")
+            }
         }
     }
 }
