@@ -25,15 +25,22 @@ pub(crate) struct ExchangePolicy<C = DefaultClassifier> {
     judge: Judge<C>,
 }
 
-/// What a request in flight needs of the settings (each holds a clone, so
-/// every part is cheap to clone, and free when unset): the classifier, how
-/// challenges are answered (`None`: the crate's rules only), and the origin
-/// of relative URIs (for DPoP proofs).
+/// What a request in flight needs of the settings (each holds a clone): the
+/// classifier, and the rarely set rest behind one pointer, so that a clone
+/// and its drop cost a request one test each when unset.
 #[derive(Clone, Debug)]
 pub(crate) struct Judge<C> {
     classifier: C,
-    challenges: Option<Arc<ChallengeRules>>,
-    relative_origin: Option<Arc<Origin>>,
+    /// `None`: the crate's challenge rules, absolute URIs only.
+    settings: Option<Arc<JudgeSettings>>,
+}
+
+/// How challenges are answered, and the origin of relative URIs (for DPoP
+/// proofs).
+#[derive(Clone, Debug, Default)]
+struct JudgeSettings {
+    challenges: ChallengeRules,
+    relative_origin: Option<Origin>,
 }
 
 /// Whether a request gets the token.
@@ -99,8 +106,7 @@ impl Default for ExchangePolicy {
             caller_authorization: CallerAuthorization::Replace,
             judge: Judge {
                 classifier: DefaultClassifier,
-                challenges: None,
-                relative_origin: None,
+                settings: None,
             },
         }
     }
@@ -114,42 +120,30 @@ impl<C> ExchangePolicy<C> {
             caller_authorization: self.caller_authorization,
             judge: Judge {
                 classifier,
-                challenges: self.judge.challenges,
-                relative_origin: self.judge.relative_origin,
+                settings: self.judge.settings,
             },
         }
     }
 
     /// Answers challenges with `handler` first.
     pub(crate) fn on_challenge(mut self, handler: impl ChallengeHandler) -> Self {
-        let mut rules = self
-            .judge
-            .challenges
-            .as_deref()
-            .cloned()
-            .unwrap_or_default();
-        rules.handler = Some(Arc::new(handler));
-        self.judge.challenges = Some(Arc::new(rules));
+        self.judge
+            .change(|settings| settings.challenges.handler = Some(Arc::new(handler)));
         self
     }
 
     /// Answers a `403 insufficient_scope` naming a scope with a token asked
     /// for that scope.
     pub(crate) fn step_up(mut self) -> Self {
-        let mut rules = self
-            .judge
-            .challenges
-            .as_deref()
-            .cloned()
-            .unwrap_or_default();
-        rules.step_up = true;
-        self.judge.challenges = Some(Arc::new(rules));
+        self.judge
+            .change(|settings| settings.challenges.step_up = true);
         self
     }
 
     /// Requests whose URI is relative are for `origin`.
     pub(crate) fn relative_uri_origin(mut self, origin: Origin) -> Self {
-        self.judge.relative_origin = Some(Arc::new(origin));
+        self.judge
+            .change(|settings| settings.relative_origin = Some(origin));
         self
     }
 
@@ -183,7 +177,7 @@ impl<C> ExchangePolicy<C> {
     }
 
     fn route_with_settings(&self, target: &impl Target, headers: &HeaderMap) -> Route {
-        let in_scope = match (&self.scope, &self.judge.relative_origin) {
+        let in_scope = match (&self.scope, self.judge.relative_origin()) {
             (None, _) => true,
             (Some(origins), Some(relative)) if target.is_relative() => origins.contains(relative),
             (Some(origins), _) => origins.iter().any(|origin| target.is_for(origin)),
@@ -204,7 +198,18 @@ impl<C> Judge<C> {
     /// The absolute URL of a request for `target` (a DPoP proof's `htu`
     /// and the origin its nonce is kept for), if it can be known.
     pub(crate) fn absolute_url(&self, target: &impl Target) -> Option<String> {
-        target.absolute_url(self.relative_origin.as_deref())
+        target.absolute_url(self.relative_origin())
+    }
+
+    fn relative_origin(&self) -> Option<&Origin> {
+        self.settings.as_deref()?.relative_origin.as_ref()
+    }
+
+    /// Changes the settings of requests sent from now on.
+    fn change(&mut self, change: impl FnOnce(&mut JudgeSettings)) {
+        let mut settings = self.settings.as_deref().cloned().unwrap_or_default();
+        change(&mut settings);
+        self.settings = Some(Arc::new(settings));
     }
 }
 
@@ -242,11 +247,11 @@ impl<C: RejectionClassifier> Judge<C> {
         if extensions.get::<AnsweredElsewhere>().is_some() {
             return Verdict::Unrelated;
         }
-        let rules = self.challenges.as_deref();
-        let answer = match rules {
-            Some(rules) => rules.answer(status, headers, dpop),
-            None => DEFAULT_RULES.answer(status, headers, dpop),
+        let rules = match self.settings.as_deref() {
+            Some(settings) => &settings.challenges,
+            None => &DEFAULT_RULES,
         };
+        let answer = rules.answer(status, headers, dpop);
         match answer {
             Some(ChallengeAnswer::Replay) => Verdict::SendAgain,
             Some(ChallengeAnswer::Replace) => Verdict::Rejected,
