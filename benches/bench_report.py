@@ -86,6 +86,18 @@ def per_call(text, function):
     return None
 
 
+def stored_run(out):
+    """The results and environment of the last finished run in `out`
+    (`None` for each before any)."""
+    def load(name):
+        path = os.path.join(out, name)
+        if not os.path.exists(path):
+            return None
+        with open(path) as f:
+            return json.load(f)
+    return load("results.json"), load("env.json")
+
+
 def finish_run(tmp, out, env, callgrind):
     """Adds callgrind's counts (where valgrind is installed) and `env` to the
     run in `tmp`, then puts it in place of `out`: a stored run is always whole."""

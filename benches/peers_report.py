@@ -23,7 +23,7 @@ import sys
 import time
 
 from bench_report import (CRITERION_ARGS, ROOT, criterion_estimates, finish_run,
-                          instructions_per_call, loadavg, newest_bench_binary, sh)
+                          instructions_per_call, loadavg, newest_bench_binary, sh, stored_run)
 
 OUT = os.path.join(ROOT, "target", "bench-report-peers")
 TMP = OUT + ".tmp"
@@ -103,13 +103,7 @@ def callgrind():
 # ---- writing ---------------------------------------------------------------------
 
 def stored():
-    def load(name):
-        path = os.path.join(OUT, name)
-        if not os.path.exists(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
-    return load("results.json"), load("env.json")
+    return stored_run(OUT)
 
 
 def ns(x):

@@ -950,8 +950,9 @@ def write():
 
 How fast `tower-bearer` is on its hot path, under contention, in a stampede,
 in a 401 storm and under refresh at full load. **Every number below is
-generated** by `benches/report.py` from the outputs of the runs it starts
-(criterion's `estimates.json`, the allocation test's output, the load tool's
+generated** by `benches/report.py` (sections 7 to 9 by the scripts named
+there) from the outputs of the runs it starts (criterion's `estimates.json`,
+callgrind's counts, the allocation and memory tests' output, the load tool's
 JSON); rerun it to refresh this file.
 
 ```text
@@ -964,6 +965,9 @@ cargo test  --test alloc -- --nocapture
 cargo run   --release --example load -- --concurrency 64 --duration 30 --token-lifetime 2 --json load.json
 python3 benches/report.py fleet   # section 6 alone: builds and runs fleet_load (needs redis-server)
 python3 benches/report.py rejections  # section 5.1 alone: the load tool against rejecting APIs
+python3 benches/keyed_report.py run   # section 7: the keyed cache
+python3 benches/peers_report.py run   # section 8: against the peers, row by row (issue 27)
+python3 benches/dpop_report.py run    # section 9: what DPoP adds (issue 23)
 python3 benches/report.py         # rewrite this file from the stored results
 ```
 
@@ -1109,6 +1113,8 @@ wait for a token only at start-up (at most one per task), then never.
     import keyed_report
     doc = doc.rstrip("\n") + "\n\n" + keyed_report.section()
     doc = doc.rstrip("\n") + "\n\n" + peers_report.section()
+    import dpop_report
+    doc = doc.rstrip("\n") + "\n\n" + dpop_report.section()
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write(doc)
     print("wrote BENCHMARKS.md", file=sys.stderr)
