@@ -1469,7 +1469,8 @@ mod dpop {
     }
 
     /// RFC 9449 §10: a code issued for one key's `dpop_jkt` cannot be
-    /// exchanged with another key.
+    /// exchanged with another key. The crate refuses before sending it; the
+    /// server refuses a pending authorization that did not keep the key.
     #[tokio::test]
     async fn dpop_jkt_binds_the_code_to_the_key() {
         let server = AuthServer::start(60);
@@ -1479,6 +1480,22 @@ mod dpop {
         let callback = authorize(&server, &request).await;
         let err = public_flow(&server, &other)
             .exchange(request.pending(), &callback)
+            .await
+            .unwrap_err();
+        let cause = err.cause().and_then(|c| c.downcast_ref::<ExchangeError>());
+        assert!(
+            matches!(cause, Some(ExchangeError::DpopKeyMismatch { .. })),
+            "{err}"
+        );
+        assert_eq!(counts(&server).await, (0, 0), "the code was not sent");
+
+        // A session saved without the thumbprint: the crate cannot tell, and
+        // oidc-provider refuses the other key's proof.
+        let mut saved = serde_json::to_value(request.pending()).unwrap();
+        saved.as_object_mut().unwrap().remove("dpop_jkt");
+        let unbound: PendingAuthorization = serde_json::from_value(saved).unwrap();
+        let err = public_flow(&server, &other)
+            .exchange(&unbound, &callback)
             .await
             .unwrap_err();
         assert_eq!(oauth2_error(&err).code(), &ErrorCode::InvalidGrant);
