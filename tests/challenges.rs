@@ -258,6 +258,17 @@ fn get(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::default()).unwrap()
 }
 
+/// What a request to the API at `/api` gets through the layer on `cache`.
+async fn api_status(cache: &TokenCache, entra: &Entra) -> StatusCode {
+    ServiceBuilder::new()
+        .layer(BearerAuthLayer::from_cache(cache.clone()))
+        .service(hyper_client())
+        .oneshot(get(&entra.url("/api")))
+        .await
+        .unwrap()
+        .status()
+}
+
 /// The capability alone, then the required claims merged with it.
 fn cae_token_requests() -> Vec<(Option<String>, Option<String>)> {
     vec![
@@ -279,26 +290,13 @@ fn cae_token_requests() -> Vec<(Option<String>, Option<String>)> {
 async fn a_claims_challenge_costs_one_token_request_and_one_replay_under_the_layer() {
     let entra = Entra::start().await;
     let cache = TokenCache::new(entra.source());
-    let client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache.clone()))
-        .service(hyper_client());
 
-    let res = client
-        .clone()
-        .oneshot(get(&entra.url("/api")))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(api_status(&cache, &entra).await, StatusCode::OK);
     assert_eq!(entra.token_requests(), cae_token_requests());
     assert_eq!(entra.api_requests(), 2);
     // The token with the claims serves every later request.
     for _ in 0..5 {
-        let res = client
-            .clone()
-            .oneshot(get(&entra.url("/api")))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(api_status(&cache, &entra).await, StatusCode::OK);
     }
     assert_eq!(entra.token_requests().len(), 2);
     assert_eq!(entra.api_requests(), 7);
@@ -423,16 +421,8 @@ async fn a_claims_challenge_to_a_users_token_refreshes_once_with_the_claims() {
         .user_source()
         .on_rotate(move |new| kept.lock().unwrap().push(new.expose().to_owned()));
     let cache = TokenCache::new(source);
-    let client = ServiceBuilder::new()
-        .layer(BearerAuthLayer::from_cache(cache.clone()))
-        .service(hyper_client());
 
-    let res = client
-        .clone()
-        .oneshot(get(&entra.url("/api")))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(api_status(&cache, &entra).await, StatusCode::OK);
     // The capability alone, then the challenge's claims merged with it, each
     // on a refresh: the second redeems the refresh token the first rotated.
     assert_eq!(entra.token_requests(), cae_token_requests());
@@ -443,12 +433,7 @@ async fn a_claims_challenge_to_a_users_token_refreshes_once_with_the_claims() {
 
     // The claims token serves what follows; a later refresh redeems r2.
     for _ in 0..3 {
-        let res = client
-            .clone()
-            .oneshot(get(&entra.url("/api")))
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(api_status(&cache, &entra).await, StatusCode::OK);
     }
     assert_eq!(entra.api_requests(), 5);
     cache
