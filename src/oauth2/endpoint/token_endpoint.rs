@@ -299,8 +299,8 @@ enum Sent {
 }
 
 /// A token request parameter made afresh for each request sent (see
-/// [`TokenEndpoint::request_with`]); its value is redacted like any secret
-/// parameter's.
+/// [`TokenEndpoint::request_with`]). Its value is kept out of errors by its
+/// name, as every parameter's is: `assertion` names a secret.
 #[derive(Clone, Copy)]
 pub(crate) struct FreshParam<'a> {
     pub(crate) name: &'static str,
