@@ -150,6 +150,15 @@ impl TokenFile {
 /// Key Vault, on one loopback port.
 pub struct Fixture(support::StandIn<State>);
 
+/// The stand-in's `url` and `state`; the fixture adds the environments.
+impl std::ops::Deref for Fixture {
+    type Target = support::StandIn<State>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// What the stand-in saw and holds.
 #[derive(Default)]
 pub struct State {
@@ -176,14 +185,6 @@ impl Fixture {
         let stand_in = support::StandIn::serve(handle).await;
         stand_in.state().identity_header = format!("853b9a84-{}", std::process::id());
         Self(stand_in)
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.0.base())
-    }
-
-    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.state()
     }
 
     /// A VM: IMDS, at the stand-in.

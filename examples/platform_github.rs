@@ -130,6 +130,15 @@ pub async fn run(github: &Fixture) -> Result<Outcome, BoxError> {
 /// ID and the two APIs, on one loopback port.
 pub struct Fixture(support::StandIn<State>);
 
+/// The stand-in's `url` and `state`; the fixture adds the environments.
+impl std::ops::Deref for Fixture {
+    type Target = support::StandIn<State>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// What the stand-in saw and holds.
 #[derive(Default)]
 pub struct State {
@@ -150,14 +159,6 @@ impl Fixture {
         let stand_in = support::StandIn::serve(handle).await;
         stand_in.state().request_token = format!("eyJ0eXAi.request-{}", std::process::id());
         Self(stand_in)
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.0.base())
-    }
-
-    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.state()
     }
 
     /// What GitHub sets in a job with `permissions: id-token: write`.

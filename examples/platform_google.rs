@@ -211,6 +211,15 @@ fn rfc3339(unix: u64) -> String {
 /// Storage and a Cloud Run service, on one loopback port.
 pub struct Fixture(support::StandIn<State>);
 
+/// The stand-in's `url` and `state`; the fixture adds the environments.
+impl std::ops::Deref for Fixture {
+    type Target = support::StandIn<State>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
 /// What the stand-in saw and holds.
 #[derive(Default)]
 pub struct State {
@@ -244,14 +253,6 @@ impl Fixture {
             "GCE_METADATA_HOST",
             self.0.base().trim_start_matches("http://"),
         )
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.0.base())
-    }
-
-    pub fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.state()
     }
 
     /// A credential configuration for the AKS pool with `credential_source`,

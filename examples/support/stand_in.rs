@@ -41,6 +41,11 @@ impl<S: Default + Send + 'static> StandIn<S> {
         format!("http://{}", self.addr)
     }
 
+    /// `path` at the stand-in: `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base())
+    }
+
     /// The provider's state, locked.
     pub fn state(&self) -> MutexGuard<'_, S> {
         self.state.lock().unwrap()

@@ -158,6 +158,16 @@ impl TokenServer {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// (connections, requests) once the first request was read: the server
+    /// counts on a task of its own, so a test that saw its client give up
+    /// lets it catch up first, then checks that nothing more came.
+    pub async fn counts_after_first_request(&self) -> (usize, usize) {
+        while self.requests() == 0 {
+            tokio::task::yield_now().await;
+        }
+        (self.connections(), self.requests())
+    }
+
     pub fn bodies(&self) -> Vec<Bytes> {
         self.state.bodies.lock().unwrap().clone()
     }
